@@ -1,0 +1,3 @@
+from mistral_gateway.cli import main
+
+raise SystemExit(main())

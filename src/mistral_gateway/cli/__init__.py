@@ -1,0 +1,40 @@
+"""The ``mistral-gateway`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from mistral_gateway.cli import admin, server
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mistral-gateway",
+                                     description="Self-hosted Mistral AI API (native and LowCodeAPI dialects).")
+    parser.add_argument("--data-dir", help="data directory (default ./.mistral-gateway or $MISTRAL_GATEWAY_DATA_DIR)")
+    parser.add_argument("--config", help="TOML configuration file (or $MISTRAL_GATEWAY_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    server.register(sub)
+    admin.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit:
+        raise
+    except Exception as exc:  # a clean message instead of a traceback for expected failures
+        from mistral_gateway.errors import GatewayError
+
+        if isinstance(exc, GatewayError):
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 2
+        raise

@@ -1,0 +1,113 @@
+"""Token administration, the registry listing and the OpenAPI printer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from mistral_gateway.cli.common import settings_from
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    tokens = sub.add_parser("tokens", help="create, list and revoke API tokens")
+    tsub = tokens.add_subparsers(dest="tokens_command", required=True)
+    create = tsub.add_parser("create", help="create a token; it is printed once, alone on the last line")
+    create.add_argument("--name", required=True)
+    create.add_argument("--workspace", default="default")
+    create.add_argument("--scope", action="append", dest="scopes", metavar="SCOPE",
+                        help="repeatable; a category scope (files, models, chat, ...) or * (default: *)")
+    create.add_argument("--expires-in", type=int, metavar="SECONDS")
+    _common(create)
+    create.set_defaults(func=_tokens_create)
+    lst = tsub.add_parser("list", help="list tokens (never their secret)")
+    lst.add_argument("--json", action="store_true")
+    _common(lst)
+    lst.set_defaults(func=_tokens_list)
+    revoke = tsub.add_parser("revoke", help="revoke a token by id (effective immediately)")
+    revoke.add_argument("token_id")
+    _common(revoke)
+    revoke.set_defaults(func=_tokens_revoke)
+
+    openapi = sub.add_parser("openapi", help="print the generated OpenAPI 3.1 document")
+    openapi.add_argument("--dialect", choices=["native", "lowcode"], default="native")
+    openapi.set_defaults(func=_openapi)
+
+    ops = sub.add_parser("operations", help="print the operation registry with each operation's status")
+    ops.add_argument("--json", action="store_true")
+    ops.set_defaults(func=_operations)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=argparse.SUPPRESS)
+    parser.add_argument("--config", default=argparse.SUPPRESS)
+
+
+def _services(args: argparse.Namespace) -> Any:
+    from mistral_gateway.services.container import build_services
+
+    return build_services(settings_from(args))
+
+
+def _tokens_create(args: argparse.Namespace) -> int:
+    services = _services(args)
+    token, record = services.tokens.create(args.name, workspace=args.workspace, scopes=args.scopes,
+                                           expires_in=args.expires_in)
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.expires_at)) if record.expires_at else "never"
+    print(f"created token {record.id} ({record.name}) in workspace {record.workspace_name!r}, "
+          f"scopes {' '.join(record.scopes)}, expires {expires}")
+    print("the token is shown only now; store it safely:")
+    print(token)
+    return 0
+
+
+def _tokens_list(args: argparse.Namespace) -> int:
+    records = _services(args).tokens.list()
+    now = time.time()
+    rows = []
+    for r in records:
+        state = "revoked" if r.revoked_at else "expired" if r.expires_at and r.expires_at <= now else "active"
+        rows.append({"id": r.id, "name": r.name, "workspace": r.workspace_name, "prefix": r.prefix + "…",
+                     "scopes": list(r.scopes), "created_at": r.created_at, "expires_at": r.expires_at,
+                     "state": state})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'ID':<26} {'NAME':<16} {'WORKSPACE':<12} {'PREFIX':<12} {'STATE':<8} SCOPES")
+    for row in rows:
+        print(f"{row['id']:<26} {row['name'][:16]:<16} {row['workspace'][:12]:<12} {row['prefix']:<12} "
+              f"{row['state']:<8} {' '.join(row['scopes'])}")
+    return 0
+
+
+def _tokens_revoke(args: argparse.Namespace) -> int:
+    _services(args).tokens.revoke(args.token_id)
+    print(f"revoked {args.token_id}")
+    return 0
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    from mistral_gateway.http.openapi import build_openapi
+    from mistral_gateway.registry import Registry
+
+    print(json.dumps(build_openapi(Registry.load(), args.dialect), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _operations(args: argparse.Namespace) -> int:
+    from mistral_gateway.registry import Registry
+
+    registry = Registry.load()
+    if args.json:
+        print(json.dumps([{"id": op.id, "name": op.name, "category": op.category, "method": op.method,
+                           "path": op.path, "implemented": op.implemented} for op in registry], indent=2))
+        return 0
+    for op in registry:
+        status = "implemented" if op.implemented else "not yet"
+        print(f"{op.name:<32} {op.category:<15} {op.method:<6} {op.path:<55} {status}")
+    done = sum(op.implemented for op in registry)
+    print(f"{done}/{len(registry)} operations implemented")
+    return 0

@@ -1,0 +1,75 @@
+"""``mistral-gateway serve``: migrate, bootstrap a dev token on first start, serve with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Any
+
+from mistral_gateway.cli.common import settings_from
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--data-dir", default=argparse.SUPPRESS)
+    serve.add_argument("--config", default=argparse.SUPPRESS)
+    serve.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mistral_gateway.http.accesslog import AccessLog
+    from mistral_gateway.http.app import create_app
+    from mistral_gateway.services.container import build_services
+
+    settings = settings_from(args, host=args.host, port=args.port)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    services = build_services(settings)
+    if settings.bootstrap_dev_token:
+        _announce_dev_token(services, settings.host, settings.port)
+    app = AccessLog(create_app(services=services))
+    # uvicorn's own access log would print ?api_token=... verbatim; ours redacts it.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
+    return 0
+
+
+def _announce_dev_token(services: Any, host: str, port: int) -> None:
+    """First start: create a dev token (scope *) and keep it in data_dir/dev-token (0600) so later starts can
+    print it again. The database holds only its hash."""
+    from mistral_gateway.errors import Unauthorized
+
+    path = services.settings.data_dir / "dev-token"
+    token = None
+    if path.exists():
+        candidate = path.read_text().strip()
+        try:
+            services.tokens.verify(candidate)
+            token = candidate
+        except Unauthorized:
+            token = None
+    if token is None and services.tokens.count() == 0:
+        token, _ = services.tokens.create("dev", workspace="default", scopes=["*"])
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
+    if token is None:
+        print("mistral-gateway: tokens exist already; create one with `mistral-gateway tokens create --name NAME`",
+              flush=True)
+        return
+    print(f"""
+mistral-gateway is starting on {base}
+dev token (workspace 'default', all scopes; kept in {path}):
+  {token}
+
+Mistral native dialect:
+  curl -s {base}/v1/models -H "Authorization: Bearer {token}"
+LowCodeAPI dialect:
+  curl -s "{base}/mistralai/v1/models?api_token={token}"
+""", flush=True)

@@ -1,0 +1,127 @@
+"""One settings object for the whole server: env prefix ``MISTRAL_GATEWAY_``, optional TOML file.
+
+Precedence, highest first: constructor arguments (the CLI), environment variables, the TOML file, defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ModelEntry", "Settings", "default_models", "load_settings"]
+
+MB = 1024 * 1024
+ENV_PREFIX = "MISTRAL_GATEWAY_"
+
+
+class ModelEntry(BaseModel):
+    """One model of the catalog. ``engine`` says what serves it; ``path`` points at weights on disk."""
+
+    id: str
+    aliases: list[str] = Field(default_factory=list)
+    name: str | None = None
+    description: str | None = None
+    engine: str = "llama.cpp"
+    path: str | None = None
+    max_context_length: int = 32768
+    capabilities: list[str] = Field(default_factory=lambda: ["completion_chat"])
+    default_model_temperature: float | None = None
+    created: int = 1732492800  # a fixed date keeps /v1/models byte-stable across restarts
+    owned_by: str = "mistral-gateway"
+
+
+def default_models() -> list[ModelEntry]:
+    """The bundled local models (served by the local-inference engines) and the Mistral names mapped onto them."""
+    return [
+        ModelEntry(
+            id="qwen2.5-coder-1.5b-instruct",
+            name="Qwen2.5-Coder-1.5B-Instruct (Q4_K_M)",
+            description="Default local chat, FIM and tool-calling model.",
+            aliases=[
+                "mistral-small-latest",
+                "mistral-medium-latest",
+                "mistral-large-latest",
+                "open-mistral-nemo",
+                "codestral-latest",
+                "devstral-small-latest",
+            ],
+            max_context_length=32768,
+            capabilities=["completion_chat", "completion_fim", "function_calling"],
+            default_model_temperature=0.3,
+        ),
+        ModelEntry(
+            id="smollm2-135m-instruct",
+            name="SmolLM2-135M-Instruct (Q4_1)",
+            description="Small, fast local chat model.",
+            aliases=["ministral-3b-latest", "ministral-8b-latest"],
+            max_context_length=8192,
+            capabilities=["completion_chat"],
+            default_model_temperature=0.3,
+        ),
+        ModelEntry(
+            id="all-minilm-l6-v2",
+            name="all-MiniLM-L6-v2",
+            description="Local sentence embeddings, 384 dimensions.",
+            engine="sentence-transformers",
+            aliases=["mistral-embed", "codestral-embed"],
+            max_context_length=256,
+            capabilities=[],
+        ),
+    ]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_nested_delimiter="__")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path(".mistral-gateway")
+    database_url: str | None = None  # default: SQLite in data_dir
+    public_base_url: str | None = None  # used in signed URLs; default: the request's own base URL
+    signing_secret: str | None = None  # default: a random secret kept in data_dir
+    max_upload_bytes: int = 512 * MB
+    max_json_body_bytes: int = 32 * MB
+    signed_url_default_hours: int = 24
+    signed_url_max_hours: int = 24 * 7
+    bootstrap_dev_token: bool = True
+    lowcode_old_format: bool = True
+    lowcode_new_format: bool = True
+    token_cache_size: int = 10_000
+    log_level: str = "info"
+    models: list[ModelEntry] = Field(default_factory=default_models)
+
+    config_file: Path | None = None  # recorded by load_settings() for diagnostics
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'gateway.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Defaults < TOML file (``config_file`` or ``$MISTRAL_GATEWAY_CONFIG``) < environment < ``overrides``."""
+    path = config_file or os.environ.get("MISTRAL_GATEWAY_CONFIG")
+    file_data: dict[str, Any] = {}
+    if path:
+        with open(path, "rb") as fh:
+            file_data = tomllib.load(fh)
+        file_data["config_file"] = Path(path)
+    env_keys = {k[len(ENV_PREFIX) :].lower().split("__")[0] for k in os.environ if k.startswith(ENV_PREFIX)}
+    init = {k: v for k, v in file_data.items() if k not in env_keys}
+    init.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**init)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings

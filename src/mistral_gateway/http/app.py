@@ -1,0 +1,90 @@
+"""The application factory. Nothing is created at import time; every dependency comes from ``Services``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cache
+
+import orjson
+from anyio.to_thread import run_sync
+from starlette.applications import Starlette
+from starlette.concurrency import iterate_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from mistral_gateway.config import Settings
+from mistral_gateway.errors import GatewayError
+from mistral_gateway.http.dialects import LOWCODE, NATIVE
+from mistral_gateway.http.dispatch import RouteTable
+from mistral_gateway.http.endpoint import OperationEndpoint, _content_disposition
+from mistral_gateway.http.openapi import build_definition, build_openapi
+from mistral_gateway.services.container import Services, build_services
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("mistral_gateway")
+
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
+    if services is None:
+        services = build_services(settings or Settings())
+    routes_table = RouteTable(services.registry)
+    native = OperationEndpoint(services, NATIVE, routes_table)
+    lowcode = OperationEndpoint(services, LOWCODE, routes_table)
+
+    @cache
+    def document(kind: str) -> bytes:
+        if kind == "definition":
+            return orjson.dumps(build_definition(services.registry), option=orjson.OPT_INDENT_2)
+        return orjson.dumps(build_openapi(services.registry, kind), option=orjson.OPT_INDENT_2)
+
+    async def health(_: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def lowcode_openapi(_: Request) -> Response:
+        return Response(document("lowcode"), media_type="application/json")
+
+    async def lowcode_definition(_: Request) -> Response:
+        return Response(document("definition"), media_type="application/json")
+
+    async def native_openapi(_: Request) -> Response:
+        return Response(document("native"), media_type="application/json")
+
+    async def signed_download(request: Request) -> Response:
+        q = request.query_params
+        try:
+            download = await run_sync(services.files.download_signed, request.path_params["file_id"],
+                                      q.get("ws", ""), q.get("expires", ""), q.get("signature", ""))
+        except GatewayError as err:
+            return NATIVE.error_response(err)
+        return StreamingResponse(iterate_in_threadpool(download.chunks), media_type="application/octet-stream",
+                                 headers={"Content-Disposition": _content_disposition(download.filename),
+                                          "Content-Length": str(download.size)})
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        removed = await run_sync(services.blobs.sweep_partials)
+        if removed:
+            log.info("removed %d partial upload(s) left by an earlier crash", removed)
+        yield
+        services.close()
+
+    app = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/openapi.json", native_openapi, methods=["GET"]),
+            Route("/mistralai/openapi", lowcode_openapi, methods=["GET"]),
+            Route("/mistralai/definition", lowcode_definition, methods=["GET"]),
+            Route("/files/signed/{file_id}", signed_download, methods=["GET"]),
+            Route("/v1/{rest:path}", native, methods=ALL_METHODS),
+            Route("/mistralai/{rest:path}", lowcode, methods=ALL_METHODS),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app

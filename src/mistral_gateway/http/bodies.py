@@ -1,0 +1,102 @@
+"""Reading request bodies within limits, and validating JSON bodies and query strings into models."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+
+from mistral_gateway.errors import BadRequest, PayloadTooLarge, ValidationFailed
+
+__all__ = ["parse_query", "read_body", "read_json", "validation_detail"]
+
+M = typing.TypeVar("M", bound=BaseModel)
+
+
+def declared_length(request: Request) -> int | None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise BadRequest("invalid Content-Length header")
+    return int(raw)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    length = declared_length(request)
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, model: type[M], limit: int) -> M:
+    body = await read_body(request, limit)
+    if not body.strip():
+        raise BadRequest("request body is empty; a JSON object is required", code="EMPTY_BODY")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON body: {exc}", code="MALFORMED_JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the JSON body must be an object", code="MALFORMED_JSON")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(validation_detail(exc, "body")) from None
+
+
+def parse_query(model: type[M], query: QueryParams, exclude: frozenset[str] = frozenset()) -> M:
+    """Arrays arrive form+explode style (``?status=A&status=B``); ``name[]`` is accepted too."""
+    data: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        if name in exclude:
+            continue
+        if _is_list(field.annotation):
+            values = query.getlist(name) + query.getlist(name + "[]")
+            if values:
+                data[name] = values
+        elif name in query:
+            data[name] = query[name]
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(validation_detail(exc, "query")) from None
+
+
+def validation_detail(exc: ValidationError, where: str) -> list[dict[str, Any]]:
+    """pydantic errors in FastAPI's shape, JSON-safe (``ctx`` values are stringified)."""
+    items = []
+    for err in exc.errors(include_url=False):
+        item: dict[str, Any] = {"type": err["type"], "loc": [where, *err["loc"]], "msg": err["msg"]}
+        if "input" in err:
+            item["input"] = _json_safe(err["input"])
+        if err.get("ctx"):
+            item["ctx"] = {k: _json_safe(v) for k, v in err["ctx"].items()}
+        items.append(item)
+    return items
+
+
+def _json_safe(value: Any) -> Any:
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return str(value)
+    return value
+
+
+def _is_list(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        return True
+    return any(typing.get_origin(arg) is list for arg in typing.get_args(annotation))

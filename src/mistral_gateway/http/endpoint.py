@@ -1,0 +1,131 @@
+"""The ASGI endpoint serving every registry operation in one dialect.
+
+Order of checks: route (404/405) → path parameters (LowCodeAPI old/new format) → token (401) → scope (403)
+→ built yet? (501) → handler → render. Every error leaves in the dialect's shape with its status.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+import orjson
+from anyio.to_thread import run_sync
+from pydantic import BaseModel
+from starlette.concurrency import iterate_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from mistral_gateway.errors import (
+    Forbidden,
+    GatewayError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    NotImplementedOperation,
+    Unauthorized,
+)
+from mistral_gateway.http.dialects import Dialect
+from mistral_gateway.http.dispatch import RouteTable, resolve_old_format
+from mistral_gateway.http.handlers import Call, Handler, load_handler
+from mistral_gateway.http.results import BinaryResult, NoContent, StreamResult
+from mistral_gateway.registry import Operation
+from mistral_gateway.services.container import Services
+from mistral_gateway.services.tokens import Principal
+
+__all__ = ["OperationEndpoint"]
+
+log = logging.getLogger("mistral_gateway.http")
+
+
+class OperationEndpoint:
+    def __init__(self, services: Services, dialect: Dialect, routes: RouteTable) -> None:
+        self.services = services
+        self.dialect = dialect
+        self.routes = routes
+        self.handlers: dict[str, Handler] = {
+            op.id: load_handler(op.handler) for op in services.registry if op.handler is not None
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await self.handle(request)
+        except GatewayError as err:
+            response = self.dialect.error_response(err)
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, scope.get("path"))
+            response = self.dialect.error_response(InternalError("internal server error"))
+        await response(scope, receive, send)
+
+    async def handle(self, request: Request) -> Response:
+        path = request.scope["path"][len(self.dialect.prefix):]
+        match = self.routes.match(path)
+        if match is None:
+            raise self._unknown_route(request)
+        op = match.methods.get(request.method)
+        if op is None:
+            allowed = ", ".join(sorted(match.methods))
+            raise MethodNotAllowed(f"method {request.method} is not allowed on {request.url.path}; allowed: {allowed}",
+                                   headers={"Allow": allowed})
+        params, old = match.params, False
+        if self.dialect.name == "lowcode" and params:
+            settings = self.services.settings
+            params, old = resolve_old_format(op, params, request.query_params, allow_new=settings.lowcode_new_format,
+                                             allow_old=settings.lowcode_old_format)
+        principal = await self._authenticate(request)
+        if not principal.allows(op.scope):
+            raise Forbidden(f"this token lacks the {op.scope!r} scope needed for {op.name}", code="MISSING_SCOPE")
+        handler = self.handlers.get(op.id)
+        if handler is None:
+            raise self._not_built(op)
+        call = Call(op=op, request=request, principal=principal, path=params, services=self.services,
+                    dialect=self.dialect.name, old_format=old)
+        return self.render(op, await handler(call))
+
+    async def _authenticate(self, request: Request) -> Principal:
+        token = self.dialect.credentials(request)
+        if not token:
+            where = "?api_token=..." if self.dialect.name == "lowcode" else "an 'Authorization: Bearer' header"
+            raise Unauthorized(f"missing API token: pass it as {where}", code="MISSING_TOKEN")
+        tokens = self.services.tokens
+        return tokens.verify_cached(token) or await run_sync(tokens.verify, token)
+
+    def render(self, op: Operation, result: object) -> Response:
+        if isinstance(result, BaseModel):
+            return self.dialect.json_response(result.model_dump_json().encode(), op.status)
+        if isinstance(result, StreamResult):
+            return StreamingResponse(result.events, media_type=result.media_type,
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        if isinstance(result, BinaryResult):
+            headers = {"Content-Disposition": _content_disposition(result.filename)}
+            if result.size is not None:
+                headers["Content-Length"] = str(result.size)
+            return StreamingResponse(iterate_in_threadpool(result.chunks), media_type=result.media_type,
+                                     headers=headers)
+        if isinstance(result, NoContent):
+            if self.dialect.name == "lowcode":
+                return self.dialect.json_response(b"null", 200)
+            return Response(status_code=204)
+        return self.dialect.json_response(orjson.dumps(result), op.status)
+
+    def _unknown_route(self, request: Request) -> NotFound:
+        if self.dialect.name == "lowcode":
+            return NotFound(f"unknown route {request.method} {request.url.path}; the available operations are "
+                            "listed at /mistralai/definition (old format) and /mistralai/openapi (new format)",
+                            code="ROUTE_NOT_FOUND")
+        return NotFound(f"unknown route {request.method} {request.url.path}", code="ROUTE_NOT_FOUND")
+
+    def _not_built(self, op: Operation) -> NotImplementedOperation:
+        names = op.name
+        if op.twin:
+            names = f"{op.name} / {self.services.registry.get(op.twin).name}"
+        return NotImplementedOperation(
+            f"operation '{names}' ({op.method} {op.path}) is not implemented yet in this mistral-gateway build",
+            code="OPERATION_NOT_IMPLEMENTED")
+
+
+def _content_disposition(filename: str) -> str:
+    ascii_name = filename.encode("ascii", "replace").decode("ascii").replace('"', "'").replace("?", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"

@@ -1,0 +1,53 @@
+"""Handlers: one async function per implemented operation, named in the registry as ``module:function``."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.requests import Request
+
+from mistral_gateway.http.bodies import parse_query, read_json
+from mistral_gateway.registry import Operation
+from mistral_gateway.services.container import Services
+from mistral_gateway.services.tokens import Principal
+
+__all__ = ["Call", "Handler", "load_handler"]
+
+
+@dataclass
+class Call:
+    op: Operation
+    request: Request
+    principal: Principal
+    path: dict[str, str]
+    services: Services
+    dialect: str
+    old_format: bool = False
+
+    @property
+    def workspace_id(self) -> str:
+        return self.principal.workspace_id
+
+    def query(self) -> Any:
+        """The query string validated by the operation's query model (old-format path params excluded)."""
+        assert self.op.query is not None, f"{self.op.id} declares no query model"
+        return parse_query(self.op.query, self.request.query_params, frozenset(self.path))
+
+    async def json(self) -> Any:
+        assert self.op.request is not None, f"{self.op.id} declares no request model"
+        return await read_json(self.request, self.op.request, self.services.settings.max_json_body_bytes)
+
+    def base_url(self) -> str:
+        return self.services.settings.public_base_url or str(self.request.base_url)
+
+
+Handler = Callable[[Call], Awaitable[BaseModel | Any]]
+
+
+def load_handler(ref: str) -> Handler:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(f"mistral_gateway.http.handlers.{module}"), name)

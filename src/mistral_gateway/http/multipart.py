@@ -1,0 +1,171 @@
+"""Streaming multipart/form-data: the file part goes straight into a sink, never whole into memory.
+
+Small text fields are collected (each capped); bytes are handed to the sink from a worker thread so large
+uploads never block the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio.to_thread
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
+from starlette.requests import Request
+
+from mistral_gateway.errors import BadRequest, PayloadTooLarge
+
+__all__ = ["FilePart", "MultipartForm", "Sink", "read_multipart"]
+
+MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 64
+OVERHEAD_BYTES = 1024 * 1024  # headers and text fields on top of the file itself
+
+
+class Sink(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def abort(self) -> None: ...
+
+
+@dataclass
+class FilePart:
+    field: str
+    filename: str | None
+    content_type: str | None
+
+
+@dataclass
+class MultipartForm:
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    file: FilePart | None = None
+
+    def get(self, name: str) -> str | None:
+        values = self.fields.get(name)
+        return values[-1] if values else None
+
+
+@dataclass
+class _State:
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    header_field: bytearray = field(default_factory=bytearray)
+    header_value: bytearray = field(default_factory=bytearray)
+    name: str = ""
+    is_file: bool = False
+    value: bytearray = field(default_factory=bytearray)
+    pending: list[bytes] = field(default_factory=list)
+    error: Exception | None = None
+
+
+async def read_multipart(
+    request: Request, *, file_field: str, open_sink: Callable[[], Sink], max_file_bytes: int
+) -> tuple[MultipartForm, Sink | None]:
+    """Parse the body; the part named ``file_field`` (with a filename) streams into ``open_sink()``.
+
+    On any error the sink is aborted before the exception propagates.
+    """
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data":
+        raise BadRequest("expected a multipart/form-data body", code="INVALID_CONTENT_TYPE")
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise BadRequest("multipart body without a boundary", code="MALFORMED_MULTIPART")
+    limit = max_file_bytes + OVERHEAD_BYTES
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"upload exceeds the limit of {max_file_bytes} bytes", code="FILE_TOO_LARGE")
+
+    form = MultipartForm()
+    state = _State()
+    sink: Sink | None = None
+
+    def on_part_begin() -> None:
+        state.headers = {}
+        state.name, state.is_file = "", False
+        state.value = bytearray()
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state.header_field += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state.header_value += data[start:end]
+
+    def on_header_end() -> None:
+        state.headers[bytes(state.header_field).lower()] = bytes(state.header_value)
+        state.header_field, state.header_value = bytearray(), bytearray()
+
+    def on_headers_finished() -> None:
+        nonlocal sink
+        _, disp = parse_options_header(state.headers.get(b"content-disposition", b""))
+        state.name = disp.get(b"name", b"").decode("utf-8", "replace")
+        filename = disp.get(b"filename")
+        if state.name == file_field and filename is not None:
+            if form.file is not None:
+                state.error = BadRequest(f"only one '{file_field}' part is allowed", code="MALFORMED_MULTIPART")
+                return
+            ctype = state.headers.get(b"content-type")
+            form.file = FilePart(state.name, filename.decode("utf-8", "replace"),
+                                 ctype.decode("latin-1") if ctype else None)
+            sink = open_sink()
+            state.is_file = True
+        elif len(form.fields) >= MAX_FIELDS:
+            state.error = BadRequest("too many form fields", code="MALFORMED_MULTIPART")
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if state.is_file:
+            state.pending.append(data[start:end])
+        else:
+            state.value += data[start:end]
+            if len(state.value) > MAX_FIELD_BYTES:
+                state.error = PayloadTooLarge(f"form field {state.name!r} is too large")
+
+    def on_part_end() -> None:
+        if not state.is_file and state.name:
+            form.fields.setdefault(state.name, []).append(state.value.decode("utf-8", "replace"))
+
+    parser = MultipartParser(boundary, {
+        "on_part_begin": on_part_begin,
+        "on_part_data": on_part_data,
+        "on_part_end": on_part_end,
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished,
+    })
+
+    def flush(chunks: list[bytes]) -> None:
+        assert sink is not None
+        for chunk in chunks:
+            sink.write(chunk)
+
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise PayloadTooLarge(f"upload exceeds the limit of {max_file_bytes} bytes", code="FILE_TOO_LARGE")
+            try:
+                parser.write(chunk)
+            except Exception as exc:  # python-multipart raises several types for bad input
+                raise BadRequest(f"malformed multipart body: {exc}", code="MALFORMED_MULTIPART") from None
+            if state.error is not None:
+                raise state.error
+            if state.pending:
+                chunks, state.pending = state.pending, []
+                await anyio.to_thread.run_sync(flush, chunks)
+        try:
+            parser.finalize()
+        except Exception as exc:
+            raise BadRequest(f"malformed multipart body: {exc}", code="MALFORMED_MULTIPART") from None
+        if state.error is not None:
+            raise state.error
+        if state.pending:
+            await anyio.to_thread.run_sync(flush, state.pending)
+        if parser.state != MultipartState.END:
+            raise BadRequest("truncated multipart body (no closing boundary)", code="MALFORMED_MULTIPART")
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        raise
+    return form, sink
+

@@ -1,0 +1,27 @@
+"""What handlers return besides JSON models: binary downloads, SSE streams, empty 204s."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+__all__ = ["BinaryResult", "NoContent", "StreamResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryResult:
+    chunks: Iterator[bytes]  # blocking iterator: read in a worker thread
+    filename: str
+    size: int | None = None
+    media_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResult:
+    events: AsyncIterator[bytes]  # already framed as SSE
+    media_type: str = "text/event-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class NoContent:
+    pass

@@ -1,0 +1,20 @@
+"""Base models shared by every API area."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["RequestModel", "ResponseModel"]
+
+
+class RequestModel(BaseModel):
+    """Request bodies and query strings: unknown fields are ignored, because the official SDK sends fields
+    that Mistral's published spec lacks (a strict server would answer 422 to the current SDK)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class ResponseModel(BaseModel):
+    """Response bodies: extra fields are allowed so upstream bodies relay unchanged."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)

@@ -1,0 +1,76 @@
+"""Files API models (Mistral spec: UploadFileOut, RetrieveFileOut, ListFilesOut, DeleteFileOut, FileSignedURL)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mistral_gateway.protocol.common import RequestModel, ResponseModel
+
+__all__ = [
+    "FILE_PURPOSES",
+    "DeleteFileOut",
+    "FileSignedURL",
+    "ListFilesOut",
+    "ListFilesQuery",
+    "RetrieveFileOut",
+    "SignedUrlQuery",
+    "UploadFileOut",
+]
+
+# The spec's enum is fine-tune|batch|ocr; its own descriptions and the SDK also use audio and agentic_safety.
+FILE_PURPOSES = ("fine-tune", "batch", "ocr", "audio", "agentic_safety")
+SampleType = Literal["pretrain", "instruct", "batch_request", "batch_result", "batch_error"]
+Source = Literal["upload", "repository", "mistral"]
+
+
+class UploadFileOut(ResponseModel):
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    sample_type: SampleType
+    source: Source
+    num_lines: int | None = None
+    mimetype: str | None = None
+    signature: str | None = None
+    expires_at: int | None = None
+    visibility: Literal["workspace", "user"] | None = "workspace"
+
+
+class RetrieveFileOut(UploadFileOut):
+    deleted: bool = False
+
+
+class ListFilesOut(ResponseModel):
+    data: list[UploadFileOut]
+    object: Literal["list"] = "list"
+    total: int | None = None
+
+
+class DeleteFileOut(ResponseModel):
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool = True
+
+
+class FileSignedURL(ResponseModel):
+    url: str
+
+
+class ListFilesQuery(RequestModel):
+    page: int = Field(0, ge=0)
+    page_size: int = Field(100, ge=1, le=1000)
+    include_total: bool = True
+    sample_type: list[SampleType] | None = None
+    source: list[Source] | None = None
+    search: str | None = None
+    purpose: str | None = None
+    mimetypes: list[str] | None = None
+
+
+class SignedUrlQuery(RequestModel):
+    expiry: int = Field(24, ge=1, description="Hours before the URL becomes invalid.")

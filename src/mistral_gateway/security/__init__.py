@@ -1,0 +1,1 @@
+"""Token generation and hashing, signed URLs, and the shared secret they rely on."""

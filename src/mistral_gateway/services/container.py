@@ -1,0 +1,61 @@
+"""Builds every service from the settings: the one place where the object graph is wired."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mistral_gateway.config import Settings
+from mistral_gateway.registry import Registry
+from mistral_gateway.security.signing import UrlSigner, load_or_create_secret
+from mistral_gateway.services.files import FileService
+from mistral_gateway.services.models import ModelCatalog, ModelService
+from mistral_gateway.services.tokens import TokenService
+from mistral_gateway.storage.blobs import LocalBlobStore
+from mistral_gateway.storage.db import Database
+from mistral_gateway.storage.epoch import FileEpoch
+from mistral_gateway.storage.files import FileRepository
+from mistral_gateway.storage.models import FineTunedModelRepository
+from mistral_gateway.storage.tokens import TokenRepository
+
+__all__ = ["Services", "build_services"]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    registry: Registry
+    db: Database
+    blobs: LocalBlobStore
+    tokens: TokenService
+    files: FileService
+    models: ModelService
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def build_services(settings: Settings, registry: Registry | None = None, *, migrate: bool = True) -> Services:
+    registry = registry or Registry.load()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.sqlalchemy_url)
+    if migrate:
+        db.migrate()
+    blobs = LocalBlobStore(settings.blob_dir)
+    secret = (settings.signing_secret.encode("utf-8") if settings.signing_secret
+              else load_or_create_secret(settings.data_dir / "signing.key"))
+    tokens = TokenService(
+        TokenRepository(db),
+        FileEpoch(settings.data_dir / "tokens.epoch"),
+        valid_scopes=registry.scopes,
+        cache_size=settings.token_cache_size,
+    )
+    files = FileService(
+        FileRepository(db),
+        blobs,
+        UrlSigner(secret),
+        max_upload_bytes=settings.max_upload_bytes,
+        signed_url_max_hours=settings.signed_url_max_hours,
+    )
+    models = ModelService(ModelCatalog(settings.models), FineTunedModelRepository(db))
+    return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
+                    models=models)

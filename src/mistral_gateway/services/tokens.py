@@ -1,0 +1,127 @@
+"""Creating, listing, revoking and verifying API tokens, with a small verified-token cache."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mistral_gateway.errors import BadRequest, NotFound, Unauthorized
+from mistral_gateway.security.tokens import generate_token, hash_token, hashes_match, looks_like_token
+from mistral_gateway.storage.epoch import FileEpoch
+from mistral_gateway.storage.records import TokenRecord
+from mistral_gateway.storage.tokens import TokenRepository
+
+__all__ = ["Principal", "TokenService"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    token_id: str
+    workspace_id: str
+    workspace: str
+    scopes: frozenset[str]
+    expires_at: int | None
+
+    def allows(self, scope: str) -> bool:
+        return "*" in self.scopes or scope in self.scopes
+
+
+class TokenService:
+    def __init__(
+        self,
+        repo: TokenRepository,
+        epoch: FileEpoch,
+        *,
+        valid_scopes: tuple[str, ...],
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._repo = repo
+        self._epoch = epoch
+        self._valid_scopes = frozenset(valid_scopes) | {"*", "admin"}
+        self._clock = clock
+        self._cache: OrderedDict[str, Principal] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_epoch = epoch.current()
+        self._lock = threading.Lock()
+
+    def create(
+        self, name: str, *, workspace: str = "default", scopes: list[str] | None = None,
+        expires_in: int | None = None,
+    ) -> tuple[str, TokenRecord]:
+        scopes = list(dict.fromkeys(scopes or ["*"]))
+        unknown = [s for s in scopes if s not in self._valid_scopes]
+        if unknown:
+            raise BadRequest(f"unknown scope(s) {unknown}; valid: {sorted(self._valid_scopes)}", param="scope")
+        if not name.strip():
+            raise BadRequest("token name must not be empty", param="name")
+        if expires_in is not None and expires_in <= 0:
+            raise BadRequest("expires_in must be a positive number of seconds", param="expires_in")
+        now = int(self._clock())
+        token = generate_token()
+        ws = self._repo.ensure_workspace(workspace, now)
+        record = self._repo.add(
+            token_id="tok_" + uuid.uuid4().hex[:20],
+            name=name,
+            workspace=ws,
+            token_hash=hash_token(token),
+            prefix=token[:10],
+            scopes=scopes,
+            created_at=now,
+            expires_at=now + expires_in if expires_in else None,
+        )
+        return token, record
+
+    def list(self) -> list[TokenRecord]:
+        return self._repo.list()
+
+    def revoke(self, token_id: str) -> None:
+        if not self._repo.revoke(token_id, int(self._clock())):
+            raise NotFound(f"token {token_id!r} not found", code="TOKEN_NOT_FOUND")
+        self._epoch.bump()
+        with self._lock:
+            self._cache.clear()
+
+    def count(self) -> int:
+        return self._repo.count()
+
+    def verify_cached(self, token: str) -> Principal | None:
+        """The event-loop-safe fast path: a cache hit, or None (then call ``verify`` in a thread)."""
+        epoch = self._epoch.current()
+        if epoch != self._cache_epoch:
+            with self._lock:
+                self._cache.clear()
+                self._cache_epoch = epoch
+        principal = self._cache.get(hash_token(token))
+        if principal is None:
+            return None
+        if principal.expires_at is not None and principal.expires_at <= self._clock():
+            raise Unauthorized("API token expired", code="TOKEN_EXPIRED")
+        return principal
+
+    def verify(self, token: str) -> Principal:
+        """Check a presented token against the database. Raises Unauthorized. Blocking: run in a thread."""
+        if not looks_like_token(token):
+            raise Unauthorized("invalid API token", code="INVALID_TOKEN")
+        computed = hash_token(token)
+        epoch_before = self._epoch.current()
+        record = self._repo.by_hash(computed)
+        if record is None or not hashes_match(record.token_hash, computed):
+            raise Unauthorized("invalid API token", code="INVALID_TOKEN")
+        if record.revoked_at is not None:
+            raise Unauthorized("API token revoked", code="TOKEN_REVOKED")
+        if record.expires_at is not None and record.expires_at <= self._clock():
+            raise Unauthorized("API token expired", code="TOKEN_EXPIRED")
+        principal = Principal(record.id, record.workspace_id, record.workspace_name, frozenset(record.scopes),
+                              record.expires_at)
+        with self._lock:
+            # Cache only if no revocation landed while we read: otherwise a stale row could be cached.
+            if epoch_before == self._epoch.current() == self._cache_epoch:
+                self._cache[computed] = principal
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return principal

@@ -1,0 +1,48 @@
+"""Fine-tuned models per workspace (base models come from the configured catalog, not the database)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sqlalchemy import delete, select
+
+from mistral_gateway.storage.db import Database
+from mistral_gateway.storage.records import FineTunedModelRecord
+from mistral_gateway.storage.tables import FineTunedModelRow
+
+__all__ = ["FineTunedModelRepository"]
+
+
+class FineTunedModelRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def add(self, record: FineTunedModelRecord) -> None:
+        values = dataclasses.asdict(record)
+        values["capabilities"] = list(record.capabilities)
+        with self._db.session() as s:
+            s.add(FineTunedModelRow(**values))
+
+    def list(self, workspace_id: str) -> list[FineTunedModelRecord]:
+        with self._db.session() as s:
+            rows = s.scalars(select(FineTunedModelRow).where(FineTunedModelRow.workspace_id == workspace_id)
+                             .order_by(FineTunedModelRow.created_at, FineTunedModelRow.id))
+            return [_record(r) for r in rows]
+
+    def get(self, workspace_id: str, model_id: str) -> FineTunedModelRecord | None:
+        with self._db.session() as s:
+            row = s.scalar(select(FineTunedModelRow).where(FineTunedModelRow.workspace_id == workspace_id,
+                                                           FineTunedModelRow.id == model_id))
+            return _record(row) if row else None
+
+    def delete(self, workspace_id: str, model_id: str) -> bool:
+        with self._db.session() as s:
+            result = s.execute(delete(FineTunedModelRow).where(FineTunedModelRow.workspace_id == workspace_id,
+                                                               FineTunedModelRow.id == model_id))
+            return bool(result.rowcount)
+
+
+def _record(row: FineTunedModelRow) -> FineTunedModelRecord:
+    values = {f.name: getattr(row, f.name) for f in dataclasses.fields(FineTunedModelRecord)}
+    values["capabilities"] = tuple(values["capabilities"])
+    return FineTunedModelRecord(**values)
