@@ -32,8 +32,10 @@ lint: $(STAMP)
 openapi: $(STAMP)
 	$(BIN)/python scripts/gen_openapi.py
 
+# wrk is the load generator (a separate process); installed from apt when missing. BENCH_ARGS="--suite models ..."
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	command -v wrk >/dev/null || (apt-get install -y wrk || (apt-get update && apt-get install -y wrk))
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

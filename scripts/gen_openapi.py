@@ -1,6 +1,6 @@
-"""Write (or with --check, verify) the committed OpenAPI and definition documents under openapi/.
+"""Write (or with --check, verify) the generated documents: openapi/*.json and README's capability table.
 
-The documents are generated from the registry; CI fails when the committed copies drift from the code.
+All are generated from the registry; CI fails when the committed copies drift from the code.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from pathlib import Path
 from mistral_gateway.http.openapi import build_definition, build_openapi
 from mistral_gateway.registry import Registry
 
-OUT = Path(__file__).resolve().parents[1] / "openapi"
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "openapi"
+README = ROOT / "README.md"
+TABLE_START, TABLE_END = "<!-- capabilities:start -->", "<!-- capabilities:end -->"
 
 
 def documents() -> dict[str, str]:
@@ -24,6 +27,23 @@ def documents() -> dict[str, str]:
         "definition.json": build_definition(registry),
     }
     return {name: json.dumps(doc, indent=2, ensure_ascii=False) + "\n" for name, doc in docs.items()}
+
+
+def capability_table(registry: Registry) -> str:
+    lines = ["| Operation | Category | Native method and path | Status |", "|---|---|---|---|"]
+    for op in registry:
+        status = "✅ implemented" if op.implemented else "⏳ not yet (501)"
+        lines.append(f"| {op.name} | {op.category} | `{op.method} {op.path}` | {status} |")
+    done = sum(op.implemented for op in registry)
+    lines.append("")
+    lines.append(f"{done} of {len(registry)} operations implemented.")
+    return "\n".join(lines)
+
+
+def readme_text() -> str:
+    text = README.read_text()
+    start, end = text.index(TABLE_START) + len(TABLE_START), text.index(TABLE_END)
+    return text[:start] + "\n" + capability_table(Registry.load()) + "\n" + text[end:]
 
 
 def main() -> int:
@@ -40,8 +60,15 @@ def main() -> int:
             OUT.mkdir(exist_ok=True)
             path.write_text(text)
             print(f"wrote openapi/{name}")
+    readme = readme_text()
+    if args.check:
+        if README.read_text() != readme:
+            stale.append("README.md capability table")
+    else:
+        README.write_text(readme)
+        print("updated README.md capability table")
     if stale:
-        print(f"openapi/ is out of date ({', '.join(stale)}): run `make openapi` and commit the result",
+        print(f"openapi/ is out of date ({', '.join(stale)}): run `make openapi` and commit",
               file=sys.stderr)
         return 1
     return 0

@@ -17,6 +17,24 @@ from mistral_gateway.http.app import create_app
 from mistral_gateway.services.container import Services, build_services
 
 
+class FakeClock:
+    """A clock the test moves by hand; services take any ``() -> float`` callable."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False)

@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     lowcode_old_format: bool = True
     lowcode_new_format: bool = True
     token_cache_size: int = 10_000
+    token_cache_seconds: float = 30.0  # bound for replicas sharing a database; same-node revocation is immediate
+    models_cache_seconds: float = 5.0
     log_level: str = "info"
     models: list[ModelEntry] = Field(default_factory=default_models)
 
@@ -119,7 +121,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         with open(path, "rb") as fh:
             file_data = tomllib.load(fh)
         file_data["config_file"] = Path(path)
-    env_keys = {k[len(ENV_PREFIX) :].lower().split("__")[0] for k in os.environ if k.startswith(ENV_PREFIX)}
+    # pydantic-settings matches names case-insensitively, so a lowercase variable counts as set too
+    env_keys = {k[len(ENV_PREFIX) :].lower().split("__")[0] for k in os.environ if k.upper().startswith(ENV_PREFIX)}
     init = {k: v for k, v in file_data.items() if k not in env_keys}
     init.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings(**init)

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
+from urllib.parse import unquote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["AccessLog", "redact_query"]
 
 log = logging.getLogger("mistral_gateway.access")
-_TOKEN_PARAM = re.compile(r"(?i)(^|&)(api_token|token|signature)=[^&]*")
+_SECRET_PARAMS = frozenset({"api_token", "token", "signature"})
 
 
 def redact_query(query: str) -> str:
-    return _TOKEN_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}=***", query)
+    # Names are compared decoded, as the server reads them: ``api%5Ftoken=...`` authenticates too.
+    pairs = query.split("&")
+    for i, pair in enumerate(pairs):
+        name, sep, _ = pair.partition("=")
+        if sep and unquote_plus(name).lower() in _SECRET_PARAMS:
+            pairs[i] = f"{name}=***"
+    return "&".join(pairs)
 
 
 class AccessLog:

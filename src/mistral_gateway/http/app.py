@@ -14,6 +14,7 @@ from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from mistral_gateway.config import Settings
 from mistral_gateway.errors import GatewayError
@@ -23,14 +24,12 @@ from mistral_gateway.http.endpoint import OperationEndpoint, _content_dispositio
 from mistral_gateway.http.openapi import build_definition, build_openapi
 from mistral_gateway.services.container import Services, build_services
 
-__all__ = ["create_app"]
+__all__ = ["FrontDoor", "create_app"]
 
 log = logging.getLogger("mistral_gateway")
 
-ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
-
-def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FrontDoor:
     if services is None:
         services = build_services(settings or Settings())
     routes_table = RouteTable(services.registry)
@@ -76,15 +75,39 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app = Starlette(
         routes=[
-            Route("/health", health, methods=["GET"]),
-            Route("/openapi.json", native_openapi, methods=["GET"]),
             Route("/mistralai/openapi", lowcode_openapi, methods=["GET"]),
             Route("/mistralai/definition", lowcode_definition, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/openapi.json", native_openapi, methods=["GET"]),
             Route("/files/signed/{file_id}", signed_download, methods=["GET"]),
-            Route("/v1/{rest:path}", native, methods=ALL_METHODS),
-            Route("/mistralai/{rest:path}", lowcode, methods=ALL_METHODS),
         ],
         lifespan=lifespan,
     )
     app.state.services = services
-    return app
+    return FrontDoor(app, native, lowcode)
+
+
+class FrontDoor:
+    """Sends API traffic straight to the operation endpoints (which render their own errors), skipping
+    Starlette's router and middleware stack on the hot path; everything else, lifespan included, goes to ``app``.
+    """
+
+    def __init__(self, app: Starlette, native: OperationEndpoint, lowcode: OperationEndpoint) -> None:
+        self.app = app
+        self.state = app.state
+        self._native = native
+        self._lowcode = lowcode
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith("/v1/") or path == "/v1":
+                await self._native(scope, receive, send)
+                return
+            if (path.startswith("/mistralai/") or path == "/mistralai") and path not in _LOWCODE_DOCS:
+                await self._lowcode(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+_LOWCODE_DOCS = frozenset({"/mistralai/openapi", "/mistralai/definition"})

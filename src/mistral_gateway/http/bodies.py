@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import typing
 from typing import Any
 
@@ -59,15 +60,16 @@ async def read_json(request: Request, model: type[M], limit: int) -> M:
 def parse_query(model: type[M], query: QueryParams, exclude: frozenset[str] = frozenset()) -> M:
     """Arrays arrive form+explode style (``?status=A&status=B``); ``name[]`` is accepted too."""
     data: dict[str, Any] = {}
-    for name, field in model.model_fields.items():
-        if name in exclude:
-            continue
-        if _is_list(field.annotation):
-            values = query.getlist(name) + query.getlist(name + "[]")
-            if values:
-                data[name] = values
-        elif name in query:
-            data[name] = query[name]
+    if query:
+        for name, is_list in _query_fields(model):
+            if name in exclude:
+                continue
+            if is_list:
+                values = query.getlist(name) + query.getlist(name + "[]")
+                if values:
+                    data[name] = values
+            elif name in query:
+                data[name] = query[name]
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -93,6 +95,11 @@ def _json_safe(value: Any) -> Any:
     except TypeError:
         return str(value)
     return value
+
+
+@functools.cache
+def _query_fields(model: type[BaseModel]) -> tuple[tuple[str, bool], ...]:
+    return tuple((name, _is_list(field.annotation)) for name, field in model.model_fields.items())
 
 
 def _is_list(annotation: Any) -> bool:

@@ -29,7 +29,7 @@ from mistral_gateway.errors import (
 from mistral_gateway.http.dialects import Dialect
 from mistral_gateway.http.dispatch import RouteTable, resolve_old_format
 from mistral_gateway.http.handlers import Call, Handler, load_handler
-from mistral_gateway.http.results import BinaryResult, NoContent, StreamResult
+from mistral_gateway.http.results import BinaryResult, NoContent, RawJSON, StreamResult
 from mistral_gateway.registry import Operation
 from mistral_gateway.services.container import Services
 from mistral_gateway.services.tokens import Principal
@@ -95,6 +95,8 @@ class OperationEndpoint:
     def render(self, op: Operation, result: object) -> Response:
         if isinstance(result, BaseModel):
             return self.dialect.json_response(result.model_dump_json().encode(), op.status)
+        if isinstance(result, RawJSON):
+            return self.dialect.json_response(result.body, op.status)
         if isinstance(result, StreamResult):
             return StreamingResponse(result.events, media_type=result.media_type,
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -105,9 +107,7 @@ class OperationEndpoint:
             return StreamingResponse(iterate_in_threadpool(result.chunks), media_type=result.media_type,
                                      headers=headers)
         if isinstance(result, NoContent):
-            if self.dialect.name == "lowcode":
-                return self.dialect.json_response(b"null", 200)
-            return Response(status_code=204)
+            return Response(status_code=204)  # same status in both dialects; a 204 carries no body to wrap
         return self.dialect.json_response(orjson.dumps(result), op.status)
 
     def _unknown_route(self, request: Request) -> NotFound:

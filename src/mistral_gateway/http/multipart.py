@@ -6,9 +6,11 @@ uploads never block the event loop.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import unquote_to_bytes
 
 import anyio.to_thread
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
@@ -99,6 +101,8 @@ async def read_multipart(
         _, disp = parse_options_header(state.headers.get(b"content-disposition", b""))
         state.name = disp.get(b"name", b"").decode("utf-8", "replace")
         filename = disp.get(b"filename")
+        if filename is None:
+            filename = _rfc5987_filename(state.headers.get(b"content-disposition", b""))
         if state.name == file_field and filename is not None:
             if form.file is not None:
                 state.error = BadRequest(f"only one '{file_field}' part is allowed", code="MALFORMED_MULTIPART")
@@ -169,3 +173,18 @@ async def read_multipart(
         raise
     return form, sink
 
+
+
+_EXT_FILENAME = re.compile(rb"filename\*\s*=\s*([A-Za-z0-9_-]+)'[^']*'([^;\s]+)", re.IGNORECASE)
+
+
+def _rfc5987_filename(disposition: bytes) -> bytes | None:
+    """``filename*=UTF-8''na%C3%AFve.jsonl`` (RFC 5987/6266), which python-multipart does not decode."""
+    m = _EXT_FILENAME.search(disposition)
+    if m is None:
+        return None
+    charset = m.group(1).decode("ascii").lower()
+    try:
+        return unquote_to_bytes(m.group(2).decode("ascii")).decode(charset).encode("utf-8")
+    except (LookupError, UnicodeDecodeError):
+        return None

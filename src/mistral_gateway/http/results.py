@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
-__all__ = ["BinaryResult", "NoContent", "StreamResult"]
+__all__ = ["BinaryResult", "NoContent", "RawJSON", "StreamResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,3 +25,10 @@ class StreamResult:
 @dataclass(frozen=True, slots=True)
 class NoContent:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class RawJSON:
+    """A native body already rendered (cached hot paths); the dialect still wraps it."""
+
+    body: bytes

@@ -29,6 +29,7 @@ class Services:
     tokens: TokenService
     files: FileService
     models: ModelService
+    fine_tuned: FineTunedModelRepository
 
     def close(self) -> None:
         self.db.dispose()
@@ -48,6 +49,7 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
         FileEpoch(settings.data_dir / "tokens.epoch"),
         valid_scopes=registry.scopes,
         cache_size=settings.token_cache_size,
+        cache_seconds=settings.token_cache_seconds,
     )
     files = FileService(
         FileRepository(db),
@@ -56,6 +58,7 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
         max_upload_bytes=settings.max_upload_bytes,
         signed_url_max_hours=settings.signed_url_max_hours,
     )
-    models = ModelService(ModelCatalog(settings.models), FineTunedModelRepository(db))
+    fine_tuned = FineTunedModelRepository(db, FileEpoch(settings.data_dir / "models.epoch"))
+    models = ModelService(ModelCatalog(settings.models), fine_tuned, cache_seconds=settings.models_cache_seconds)
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
-                    models=models)
+                    models=models, fine_tuned=fine_tuned)

@@ -28,6 +28,7 @@ from mistral_gateway.storage.records import FileRecord
 __all__ = ["Download", "FileService", "UploadSink"]
 
 _HEAD_BYTES = 64 * 1024
+_MAX_OFFSET = 2**62  # a page past this is simply empty; a larger OFFSET overflows SQL integers (a 500)
 
 
 class UploadSink:
@@ -159,7 +160,7 @@ class FileService:
             mimetypes=tuple(query.mimetypes or ()),
             search=query.search or None,
         )
-        rows, total = self._repo.list(workspace_id, flt, offset=query.page * query.page_size,
+        rows, total = self._repo.list(workspace_id, flt, offset=min(query.page * query.page_size, _MAX_OFFSET),
                                       limit=query.page_size, now=int(self._clock()),
                                       with_total=query.include_total)
         return ListFilesOut(data=[UploadFileOut(**_public(r)) for r in rows], total=total)
@@ -240,7 +241,10 @@ def _clean_filename(filename: str | None) -> str:
     name = "".join(ch for ch in name if ch.isprintable())
     if not name or name in (".", ".."):
         raise BadRequest("the file part needs a filename", param="file", code="MISSING_FILENAME")
-    return name[:255]
+    if len(name) > 255:  # keep the extension: it decides what the file may be used for
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: 254 - len(ext)] + dot + ext) if dot and len(ext) < 16 else name[:255]
+    return name
 
 
 def _mimetype(name: str) -> str:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
 from mistral_gateway.config import ModelEntry
 from mistral_gateway.errors import BadRequest, Forbidden, NotFound
 from mistral_gateway.protocol.models import (
@@ -48,9 +53,51 @@ class ModelCatalog:
 
 
 class ModelService:
-    def __init__(self, catalog: ModelCatalog, fine_tuned: FineTunedModelRepository) -> None:
+    """Listings are cached per workspace and filter, rendered to JSON once: ``GET /v1/models`` is the hottest read
+    and must not touch the database. The cache drops on the repository's epoch (any process on this node writing
+    fine-tuned models) and after ``cache_seconds`` (other nodes sharing the database)."""
+
+    def __init__(
+        self,
+        catalog: ModelCatalog,
+        fine_tuned: FineTunedModelRepository,
+        *,
+        cache_seconds: float = 5.0,
+        cache_size: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.catalog = catalog
         self._fine_tuned = fine_tuned
+        self._cache_seconds = cache_seconds
+        self._cache_size = cache_size
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[str, str | None, str | None], tuple[float, bytes]] = OrderedDict()
+        self._cache_epoch = fine_tuned.epoch.current()
+
+    def list_json_cached(self, workspace_id: str, query: ListModelsQuery) -> bytes | None:
+        """The event-loop-safe fast path: the rendered listing if cached and fresh, else None."""
+        epoch = self._fine_tuned.epoch.current()
+        with self._lock:
+            if epoch != self._cache_epoch:
+                self._cache.clear()
+                self._cache_epoch = epoch
+                return None
+            hit = self._cache.get((workspace_id, query.model, query.provider))
+        if hit is None or self._clock() - hit[0] > self._cache_seconds:
+            return None
+        return hit[1]
+
+    def list_json(self, workspace_id: str, query: ListModelsQuery) -> bytes:
+        """Blocking (reads the database): render the listing and cache it."""
+        epoch = self._fine_tuned.epoch.current()
+        body = self.list(workspace_id, query).model_dump_json().encode()
+        with self._lock:
+            if epoch == self._fine_tuned.epoch.current() == self._cache_epoch:
+                self._cache[(workspace_id, query.model, query.provider)] = (self._clock(), body)
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return body
 
     def list(self, workspace_id: str, query: ListModelsQuery | None = None) -> ModelList:
         cards: list[BaseModelCard | FTModelCard] = list(self.catalog.cards)

@@ -38,14 +38,18 @@ class TokenService:
         *,
         valid_scopes: tuple[str, ...],
         cache_size: int = 10_000,
+        cache_seconds: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._repo = repo
         self._epoch = epoch
         self._valid_scopes = frozenset(valid_scopes) | {"*", "admin"}
         self._clock = clock
-        self._cache: OrderedDict[str, Principal] = OrderedDict()
+        # hash -> (principal, cached at). The epoch makes revocation on this node immediate; the TTL bounds how
+        # long a replica sharing only the database may keep honouring a token revoked elsewhere.
+        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_seconds = cache_seconds
         self._cache_epoch = epoch.current()
         self._lock = threading.Lock()
 
@@ -96,9 +100,10 @@ class TokenService:
             with self._lock:
                 self._cache.clear()
                 self._cache_epoch = epoch
-        principal = self._cache.get(hash_token(token))
-        if principal is None:
+        hit = self._cache.get(hash_token(token))
+        if hit is None or self._clock() - hit[1] > self._cache_seconds:
             return None
+        principal = hit[0]
         if principal.expires_at is not None and principal.expires_at <= self._clock():
             raise Unauthorized("API token expired", code="TOKEN_EXPIRED")
         return principal
@@ -121,7 +126,7 @@ class TokenService:
         with self._lock:
             # Cache only if no revocation landed while we read: otherwise a stale row could be cached.
             if epoch_before == self._epoch.current() == self._cache_epoch:
-                self._cache[computed] = principal
+                self._cache[computed] = (principal, self._clock())
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
         return principal

@@ -106,7 +106,10 @@ class LocalBlobStore:
         self.path_for(key).unlink(missing_ok=True)
 
     def exists(self, key: str) -> bool:
-        return self.path_for(key).is_file()
+        try:
+            return self.path_for(key).is_file()
+        except BlobNotFound:
+            return False
 
     def sweep_partials(self) -> int:
         """Remove ``.part`` files left by processes that no longer run (a crash mid-write)."""

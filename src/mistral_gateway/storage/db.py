@@ -23,6 +23,8 @@ class Database:
         if url.startswith("sqlite"):
             # Threads share the engine: requests run their queries in a worker thread pool.
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            # As many connections as anyio's worker threads (40), so threads never queue for the pool.
+            kwargs.update(pool_size=20, max_overflow=20)
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
         self.engine: Engine = create_engine(url, **kwargs)

@@ -7,6 +7,7 @@ import dataclasses
 from sqlalchemy import delete, select
 
 from mistral_gateway.storage.db import Database
+from mistral_gateway.storage.epoch import FileEpoch
 from mistral_gateway.storage.records import FineTunedModelRecord
 from mistral_gateway.storage.tables import FineTunedModelRow
 
@@ -14,14 +15,18 @@ __all__ = ["FineTunedModelRepository"]
 
 
 class FineTunedModelRepository:
-    def __init__(self, db: Database) -> None:
+    """Every write bumps ``epoch`` so model listings cached in any process on this node are dropped at once."""
+
+    def __init__(self, db: Database, epoch: FileEpoch) -> None:
         self._db = db
+        self.epoch = epoch
 
     def add(self, record: FineTunedModelRecord) -> None:
         values = dataclasses.asdict(record)
         values["capabilities"] = list(record.capabilities)
         with self._db.session() as s:
             s.add(FineTunedModelRow(**values))
+        self.epoch.bump()
 
     def list(self, workspace_id: str) -> list[FineTunedModelRecord]:
         with self._db.session() as s:
@@ -39,7 +44,10 @@ class FineTunedModelRepository:
         with self._db.session() as s:
             result = s.execute(delete(FineTunedModelRow).where(FineTunedModelRow.workspace_id == workspace_id,
                                                                FineTunedModelRow.id == model_id))
-            return bool(result.rowcount)
+            deleted = bool(result.rowcount)
+        if deleted:
+            self.epoch.bump()
+        return deleted
 
 
 def _record(row: FineTunedModelRow) -> FineTunedModelRecord:

@@ -1,0 +1,13 @@
+"""The benchmark suites, by name. To add one: a module here with ``run(config) -> list[Row]``, listed below."""
+
+from __future__ import annotations
+
+from core import Suite
+
+from . import models
+
+__all__ = ["SUITES"]
+
+SUITES: dict[str, Suite] = {
+    "models": models.run,
+}

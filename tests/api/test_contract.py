@@ -1,0 +1,271 @@
+"""Responses of every implemented operation validate against Mistral's published schemas (JSON Schema 2020-12).
+
+Native bodies are checked against the operation's 200 schema in the committed spec subset; LowCodeAPI bodies
+against the generated ``openapi/lowcode.json`` (the ``{"data": ...}`` envelope) and, unwrapped, against the spec.
+Also: the served OpenAPI and definition documents equal the committed files, and ``/health`` needs no token.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from jsonschema import Draft202012Validator
+from starlette.testclient import TestClient
+
+from mistral_gateway.registry import Registry
+from mistral_gateway.services.container import Services
+from mistral_gateway.storage.records import FineTunedModelRecord
+
+REGISTRY = Registry.load()
+SPEC = REGISTRY.spec
+OPENAPI_DIR = Path(__file__).resolve().parents[2] / "openapi"
+LOWCODE_DOC = json.loads((OPENAPI_DIR / "lowcode.json").read_text())
+NATIVE_DOC = json.loads((OPENAPI_DIR / "native.json").read_text())
+DIALECTS = ("native", "lowcode")
+JSONL = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+
+
+def validator(schema: dict[str, Any], components: dict[str, Any]) -> Draft202012Validator:
+    """``schema`` with its ``#/components/schemas/...`` references resolvable: the components travel in the same
+    document, so JSON-pointer references resolve against its root."""
+    document = {"$schema": "https://json-schema.org/draft/2020-12/schema", "components": {"schemas": components},
+                "allOf": [schema]}
+    Draft202012Validator.check_schema(document)
+    return Draft202012Validator(document, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def assert_valid(schema: dict[str, Any], components: dict[str, Any], instance: Any) -> None:
+    errors = sorted(validator(schema, components).iter_errors(instance), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
+
+
+def spec_schema(op_id: str, status: str = "200", media: str = "application/json") -> dict[str, Any]:
+    return SPEC.operation(REGISTRY.get(op_id).operation_id)["responses"][status]["content"][media]["schema"]
+
+
+def lowcode_schema(op_id: str, status: str = "200") -> dict[str, Any]:
+    op = REGISTRY.get(op_id)
+    doc_op = LOWCODE_DOC["paths"][op.lowcode_path][op.method.lower()]
+    return doc_op["responses"][status]["content"]["application/json"]["schema"]
+
+
+@dataclass
+class Api:
+    client: TestClient
+    services: Services
+    token: str
+    workspace_id: str
+
+    def call(self, op_id: str, dialect: str, values: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        op = REGISTRY.get(op_id)
+        path = (op.path if dialect == "native" else op.lowcode_path).format(**(values or {}))
+        if dialect == "native":
+            kwargs["headers"] = {"Authorization": f"Bearer {self.token}"}
+        else:
+            kwargs["params"] = {**kwargs.get("params", {}), "api_token": self.token}
+        return self.client.request(op.method, path, **kwargs)
+
+    def upload(self, dialect: str, filename: str = "train.jsonl", content: bytes = JSONL,
+               purpose: str = "fine-tune") -> httpx.Response:
+        return self.call("upload_file", dialect, files={"file": (filename, content)}, data={"purpose": purpose})
+
+    def file_id(self) -> str:
+        r = self.upload("native")
+        assert r.status_code == 200, r.text
+        return r.json()["id"]
+
+    def fine_tuned_model(self) -> str:
+        model_id = f"ft:mistral-small-latest:{secrets.token_hex(4)}:20250101:{secrets.token_hex(4)}"
+        self.services.fine_tuned.add(FineTunedModelRecord(
+            id=model_id, workspace_id=self.workspace_id, root="mistral-small-latest", job_id=str(uuid.uuid4()),
+            name="contract ft", description="a fine-tuned model", archived=False,
+            capabilities=("completion_chat", "fine_tuning"), max_context_length=32768, created_at=int(time.time())))
+        return model_id
+
+
+@pytest.fixture
+def api(client: TestClient, services: Services) -> Api:
+    token, record = services.tokens.create("contract", scopes=["*"])
+    return Api(client, services, token, record.workspace_id)
+
+
+def check(op_id: str, dialect: str, r: httpx.Response) -> Any:
+    """Status, content type and schema of a JSON success in ``dialect``; returns the (unwrapped) body."""
+    op = REGISTRY.get(op_id)
+    assert r.status_code == op.status, r.text
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    if dialect == "lowcode":
+        assert set(body) == {"data"}
+        assert_valid(lowcode_schema(op_id), LOWCODE_DOC["components"]["schemas"], body)
+        body = body["data"]
+    assert_valid(spec_schema(op_id), SPEC.schemas, body)
+    return body
+
+
+# -- one producer per implemented operation: each makes real resources, calls the operation, checks the result ---
+
+def _upload_file(api: Api, dialect: str) -> None:
+    for filename, content, purpose in [("train.jsonl", JSONL, "fine-tune"), ("requests.jsonl", JSONL, "batch"),
+                                       ("scan.pdf", b"%PDF-1.4\n%%EOF\n", "ocr")]:
+        body = check("upload_file", dialect, api.upload(dialect, filename, content, purpose))
+        assert (body["filename"], body["bytes"], body["purpose"]) == (filename, len(content), purpose)
+
+
+def _list_files(api: Api, dialect: str) -> None:
+    ids = {api.file_id() for _ in range(3)}
+    body = check("list_files", dialect, api.call("list_files", dialect))
+    assert {f["id"] for f in body["data"]} == ids
+    assert body["total"] == 3
+    page = check("list_files", dialect, api.call("list_files", dialect, params={"page": 1, "page_size": 2,
+                                                                                  "include_total": "false"}))
+    assert len(page["data"]) == 1
+
+
+def _retrieve_file(api: Api, dialect: str) -> None:
+    file_id = api.file_id()
+    body = check("retrieve_file", dialect, api.call("retrieve_file", dialect, {"file_id": file_id}))
+    assert body["id"] == file_id and body["deleted"] is False
+
+
+def _delete_file(api: Api, dialect: str) -> None:
+    file_id = api.file_id()
+    body = check("delete_file", dialect, api.call("delete_file", dialect, {"file_id": file_id}))
+    assert body == {"id": file_id, "object": "file", "deleted": True}
+
+
+def _download_file(api: Api, dialect: str) -> None:
+    file_id = api.file_id()
+    r = api.call("download_file", dialect, {"file_id": file_id})
+    assert r.status_code == 200
+    assert "application/octet-stream" in SPEC.operation(REGISTRY.get("download_file").operation_id)[
+        "responses"]["200"]["content"]
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.content == JSONL
+
+
+def _get_signed_url(api: Api, dialect: str) -> None:
+    file_id = api.file_id()
+    body = check("get_signed_url", dialect, api.call("get_signed_url", dialect, {"file_id": file_id},
+                                                     params={"expiry": 2}))
+    assert api.client.get(body["url"]).content == JSONL
+
+
+def _list_models(api: Api, dialect: str) -> None:
+    ft = api.fine_tuned_model()
+    body = check("list_available_models", dialect, api.call("list_available_models", dialect))
+    types = {card["id"]: card["type"] for card in body["data"]}
+    assert types[ft] == "fine-tuned"
+    assert types["mistral-small-latest"] == types["mistral-embed"] == "base"
+
+
+def _retrieve_model(api: Api, dialect: str) -> None:
+    for model_id in ("mistral-small-latest", "qwen2.5-coder-1.5b-instruct", api.fine_tuned_model()):
+        body = check("retrieve_model", dialect, api.call("retrieve_model", dialect, {"model_id": model_id}))
+        assert body["id"] == model_id
+
+
+def _delete_model(api: Api, dialect: str) -> None:
+    ft = api.fine_tuned_model()
+    body = check("delete_model", dialect, api.call("delete_model", dialect, {"model_id": ft}))
+    assert body["id"] == ft and body["deleted"] is True
+
+
+PRODUCERS: dict[str, Callable[[Api, str], None]] = {
+    "upload_file": _upload_file,
+    "list_files": _list_files,
+    "retrieve_file": _retrieve_file,
+    "delete_file": _delete_file,
+    "download_file": _download_file,
+    "get_signed_url": _get_signed_url,
+    "list_available_models": _list_models,
+    "retrieve_model": _retrieve_model,
+    "delete_model": _delete_model,
+}
+
+
+def test_the_schema_check_is_not_vacuous() -> None:
+    """References, enums, required fields and formats really are enforced by ``assert_valid``."""
+    good = {"id": str(uuid.uuid4()), "object": "file", "bytes": 3, "created_at": 1, "filename": "a.jsonl",
+            "purpose": "fine-tune", "sample_type": "instruct", "source": "upload"}
+    assert_valid(spec_schema("upload_file"), SPEC.schemas, good)
+    for bad in ({k: v for k, v in good.items() if k != "id"}, good | {"purpose": "nonsense"},
+                good | {"sample_type": 3}, good | {"id": "not-a-uuid"}):
+        with pytest.raises(AssertionError):
+            assert_valid(spec_schema("upload_file"), SPEC.schemas, bad)
+    with pytest.raises(AssertionError):
+        assert_valid(lowcode_schema("upload_file"), LOWCODE_DOC["components"]["schemas"], good)  # not wrapped
+    with pytest.raises(AssertionError):  # a card that is neither base nor fine-tuned
+        assert_valid(spec_schema("retrieve_model"), SPEC.schemas, {"id": "m", "capabilities": {"vision": "yes"}})
+
+
+def test_every_implemented_operation_has_a_contract_test() -> None:
+    assert set(PRODUCERS) == {op.id for op in REGISTRY if op.implemented}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("op_id", list(PRODUCERS))
+def test_response_matches_the_spec(api: Api, op_id: str, dialect: str) -> None:
+    PRODUCERS[op_id](api, dialect)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_lowcode_body_is_the_native_body_wrapped(api: Api, dialect: str) -> None:
+    file_id = api.file_id()
+    native = api.call("retrieve_file", "native", {"file_id": file_id}).json()
+    lowcode = api.call("retrieve_file", "lowcode", {"file_id": file_id}).json()
+    assert lowcode == {"data": native}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_errors_match_the_documented_error_schema(api: Api, dialect: str) -> None:
+    r = api.call("retrieve_file", dialect, {"file_id": str(uuid.uuid4())})
+    assert r.status_code == 404
+    doc = NATIVE_DOC if dialect == "native" else LOWCODE_DOC
+    path = REGISTRY.get("retrieve_file").path if dialect == "native" else REGISTRY.get("retrieve_file").lowcode_path
+    schema = doc["paths"][path]["get"]["responses"]["404"]["content"]["application/json"]["schema"]
+    assert_valid(schema, doc["components"]["schemas"], r.json())
+
+
+# -- served documents -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("path", "committed"), [
+    ("/mistralai/openapi", "lowcode.json"),
+    ("/mistralai/definition", "definition.json"),
+    ("/openapi.json", "native.json"),
+])
+def test_served_documents_equal_the_committed_files(client: TestClient, path: str, committed: str) -> None:
+    r = client.get(path)  # no token needed
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json"
+    assert r.json() == json.loads((OPENAPI_DIR / committed).read_text())
+
+
+def test_definition_lists_every_operation_in_the_old_format(client: TestClient) -> None:
+    definition = client.get("/mistralai/definition").json()
+    entries = {entry["id"]: entry for entry in definition["operations"]}
+    assert set(entries) == {op.id for op in REGISTRY}
+    for op in REGISTRY:
+        assert entries[op.id]["path"] == op.old_format_path
+        assert [p["name"] for p in entries[op.id]["path_params"]] == [p.name for p in op.path_params]
+
+
+def test_lowcode_openapi_documents_every_route(client: TestClient) -> None:
+    paths = client.get("/mistralai/openapi").json()["paths"]
+    for op in REGISTRY:
+        assert op.method.lower() in paths[op.lowcode_path], op.id
+
+
+def test_health_needs_no_token(client: TestClient) -> None:
+    r = client.get("/health")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
