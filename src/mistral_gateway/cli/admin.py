@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any
 
@@ -109,5 +110,5 @@ def _operations(args: argparse.Namespace) -> int:
         status = "implemented" if op.implemented else "not yet"
         print(f"{op.name:<32} {op.category:<15} {op.method:<6} {op.path:<55} {status}")
     done = sum(op.implemented for op in registry)
-    print(f"{done}/{len(registry)} operations implemented")
+    print(f"{done}/{len(registry)} operations implemented", file=sys.stderr)  # stdout: one line per operation
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mistral_gateway.errors import BadRequest
@@ -64,12 +65,12 @@ class RouteTable:
 
 
 def resolve_old_format(
-    op: Operation, params: dict[str, str], query: dict[str, str], *, allow_new: bool, allow_old: bool
+    op: Operation, params: dict[str, str], query: Mapping[str, str], *, allow_new: bool, allow_old: bool
 ) -> tuple[dict[str, str], bool]:
     """LowCodeAPI path parameters: ``/files/{id}`` (new) or ``/files/file_id?file_id=...`` (old).
 
     Returns the resolved values and whether the old format was used. Raises BadRequest when the two forms
-    disagree, or when an old-format path lacks its query value. Returns ``None`` values never.
+    disagree, or when an old-format path lacks its query value.
     """
     resolved: dict[str, str] = {}
     old = False
