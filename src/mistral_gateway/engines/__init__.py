@@ -1,0 +1,1 @@
+"""Inference engines behind small protocols (text generation, embeddings), with deterministic fakes."""

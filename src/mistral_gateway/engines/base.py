@@ -1,0 +1,106 @@
+"""Engine protocols: the only surface services see. Real adapters (llama.cpp, sentence-transformers) and the
+deterministic fakes used by unit tests implement the same few methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+__all__ = [
+    "ChatMessage",
+    "ContextOverflow",
+    "Delta",
+    "EmbeddingEngine",
+    "Embeddings",
+    "EngineError",
+    "Generation",
+    "SamplingParams",
+    "TextEngine",
+]
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """A message already normalised to text (content chunks joined), in the engine's terms."""
+
+    role: str
+    content: str
+    tool_calls: tuple[dict[str, Any], ...] = ()  # OpenAI/Mistral shape: {"id", "type", "function": {name, arguments}}
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    max_tokens: int | None = None  # None: until the context is full
+    min_tokens: int = 0
+    temperature: float = 0.7
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    grammar: str | None = None  # a constraint in the engine's grammar language (llguidance / GBNF)
+    json_schema: dict[str, Any] | None = None  # output must validate against this schema
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One streamed piece. The last one has ``finish_reason`` and the token counts set."""
+
+    text: str
+    finish_reason: FinishReason | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    vectors: list[list[float]]
+    token_counts: list[int] = field(default_factory=list)
+
+
+class TextEngine(Protocol):
+    """A loaded text model. ``render`` applies the model's own chat template; ``complete``/``stream`` generate
+    from a raw prompt (special tokens in it are honoured, so FIM prompts work the same way)."""
+
+    context_length: int
+
+    async def render(self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] | None = None,
+                     *, continue_last: bool = False) -> str: ...
+
+    async def complete(self, prompt: str, params: SamplingParams) -> Generation: ...
+
+    def stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]: ...
+
+
+class EmbeddingEngine(Protocol):
+    dimensions: int
+    max_tokens: int
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings: ...
+
+
+class EngineError(Exception):
+    """An engine failed; services map it to a gateway error."""
+
+
+class ContextOverflow(EngineError):
+    """Prompt plus requested tokens do not fit in the model's context window."""
+
+    def __init__(self, message: str, *, prompt_tokens: int | None = None, context_length: int | None = None) -> None:
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+        self.context_length = context_length

@@ -1,0 +1,134 @@
+"""Deterministic fake engines for unit tests: same protocols, no weights, instant answers.
+
+The text fake answers from a hash of (prompt, seed), honours ``max_tokens``, ``stop`` and ``min_tokens``, and
+when a JSON schema is requested returns a minimal instance of it, so service logic is testable end to end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from mistral_gateway.config import ModelEntry, Settings
+from mistral_gateway.engines.base import (
+    ChatMessage,
+    ContextOverflow,
+    Delta,
+    Embeddings,
+    Generation,
+    SamplingParams,
+)
+
+__all__ = ["FakeEmbeddingEngine", "FakeTextEngine", "load_embedding", "load_text"]
+
+_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett")
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+class FakeTextEngine:
+    def __init__(self, context_length: int = 2048) -> None:
+        self.context_length = context_length
+        self.prompts: list[str] = []
+
+    async def render(self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] | None = None,
+                     *, continue_last: bool = False) -> str:
+        lines = [f"<{m.role}> {m.content}" for m in messages]
+        if tools:
+            lines.insert(0, "<tools> " + json.dumps([t.get("function", t).get("name") for t in tools]))
+        return "\n".join(lines) + ("" if continue_last else "\n<assistant>")
+
+    async def complete(self, prompt: str, params: SamplingParams) -> Generation:
+        pieces = [d async for d in self.stream(prompt, params)]
+        last = pieces[-1]
+        return Generation("".join(d.text for d in pieces), last.finish_reason or "stop", last.prompt_tokens or 0,
+                          last.completion_tokens or 0)
+
+    async def stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+        self.prompts.append(prompt)
+        prompt_tokens = _tokens(prompt)
+        budget = params.max_tokens if params.max_tokens is not None else self.context_length - prompt_tokens
+        if prompt_tokens + max(budget, 0) > self.context_length:
+            raise ContextOverflow(f"prompt ({prompt_tokens} tokens) + max_tokens ({budget}) exceeds the context "
+                                  f"window of {self.context_length}", prompt_tokens=prompt_tokens,
+                                  context_length=self.context_length)
+        if params.json_schema is not None:
+            words = [json.dumps(_instance(params.json_schema))]
+        else:
+            seed = hashlib.sha256(f"{prompt}|{params.seed}|{params.temperature}".encode()).digest()
+            count = max(params.min_tokens, 3 + seed[0] % 6)
+            words = [_WORDS[seed[i % len(seed)] % len(_WORDS)] for i in range(count)]
+        text, reason, emitted = "", "stop", 0
+        for i, word in enumerate(words):
+            if emitted >= budget:
+                reason = "length"
+                break
+            piece = word if i == 0 else " " + word
+            candidate = text + piece
+            hit = next((s for s in params.stop if s and s in candidate), None)
+            if hit is not None:
+                piece = candidate[: candidate.index(hit)][len(text):]
+                if piece:
+                    yield Delta(piece)
+                    emitted += 1
+                break
+            text = candidate
+            emitted += 1
+            yield Delta(piece)
+        yield Delta("", finish_reason=reason, prompt_tokens=prompt_tokens, completion_tokens=emitted)
+
+
+def _instance(schema: dict[str, Any]) -> Any:
+    """A minimal value satisfying common JSON-schema shapes."""
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = kind[0]
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        return {k: _instance(props.get(k, {})) for k in schema.get("required", list(props))}
+    if kind == "array":
+        return [_instance(schema.get("items", {})) for _ in range(schema.get("minItems", 0))]
+    if kind == "integer":
+        return int(schema.get("minimum", 0))
+    if kind == "number":
+        return float(schema.get("minimum", 0))
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return "x" * int(schema.get("minLength", 1))
+
+
+class FakeEmbeddingEngine:
+    def __init__(self, dimensions: int = 8, max_tokens: int = 256) -> None:
+        self.dimensions = dimensions
+        self.max_tokens = max_tokens
+        self.batches: list[int] = []
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        self.batches.append(len(texts))
+        vectors = []
+        for text in texts:
+            digest = hashlib.sha256(text.encode()).digest()
+            raw = [(digest[i % len(digest)] - 127.5) / 127.5 for i in range(self.dimensions)]
+            norm = math.sqrt(sum(v * v for v in raw)) or 1.0
+            vectors.append([v / norm for v in raw])
+        return Embeddings(vectors=vectors, token_counts=[min(self.max_tokens, _tokens(t) + 2) for t in texts])
+
+
+def load_text(entry: ModelEntry, _path: Path | None, _settings: Settings) -> FakeTextEngine:
+    return FakeTextEngine(context_length=entry.max_context_length)
+
+
+def load_embedding(entry: ModelEntry, _path: Path | None, _settings: Settings) -> FakeEmbeddingEngine:
+    return FakeEmbeddingEngine(max_tokens=entry.max_context_length)

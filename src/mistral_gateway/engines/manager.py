@@ -1,0 +1,85 @@
+"""Loads each configured model's engine once (lazily, or all at start) and hands it to services.
+
+Aliases resolve to the same catalog entry, so one set of weights is never loaded twice. Loading runs in a worker
+thread; concurrent first requests for the same model wait for the one load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from anyio.to_thread import run_sync
+
+from mistral_gateway.config import ModelEntry, Settings
+from mistral_gateway.engines.base import EmbeddingEngine, TextEngine
+
+__all__ = ["EngineManager", "Loader"]
+
+# entry, weights path (None when the engine needs none) -> engine
+Loader = Callable[[ModelEntry, Path | None, Settings], Any]
+
+_LOADERS: dict[tuple[str, str], str] = {
+    ("llama.cpp", "text"): "mistral_gateway.engines.llama:load",
+    ("sentence-transformers", "embedding"): "mistral_gateway.engines.sentence:load",
+    ("fake", "text"): "mistral_gateway.engines.fake:load_text",
+    ("fake", "embedding"): "mistral_gateway.engines.fake:load_embedding",
+}
+
+
+class EngineManager:
+    def __init__(self, settings: Settings, loaders: dict[tuple[str, str], Loader] | None = None) -> None:
+        self._settings = settings
+        self._loaders = loaders
+        self._engines: dict[str, Any] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def text(self, entry: ModelEntry) -> TextEngine:
+        return await self._get(entry, "text")  # type: ignore[no-any-return]
+
+    async def embedding(self, entry: ModelEntry) -> EmbeddingEngine:
+        return await self._get(entry, "embedding")  # type: ignore[no-any-return]
+
+    def loaded(self) -> list[str]:
+        return list(self._engines)
+
+    async def _get(self, entry: ModelEntry, kind: str) -> Any:
+        engine = self._engines.get(entry.id)
+        if engine is not None:
+            return engine
+        lock = self._locks.setdefault(entry.id, asyncio.Lock())
+        async with lock:
+            engine = self._engines.get(entry.id)
+            if engine is None:
+                loader = self._loader(entry.engine, kind)
+                engine = await run_sync(lambda: loader(entry, self._weights(entry), self._settings))
+                self._engines[entry.id] = engine
+        return engine
+
+    def _loader(self, engine: str, kind: str) -> Loader:
+        if self._loaders is not None and (engine, kind) in self._loaders:
+            return self._loaders[(engine, kind)]
+        ref = _LOADERS.get((engine, kind))
+        if ref is None:
+            raise ValueError(f"engine {engine!r} cannot serve {kind} models")
+        module, _, name = ref.partition(":")
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+    def _weights(self, entry: ModelEntry) -> Path | None:
+        if entry.path:
+            return Path(entry.path).expanduser()
+        if entry.asset:
+            from mistral_gateway.engines.assets import resolve_asset
+
+            return resolve_asset(entry.asset, self._settings.weights_dir)
+        return None
+
+    def close(self) -> None:
+        for engine in self._engines.values():
+            close = getattr(engine, "close", None)
+            if close is not None:
+                close()
+        self._engines.clear()
