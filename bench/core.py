@@ -73,16 +73,18 @@ class Row:
     suite: str
     scenario: str
     url: str
-    rps: float
-    p50_ms: float
-    p99_ms: float
+    rps: float | None  # throughput in ``unit`` (None: the row measures something else, e.g. memory)
+    p50_ms: float | None
+    p99_ms: float | None
     errors: int
-    cpu_us_per_request: float | None
-    server_cpu_percent: float
+    cpu_us_per_request: float | None  # server CPU time per unit of throughput (request, token, ...)
+    server_cpu_percent: float | None
     samples: list[Sample]
     baseline: str | None = None
     ratio: float | None = None  # rps / the baseline's rps
     checks: list[Check] = field(default_factory=list)
+    unit: str = "req/s"
+    notes: list[str] = field(default_factory=list)  # informational, shown after the checks
 
 
 Suite = Callable[[BenchConfig], list[Row]]
@@ -139,7 +141,7 @@ def summarise(suite: str, targets: Sequence[Target], samples: dict[str, list[Sam
         )
     for row in rows.values():
         base = rows.get(row.baseline) if row.baseline else None
-        if base is not None and base.rps > 0:
+        if base is not None and base.rps and row.rps is not None:
             row.ratio = row.rps / base.rps
         if checks is not None:
             row.checks = checks(row)

@@ -23,6 +23,14 @@ from mistral_gateway.registry.table import OPERATIONS  # noqa: E402
 OUT = ROOT / "src" / "mistral_gateway" / "registry" / "mistral_spec.json"
 
 
+def _fix_known_artifacts(schemas: dict[str, Any]) -> None:
+    """Errors in the published spec that the API itself and the SDK contradict (see the contract digest)."""
+    # ChatCompletionResponse lists "data" as required; responses have no such key (digest §4).
+    for part in schemas["ChatCompletionResponse"].get("allOf", []):
+        if "required" in part:
+            part["required"] = [k for k in part["required"] if k != "data"]
+
+
 def main(spec_path: str) -> None:
     spec = yaml.safe_load(Path(spec_path).read_text())
     schemas = spec["components"]["schemas"]
@@ -54,6 +62,7 @@ def main(spec_path: str) -> None:
                 walk(value)
 
     walk(operations)
+    _fix_known_artifacts(reached)
     for name in ("HTTPValidationError", "ValidationError"):
         reached.setdefault(name, schemas[name])
         walk(schemas[name])

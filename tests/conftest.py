@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from starlette.testclient import TestClient
 
 from mistral_gateway.config import Settings
 from mistral_gateway.http.app import create_app
 from mistral_gateway.services.container import Services, build_services
+from support import LiveServer
 
 
 class FakeClock:
@@ -33,6 +30,18 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def weights_dir() -> Path:
+    """Where real-model tests assemble bundled weights: ``<repo>/.mistral-gateway/weights`` (gitignored), the same
+    directory ``make serve`` uses, so each multi-part model is assembled at most once across runs."""
+    path = REPO_ROOT / ".mistral-gateway" / "weights"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture
@@ -66,36 +75,6 @@ def token(make_token: Callable[..., str]) -> str:
 def client(services: Services) -> Iterator[TestClient]:
     with TestClient(create_app(services=services), base_url="http://testserver") as c:
         yield c
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    """uvicorn on 127.0.0.1 in a background thread: a real HTTP server on loopback, stopped by the fixture."""
-
-    def __init__(self, services: Services) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(services=services), host="127.0.0.1", port=self.port,
-                                log_level="warning", access_log=False, lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("live server did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
 
 
 @pytest.fixture

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from core import Suite
 
-from . import models
+from . import chat, embeddings, models
 
 __all__ = ["SUITES"]
 
 SUITES: dict[str, Suite] = {
     "models": models.run,
+    "embeddings": embeddings.run,
+    "chat": chat.run,
 }

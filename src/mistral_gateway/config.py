@@ -33,6 +33,7 @@ class ModelEntry(BaseModel):
     max_context_length: int = 32768  # per request (one llama.cpp slot)
     parallel: int = 4  # concurrent sequences (llama.cpp slots), continuously batched
     threads: int | None = None  # default: all usable cores
+    fim_template: str | None = None  # e.g. "<|fim_prefix|>{prompt}<|fim_suffix|>{suffix}<|fim_middle|>"
     capabilities: list[str] = Field(default_factory=lambda: ["completion_chat"])
     default_model_temperature: float | None = None
     created: int = 1732492800  # a fixed date keeps /v1/models byte-stable across restarts
@@ -58,6 +59,7 @@ def default_models() -> list[ModelEntry]:
             max_context_length=4096,
             parallel=4,
             capabilities=["completion_chat", "completion_fim", "function_calling"],
+            fim_template="<|fim_prefix|>{prompt}<|fim_suffix|>{suffix}<|fim_middle|>",
             default_model_temperature=0.3,
         ),
         ModelEntry(
@@ -107,6 +109,7 @@ class Settings(BaseSettings):
     models: list[ModelEntry] = Field(default_factory=default_models)
     weights_path: Path | None = None  # default: <data_dir>/weights
     load_models_at_start: bool = False  # False: each model loads on its first request
+    inference_queue_limit: int = 32  # requests waiting for a slot, per model, before 503 + Retry-After
 
     config_file: Path | None = None  # recorded by load_settings() for diagnostics
 

@@ -31,7 +31,8 @@ OPS: list[Operation] = list(REGISTRY)
 DIALECTS = ("native", "lowcode")
 IMPLEMENTED_IDS = {
     "list_files", "upload_file", "retrieve_file", "delete_file", "download_file", "get_signed_url",
-    "list_available_models", "retrieve_model", "delete_model",
+    "list_available_models", "retrieve_model", "delete_model", "create_chat_completions", "create_fim_completions",
+    "create_embeddings",
 }
 # How each dialect may carry the token.
 CREDENTIAL_FORMS = {"native": ("bearer", "x-api-key"), "lowcode": ("query", "header")}

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pytest
 
 from mistral_gateway.config import Settings
 from mistral_gateway.registry import Registry
+from support import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -124,14 +124,8 @@ def test_cli_revoke_takes_effect_immediately_on_a_running_server(live_server: An
         assert r.status_code == 401
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve(tmp_path: Path) -> None:
-    data_dir, port = tmp_path / "data", _free_port()
+    data_dir, port = tmp_path / "data", free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.out"
     with open(log, "w") as out:

@@ -167,7 +167,8 @@ def test_x_api_token_header(live_server: Any, token: str) -> None:
 def test_errors_keep_the_status_and_envelope(lc: LowCode) -> None:
     assert error_of(lc.request("GET", f"/v1/files/{uuid.uuid4()}"), 404)["code"] == "FILE_NOT_FOUND"
     assert error_of(lc.request("GET", "/v1/nope"), 404)["code"] == "ROUTE_NOT_FOUND"
-    assert error_of(lc.request("POST", "/v1/chat/completions", json={"model": "mistral-small-latest",
-                                                                       "messages": []}), 501)
+    invalid = error_of(lc.request("POST", "/v1/chat/completions", json={"model": "mistral-small-latest",
+                                                                         "messages": []}), 422)
+    assert invalid["code"] == "VALIDATION_ERROR" and invalid["detail"][0]["loc"][:2] == ["body", "messages"]
     conflict = lc.request("GET", f"/v1/files/{uuid.uuid4()}", {"file_id": str(uuid.uuid4())})
     assert error_of(conflict, 400)["code"] == "CONFLICTING_PATH_PARAMETER"

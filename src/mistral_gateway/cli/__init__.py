@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from mistral_gateway.cli import admin, server
+# Both engines (llama.cpp and torch) share one OpenMP runtime, configured by whichever loads first: pin its threads
+# before either can load, so decode speed does not depend on which model happened to be asked for first.
+os.environ.setdefault("OMP_PROC_BIND", "true")
+
+from mistral_gateway.cli import admin, models, server
 
 __all__ = ["main"]
 
@@ -19,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     server.register(sub)
     admin.register(sub)
+    models.register(sub)
     return parser
 
 

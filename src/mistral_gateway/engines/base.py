@@ -14,13 +14,14 @@ __all__ = [
     "Delta",
     "EmbeddingEngine",
     "Embeddings",
+    "EngineBusy",
     "EngineError",
     "Generation",
     "SamplingParams",
     "TextEngine",
 ]
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class Delta:
     finish_reason: FinishReason | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    tool_calls: tuple[dict[str, Any], ...] = ()  # set by the chat service, whole calls (never by engines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,14 @@ class EmbeddingEngine(Protocol):
 
 class EngineError(Exception):
     """An engine failed; services map it to a gateway error."""
+
+
+class EngineBusy(EngineError):
+    """Every slot is busy and the wait queue is full."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ContextOverflow(EngineError):

@@ -58,8 +58,12 @@ class FakeTextEngine:
             raise ContextOverflow(f"prompt ({prompt_tokens} tokens) + max_tokens ({budget}) exceeds the context "
                                   f"window of {self.context_length}", prompt_tokens=prompt_tokens,
                                   context_length=self.context_length)
-        if params.json_schema is not None:
+        if params.grammar is not None and "<tool_call>" in params.grammar:
+            words = [_tool_call_output(params.grammar)]
+        elif params.json_schema is not None:
             words = [json.dumps(_instance(params.json_schema))]
+        elif "<tools>" in prompt and "please call" in prompt:
+            words = ["<tool_call>", "{...}"]  # starts a call on its own (``auto``): the service must take over
         else:
             seed = hashlib.sha256(f"{prompt}|{params.seed}|{params.temperature}".encode()).digest()
             count = max(params.min_tokens, 3 + seed[0] % 6)
@@ -82,6 +86,19 @@ class FakeTextEngine:
             emitted += 1
             yield Delta(piece)
         yield Delta("", finish_reason=reason, prompt_tokens=prompt_tokens, completion_tokens=emitted)
+
+
+def _tool_call_output(grammar: str) -> str:
+    """Satisfy the tool-call grammar of ``services.tools.call_grammar``: call its first function, with a minimal
+    instance of that function's argument schema."""
+    head = schema = None
+    for line in grammar.splitlines():
+        if line.startswith("f0: "):
+            head = json.loads(line[4:].rsplit(" a0 ", 1)[0])
+        elif line.startswith("a0: %json "):
+            schema = json.loads(line[len("a0: %json "):])
+    assert head is not None and schema is not None, "not a tool-call grammar"
+    return "<tool_call>\n" + head + json.dumps(_instance(schema)) + "}\n</tool_call>"
 
 
 def _instance(schema: dict[str, Any]) -> Any:

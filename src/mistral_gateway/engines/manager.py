@@ -17,7 +17,7 @@ from anyio.to_thread import run_sync
 from mistral_gateway.config import ModelEntry, Settings
 from mistral_gateway.engines.base import EmbeddingEngine, TextEngine
 
-__all__ = ["EngineManager", "Loader"]
+__all__ = ["EngineManager", "Loader", "kind_of"]
 
 # entry, weights path (None when the engine needs none) -> engine
 Loader = Callable[[ModelEntry, Path | None, Settings], Any]
@@ -28,6 +28,13 @@ _LOADERS: dict[tuple[str, str], str] = {
     ("fake", "text"): "mistral_gateway.engines.fake:load_text",
     ("fake", "embedding"): "mistral_gateway.engines.fake:load_embedding",
 }
+
+
+def kind_of(entry: ModelEntry) -> str:
+    """What an entry serves: embeddings (no chat capability, or an embedding engine) or text."""
+    if entry.engine == "sentence-transformers":
+        return "embedding"
+    return "text" if {"completion_chat", "completion_fim"} & set(entry.capabilities) else "embedding"
 
 
 class EngineManager:
@@ -45,6 +52,11 @@ class EngineManager:
 
     def loaded(self) -> list[str]:
         return list(self._engines)
+
+    async def preload(self, entries: list[ModelEntry]) -> None:
+        """Load every model now (``load_models_at_start``), one after another to bound peak memory."""
+        for entry in entries:
+            await self._get(entry, kind_of(entry))
 
     async def _get(self, entry: ModelEntry, kind: str) -> Any:
         engine = self._engines.get(entry.id)

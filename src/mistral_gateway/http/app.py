@@ -70,6 +70,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         removed = await run_sync(services.blobs.sweep_partials)
         if removed:
             log.info("removed %d partial upload(s) left by an earlier crash", removed)
+        if services.settings.load_models_at_start:
+            await services.engines.preload(list(services.models.catalog.entries))
+            log.info("models loaded: %s", ", ".join(services.engines.loaded()))
         yield
         services.close()
 

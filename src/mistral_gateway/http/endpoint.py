@@ -30,6 +30,7 @@ from mistral_gateway.http.dialects import Dialect
 from mistral_gateway.http.dispatch import RouteTable, resolve_old_format
 from mistral_gateway.http.handlers import Call, Handler, load_handler
 from mistral_gateway.http.results import BinaryResult, NoContent, RawJSON, StreamResult
+from mistral_gateway.http.sse import sse_events
 from mistral_gateway.registry import Operation
 from mistral_gateway.services.container import Services
 from mistral_gateway.services.tokens import Principal
@@ -98,7 +99,7 @@ class OperationEndpoint:
         if isinstance(result, RawJSON):
             return self.dialect.json_response(result.body, op.status)
         if isinstance(result, StreamResult):
-            return StreamingResponse(result.events, media_type=result.media_type,
+            return StreamingResponse(sse_events(result, self.dialect), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         if isinstance(result, BinaryResult):
             headers = {"Content-Disposition": _content_disposition(result.filename)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 __all__ = ["BinaryResult", "NoContent", "RawJSON", "StreamResult"]
 
 
@@ -18,8 +20,11 @@ class BinaryResult:
 
 @dataclass(frozen=True, slots=True)
 class StreamResult:
-    events: AsyncIterator[bytes]  # already framed as SSE
-    media_type: str = "text/event-stream"
+    """Server-sent events: each model becomes ``data: <json>``; the endpoint frames them and renders errors
+    raised mid-stream in the caller's dialect."""
+
+    chunks: AsyncIterator[BaseModel]
+    done_marker: bool = True  # chat/FIM end with ``data: [DONE]``; conversations and transcription do not
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mistral_gateway.protocol import files, models
+from mistral_gateway.protocol import chat, embeddings, files, models
 from mistral_gateway.registry.operation import Operation
 
 __all__ = ["CATEGORY_SCOPES", "OPERATIONS"]
@@ -47,12 +47,16 @@ def _op(id: str, name: str, category: str, method: str, path: str, operation_id:
 OPERATIONS: tuple[Operation, ...] = (
     # Chat
     _op("create_fim_completions", "Create FIM Completions", "Chat", "POST", "/v1/fim/completions",
-        "fim_completion_v1_fim_completions_post", body="json", stream="optional"),
+        "fim_completion_v1_fim_completions_post", body="json", stream="optional", handler="chat:create_fim_completions",
+        request=chat.FIMCompletionRequest, response=chat.ChatCompletionResponse),
     _op("create_chat_completions", "Create Chat Completions", "Chat", "POST", "/v1/chat/completions",
-        "chat_completion_v1_chat_completions_post", body="json", stream="optional"),
+        "chat_completion_v1_chat_completions_post", body="json", stream="optional",
+        handler="chat:create_chat_completions", request=chat.ChatCompletionRequest,
+        response=chat.ChatCompletionResponse),
     # Embeddings
     _op("create_embeddings", "Create Embeddings", "Embeddings", "POST", "/v1/embeddings",
-        "embeddings_v1_embeddings_post", body="json"),
+        "embeddings_v1_embeddings_post", body="json", handler="embeddings:create_embeddings",
+        request=embeddings.EmbeddingRequest, response=embeddings.EmbeddingResponse),
     # Files
     _op("list_files", "List Files", "Files", "GET", "/v1/files", "files_api_routes_list_files",
         handler="files:list_files", query=files.ListFilesQuery, response=files.ListFilesOut),

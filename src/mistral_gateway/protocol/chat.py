@@ -1,0 +1,230 @@
+"""Chat and FIM completion models (Mistral spec: ChatCompletionRequest/Response, FIMCompletionRequest,
+CompletionChunk). Requests tolerate unknown fields; responses always carry the six keys the SDK requires."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from mistral_gateway.protocol.common import RequestModel, ResponseModel
+
+__all__ = [
+    "AssistantMessage",
+    "ChatCompletionChoice",
+    "ChatCompletionRequest",
+    "ChatCompletionResponse",
+    "CompletionChunk",
+    "ContentChunk",
+    "FIMCompletionRequest",
+    "FunctionCall",
+    "Message",
+    "ResponseFormat",
+    "Tool",
+    "ToolCall",
+    "UsageInfo",
+]
+
+
+class TextChunk(RequestModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ImageURLChunk(RequestModel):
+    type: Literal["image_url"] = "image_url"
+    image_url: str | dict[str, Any]
+
+
+class OtherChunk(RequestModel):
+    """document_url, reference, file, thinking, input_audio: accepted, then refused by models lacking them."""
+
+    type: Literal["document_url", "reference", "file", "thinking", "input_audio"]
+
+
+ContentChunk = Annotated[TextChunk | ImageURLChunk | OtherChunk, Field(discriminator="type")]
+Content = str | list[ContentChunk] | None
+
+
+class FunctionCall(RequestModel):
+    name: str
+    arguments: dict[str, Any] | str
+
+
+class ToolCall(RequestModel):
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+    index: int | None = None
+
+
+class SystemMessage(RequestModel):
+    role: Literal["system"]
+    content: str | list[ContentChunk]
+
+
+class UserMessage(RequestModel):
+    role: Literal["user"]
+    content: Content
+
+
+class AssistantMessage(RequestModel):
+    role: Literal["assistant"] = "assistant"
+    content: Content = None
+    tool_calls: list[ToolCall] | None = None
+    prefix: bool = False
+
+
+class ToolMessage(RequestModel):
+    role: Literal["tool"]
+    content: Content
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+Message = Annotated[SystemMessage | UserMessage | AssistantMessage | ToolMessage, Field(discriminator="role")]
+
+
+class Function(RequestModel):
+    name: str = Field(min_length=1, max_length=256)
+    description: str = ""
+    strict: bool = False
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class Tool(RequestModel):
+    type: Literal["function"] = "function"
+    function: Function
+
+
+class FunctionName(RequestModel):
+    name: str
+
+
+class ToolChoice(RequestModel):
+    type: Literal["function"] = "function"
+    function: FunctionName
+
+
+class JsonSchema(RequestModel):
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool = False
+
+
+class ResponseFormat(RequestModel):
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: JsonSchema | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("response_format.json_schema is required when type is 'json_schema'")
+        return self
+
+
+class Prediction(RequestModel):
+    type: Literal["content"] = "content"
+    content: str = ""
+
+
+class _Sampling(RequestModel):
+    model: str = Field(min_length=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float = Field(1.0, ge=0, le=1)
+    max_tokens: int | None = Field(None, ge=0)
+    stream: bool = False
+    stop: str | list[str] | None = None
+    random_seed: int | None = Field(None, ge=0)
+    metadata: dict[str, Any] | None = None
+
+    @property
+    def stop_list(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(s for s in self.stop if s)
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[Message] = Field(min_length=1)
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["auto", "none", "any", "required"] | ToolChoice = "auto"
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    n: int | None = Field(None, ge=1, le=16)
+    prediction: Prediction | None = None
+    parallel_tool_calls: bool = True
+    safe_prompt: bool = False
+    min_tokens: int | None = Field(None, ge=0)
+
+    @field_validator("messages")
+    @classmethod
+    def _prefix_last(cls, messages: list[Any]) -> list[Any]:
+        for i, message in enumerate(messages):
+            if isinstance(message, AssistantMessage) and message.prefix and i != len(messages) - 1:
+                raise ValueError("only the last message may be an assistant message with prefix=true")
+        return messages
+
+
+class FIMCompletionRequest(_Sampling):
+    prompt: str
+    suffix: str | None = ""
+    min_tokens: int | None = Field(None, ge=0)
+
+
+class UsageInfo(ResponseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class ResponseToolCall(ResponseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: dict[str, Any]
+    index: int = 0
+
+
+class ResponseMessage(ResponseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    tool_calls: list[ResponseToolCall] | None = None
+    prefix: bool = False
+
+
+class ChatCompletionChoice(ResponseModel):
+    index: int
+    message: ResponseMessage
+    finish_reason: Literal["stop", "length", "model_length", "error", "tool_calls"]
+
+
+class ChatCompletionResponse(ResponseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    model: str
+    usage: UsageInfo
+    created: int
+    choices: list[ChatCompletionChoice]
+
+
+class DeltaMessage(ResponseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    tool_calls: list[ResponseToolCall] | None = None
+
+
+class ChunkChoice(ResponseModel):
+    index: int
+    delta: DeltaMessage
+    finish_reason: Literal["stop", "length", "error", "tool_calls"] | None = None
+
+
+class CompletionChunk(ResponseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    usage: UsageInfo | None = Field(None, exclude_if=lambda v: v is None)  # the spec's usage is not nullable
+    choices: list[ChunkChoice]

@@ -1,0 +1,121 @@
+"""Shared by chat and FIM: model resolution, sampling parameters, and assembling responses and stream chunks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from mistral_gateway.config import ModelEntry
+from mistral_gateway.engines.base import ContextOverflow, Delta, EngineBusy, EngineError, Generation, SamplingParams
+from mistral_gateway.errors import BadRequest, GatewayError, InternalError, NotFound, ServiceUnavailable
+from mistral_gateway.protocol.chat import (
+    ChatCompletionChoice,
+    ChatCompletionResponse,
+    ChunkChoice,
+    CompletionChunk,
+    DeltaMessage,
+    ResponseMessage,
+    ResponseToolCall,
+    UsageInfo,
+)
+from mistral_gateway.services.models import ModelCatalog
+
+__all__ = ["completion_id", "engine_errors", "primed", "resolve_text_model", "response", "stream_chunks"]
+
+DEFAULT_TEMPERATURE = 0.7
+
+
+def completion_id() -> str:
+    return uuid.uuid4().hex
+
+
+def resolve_text_model(catalog: ModelCatalog, name: str, capability: str) -> ModelEntry:
+    entry = catalog.resolve(name)
+    if entry is None:
+        raise NotFound(f"model {name!r} not found; GET /v1/models lists the available ones", code="MODEL_NOT_FOUND",
+                       param="model")
+    if capability not in entry.capabilities:
+        raise BadRequest(f"model {name!r} does not support {capability!r}", code="UNSUPPORTED_MODEL_CAPABILITY",
+                         param="model")
+    return entry
+
+
+def sampling(entry: ModelEntry, *, temperature: float | None, top_p: float, max_tokens: int | None,
+             stop: tuple[str, ...], seed: int | None, min_tokens: int | None, **extra: object) -> SamplingParams:
+    if temperature is None:
+        temperature = entry.default_model_temperature if entry.default_model_temperature is not None \
+            else DEFAULT_TEMPERATURE
+    if min_tokens and max_tokens is not None and min_tokens > max_tokens:
+        raise BadRequest("min_tokens must not exceed max_tokens", param="min_tokens")
+    return SamplingParams(max_tokens=max_tokens, min_tokens=min_tokens or 0, temperature=temperature, top_p=top_p,
+                          stop=stop, seed=seed, **extra)  # type: ignore[arg-type]
+
+
+def engine_errors(exc: EngineError) -> GatewayError:
+    """Engine failures in gateway terms: overflow is the caller's mistake, busy is retryable, the rest is ours."""
+    if isinstance(exc, ContextOverflow):
+        return BadRequest(str(exc), code="CONTEXT_LENGTH_EXCEEDED", param="max_tokens")
+    if isinstance(exc, EngineBusy):
+        return ServiceUnavailable(str(exc), retry_after=exc.retry_after, code="MODEL_BUSY")
+    return InternalError(f"inference failed: {exc}", code="ENGINE_ERROR")
+
+
+def response(cid: str, model: str, created: int, generations: list[Generation],
+             messages: list[ResponseMessage] | None = None) -> ChatCompletionResponse:
+    choices = [
+        ChatCompletionChoice(index=i, message=(messages[i] if messages else ResponseMessage(content=g.text)),
+                             finish_reason=g.finish_reason)
+        for i, g in enumerate(generations)
+    ]
+    prompt = generations[0].prompt_tokens if generations else 0  # the prompt is billed once for n choices
+    completion = sum(g.completion_tokens for g in generations)
+    return ChatCompletionResponse(id=cid, model=model, created=created, choices=choices,
+                                  usage=UsageInfo(prompt_tokens=prompt, completion_tokens=completion,
+                                                  total_tokens=prompt + completion))
+
+
+async def primed(stream: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
+    """Pull the first delta now, so errors before any output (overflow, busy) surface as HTTP errors."""
+    try:
+        first = await anext(stream)
+    except EngineError as exc:
+        await stream.aclose()
+        raise engine_errors(exc) from exc
+
+    async def rest() -> AsyncIterator[Delta]:
+        yield first
+        async for delta in stream:
+            yield delta
+
+    return rest()
+
+
+async def stream_chunks(cid: str, model: str, created: int,
+                        streams: Sequence[Callable[[], AsyncIterator[Delta]]]) -> AsyncIterator[CompletionChunk]:
+    """Mistral's chunk sequence per choice: role first, content pieces, then finish_reason; the very last chunk
+    carries the usage. ``streams`` are started one after another (n > 1 choices)."""
+    prompt_tokens, completion_tokens = 0, 0
+    for index, make in enumerate(streams):
+        yield CompletionChunk(id=cid, created=created, model=model,
+                              choices=[ChunkChoice(index=index, delta=DeltaMessage(role="assistant", content=""))])
+        try:
+            async for delta in make():
+                if delta.finish_reason is None:
+                    if delta.text:
+                        piece = ChunkChoice(index=index, delta=DeltaMessage(content=delta.text))
+                        yield CompletionChunk(id=cid, created=created, model=model, choices=[piece])
+                    continue
+                prompt_tokens = delta.prompt_tokens or prompt_tokens
+                completion_tokens += delta.completion_tokens or 0
+                if delta.tool_calls:  # whole calls, in one delta, before the finishing chunk
+                    calls = [ResponseToolCall(**c) for c in delta.tool_calls]
+                    piece = ChunkChoice(index=index, delta=DeltaMessage(content="", tool_calls=calls))
+                    yield CompletionChunk(id=cid, created=created, model=model, choices=[piece])
+                last = index == len(streams) - 1
+                usage = UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                  total_tokens=prompt_tokens + completion_tokens) if last else None
+                yield CompletionChunk(id=cid, created=created, model=model, usage=usage,
+                                      choices=[ChunkChoice(index=index, delta=DeltaMessage(content=delta.text),
+                                                           finish_reason=delta.finish_reason)])
+        except EngineError as exc:
+            raise engine_errors(exc) from exc
