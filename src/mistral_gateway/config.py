@@ -33,6 +33,7 @@ class ModelEntry(BaseModel):
     max_context_length: int = 32768  # per request (one llama.cpp slot)
     parallel: int = 4  # concurrent sequences (llama.cpp slots), continuously batched
     threads: int | None = None  # default: all usable cores
+    mmap: bool = True  # False reads weights into memory: no double residency with llama.cpp's repacked copy
     fim_template: str | None = None  # e.g. "<|fim_prefix|>{prompt}<|fim_suffix|>{suffix}<|fim_middle|>"
     capabilities: list[str] = Field(default_factory=lambda: ["completion_chat"])
     default_model_temperature: float | None = None
@@ -58,6 +59,7 @@ def default_models() -> list[ModelEntry]:
             asset="qwen2.5-coder-1.5b-instruct-q4_k_m",
             max_context_length=4096,
             parallel=4,
+            mmap=False,  # saves ~0.6 GB resident on this 1.1 GB model
             capabilities=["completion_chat", "completion_fim", "function_calling"],
             fim_template="<|fim_prefix|>{prompt}<|fim_suffix|>{suffix}<|fim_middle|>",
             default_model_temperature=0.3,
