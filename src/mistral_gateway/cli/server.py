@@ -30,6 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = settings_from(args, host=args.host, port=args.port)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # engines' loopback calls to llama.cpp are not news
     services = build_services(settings)
     if settings.bootstrap_dev_token:
         _announce_dev_token(services, settings.host, settings.port)
