@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import sys
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
 
 from mistral_gateway.http.app import create_app
 from mistral_gateway.services.container import Services
 
-__all__ = ["LiveServer", "free_port"]
+__all__ = ["CLI", "LiveServer", "clean_env", "free_port"]
 
 
 def free_port() -> int:
@@ -42,3 +46,19 @@ class LiveServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
+
+
+def _command() -> list[str]:
+    beside = Path(sys.executable).with_name("mistral-gateway")
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("mistral-gateway")
+    return [found] if found else [sys.executable, "-m", "mistral_gateway"]
+
+
+CLI = _command()  # the project's own console script, not whatever is on PATH
+
+
+def clean_env() -> dict[str, str]:
+    """The caller's environment without gateway settings, so only the command line configures the CLI."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MISTRAL_GATEWAY_")}

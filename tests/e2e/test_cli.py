@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,27 +15,11 @@ import pytest
 
 from mistral_gateway.config import Settings
 from mistral_gateway.registry import Registry
-from support import free_port
+from support import CLI, clean_env, free_port
 
 pytestmark = pytest.mark.e2e
 
 TOKEN_LINE = re.compile(r"^at_[A-Za-z0-9_-]{32,}$")
-
-
-def _command() -> list[str]:
-    beside = Path(sys.executable).with_name("mistral-gateway")
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which("mistral-gateway")
-    return [found] if found else [sys.executable, "-m", "mistral_gateway"]
-
-
-CLI = _command()
-
-
-def clean_env() -> dict[str, str]:
-    """The caller's environment without gateway settings, so only the command line configures the CLI."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("MISTRAL_GATEWAY_")}
 
 
 def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:

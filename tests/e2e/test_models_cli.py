@@ -5,31 +5,16 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from support import CLI, clean_env
+
 pytestmark = pytest.mark.e2e
 
 DEFAULT_ASSETS = ("qwen2.5-coder-1.5b-instruct-q4_k_m", "smollm2-135m-instruct-q4_1", "all-minilm-l6-v2")
-
-
-def _command() -> list[str]:
-    beside = Path(sys.executable).with_name("mistral-gateway")
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which("mistral-gateway")
-    return [found] if found else [sys.executable, "-m", "mistral_gateway"]
-
-
-CLI = _command()
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("MISTRAL_GATEWAY_")}
 
 
 def run(*args: str, weights: Path, config: Path | None = None) -> subprocess.CompletedProcess[str]:

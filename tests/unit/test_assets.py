@@ -16,9 +16,9 @@ import pytest
 from mistral_gateway.config import default_models
 from mistral_gateway.engines import assets as assets_module
 from mistral_gateway.engines.assets import BUNDLED_ASSETS, Asset, AssetError, AssetStore, resolve_asset
-from mistral_gateway.engines.fileops import exclusive_lock
 from mistral_gateway.engines.packaged import PackageFile
 from mistral_gateway.errors import ServiceUnavailable
+from mistral_gateway.fileops import exclusive_lock
 
 REPO = Path(__file__).resolve().parents[2]
 PART_SIZES = (300_000, 1, 70_001)  # odd sizes, one tiny

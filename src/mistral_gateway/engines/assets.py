@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mistral_gateway.engines.fileops import (
+from mistral_gateway.engines.packaged import Locator, PackageFile, locate_installed, pip_install_command
+from mistral_gateway.errors import ServiceUnavailable
+from mistral_gateway.fileops import (
     copy_hashing,
     exclusive_lock,
     fsync_dir,
@@ -32,8 +34,6 @@ from mistral_gateway.engines.fileops import (
     sha256_file,
     write_marker,
 )
-from mistral_gateway.engines.packaged import Locator, PackageFile, locate_installed, pip_install_command
-from mistral_gateway.errors import ServiceUnavailable
 
 __all__ = [
     "BUNDLED_ASSETS",

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from mistral_gateway.fileops import fsync_dir
+
 __all__ = ["BlobInfo", "BlobNotFound", "BlobStore", "BlobWriter", "LocalBlobStore"]
 
 CHUNK = 1024 * 1024
@@ -67,7 +69,7 @@ class _LocalWriter:
         final = self._store.path_for(self.key)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         self._done = True
         return BlobInfo(key=self.key, size=self.size, sha256=self._hash.hexdigest())
 
@@ -141,9 +143,3 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
