@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from mistral_gateway.cli.common import settings_from
+from mistral_gateway.cli.common import add_location_args, settings_from
 
 __all__ = ["register"]
 
@@ -22,15 +22,15 @@ def register(sub: Any) -> None:
     create.add_argument("--scope", action="append", dest="scopes", metavar="SCOPE",
                         help="repeatable; a category scope (files, models, chat, ...) or * (default: *)")
     create.add_argument("--expires-in", type=int, metavar="SECONDS")
-    _common(create)
+    add_location_args(create)
     create.set_defaults(func=_tokens_create)
     lst = tsub.add_parser("list", help="list tokens (never their secret)")
     lst.add_argument("--json", action="store_true")
-    _common(lst)
+    add_location_args(lst)
     lst.set_defaults(func=_tokens_list)
     revoke = tsub.add_parser("revoke", help="revoke a token by id (effective immediately)")
     revoke.add_argument("token_id")
-    _common(revoke)
+    add_location_args(revoke)
     revoke.set_defaults(func=_tokens_revoke)
 
     openapi = sub.add_parser("openapi", help="print the generated OpenAPI 3.1 document")
@@ -40,11 +40,6 @@ def register(sub: Any) -> None:
     ops = sub.add_parser("operations", help="print the operation registry with each operation's status")
     ops.add_argument("--json", action="store_true")
     ops.set_defaults(func=_operations)
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default=argparse.SUPPRESS)
-    parser.add_argument("--config", default=argparse.SUPPRESS)
 
 
 def _services(args: argparse.Namespace) -> Any:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mistral_gateway.cli.common import settings_from
+from mistral_gateway.cli.common import add_location_args, settings_from
 from mistral_gateway.config import ModelEntry, Settings
 
 __all__ = ["register"]
@@ -24,17 +24,12 @@ def register(sub: Any) -> None:
     install = msub.add_parser("install", help="assemble and verify the weights of the configured catalog")
     install.add_argument("assets", nargs="*", metavar="ASSET",
                          help="bundled asset ids to install (default: every asset the catalog uses)")
-    _common(install)
+    add_location_args(install)
     install.set_defaults(func=_install)
     status = msub.add_parser("status", help="per catalog model: engine, weights source, whether weights are ready")
     status.add_argument("--json", action="store_true")
-    _common(status)
+    add_location_args(status)
     status.set_defaults(func=_status)
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default=argparse.SUPPRESS)
-    parser.add_argument("--config", default=argparse.SUPPRESS)
 
 
 def _install(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import logging
 import os
 from typing import Any
 
-from mistral_gateway.cli.common import settings_from
+from mistral_gateway.cli.common import add_location_args, settings_from
 
 __all__ = ["register"]
 
@@ -16,8 +16,7 @@ def register(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--data-dir", default=argparse.SUPPRESS)
-    serve.add_argument("--config", default=argparse.SUPPRESS)
+    add_location_args(serve)
     serve.set_defaults(func=_serve)
 
 
