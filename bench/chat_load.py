@@ -197,7 +197,8 @@ class EngineLoad:
         from mistral_gateway.engines import llama  # sets OMP_PROC_BIND before xllamacpp loads, as in the gateway
         from mistral_gateway.engines.base import ChatMessage, SamplingParams
 
-        entry = next(m for m in default_models() if m.id == args.model_id)
+        # The baseline is the engine itself, in this process (no worker process, no loopback hop).
+        entry = next(m for m in default_models() if m.id == args.model_id).model_copy(update={"isolate": False})
         self.tokens = args.tokens
         settings = Settings()
         cpus = os.sched_getaffinity(0)

@@ -33,6 +33,7 @@ class ModelEntry(BaseModel):
     max_context_length: int = 32768  # per request (one llama.cpp slot)
     parallel: int = 4  # concurrent sequences (llama.cpp slots), continuously batched
     threads: int | None = None  # default: all usable cores
+    isolate: bool = True  # llama.cpp models run in a worker process each (False: inside the server process)
     mmap: bool = True  # False reads weights into memory: no double residency with llama.cpp's repacked copy
     fim_template: str | None = None  # e.g. "<|fim_prefix|>{prompt}<|fim_suffix|>{suffix}<|fim_middle|>"
     capabilities: list[str] = Field(default_factory=lambda: ["completion_chat"])

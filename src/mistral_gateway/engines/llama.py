@@ -11,6 +11,8 @@ import asyncio
 import json
 import os
 import secrets
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,32 +43,12 @@ _CPUS = frozenset(os.sched_getaffinity(0))
 
 class LlamaEngine:
     def __init__(self, entry: ModelEntry, path: Path, *, threads: int, queue_limit: int) -> None:
-        import xllamacpp
-
         if not path.is_file():
             raise EngineError(f"model {entry.id!r}: weights file {path} does not exist")
-        params = xllamacpp.CommonParams()
-        params.model.path = str(path)
-        params.n_parallel = entry.parallel
-        params.n_ctx = entry.max_context_length * entry.parallel  # llama.cpp splits it evenly between slots
-        params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = threads
-        params.cont_batching = True
-        # Memory: without mmap the file pages do not stay resident next to llama.cpp's repacked copy (~0.6 GB on
-        # the 1.5B model, but ~10% slower decode on small ones, hence per model); flash attention and an 8-bit KV
-        # cache: the default catalog then fits in ~2.4 GB instead of 3.5.
-        if not entry.mmap:
-            params.load_mode = xllamacpp.llama_load_mode.LLAMA_LOAD_MODE_NONE
-        params.flash_attn_type = xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_ENABLED
-        params.cache_type_k = xllamacpp.ggml_type.GGML_TYPE_Q8_0
-        params.cache_type_v = xllamacpp.ggml_type.GGML_TYPE_Q8_0
-        params.use_jinja = True
-        params.warmup = False
-        params.verbosity = 0
-        params.port = 0  # its HTTP listener binds 127.0.0.1 on a free port; only we hold its key
         self._key = secrets.token_urlsafe(24)
-        params.api_keys = [self._key]
-        self._server = xllamacpp.Server(params)
+        config = {"path": str(path), "parallel": entry.parallel, "ctx": entry.max_context_length * entry.parallel,
+                  "threads": threads, "mmap": entry.mmap, "key": self._key}
+        self._server: Any = WorkerProcess(config, entry.id) if entry.isolate else _in_process_server(config)
         self._http = httpx.Client(base_url=self._server.listening_address,
                                   headers={"Authorization": f"Bearer {self._key}"}, timeout=60)
         self.model_id = entry.id
@@ -219,7 +201,90 @@ class LlamaEngine:
     def close(self) -> None:
         self._http.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        close = getattr(self._server, "close", None)
+        if close is not None:
+            close()
         del self._server
+
+
+def build_params(config: dict[str, Any]) -> Any:
+    """xllamacpp server parameters, shared by the in-process server and the worker process."""
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = config["path"]
+    params.n_parallel = config["parallel"]
+    params.n_ctx = config["ctx"]  # llama.cpp splits it evenly between slots
+    params.cpuparams.n_threads = config["threads"]
+    params.cpuparams_batch.n_threads = config["threads"]
+    params.cont_batching = True
+    # Memory: without mmap the file pages do not stay resident next to llama.cpp's repacked copy (~0.6 GB on the
+    # 1.5B model, but ~10% slower decode on small ones, hence per model); flash attention and an 8-bit KV cache:
+    # the default catalog then fits in ~2.4 GB instead of 3.5.
+    if not config["mmap"]:
+        params.load_mode = xllamacpp.llama_load_mode.LLAMA_LOAD_MODE_NONE
+    params.flash_attn_type = xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    params.cache_type_k = xllamacpp.ggml_type.GGML_TYPE_Q8_0
+    params.cache_type_v = xllamacpp.ggml_type.GGML_TYPE_Q8_0
+    params.use_jinja = True
+    params.warmup = False
+    params.verbosity = 0
+    params.port = 0  # its HTTP listener binds 127.0.0.1 on a free port; only we hold its key
+    params.api_keys = [config["key"]]
+    return params
+
+
+def _in_process_server(config: dict[str, Any]) -> Any:
+    import xllamacpp
+
+    return xllamacpp.Server(build_params(config))
+
+
+class WorkerProcess:
+    """One model's llama.cpp server in a child process (``engines.llama_worker``): two llama.cpp servers in one
+    process slow each other down (measured: SmolLM2 146 -> 100 tok/s with an idle second model), and a child has its
+    own OpenMP runtime and GIL. Same ``handle_completions`` surface as the in-process server, over loopback."""
+
+    def __init__(self, config: dict[str, Any], model_id: str) -> None:
+        self._proc = subprocess.Popen(  # stdin stays open: the worker exits when it closes (we exit or crash)
+            [sys.executable, "-m", "mistral_gateway.engines.llama_worker"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write(json.dumps(config) + "\n")
+        self._proc.stdin.flush()
+        line = self._proc.stdout.readline()
+        if not line:
+            code = self._proc.wait(timeout=30)
+            raise EngineError(f"model {model_id!r}: the llama.cpp worker exited ({code}) before it was ready")
+        self.listening_address = json.loads(line)["address"]
+        self._http = httpx.Client(base_url=self.listening_address,
+                                  headers={"Authorization": f"Bearer {config['key']}"},
+                                  timeout=httpx.Timeout(30.0, read=None))  # a slot may queue a long time
+
+    def handle_completions(self, body: dict[str, Any], callback: Any) -> dict[str, Any] | None:
+        """Stream ``/v1/completions``; ``callback`` gets each chunk, a truthy return stops (closing the stream)."""
+        with self._http.stream("POST", "/v1/completions", content=json.dumps(body)) as response:
+            if response.status_code != 200:
+                response.read()
+                try:
+                    return {"error": response.json().get("error", {"message": response.text})}
+                except ValueError:
+                    return {"error": {"message": response.text[:300]}}
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                if callback(json.loads(line[6:])):
+                    break  # leaving the block closes the connection: llama.cpp stops this slot
+        return None
+
+    def close(self) -> None:
+        self._http.close()
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
 
 
 def _message_json(message: ChatMessage) -> dict[str, Any]:
