@@ -31,6 +31,7 @@ from mistral_gateway.engines.base import (
     Generation,
     SamplingParams,
 )
+from mistral_gateway.engines.llama_worker import build_params
 
 __all__ = ["LlamaEngine", "load"]
 
@@ -205,33 +206,6 @@ class LlamaEngine:
         if close is not None:
             close()
         del self._server
-
-
-def build_params(config: dict[str, Any]) -> Any:
-    """xllamacpp server parameters, shared by the in-process server and the worker process."""
-    import xllamacpp
-
-    params = xllamacpp.CommonParams()
-    params.model.path = config["path"]
-    params.n_parallel = config["parallel"]
-    params.n_ctx = config["ctx"]  # llama.cpp splits it evenly between slots
-    params.cpuparams.n_threads = config["threads"]
-    params.cpuparams_batch.n_threads = config["threads"]
-    params.cont_batching = True
-    # Memory: without mmap the file pages do not stay resident next to llama.cpp's repacked copy (~0.6 GB on the
-    # 1.5B model, but ~10% slower decode on small ones, hence per model); flash attention and an 8-bit KV cache:
-    # the default catalog then fits in ~2.4 GB instead of 3.5.
-    if not config["mmap"]:
-        params.load_mode = xllamacpp.llama_load_mode.LLAMA_LOAD_MODE_NONE
-    params.flash_attn_type = xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_ENABLED
-    params.cache_type_k = xllamacpp.ggml_type.GGML_TYPE_Q8_0
-    params.cache_type_v = xllamacpp.ggml_type.GGML_TYPE_Q8_0
-    params.use_jinja = True
-    params.warmup = False
-    params.verbosity = 0
-    params.port = 0  # its HTTP listener binds 127.0.0.1 on a free port; only we hold its key
-    params.api_keys = [config["key"]]
-    return params
 
 
 def _in_process_server(config: dict[str, Any]) -> Any:
