@@ -13,10 +13,63 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ModelEntry", "Settings", "default_models", "load_settings"]
+__all__ = [
+    "LimitPolicy",
+    "ModelEntry",
+    "RouteTarget",
+    "Settings",
+    "UpstreamEntry",
+    "WorkspacePolicy",
+    "default_models",
+    "load_settings",
+]
 
 MB = 1024 * 1024
 ENV_PREFIX = "MISTRAL_GATEWAY_"
+
+
+class UpstreamEntry(BaseModel):
+    """A backend the gateway forwards to. ``kind`` says which API it speaks:
+    ``mistral`` (Mistral's own API), ``mistral-gateway`` (another instance, native dialect) or ``openai``
+    (any OpenAI-compatible server: vLLM, llama-server, Ollama)."""
+
+    name: str
+    kind: Literal["mistral", "mistral-gateway", "openai"]
+    base_url: str | None = None  # default for kind "mistral": https://api.mistral.ai
+    api_key_env: str | None = None  # name of the environment variable holding the key (never returned by any route)
+    connect_timeout: float = 5.0
+    read_timeout: float = 120.0  # between two bytes of the response
+    total_timeout: float = 600.0  # the whole exchange, stream included
+    max_connections: int = 100
+    # Upstreams are fetched URLs too: private and loopback addresses are refused unless the operator says so.
+    allow_private_network: bool = False
+    # When to try the next target: connection errors and timeouts always; these statuses too (before any byte
+    # of a stream has been relayed, never after).
+    fallback_statuses: list[int] = Field(default_factory=lambda: [429, 500, 502, 503, 504])
+
+
+class RouteTarget(BaseModel):
+    """One place a model can be served: ``local`` (this server's engines) or an upstream by name, with the
+    model name that backend knows it by (default: the entry's id)."""
+
+    upstream: str = "local"
+    model: str | None = None
+
+
+class LimitPolicy(BaseModel):
+    """Per-minute request and token budgets plus concurrent requests; None means unlimited."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None  # prompt + completion tokens
+    concurrent_requests: int | None = None
+
+
+class WorkspacePolicy(LimitPolicy):
+    """Per-workspace settings: its limits (shared by all its tokens) and, optionally, full passthrough of every
+    operation to a ``mistral`` or ``mistral-gateway`` upstream (the LowCodeAPI behaviour)."""
+
+    name: str
+    passthrough: str | None = None
 
 
 class ModelEntry(BaseModel):
@@ -38,6 +91,8 @@ class ModelEntry(BaseModel):
     fim_template: str | None = None  # e.g. "<|fim_prefix|>{prompt}<|fim_suffix|>{suffix}<|fim_middle|>"
     capabilities: list[str] = Field(default_factory=lambda: ["completion_chat"])
     default_model_temperature: float | None = None
+    # Where requests go, in order: the first target, then fallbacks. Empty: the local engine above.
+    routes: list[RouteTarget] = Field(default_factory=list)
     created: int = 1732492800  # a fixed date keeps /v1/models byte-stable across restarts
     owned_by: str = "mistral-gateway"
 
@@ -113,6 +168,11 @@ class Settings(BaseSettings):
     weights_path: Path | None = None  # default: <data_dir>/weights
     load_models_at_start: bool = False  # False: each model loads on its first request
     inference_queue_limit: int = 32  # requests waiting for a slot, per model, before 503 + Retry-After
+    upstreams: list[UpstreamEntry] = Field(default_factory=list)
+    workspaces: list[WorkspacePolicy] = Field(default_factory=list)
+    default_token_limits: LimitPolicy = Field(default_factory=LimitPolicy)  # for tokens without their own limits
+    redis_url: str | None = None  # shared rate-limit counters across replicas (else: the database)
+    usage_flush_seconds: float = 1.0  # usage records are written in batches, off the request path
 
     config_file: Path | None = None  # recorded by load_settings() for diagnostics
 

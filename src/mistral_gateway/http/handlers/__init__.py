@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
@@ -15,7 +15,18 @@ from mistral_gateway.registry import Operation
 from mistral_gateway.services.container import Services
 from mistral_gateway.services.tokens import Principal
 
-__all__ = ["Call", "Handler", "load_handler"]
+__all__ = ["Call", "Handler", "Meter", "load_handler"]
+
+
+@dataclass
+class Meter:
+    """What one request used, filled in by its handler (for streams: by the time the stream ends) and recorded as
+    a usage row and against tokens-per-minute budgets. ``backend`` is ``local`` or the upstream's name."""
+
+    model: str | None = None
+    backend: str = "local"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 @dataclass
@@ -27,6 +38,7 @@ class Call:
     services: Services
     dialect: str
     old_format: bool = False
+    meter: Meter = field(default_factory=Meter)
 
     @property
     def workspace_id(self) -> str:
