@@ -238,7 +238,7 @@ class EngineLoad:
             return stop.is_set()
 
         try:
-            result = self.engine._server.handle_completions(self.body, on_chunk)
+            result = self.engine.server.handle_completions(self.body, on_chunk)
             if isinstance(result, dict) and "error" in result:
                 trace.error = str(result["error"])[:300]
         except Exception as exc:

@@ -88,6 +88,8 @@ class ModelEntry(BaseModel):
     threads: int | None = None  # default: all usable cores
     isolate: bool = True  # llama.cpp models run in a worker process each (False: inside the server process)
     mmap: bool = True  # False reads weights into memory: no double residency with llama.cpp's repacked copy
+    kv_cache_type: Literal["q8_0", "f16"] = "q8_0"  # q8_0 halves the KV cache's memory at a small quality cost
+    ubatch: int = Field(256, ge=32)  # llama.cpp's physical batch (prompt tokens per forward pass; sizes its buffers)
     fim_template: str | None = None  # e.g. "<|fim_prefix|>{prompt}<|fim_suffix|>{suffix}<|fim_middle|>"
     capabilities: list[str] = Field(default_factory=lambda: ["completion_chat"])
     default_model_temperature: float | None = None
@@ -95,6 +97,11 @@ class ModelEntry(BaseModel):
     routes: list[RouteTarget] = Field(default_factory=list)
     created: int = 1732492800  # a fixed date keeps /v1/models byte-stable across restarts
     owned_by: str = "mistral-gateway"
+
+    @property
+    def served_locally(self) -> bool:
+        """Whether this server's own engine may serve the model (so its weights matter here)."""
+        return not self.routes or any(r.upstream == "local" for r in self.routes)
 
 
 def default_models() -> list[ModelEntry]:
@@ -153,6 +160,7 @@ class Settings(BaseSettings):
     database_url: str | None = None  # default: SQLite in data_dir
     public_base_url: str | None = None  # used in signed URLs; default: the request's own base URL
     signing_secret: str | None = None  # default: a random secret kept in data_dir
+    secrets_key: str | None = None  # 64 hex chars sealing stored upstream keys; default: data_dir/secrets.key
     max_upload_bytes: int = 512 * MB
     max_json_body_bytes: int = 32 * MB
     signed_url_default_hours: int = 24

@@ -16,6 +16,7 @@ __all__ = [
     "Embeddings",
     "EngineBusy",
     "EngineError",
+    "EngineUnavailable",
     "Generation",
     "SamplingParams",
     "TextEngine",
@@ -103,6 +104,14 @@ class EngineBusy(EngineError):
     """Every slot is busy and the wait queue is full."""
 
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot serve right now but will shortly (e.g. its worker process died and is being restarted)."""
+
+    def __init__(self, message: str, *, retry_after: float = 2.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 

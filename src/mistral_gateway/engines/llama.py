@@ -1,25 +1,21 @@
-"""llama.cpp through xllamacpp: llama-server's slots and continuous batching, in-process.
+"""llama.cpp through xllamacpp: llama-server's slots and continuous batching.
 
-Generation calls block (releasing the GIL), so they run on this engine's own thread pool, never on the event loop
-and never on the pool the database uses. Chat templates and tokenisation go through the in-process server's
-loopback listener, which is protected by a random key.
+Each model's llama.cpp server runs in a worker process (``engines.worker_process``; restarted when it dies) or, with
+``isolate: false``, in this process. Calls to it block, so they run on this engine's own thread pool, never on the
+event loop and never on the pool the database uses. Chat templates, tokenisation and (for workers) completions go
+through its loopback listener, which is protected by a random key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
-import subprocess
-import sys
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from mistral_gateway.config import ModelEntry, Settings
 from mistral_gateway.engines.base import (
@@ -28,10 +24,11 @@ from mistral_gateway.engines.base import (
     Delta,
     EngineBusy,
     EngineError,
+    EngineUnavailable,
     Generation,
     SamplingParams,
 )
-from mistral_gateway.engines.llama_worker import build_params
+from mistral_gateway.engines.worker_process import InProcessServer, Supervisor, WorkerProcess
 
 __all__ = ["LlamaEngine", "load"]
 
@@ -48,10 +45,10 @@ class LlamaEngine:
             raise EngineError(f"model {entry.id!r}: weights file {path} does not exist")
         self._key = secrets.token_urlsafe(24)
         config = {"path": str(path), "parallel": entry.parallel, "ctx": entry.max_context_length * entry.parallel,
-                  "threads": threads, "mmap": entry.mmap, "key": self._key}
-        self._server: Any = WorkerProcess(config, entry.id) if entry.isolate else _in_process_server(config)
-        self._http = httpx.Client(base_url=self._server.listening_address,
-                                  headers={"Authorization": f"Bearer {self._key}"}, timeout=60)
+                  "threads": threads, "mmap": entry.mmap, "ubatch": entry.ubatch,
+                  "kv": entry.kv_cache_type, "key": self._key}
+        server = WorkerProcess if entry.isolate else InProcessServer
+        self._servers = Supervisor(lambda: server(config, entry.id), entry.id)
         self.model_id = entry.id
         self.context_length = entry.max_context_length
         self.parallel = entry.parallel
@@ -60,6 +57,11 @@ class LlamaEngine:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=self._capacity + 2, thread_name_prefix=f"llama-{entry.id}")
 
+    @property
+    def server(self) -> Any:
+        """The current llama.cpp server (a ``WorkerProcess`` has the ``pid``); it may be dead until the next call."""
+        return self._servers.server
+
     # -- protocol -----------------------------------------------------------------------------------------------
     async def render(self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] | None = None,
                      *, continue_last: bool = False) -> str:
@@ -67,7 +69,9 @@ class LlamaEngine:
         if tools:
             body["tools"] = list(tools)
         result = await self._call(self._post, "/apply-template", body)
-        return str(result["prompt"])
+        if not isinstance(result, dict) or not isinstance(result.get("prompt"), str):
+            raise EngineError(f"model {self.model_id!r}: llama.cpp /apply-template answered {str(result)[:200]}")
+        return result["prompt"]
 
     async def complete(self, prompt: str, params: SamplingParams) -> Generation:
         text: list[str] = []
@@ -133,15 +137,17 @@ class LlamaEngine:
             return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue()
-        cancelled = threading.Event()
+        cancelled, delivered = threading.Event(), threading.Event()
 
         def on_chunk(chunk: dict[str, Any]) -> bool:
+            delivered.set()
             loop.call_soon_threadsafe(queue.put_nowait, chunk)
             return cancelled.is_set()  # truthy stops generation: the client went away
 
         def run() -> None:
             try:
-                result = self._server.handle_completions(body, on_chunk)
+                result = self._on_server(lambda server: server.handle_completions(body, on_chunk),
+                                         retry=lambda: not delivered.is_set())
                 if isinstance(result, dict) and "error" in result:
                     loop.call_soon_threadsafe(queue.put_nowait, _engine_error(result["error"]))
             except BaseException as exc:
@@ -168,6 +174,8 @@ class LlamaEngine:
                 finished = True
                 yield Delta(text, "length" if reason == "length" else "stop", usage.get("prompt_tokens", len(tokens)),
                             usage.get("completion_tokens", 0))
+            if not finished:
+                raise EngineError(f"model {self.model_id!r}: the llama.cpp stream ended before the generation did")
         finally:
             cancelled.set()
             if not finished:
@@ -189,76 +197,29 @@ class LlamaEngine:
     async def _call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
+    def _on_server(self, call: Callable[[Any], Any], retry: Callable[[], bool] = lambda: True) -> Any:
+        """``call(server)``; if the worker turns out dead before the call did anything, once more on a new one."""
+        try:
+            return call(self._servers.current())
+        except EngineUnavailable:
+            if not retry():
+                raise
+            return call(self._servers.current())
+
     def _post(self, path: str, body: dict[str, Any]) -> Any:
-        response = self._http.post(path, content=json.dumps(body))
-        if response.status_code != 200:
-            raise EngineError(f"llama.cpp {path} failed ({response.status_code}): {response.text[:300]}")
-        return response.json()
+        return self._on_server(lambda server: server.post(path, body))
 
     def _tokenize(self, text: str, add_special: bool = True) -> list[int]:
         result = self._post("/tokenize", {"content": text, "add_special": add_special, "parse_special": True})
-        return [int(t) for t in result["tokens"]]
-
-    def close(self) -> None:
-        self._http.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        close = getattr(self._server, "close", None)
-        if close is not None:
-            close()
-        del self._server
-
-
-def _in_process_server(config: dict[str, Any]) -> Any:
-    import xllamacpp
-
-    return xllamacpp.Server(build_params(config))
-
-
-class WorkerProcess:
-    """One model's llama.cpp server in a child process (``engines.llama_worker``): two llama.cpp servers in one
-    process slow each other down (measured: SmolLM2 146 -> 100 tok/s with an idle second model), and a child has its
-    own OpenMP runtime and GIL. Same ``handle_completions`` surface as the in-process server, over loopback."""
-
-    def __init__(self, config: dict[str, Any], model_id: str) -> None:
-        self._proc = subprocess.Popen(  # stdin stays open: the worker exits when it closes (we exit or crash)
-            [sys.executable, "-m", "mistral_gateway.engines.llama_worker"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True)
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._proc.stdin.write(json.dumps(config) + "\n")
-        self._proc.stdin.flush()
-        line = self._proc.stdout.readline()
-        if not line:
-            code = self._proc.wait(timeout=30)
-            raise EngineError(f"model {model_id!r}: the llama.cpp worker exited ({code}) before it was ready")
-        self.listening_address = json.loads(line)["address"]
-        self._http = httpx.Client(base_url=self.listening_address,
-                                  headers={"Authorization": f"Bearer {config['key']}"},
-                                  timeout=httpx.Timeout(30.0, read=None))  # a slot may queue a long time
-
-    def handle_completions(self, body: dict[str, Any], callback: Any) -> dict[str, Any] | None:
-        """Stream ``/v1/completions``; ``callback`` gets each chunk, a truthy return stops (closing the stream)."""
-        with self._http.stream("POST", "/v1/completions", content=json.dumps(body)) as response:
-            if response.status_code != 200:
-                response.read()
-                try:
-                    return {"error": response.json().get("error", {"message": response.text})}
-                except ValueError:
-                    return {"error": {"message": response.text[:300]}}
-            for line in response.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                if callback(json.loads(line[6:])):
-                    break  # leaving the block closes the connection: llama.cpp stops this slot
-        return None
-
-    def close(self) -> None:
-        self._http.close()
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
         try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
+            return [int(t) for t in result["tokens"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EngineError(f"model {self.model_id!r}: llama.cpp /tokenize answered {str(result)[:200]}") from exc
+
+    def close(self) -> None:
+        """Stops the model's server; a worker process is reaped (killed if it does not exit within 10 s)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._servers.close()
 
 
 def _message_json(message: ChatMessage) -> dict[str, Any]:

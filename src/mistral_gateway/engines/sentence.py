@@ -28,6 +28,7 @@ from typing import Any
 from mistral_gateway.config import ModelEntry, Settings
 from mistral_gateway.engines.base import EmbeddingEngine, Embeddings, EngineError
 from mistral_gateway.engines.batching import BatchStats, MicroBatcher
+from mistral_gateway.engines.st_lite import LiteSentenceModel, lite_layout
 
 __all__ = ["GROUP_OVERHEAD_TOKENS", "SentenceTransformerEngine", "load", "plan_groups", "workers_and_threads"]
 
@@ -150,13 +151,18 @@ def load(entry: ModelEntry, path: Path | None, _settings: Settings) -> Embedding
     if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
         raise EngineError(f"model {entry.id!r}: {path} is not a sentence-transformers model directory")
     import torch
-    from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # no "Loading weights" bar in the server log
     workers, threads = workers_and_threads(entry)
     torch.set_num_threads(threads)  # process-wide: each worker thread runs its own intra-op team of this size
-    model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    layout = lite_layout(path)
+    if layout is not None:  # the common layout: transformers alone, ~150 MB less resident than sentence-transformers
+        model: Any = LiteSentenceModel(path, layout)
+    else:
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
     model.eval()
     if entry.max_context_length < model.max_seq_length:  # the catalog may only shorten what the model allows
         model.max_seq_length = entry.max_context_length

@@ -6,7 +6,15 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from mistral_gateway.config import ModelEntry
-from mistral_gateway.engines.base import ContextOverflow, Delta, EngineBusy, EngineError, Generation, SamplingParams
+from mistral_gateway.engines.base import (
+    ContextOverflow,
+    Delta,
+    EngineBusy,
+    EngineError,
+    EngineUnavailable,
+    Generation,
+    SamplingParams,
+)
 from mistral_gateway.errors import BadRequest, GatewayError, InternalError, NotFound, ServiceUnavailable
 from mistral_gateway.protocol.chat import (
     ChatCompletionChoice,
@@ -57,6 +65,8 @@ def engine_errors(exc: EngineError) -> GatewayError:
         return BadRequest(str(exc), code="CONTEXT_LENGTH_EXCEEDED", param="max_tokens")
     if isinstance(exc, EngineBusy):
         return ServiceUnavailable(str(exc), retry_after=exc.retry_after, code="MODEL_BUSY")
+    if isinstance(exc, EngineUnavailable):  # transient: e.g. the model's worker process is being restarted
+        return ServiceUnavailable(str(exc), retry_after=exc.retry_after, code="MODEL_RESTARTING")
     return InternalError(f"inference failed: {exc}", code="ENGINE_ERROR")
 
 
