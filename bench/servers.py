@@ -104,12 +104,13 @@ def launched(
     env: Mapping[str, str] | None = None,
     ready_path: str = "/health",
     startup_timeout_s: float = 60.0,
+    cwd: Path | None = None,
 ) -> Iterator[Server]:
     """Start ``argv`` (which must listen on ``port``), wait for ``ready_path`` to answer 200, yield, then stop it."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=dict(env) if env is not None else None)
+                                env=dict(env) if env is not None else None, cwd=cwd)
     server = Server(name, proc, port, log_path)
     try:
         _wait_ready(server, ready_path, startup_timeout_s)

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = ["WrkError", "WrkResult", "parse_duration_s", "parse_latency_ms", "parse_wrk_output", "run_wrk",
            "wrk_path", "wrk_version"]
@@ -108,10 +109,14 @@ def run_wrk(
     threads: int = 1,
     headers: Mapping[str, str] | None = None,
     timeout_s: int = 5,
+    script: Path | None = None,
 ) -> WrkResult:
-    """One wrk run against ``url`` (a separate process, so the load generator never shares the server's GIL)."""
+    """One wrk run against ``url`` (a separate process, so the load generator never shares the server's GIL).
+    ``script``: a wrk Lua script (e.g. setting ``wrk.method`` and ``wrk.body`` for POST requests)."""
     argv = [wrk_path(), f"-t{threads}", f"-c{connections}", f"-d{max(1, duration_s)}s", f"--timeout={timeout_s}s",
             "--latency"]
+    if script is not None:
+        argv += ["-s", str(script)]
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]
     argv.append(url)

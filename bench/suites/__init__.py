@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core import Suite
 
-from . import chat, embeddings, models
+from . import chat, embeddings, models, proxy
 
 __all__ = ["SUITES"]
 
@@ -12,4 +12,5 @@ SUITES: dict[str, Suite] = {
     "models": models.run,
     "embeddings": embeddings.run,
     "chat": chat.run,
+    "proxy": proxy.run,
 }

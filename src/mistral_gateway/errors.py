@@ -6,7 +6,10 @@
      ├── Forbidden (403)             ├── RateLimited (429, carries ``retry_after``)
      ├── NotFound (404)              ├── InternalError (500)
      ├── MethodNotAllowed (405)      ├── NotImplementedOperation (501)
-     ├── Conflict (409)              └── ServiceUnavailable (503, may carry ``retry_after``)
+     ├── Conflict (409)              ├── BadGateway (502: no upstream answered)
+     │                               ├── ServiceUnavailable (503, may carry ``retry_after``)
+     │                               └── GatewayTimeout (504: an upstream timed out)
+     └── UpstreamError (an upstream's own error: its status, message and code, kept as they were)
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "BadGateway",
     "BadRequest",
     "Conflict",
     "Forbidden",
     "GatewayError",
+    "GatewayTimeout",
     "InternalError",
     "MethodNotAllowed",
     "NotFound",
@@ -26,6 +31,7 @@ __all__ = [
     "RateLimited",
     "ServiceUnavailable",
     "Unauthorized",
+    "UpstreamError",
     "ValidationFailed",
 ]
 
@@ -140,3 +146,25 @@ class ServiceUnavailable(GatewayError):
     def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None) -> None:
         headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
         super().__init__(message, code=code, headers=headers)
+
+
+class BadGateway(GatewayError):
+    status = 502
+    type = "server_error"
+    default_code = "UPSTREAM_UNAVAILABLE"
+
+
+class GatewayTimeout(GatewayError):
+    status = 504
+    type = "server_error"
+    default_code = "UPSTREAM_TIMEOUT"
+
+
+class UpstreamError(GatewayError):
+    """An error an upstream answered with, relayed in the caller's dialect with the upstream's status."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None, type: str | None = None,
+                 param: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, code=code or f"UPSTREAM_{status}", param=param, headers=headers)
+        self.status = status  # type: ignore[misc]  # per instance: whatever the upstream said
+        self.type = type or ("invalid_request_error" if status < 500 else "server_error")  # type: ignore[misc]

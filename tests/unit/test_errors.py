@@ -6,10 +6,12 @@ import pytest
 
 from mistral_gateway import errors
 from mistral_gateway.errors import (
+    BadGateway,
     BadRequest,
     Conflict,
     Forbidden,
     GatewayError,
+    GatewayTimeout,
     InternalError,
     MethodNotAllowed,
     NotFound,
@@ -18,6 +20,7 @@ from mistral_gateway.errors import (
     RateLimited,
     ServiceUnavailable,
     Unauthorized,
+    UpstreamError,
     ValidationFailed,
 )
 
@@ -34,6 +37,8 @@ EXPECTED = [
     (InternalError, 500, "server_error", "INTERNAL_ERROR"),
     (NotImplementedOperation, 501, "server_error", "NOT_IMPLEMENTED"),
     (ServiceUnavailable, 503, "server_error", "SERVICE_UNAVAILABLE"),
+    (BadGateway, 502, "server_error", "UPSTREAM_UNAVAILABLE"),
+    (GatewayTimeout, 504, "server_error", "UPSTREAM_TIMEOUT"),
 ]
 
 
@@ -46,8 +51,16 @@ def test_status_type_and_default_code(cls: type[GatewayError], status: int, type
 
 
 def test_every_exported_error_is_covered() -> None:
-    exported = {getattr(errors, name) for name in errors.__all__} - {GatewayError}
+    exported = {getattr(errors, name) for name in errors.__all__} - {GatewayError, UpstreamError}
     assert exported == {c[0] for c in EXPECTED}
+
+
+def test_upstream_error_keeps_the_upstream_status() -> None:
+    err = UpstreamError(402, "insufficient credit", code="3505")
+    assert (err.status, err.message, err.code, err.type) == (402, "insufficient credit", "3505",
+                                                             "invalid_request_error")
+    assert UpstreamError(502, "bad").type == "server_error" and UpstreamError(502, "bad").code == "UPSTREAM_502"
+    assert BadRequest.status == 400  # the per-instance status leaves the classes alone
 
 
 def test_plain_error_fields() -> None:

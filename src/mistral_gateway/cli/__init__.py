@@ -11,7 +11,7 @@ from collections.abc import Sequence
 # before either can load, so decode speed does not depend on which model happened to be asked for first.
 os.environ.setdefault("OMP_PROC_BIND", "true")
 
-from mistral_gateway.cli import admin, models, server
+from mistral_gateway.cli import admin, client_commands, models, server, upstreams, usage
 
 __all__ = ["main"]
 
@@ -24,7 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     server.register(sub)
     admin.register(sub)
+    usage.register(sub)
     models.register(sub)
+    client_commands.register(sub)
+    upstreams.register(sub)
     return parser
 
 

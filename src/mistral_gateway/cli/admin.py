@@ -22,6 +22,9 @@ def register(sub: Any) -> None:
     create.add_argument("--scope", action="append", dest="scopes", metavar="SCOPE",
                         help="repeatable; a category scope (files, models, chat, ...) or * (default: *)")
     create.add_argument("--expires-in", type=int, metavar="SECONDS")
+    create.add_argument("--rpm", type=int, metavar="N", help="requests per minute (default: default_token_limits)")
+    create.add_argument("--tpm", type=int, metavar="N", help="prompt + completion tokens per minute")
+    create.add_argument("--concurrency", type=int, metavar="N", help="requests in flight at once")
     add_location_args(create)
     create.set_defaults(func=_tokens_create)
     lst = tsub.add_parser("list", help="list tokens (never their secret)")
@@ -51,24 +54,25 @@ def _services(args: argparse.Namespace) -> Any:
 def _tokens_create(args: argparse.Namespace) -> int:
     services = _services(args)
     token, record = services.tokens.create(args.name, workspace=args.workspace, scopes=args.scopes,
-                                           expires_in=args.expires_in)
+                                           expires_in=args.expires_in, requests_per_minute=args.rpm,
+                                           tokens_per_minute=args.tpm, concurrent_requests=args.concurrency)
     expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.expires_at)) if record.expires_at else "never"
+    limits = [f"{name} {value}" for name, value in (("rpm", record.requests_per_minute),
+                                                   ("tpm", record.tokens_per_minute),
+                                                   ("concurrency", record.concurrent_requests)) if value]
     print(f"created token {record.id} ({record.name}) in workspace {record.workspace_name!r}, "
-          f"scopes {' '.join(record.scopes)}, expires {expires}")
+          f"scopes {' '.join(record.scopes)}, expires {expires}"
+          + (f", limits {', '.join(limits)}" if limits else ""))
     print("the token is shown only now; store it safely:")
     print(token)
     return 0
 
 
 def _tokens_list(args: argparse.Namespace) -> int:
-    records = _services(args).tokens.list()
+    from mistral_gateway.services.tokens import describe_token
+
     now = time.time()
-    rows = []
-    for r in records:
-        state = "revoked" if r.revoked_at else "expired" if r.expires_at and r.expires_at <= now else "active"
-        rows.append({"id": r.id, "name": r.name, "workspace": r.workspace_name, "prefix": r.prefix + "…",
-                     "scopes": list(r.scopes), "created_at": r.created_at, "expires_at": r.expires_at,
-                     "state": state})
+    rows = [describe_token(r, now) for r in _services(args).tokens.list()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

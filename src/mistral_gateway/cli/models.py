@@ -1,4 +1,5 @@
-"""``mistral-gateway models install|status``: make the catalog's bundled weights ready, and report on them."""
+"""``mistral-gateway models install|status``: make the catalog's bundled weights ready, and report on them.
+``models list`` (also bare ``models``) asks a running gateway which models it serves (cli/client_commands.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mistral_gateway.cli.client_commands import add_client_args, models_list
 from mistral_gateway.cli.common import add_location_args, settings_from
 from mistral_gateway.config import ModelEntry, Settings
 
@@ -19,8 +21,14 @@ _RUNTIMES = {"llama.cpp": "xllamacpp", "sentence-transformers": "sentence_transf
 
 
 def register(sub: Any) -> None:
-    models = sub.add_parser("models", help="install (assemble and verify) bundled model weights; show their status")
-    msub = models.add_subparsers(dest="models_command", required=True)
+    models = sub.add_parser("models", help="list a running gateway's models; install (assemble and verify) bundled "
+                                           "model weights; show their status")
+    add_client_args(models)
+    models.set_defaults(func=models_list)  # bare `models`: the list
+    msub = models.add_subparsers(dest="models_command")
+    lst = msub.add_parser("list", help="list the models a running gateway serves (the default)")
+    add_client_args(lst)
+    lst.set_defaults(func=models_list)
     install = msub.add_parser("install", help="assemble and verify the weights of the configured catalog")
     install.add_argument("assets", nargs="*", metavar="ASSET",
                          help="bundled asset ids to install (default: every asset the catalog uses)")

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from mistral_gateway.config import Settings
 from mistral_gateway.errors import GatewayError
+from mistral_gateway.http.admin import admin_routes
 from mistral_gateway.http.dialects import LOWCODE, NATIVE
 from mistral_gateway.http.dispatch import RouteTable
 from mistral_gateway.http.endpoint import OperationEndpoint, _content_disposition
@@ -71,9 +72,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if removed:
             log.info("removed %d partial upload(s) left by an earlier crash", removed)
         if services.settings.load_models_at_start:
-            await services.engines.preload(list(services.models.catalog.entries))
+            await services.engines.preload([e for e in services.models.catalog.entries if e.served_locally])
             log.info("models loaded: %s", ", ".join(services.engines.loaded()))
         yield
+        await services.router.aclose()
         services.close()
 
     app = Starlette(
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             Route("/health", health, methods=["GET"]),
             Route("/openapi.json", native_openapi, methods=["GET"]),
             Route("/files/signed/{file_id}", signed_download, methods=["GET"]),
+            *admin_routes(services),
         ],
         lifespan=lifespan,
     )

@@ -13,7 +13,7 @@ from starlette.requests import Request
 
 from mistral_gateway.errors import BadRequest, PayloadTooLarge, ValidationFailed
 
-__all__ = ["parse_query", "read_body", "read_json", "validation_detail"]
+__all__ = ["parse_query", "read_body", "read_json", "read_json_object", "validate_body", "validation_detail"]
 
 M = typing.TypeVar("M", bound=BaseModel)
 
@@ -42,6 +42,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def read_json(request: Request, model: type[M], limit: int) -> M:
+    return validate_body(model, await read_json_object(request, limit))
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object, unvalidated (what upstreams receive, unknown fields included)."""
     body = await read_body(request, limit)
     if not body.strip():
         raise BadRequest("request body is empty; a JSON object is required", code="EMPTY_BODY")
@@ -51,6 +56,10 @@ async def read_json(request: Request, model: type[M], limit: int) -> M:
         raise BadRequest(f"malformed JSON body: {exc}", code="MALFORMED_JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("the JSON body must be an object", code="MALFORMED_JSON")
+    return data
+
+
+def validate_body(model: type[M], data: dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:

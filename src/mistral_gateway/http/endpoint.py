@@ -1,7 +1,8 @@
 """The ASGI endpoint serving every registry operation in one dialect.
 
 Order of checks: route (404/405) → path parameters (LowCodeAPI old/new format) → token (401) → scope (403)
-→ built yet? (501) → handler → render. Every error leaves in the dialect's shape with its status.
+→ rate limits (429) → built yet? (501) → handler → render → usage recorded (``http.metering``). Every error leaves
+in the dialect's shape with its status.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from mistral_gateway.errors import (
 from mistral_gateway.http.dialects import Dialect
 from mistral_gateway.http.dispatch import RouteTable, resolve_old_format
 from mistral_gateway.http.handlers import Call, Handler, load_handler
-from mistral_gateway.http.results import BinaryResult, NoContent, RawJSON, StreamResult
-from mistral_gateway.http.sse import sse_events
+from mistral_gateway.http.metering import Exchange, Metering
+from mistral_gateway.http.passthrough import forward
+from mistral_gateway.http.results import BinaryResult, NoContent, RawEvents, RawJSON, StreamResult
+from mistral_gateway.http.sse import relay_events, sse_events
 from mistral_gateway.registry import Operation
 from mistral_gateway.services.container import Services
 from mistral_gateway.services.tokens import Principal
@@ -45,22 +48,29 @@ class OperationEndpoint:
         self.services = services
         self.dialect = dialect
         self.routes = routes
+        self.metering = Metering(services, dialect.name)
         self.handlers: dict[str, Handler] = {
             op.id: load_handler(op.handler) for op in services.registry if op.handler is not None
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
+        exchange = Exchange()
         try:
-            response = await self.handle(request)
+            response = await self.handle(request, exchange)
         except GatewayError as err:
             response = self.dialect.error_response(err)
         except Exception:
             log.exception("unhandled error in %s %s", request.method, scope.get("path"))
             response = self.dialect.error_response(InternalError("internal server error"))
-        await response(scope, receive, send)
+        if exchange.principal is not None and not isinstance(response, StreamingResponse):
+            await self.metering.finish(exchange, response.status_code)  # lease back before the client has it
+        try:
+            await response(scope, receive, send)
+        finally:
+            await self.metering.finish(exchange, response.status_code)  # streams (a no-op when already done)
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request, exchange: Exchange) -> Response:
         path = request.scope["path"][len(self.dialect.prefix):]
         match = self.routes.match(path)
         if match is None:
@@ -76,14 +86,24 @@ class OperationEndpoint:
             params, old = resolve_old_format(op, params, request.query_params, allow_new=settings.lowcode_new_format,
                                              allow_old=settings.lowcode_old_format)
         principal = await self._authenticate(request)
+        exchange.op, exchange.principal = op, principal  # from here on the request is recorded in usage
         if not principal.allows(op.scope):
             raise Forbidden(f"this token lacks the {op.scope!r} scope needed for {op.name}", code="MISSING_SCOPE")
+        await self.metering.admit(exchange)  # rate limits (429)
+        upstream = self.services.passthrough.get(principal.workspace) if self.services.passthrough else None
+        call = Call(op=op, request=request, principal=principal, path=params, services=self.services,
+                    dialect=self.dialect.name, old_format=old, meter=exchange.meter)
+        if upstream is not None:  # the workspace forwards every operation, built here or not
+            settings = self.services.settings
+            return await forward(upstream, op, request, params, self.dialect, json_limit=settings.max_json_body_bytes,
+                                 upload_limit=settings.max_upload_bytes, meter=call.meter)
         handler = self.handlers.get(op.id)
         if handler is None:
             raise self._not_built(op)
-        call = Call(op=op, request=request, principal=principal, path=params, services=self.services,
-                    dialect=self.dialect.name, old_format=old)
-        return self.render(op, await handler(call))
+        result = await handler(call)
+        if isinstance(result, StreamResult):
+            result = self.metering.stream(result, exchange)
+        return self.render(op, result)
 
     async def _authenticate(self, request: Request) -> Principal:
         token = self.dialect.credentials(request)
@@ -98,6 +118,9 @@ class OperationEndpoint:
             return self.dialect.json_response(result.model_dump_json().encode(), op.status)
         if isinstance(result, RawJSON):
             return self.dialect.json_response(result.body, op.status)
+        if isinstance(result, RawEvents):
+            return StreamingResponse(relay_events(result.chunks, self.dialect), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         if isinstance(result, StreamResult):
             return StreamingResponse(sse_events(result, self.dialect), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-__all__ = ["BinaryResult", "NoContent", "RawJSON", "StreamResult"]
+__all__ = ["BinaryResult", "NoContent", "RawEvents", "RawJSON", "StreamResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +37,10 @@ class RawJSON:
     """A native body already rendered (cached hot paths); the dialect still wraps it."""
 
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvents:
+    """Server-sent events already framed (an upstream's stream), relayed chunk by chunk as they arrive."""
+
+    chunks: AsyncIterator[bytes]

@@ -11,7 +11,7 @@ from mistral_gateway.errors import GatewayError, InternalError
 from mistral_gateway.http.dialects import Dialect
 from mistral_gateway.http.results import StreamResult
 
-__all__ = ["sse_events"]
+__all__ = ["relay_events", "sse_events"]
 
 log = logging.getLogger("mistral_gateway.http")
 
@@ -31,3 +31,19 @@ async def sse_events(result: StreamResult, dialect: Dialect) -> AsyncIterator[by
         close = getattr(result.chunks, "aclose", None)
         if close is not None:
             await close()  # stops generation at once when the client went away
+
+
+async def relay_events(chunks: AsyncIterator[bytes], dialect: Dialect) -> AsyncIterator[bytes]:
+    """Relayed bytes as they come; a failure after the stream began ends it with an error event."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except GatewayError as err:
+        yield b"\n\ndata: " + orjson.dumps(dialect.error_body(err)) + b"\n\n"
+    except Exception:
+        log.exception("relayed stream failed")
+        yield b"\n\ndata: " + orjson.dumps(dialect.error_body(InternalError("internal server error"))) + b"\n\n"
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()  # closes the upstream response: a client disconnect cancels the upstream request

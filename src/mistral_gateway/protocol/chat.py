@@ -137,7 +137,14 @@ class _Sampling(RequestModel):
     stream: bool = False
     stop: str | list[str] | None = None
     random_seed: int | None = Field(None, ge=0)
+    seed: int | None = Field(None, ge=0, description="OpenAI's name for random_seed.")
     metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _openai_seed(self) -> _Sampling:
+        if self.random_seed is None and self.seed is not None:
+            self.random_seed = self.seed  # OpenAI SDKs (and the openai upstream kind) say seed
+        return self
 
     @property
     def stop_list(self) -> tuple[str, ...]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mistral_gateway.config import Settings
 from mistral_gateway.engines.manager import EngineManager
@@ -12,14 +12,20 @@ from mistral_gateway.services.chat import ChatService
 from mistral_gateway.services.embeddings import EmbeddingService
 from mistral_gateway.services.files import FileService
 from mistral_gateway.services.fim import FimService
+from mistral_gateway.services.limits import LimitService, make_limiter
 from mistral_gateway.services.models import ModelCatalog, ModelService
 from mistral_gateway.services.tokens import TokenService
+from mistral_gateway.services.upstream_keys import UpstreamKeyStore
+from mistral_gateway.services.usage import UsageLog
 from mistral_gateway.storage.blobs import LocalBlobStore
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.epoch import FileEpoch
 from mistral_gateway.storage.files import FileRepository
 from mistral_gateway.storage.models import FineTunedModelRepository
+from mistral_gateway.storage.secrets import UpstreamSecretRepository
 from mistral_gateway.storage.tokens import TokenRepository
+from mistral_gateway.storage.usage import UsageRepository
+from mistral_gateway.upstreams import Router, UpstreamClient, build_upstreams, passthrough_map
 
 __all__ = ["Services", "build_services"]
 
@@ -38,9 +44,15 @@ class Services:
     chat: ChatService
     fim: FimService
     embeddings: EmbeddingService
+    limits: LimitService
+    usage: UsageLog
+    router: Router = field(default_factory=lambda: Router({}))
+    passthrough: dict[str, UpstreamClient] = field(default_factory=dict)  # workspace name -> upstream
 
     def close(self) -> None:
         self.engines.close()
+        self.limits.close()
+        self.usage.close()  # writes the records still queued
         self.db.dispose()
 
 
@@ -70,7 +82,13 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     fine_tuned = FineTunedModelRepository(db, FileEpoch(settings.data_dir / "models.epoch"))
     models = ModelService(ModelCatalog(settings.models), fine_tuned, cache_seconds=settings.models_cache_seconds)
     engines = EngineManager(settings)
+    upstream_keys = UpstreamKeyStore(UpstreamSecretRepository(db), settings)
+    upstreams = build_upstreams(settings, keys=upstream_keys.load() if settings.upstreams else None)
+    limits = LimitService(make_limiter(settings, db), workspaces=settings.workspaces,
+                          default=settings.default_token_limits)
+    usage = UsageLog(UsageRepository(db), flush_seconds=settings.usage_flush_seconds)
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
                     models=models, fine_tuned=fine_tuned, engines=engines,
                     chat=ChatService(models.catalog, engines), fim=FimService(models.catalog, engines),
-                    embeddings=EmbeddingService(models.catalog, engines, fine_tuned))
+                    embeddings=EmbeddingService(models.catalog, engines, fine_tuned), limits=limits, usage=usage,
+                    router=Router(upstreams), passthrough=passthrough_map(settings, upstreams))

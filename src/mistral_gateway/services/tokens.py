@@ -8,6 +8,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mistral_gateway.errors import BadRequest, NotFound, Unauthorized
 from mistral_gateway.security.tokens import generate_token, hash_token, hashes_match, looks_like_token
@@ -15,7 +16,7 @@ from mistral_gateway.storage.epoch import FileEpoch
 from mistral_gateway.storage.records import TokenRecord
 from mistral_gateway.storage.tokens import TokenRepository
 
-__all__ = ["Principal", "TokenService"]
+__all__ = ["Principal", "TokenService", "describe_token"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +26,22 @@ class Principal:
     workspace: str
     scopes: frozenset[str]
     expires_at: int | None
+    requests_per_minute: int | None = None  # the token's own limits; None: the configured default
+    tokens_per_minute: int | None = None
+    concurrent_requests: int | None = None
 
     def allows(self, scope: str) -> bool:
         return "*" in self.scopes or scope in self.scopes
+
+
+def describe_token(record: TokenRecord, now: float) -> dict[str, Any]:
+    """A token as listings show it (CLI and admin API): never its hash, only a prefix to recognise it."""
+    state = ("revoked" if record.revoked_at else
+             "expired" if record.expires_at and record.expires_at <= now else "active")
+    return {"id": record.id, "name": record.name, "workspace": record.workspace_name, "prefix": record.prefix + "…",
+            "scopes": list(record.scopes), "created_at": record.created_at, "expires_at": record.expires_at,
+            "revoked_at": record.revoked_at, "state": state, "requests_per_minute": record.requests_per_minute,
+            "tokens_per_minute": record.tokens_per_minute, "concurrent_requests": record.concurrent_requests}
 
 
 class TokenService:
@@ -55,7 +69,8 @@ class TokenService:
 
     def create(
         self, name: str, *, workspace: str = "default", scopes: list[str] | None = None,
-        expires_in: int | None = None,
+        expires_in: int | None = None, requests_per_minute: int | None = None, tokens_per_minute: int | None = None,
+        concurrent_requests: int | None = None,
     ) -> tuple[str, TokenRecord]:
         scopes = list(dict.fromkeys(scopes or ["*"]))
         unknown = [s for s in scopes if s not in self._valid_scopes]
@@ -65,6 +80,11 @@ class TokenService:
             raise BadRequest("token name must not be empty", param="name")
         if expires_in is not None and expires_in <= 0:
             raise BadRequest("expires_in must be a positive number of seconds", param="expires_in")
+        limits = {"requests_per_minute": requests_per_minute, "tokens_per_minute": tokens_per_minute,
+                  "concurrent_requests": concurrent_requests}
+        for param, value in limits.items():
+            if value is not None and value <= 0:
+                raise BadRequest(f"{param} must be a positive integer (omit it for the default)", param=param)
         now = int(self._clock())
         token = generate_token()
         ws = self._repo.ensure_workspace(workspace, now)
@@ -77,6 +97,7 @@ class TokenService:
             scopes=scopes,
             created_at=now,
             expires_at=now + expires_in if expires_in else None,
+            **limits,
         )
         return token, record
 
@@ -122,7 +143,8 @@ class TokenService:
         if record.expires_at is not None and record.expires_at <= self._clock():
             raise Unauthorized("API token expired", code="TOKEN_EXPIRED")
         principal = Principal(record.id, record.workspace_id, record.workspace_name, frozenset(record.scopes),
-                              record.expires_at)
+                              record.expires_at, record.requests_per_minute, record.tokens_per_minute,
+                              record.concurrent_requests)
         with self._lock:
             # Cache only if no revocation landed while we read: otherwise a stale row could be cached.
             if epoch_before == self._epoch.current() == self._cache_epoch:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FileRecord", "FineTunedModelRecord", "TokenRecord", "WorkspaceRecord"]
+__all__ = ["FileRecord", "FineTunedModelRecord", "TokenRecord", "UsageRecord", "UsageSummary", "WorkspaceRecord"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,9 @@ class TokenRecord:
     created_at: int
     expires_at: int | None
     revoked_at: int | None
+    requests_per_minute: int | None = None  # the token's own limits (None: the configured default)
+    tokens_per_minute: int | None = None
+    concurrent_requests: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +61,35 @@ class FineTunedModelRecord:
     capabilities: tuple[str, ...]
     max_context_length: int
     created_at: int
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    """One request by an authenticated token: what it asked for, how it ended, what it used. Not frozen: one is
+    built on every request, and a frozen dataclass's ``__init__`` costs three times as much."""
+
+    created_at: int
+    token_id: str
+    workspace_id: str
+    workspace: str
+    operation: str
+    model: str | None
+    backend: str
+    dialect: str
+    status: int
+    latency_ms: float
+    prompt_tokens: int
+    completion_tokens: int
+    id: int | None = None  # set once stored
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSummary:
+    """Usage aggregated by one column (``key`` is that column's value)."""
+
+    key: str | None
+    requests: int
+    errors: int  # status >= 400
+    prompt_tokens: int
+    completion_tokens: int
+    mean_latency_ms: float

@@ -5,10 +5,20 @@ Portable SQL only: no SQLite-specific types or statements, so a PostgreSQL URL w
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["ApiToken", "Base", "FileRow", "FineTunedModelRow", "Workspace"]
+__all__ = [
+    "ApiToken",
+    "Base",
+    "FileRow",
+    "FineTunedModelRow",
+    "RateLease",
+    "RateWindow",
+    "UpstreamSecretRow",
+    "UsageRow",
+    "Workspace",
+]
 
 
 class Base(DeclarativeBase):
@@ -35,6 +45,10 @@ class ApiToken(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The token's own limits; None: Settings.default_token_limits applies (field by field)
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tokens_per_minute: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    concurrent_requests: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class FileRow(Base):
@@ -69,3 +83,54 @@ class FineTunedModelRow(Base):
     capabilities: Mapped[list[str]] = mapped_column(JSON)
     max_context_length: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RateWindow(Base):
+    """One fixed one-minute window of a rate-limit key (``token:<id>`` or ``workspace:<name>``)."""
+
+    __tablename__ = "rate_windows"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # unix seconds, a multiple of 60
+    requests: Mapped[int] = mapped_column(Integer)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+
+
+class RateLease(Base):
+    """One request in flight under a concurrency limit; renewed while it runs, so a crashed process's leases
+    expire on their own."""
+
+    __tablename__ = "rate_leases"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class UsageRow(Base):
+    __tablename__ = "usage_records"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    token_id: Mapped[str] = mapped_column(String(64))
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    workspace: Mapped[str] = mapped_column(String(128))
+    operation: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    backend: Mapped[str] = mapped_column(String(64))
+    dialect: Mapped[str] = mapped_column(String(16))
+    status: Mapped[int] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+
+
+class UpstreamSecretRow(Base):
+    """An upstream's API key, sealed with AES-GCM (``security.secretbox``); never stored or returned in clear."""
+
+    __tablename__ = "upstream_secrets"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[int] = mapped_column(BigInteger)

@@ -36,6 +36,9 @@ class TokenRepository:
         scopes: list[str],
         created_at: int,
         expires_at: int | None,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+        concurrent_requests: int | None = None,
     ) -> TokenRecord:
         with self._db.session() as s:
             s.add(
@@ -48,10 +51,13 @@ class TokenRepository:
                     scopes=scopes,
                     created_at=created_at,
                     expires_at=expires_at,
+                    requests_per_minute=requests_per_minute,
+                    tokens_per_minute=tokens_per_minute,
+                    concurrent_requests=concurrent_requests,
                 )
             )
         return TokenRecord(token_id, name, workspace.id, workspace.name, token_hash, prefix, tuple(scopes),
-                           created_at, expires_at, None)
+                           created_at, expires_at, None, requests_per_minute, tokens_per_minute, concurrent_requests)
 
     def by_hash(self, token_hash: str) -> TokenRecord | None:
         with self._db.session() as s:
@@ -97,4 +103,7 @@ def _record(row: ApiToken, workspace_name: str) -> TokenRecord:
         created_at=row.created_at,
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
+        requests_per_minute=row.requests_per_minute,
+        tokens_per_minute=row.tokens_per_minute,
+        concurrent_requests=row.concurrent_requests,
     )

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.requests import Request
 
-from mistral_gateway.http.bodies import parse_query, read_json
+from mistral_gateway.http.bodies import parse_query, read_json_object, validate_body
 from mistral_gateway.registry import Operation
 from mistral_gateway.services.container import Services
 from mistral_gateway.services.tokens import Principal
@@ -39,6 +39,7 @@ class Call:
     dialect: str
     old_format: bool = False
     meter: Meter = field(default_factory=Meter)
+    body: dict[str, Any] | None = None  # the JSON body as sent, once read (upstreams get it unchanged)
 
     @property
     def workspace_id(self) -> str:
@@ -51,7 +52,9 @@ class Call:
 
     async def json(self) -> Any:
         assert self.op.request is not None, f"{self.op.id} declares no request model"
-        return await read_json(self.request, self.op.request, self.services.settings.max_json_body_bytes)
+        if self.body is None:
+            self.body = await read_json_object(self.request, self.services.settings.max_json_body_bytes)
+        return validate_body(self.op.request, self.body)
 
     def base_url(self) -> str:
         return self.services.settings.public_base_url or str(self.request.base_url)

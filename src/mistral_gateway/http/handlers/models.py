@@ -21,6 +21,7 @@ async def list_models(call: Call) -> RawJSON:
 
 
 async def retrieve_model(call: Call) -> BaseModelCard | FTModelCard:
+    call.meter.model = call.path["model_id"]
     card = call.services.models.catalog.card(call.path["model_id"])  # base models: no I/O, no thread hop
     if card is not None:
         return card
@@ -28,4 +29,5 @@ async def retrieve_model(call: Call) -> BaseModelCard | FTModelCard:
 
 
 async def delete_model(call: Call) -> DeleteModelOut:
+    call.meter.model = call.path["model_id"]
     return await run_sync(call.services.models.delete, call.workspace_id, call.path["model_id"])

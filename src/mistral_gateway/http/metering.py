@@ -1,0 +1,135 @@
+"""Per-request admission, metering and usage recording around the operation endpoint.
+
+An ``Exchange`` follows one request from authentication on. ``admit`` applies the principal's rate limits (nothing
+at all for unlimited principals); ``stream`` meters an SSE stream as it passes (the model and ``usage`` from its
+chunks; content chunks counted as completion tokens until ``usage`` arrives, so a stream cut short still records
+the tokens sent so far); ``finish`` — exactly once per request — counts the tokens against TPM budgets, releases
+the concurrency lease and queues the usage row. A stream that ends normally finishes before its ``[DONE]`` is sent,
+so a client that reads it and sends its next request never meets its own lease; a stream the client abandons
+finishes with status 499 when the response is torn down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+from anyio import CancelScope
+from pydantic import BaseModel
+
+from mistral_gateway.errors import GatewayError
+from mistral_gateway.http.handlers import Meter
+from mistral_gateway.http.results import StreamResult
+from mistral_gateway.registry import Operation
+from mistral_gateway.services.container import Services
+from mistral_gateway.services.limits import Ticket
+from mistral_gateway.services.tokens import Principal
+from mistral_gateway.storage.records import UsageRecord
+
+__all__ = ["CLIENT_CLOSED", "Exchange", "Metering", "meter_completion", "meter_json_usage"]
+
+log = logging.getLogger("mistral_gateway.http")
+
+CLIENT_CLOSED = 499  # recorded when the client went away before the stream ended (nginx's convention)
+
+
+@dataclass(slots=True)
+class Exchange:
+    started: float = field(default_factory=time.perf_counter)
+    created_at: int = field(default_factory=lambda: int(time.time()))
+    op: Operation | None = None
+    principal: Principal | None = None  # None: not authenticated, nothing is recorded
+    ticket: Ticket | None = None
+    meter: Meter = field(default_factory=Meter)
+    stream_status: int | None = None  # set while an SSE stream is open, and if it fails
+    finished: bool = False
+
+
+class Metering:
+    def __init__(self, services: Services, dialect: str) -> None:
+        self.services = services
+        self.dialect = dialect
+
+    async def admit(self, exchange: Exchange) -> None:
+        assert exchange.principal is not None
+        exchange.ticket = await self.services.limits.admit(exchange.principal)
+
+    def stream(self, result: StreamResult, exchange: Exchange) -> StreamResult:
+        exchange.stream_status = CLIENT_CLOSED  # until the stream runs to its end
+        return replace(result, chunks=self._metered(result.chunks, exchange))
+
+    async def finish(self, exchange: Exchange, status: int) -> None:
+        if exchange.finished or exchange.principal is None or exchange.op is None:
+            return
+        exchange.finished = True
+        meter, principal = exchange.meter, exchange.principal
+        self.services.usage.record(UsageRecord(
+            created_at=exchange.created_at, token_id=principal.token_id, workspace_id=principal.workspace_id,
+            workspace=principal.workspace, operation=exchange.op.id, model=meter.model, backend=meter.backend,
+            dialect=self.dialect, status=exchange.stream_status or status,
+            latency_ms=round((time.perf_counter() - exchange.started) * 1000, 3),
+            prompt_tokens=meter.prompt_tokens, completion_tokens=meter.completion_tokens))
+        if exchange.ticket is not None:
+            with CancelScope(shield=True):  # also when the request is being cancelled: the lease must go back
+                try:
+                    await self.services.limits.settle(exchange.ticket, meter.prompt_tokens + meter.completion_tokens)
+                except Exception:  # the lease lapses on its own; the response is not lost for it
+                    log.exception("settling rate limits for %s failed", exchange.op.id)
+
+    async def _metered(self, chunks: AsyncIterator[BaseModel], exchange: Exchange) -> AsyncIterator[BaseModel]:
+        meter, reported = exchange.meter, False
+        try:
+            async for chunk in chunks:
+                usage = getattr(chunk, "usage", None)
+                if usage is not None:
+                    meter.prompt_tokens, meter.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+                    reported = True
+                elif not reported and _has_content(chunk):
+                    meter.completion_tokens += 1
+                if meter.model is None:
+                    meter.model = getattr(chunk, "model", None)
+                yield chunk
+        except GatewayError as err:
+            exchange.stream_status = err.status
+            raise
+        except Exception:
+            exchange.stream_status = 500
+            raise
+        else:
+            exchange.stream_status = None
+        finally:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
+        await self.finish(exchange, 200)  # before sse_events sends [DONE]
+
+
+def _has_content(chunk: Any) -> bool:
+    return any(getattr(getattr(c, "delta", None), "content", None) for c in getattr(chunk, "choices", None) or ())
+
+
+def meter_completion(meter: Meter, response: Any) -> Any:
+    """Fill the meter from a JSON completion (its ``model`` and ``usage``); returns the response."""
+    meter.model = getattr(response, "model", None) or meter.model
+    usage = getattr(response, "usage", None)
+    if usage is not None:
+        meter.prompt_tokens, meter.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+    return response
+
+
+def meter_json_usage(meter: Meter, body: bytes) -> bytes:
+    """Fill the meter from a rendered body whose last member is ``usage`` (embeddings), without parsing the rest
+    (which may be megabytes of vectors); returns the body."""
+    at = body.rfind(b'"usage":')
+    if at >= 0:
+        try:
+            usage = orjson.loads(body[at + len(b'"usage":'):-1])
+            meter.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            meter.completion_tokens = int(usage.get("completion_tokens") or 0)
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+            log.warning("no usage found at the end of a response body")
+    return body
