@@ -79,6 +79,39 @@ def test_stream_transport_errors_become_engine_errors(error: type[httpx.Transpor
         loopback(raising(error)).handle_completions({"prompt": [1]}, lambda chunk: False)
 
 
+@pytest.mark.parametrize("error", [httpx.RemoteProtocolError, httpx.ConnectError])
+def test_a_connection_closed_before_answering_is_tried_once_more(error: type[httpx.TransportError]) -> None:
+    """llama-server drops idle keep-alive connections after 5 s; a request sent on one just then gets no answer."""
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if len(calls) % 2 == 1:
+            raise error("Server disconnected without sending a response.", request=request)
+        if request.url.path == "/tokenize":
+            return httpx.Response(200, json={"tokens": [1, 2]})
+        return httpx.Response(200, stream=Chunks([sse("a"), sse("", "stop")]))
+
+    server = loopback(handler)
+    assert server.post("/tokenize", {"content": "hi"}) == {"tokens": [1, 2]}
+    received: list[dict[str, Any]] = []
+    assert server.handle_completions({}, received.append) is None
+    assert len(received) == 2
+    assert calls == ["/tokenize", "/tokenize", "/v1/completions", "/v1/completions"]
+
+
+def test_a_stream_that_broke_after_answering_is_not_sent_again() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(200, stream=Chunks([sse("a")], httpx.RemoteProtocolError))
+
+    with pytest.raises(EngineError, match="RemoteProtocolError"):
+        loopback(handler).handle_completions({}, lambda chunk: False)
+    assert calls == ["/v1/completions"]  # generation had started: never twice
+
+
 def test_post_non_2xx_and_invalid_json() -> None:
     failing = loopback(lambda r: httpx.Response(500, text="slot crashed"))
     with pytest.raises(EngineError, match=r"unit-llama.*/tokenize failed \(500\): slot crashed"):

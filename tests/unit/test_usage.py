@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from mistral_gateway.errors import BadRequest
 from mistral_gateway.services.usage import UsageLog, parse_time
 from mistral_gateway.storage.db import Database
-from mistral_gateway.storage.records import UsageRecord, UsageSummary
+from mistral_gateway.storage.records import UsageRecord, UsageSummary, UsageTuple
 from mistral_gateway.storage.tables import UsageRow
 from mistral_gateway.storage.usage import UsageRepository
 
@@ -70,11 +70,11 @@ class FlakyRepo(UsageRepository):
         super().__init__(db)
         self.failures = failures
 
-    def add_many(self, records: Sequence[UsageRecord]) -> None:
+    def add_rows(self, rows: Sequence[UsageTuple]) -> None:
         if self.failures:
             self.failures -= 1
             raise OSError("database unavailable")
-        super().add_many(records)
+        super().add_rows(rows)
 
 
 def test_a_failed_batch_is_kept_for_the_next_flush(db: Database) -> None:
@@ -153,3 +153,13 @@ def test_parse_time_rejects_nonsense() -> None:
     with pytest.raises(BadRequest) as err:
         parse_time("yesterday", now=T0, param="since")
     assert err.value.param == "since" and "yesterday" in err.value.message
+
+
+def test_large_batches_are_written_whole_and_in_order(db: Database) -> None:
+    repo = UsageRepository(db)
+    batch = [record(i, status=200 + i % 3, model=None if i % 7 == 0 else f"m{i % 5}") for i in range(1234)]
+    repo.add_many(batch)  # more rows than one multi-row INSERT carries
+    rows, total = repo.list(limit=2000)
+    assert total == 1234
+    assert [(r.created_at, r.status, r.model) for r in reversed(rows)] == \
+        [(b.created_at, b.status, b.model) for b in batch]

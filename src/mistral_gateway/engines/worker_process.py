@@ -29,6 +29,11 @@ log = logging.getLogger("mistral_gateway.engines")
 RETRY_AFTER = 2.0  # seconds a client should wait after its request died with the worker (a restart takes ~1-5 s)
 _STREAM_TIMEOUT = httpx.Timeout(30.0, read=None)  # a request may wait a long time for a free slot
 _STDERR_LINES = 20
+# llama-server (cpp-httplib) closes idle keep-alive connections after 5 s. Drop ours sooner, and send a request
+# once more when the server closed the connection before answering (it never saw the request): without both, a
+# request after a pause can meet a connection closed under it ("Server disconnected without sending a response").
+_KEEPALIVE_S = 2.0
+_STALE = (httpx.RemoteProtocolError, httpx.ConnectError)
 
 
 class WorkerStartError(EngineError):
@@ -42,14 +47,17 @@ class LoopbackServer:
         self.listening_address = address
         self.model_id = model_id
         self._http = httpx.Client(base_url=address, headers={"Authorization": f"Bearer {key}"}, timeout=60,
-                                  transport=transport)
+                                  limits=httpx.Limits(keepalive_expiry=_KEEPALIVE_S), transport=transport)
 
     def alive(self) -> bool:
         return True
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         try:
-            response = self._http.post(path, content=json.dumps(body))
+            try:
+                response = self._http.post(path, content=json.dumps(body))
+            except _STALE:
+                response = self._http.post(path, content=json.dumps(body))  # on a fresh connection
         except httpx.HTTPError as exc:
             raise self.failure(path, exc) from exc
         if response.status_code != 200:
@@ -64,8 +72,20 @@ class LoopbackServer:
         """Stream ``/v1/completions``; ``callback`` gets each chunk, a truthy return stops (closing the stream).
         Returns ``{"error": {...}}`` when llama.cpp refused the request, like the in-process server does."""
         try:
+            return self._completions(body, callback)
+        except _STALE:
+            pass  # no response at all: the request never reached a slot; once more, on a fresh connection
+        try:
+            return self._completions(body, callback)
+        except httpx.HTTPError as exc:
+            raise self.failure("/v1/completions", exc) from exc
+
+    def _completions(self, body: dict[str, Any], callback: Callable[[dict[str, Any]], Any]) -> Any:
+        answered = False
+        try:
             with self._http.stream("POST", "/v1/completions", content=json.dumps(body),
                                    timeout=_STREAM_TIMEOUT) as response:
+                answered = True
                 if response.status_code != 200:
                     response.read()
                     return {"error": _error_of(response)}
@@ -79,6 +99,10 @@ class LoopbackServer:
                                           f"{line[:200]!r}") from exc
                     if callback(chunk):
                         break  # leaving the block closes the connection: llama.cpp stops this slot
+        except _STALE as exc:
+            if answered:
+                raise self.failure("/v1/completions", exc) from exc
+            raise  # before any answer: the caller may send it again
         except httpx.HTTPError as exc:
             raise self.failure("/v1/completions", exc) from exc
         return None

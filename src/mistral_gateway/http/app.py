@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -74,6 +75,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if services.settings.load_models_at_start:
             await services.engines.preload([e for e in services.models.catalog.entries if e.served_locally])
             log.info("models loaded: %s", ", ".join(services.engines.loaded()))
+        # Everything built so far lives as long as the server: move it out of the collector's view, so its full
+        # collections (which stall the event loop) walk only what requests allocate, not every module and model.
+        gc.collect()
+        gc.freeze()
         yield
         await services.router.aclose()
         services.close()

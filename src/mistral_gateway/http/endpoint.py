@@ -8,6 +8,7 @@ in the dialect's shape with its status.
 from __future__ import annotations
 
 import logging
+import time
 from urllib.parse import quote
 
 import orjson
@@ -55,7 +56,7 @@ class OperationEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        exchange = Exchange()
+        exchange = Exchange(started=time.time())
         try:
             response = await self.handle(request, exchange)
         except GatewayError as err:
@@ -63,12 +64,16 @@ class OperationEndpoint:
         except Exception:
             log.exception("unhandled error in %s %s", request.method, scope.get("path"))
             response = self.dialect.error_response(InternalError("internal server error"))
-        if exchange.principal is not None and not isinstance(response, StreamingResponse):
+        if exchange.principal is None:  # not authenticated: nothing to meter
+            await response(scope, receive, send)
+            return
+        if not isinstance(response, StreamingResponse):
             await self.metering.finish(exchange, response.status_code)  # lease back before the client has it
         try:
             await response(scope, receive, send)
         finally:
-            await self.metering.finish(exchange, response.status_code)  # streams (a no-op when already done)
+            if not exchange.finished:
+                await self.metering.finish(exchange, response.status_code)  # streams
 
     async def handle(self, request: Request, exchange: Exchange) -> Response:
         path = request.scope["path"][len(self.dialect.prefix):]
@@ -89,7 +94,8 @@ class OperationEndpoint:
         exchange.op, exchange.principal = op, principal  # from here on the request is recorded in usage
         if not principal.allows(op.scope):
             raise Forbidden(f"this token lacks the {op.scope!r} scope needed for {op.name}", code="MISSING_SCOPE")
-        await self.metering.admit(exchange)  # rate limits (429)
+        if self.services.limits.buckets(principal):  # unlimited principals skip the limiter entirely
+            await self.metering.admit(exchange)  # rate limits (429)
         upstream = self.services.passthrough.get(principal.workspace) if self.services.passthrough else None
         call = Call(op=op, request=request, principal=principal, path=params, services=self.services,
                     dialect=self.dialect.name, old_format=old, meter=exchange.meter)

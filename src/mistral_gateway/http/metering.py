@@ -28,7 +28,6 @@ from mistral_gateway.registry import Operation
 from mistral_gateway.services.container import Services
 from mistral_gateway.services.limits import Ticket
 from mistral_gateway.services.tokens import Principal
-from mistral_gateway.storage.records import UsageRecord
 
 __all__ = ["CLIENT_CLOSED", "Exchange", "Metering", "meter_completion", "meter_json_usage"]
 
@@ -39,8 +38,7 @@ CLIENT_CLOSED = 499  # recorded when the client went away before the stream ende
 
 @dataclass(slots=True)
 class Exchange:
-    started: float = field(default_factory=time.perf_counter)
-    created_at: int = field(default_factory=lambda: int(time.time()))
+    started: float = 0.0  # time.time() when the request arrived (the endpoint sets it: cheaper than factories)
     op: Operation | None = None
     principal: Principal | None = None  # None: not authenticated, nothing is recorded
     ticket: Ticket | None = None
@@ -67,12 +65,10 @@ class Metering:
             return
         exchange.finished = True
         meter, principal = exchange.meter, exchange.principal
-        self.services.usage.record(UsageRecord(
-            created_at=exchange.created_at, token_id=principal.token_id, workspace_id=principal.workspace_id,
-            workspace=principal.workspace, operation=exchange.op.id, model=meter.model, backend=meter.backend,
-            dialect=self.dialect, status=exchange.stream_status or status,
-            latency_ms=round((time.perf_counter() - exchange.started) * 1000, 3),
-            prompt_tokens=meter.prompt_tokens, completion_tokens=meter.completion_tokens))
+        self.services.usage.record_row((  # usage_row order: UsageRecord's fields
+            int(exchange.started), principal.token_id, principal.workspace_id, principal.workspace, exchange.op.id,
+            meter.model, meter.backend, self.dialect, exchange.stream_status or status,
+            round((time.time() - exchange.started) * 1000, 3), meter.prompt_tokens, meter.completion_tokens))
         if exchange.ticket is not None:
             with CancelScope(shield=True):  # also when the request is being cancelled: the lease must go back
                 try:

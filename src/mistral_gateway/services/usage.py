@@ -14,7 +14,7 @@ from collections import deque
 from datetime import UTC, date, datetime
 
 from mistral_gateway.errors import BadRequest
-from mistral_gateway.storage.records import UsageRecord, UsageSummary
+from mistral_gateway.storage.records import UsageRecord, UsageSummary, UsageTuple, usage_row
 from mistral_gateway.storage.usage import GROUPS, UsageRepository
 
 __all__ = ["GROUPS", "UsageLog", "parse_time"]
@@ -55,7 +55,7 @@ class UsageLog:
         self._repo = repo
         self.flush_seconds = flush_seconds
         self.max_pending = max_pending
-        self._pending: deque[UsageRecord] = deque()
+        self._pending: deque[UsageTuple] = deque()
         self._flush_lock = threading.Lock()  # one writer at a time: the thread, close() or a reader's flush
         self._start_lock = threading.Lock()
         self._stop = threading.Event()
@@ -64,7 +64,11 @@ class UsageLog:
 
     def record(self, record: UsageRecord) -> None:
         """Queue one record (event-loop safe). The writer thread starts with the first record."""
-        self._pending.append(record)
+        self.record_row(usage_row(record))
+
+    def record_row(self, row: UsageTuple) -> None:
+        """Queue one ``usage_row`` tuple: the request path's form (no object per request for the GC to track)."""
+        self._pending.append(row)
         if self._writer is None:
             self._start()
         if len(self._pending) > self.max_pending:
@@ -76,7 +80,7 @@ class UsageLog:
     def flush(self) -> int:
         """Write every queued record now (blocking). Returns how many were written."""
         with self._flush_lock:
-            batch: list[UsageRecord] = []
+            batch: list[UsageTuple] = []
             while self._pending:
                 try:
                     batch.append(self._pending.popleft())
@@ -85,7 +89,7 @@ class UsageLog:
             if not batch:
                 return 0
             try:
-                self._repo.add_many(batch)
+                self._repo.add_rows(batch)
             except Exception:
                 self._pending.extendleft(reversed(batch))  # keep order; retried at the next flush
                 if len(self._pending) > self.max_pending:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FileRecord", "FineTunedModelRecord", "TokenRecord", "UsageRecord", "UsageSummary", "WorkspaceRecord"]
+__all__ = ["FileRecord", "FineTunedModelRecord", "TokenRecord", "UsageRecord", "UsageSummary", "UsageTuple",
+           "WorkspaceRecord", "usage_row"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,18 @@ class UsageRecord:
     prompt_tokens: int
     completion_tokens: int
     id: int | None = None  # set once stored
+
+
+UsageTuple = tuple[int, str, str, str, str, str | None, str, str, int, float, int, int]
+
+
+def usage_row(record: UsageRecord) -> UsageTuple:
+    """A record as the plain tuple the usage queue holds (``UsageRecord``'s fields in order, ``id`` left out).
+    Tuples of plain values drop out of the garbage collector's tracking, so thousands queued per second do not make
+    its full collections (latency spikes) more frequent, as objects would."""
+    return (record.created_at, record.token_id, record.workspace_id, record.workspace, record.operation,
+            record.model, record.backend, record.dialect, record.status, record.latency_ms, record.prompt_tokens,
+            record.completion_tokens)
 
 
 @dataclass(frozen=True, slots=True)

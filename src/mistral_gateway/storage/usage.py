@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +12,7 @@ from sqlalchemy import bindparam, case, func, insert, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from mistral_gateway.storage.db import Database
-from mistral_gateway.storage.records import UsageRecord, UsageSummary
+from mistral_gateway.storage.records import UsageRecord, UsageSummary, UsageTuple, usage_row
 from mistral_gateway.storage.tables import UsageRow
 
 __all__ = ["GROUPS", "UsageRepository"]
@@ -18,28 +20,46 @@ __all__ = ["GROUPS", "UsageRepository"]
 GROUPS = {"token": UsageRow.token_id, "model": UsageRow.model, "operation": UsageRow.operation,
           "workspace": UsageRow.workspace, "backend": UsageRow.backend}
 _FIELDS = [f.name for f in dataclasses.fields(UsageRecord) if f.name != "id"]
+_ROWS_PER_STATEMENT = 500  # x 12 columns, well under SQLite's 32766 bound parameters
 
 
 class UsageRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
-        # The INSERT compiled once for this database's driver and run as one driver-level executemany: half the
-        # CPU of going through Core per row, and it runs for every request the server answers.
+        # The INSERT compiled once for this database's driver. On SQLite one statement carries many rows: the
+        # driver releases the GIL around every statement it steps, and a per-row executemany made the writer
+        # thread and the event loop trade the GIL thousands of times a second (latency spikes under load).
         compiled = insert(UsageRow).inline().values({name: bindparam(name) for name in _FIELDS}).compile(
             dialect=db.engine.dialect)
         self._insert_sql = str(compiled)
         self._positions = list(compiled.positiontup or []) if compiled.positional else None
+        self._row_values: str | None = None
+        if db.engine.dialect.name == "sqlite" and self._positions is not None:
+            head, _, values = self._insert_sql.partition(" VALUES ")
+            self._insert_head, self._row_values = head + " VALUES ", values
+        # rows arrive in _FIELDS order; the compiled statement may want another
+        order = [_FIELDS.index(name) for name in (self._positions or _FIELDS)]
+        self._reorder = None if order == list(range(len(_FIELDS))) else operator.itemgetter(*order)
 
     def add_many(self, records: Sequence[UsageRecord]) -> None:
-        if not records:
+        self.add_rows([usage_row(r) for r in records])
+
+    def add_rows(self, rows: Sequence[UsageTuple]) -> None:
+        """Store rows given as ``usage_row`` tuples."""
+        if not rows:
             return
-        rows: list[Any]
-        if self._positions is not None:
-            rows = [tuple(getattr(r, name) for name in self._positions) for r in records]
-        else:
-            rows = [{name: getattr(r, name) for name in _FIELDS} for r in records]
+        if self._reorder is not None:
+            rows = [self._reorder(r) for r in rows]
         with self._db.engine.begin() as conn:
-            conn.exec_driver_sql(self._insert_sql, rows)
+            if self._row_values is not None:
+                for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+                    chunk = rows[start:start + _ROWS_PER_STATEMENT]
+                    sql = self._insert_head + ", ".join([self._row_values] * len(chunk))
+                    conn.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(chunk)))
+            elif self._positions is not None:
+                conn.exec_driver_sql(self._insert_sql, list(rows))
+            else:
+                conn.exec_driver_sql(self._insert_sql, [dict(zip(_FIELDS, r, strict=True)) for r in rows])
 
     def list(self, *, since: int | None = None, until: int | None = None, limit: int = 100,
              offset: int = 0) -> tuple[list[UsageRecord], int]:
