@@ -212,7 +212,9 @@ def test_upstream_errors_keep_status_and_message(pair: Pair) -> None:
     assert r.json()["detail"][0]["loc"][-1] == "temperature"
 
 
-def test_client_disconnect_cancels_the_upstream_stream(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("model", ["remote-chat", "oa-chat"])  # relayed raw, and translated event by event
+def test_client_disconnect_cancels_the_upstream_stream(pair: Pair, monkeypatch: pytest.MonkeyPatch,
+                                                       model: str) -> None:
     state = {"started": 0, "closed": 0}
     original = fake.FakeTextEngine.stream
 
@@ -228,7 +230,7 @@ def test_client_disconnect_cancels_the_upstream_stream(pair: Pair, monkeypatch: 
             state["closed"] += 1
 
     monkeypatch.setattr(fake.FakeTextEngine, "stream", slow)
-    with httpx.stream("POST", pair.url + "/v1/chat/completions", json={**CHAT, "stream": True},
+    with httpx.stream("POST", pair.url + "/v1/chat/completions", json={**CHAT, "model": model, "stream": True},
                       headers={"Authorization": f"Bearer {pair.token}"}, timeout=30) as r:
         lines = r.iter_lines()
         assert next(lines).startswith("data: ")

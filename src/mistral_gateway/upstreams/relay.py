@@ -4,6 +4,7 @@ translator (``openai``), noting the usage the last events carry."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any, Protocol
 
 import orjson
@@ -39,9 +40,10 @@ def usage_sink(usage: Usage) -> UsageSink:
 async def relay_raw(exchange: Exchange, on_usage: UsageSink) -> AsyncIterator[bytes]:
     """The upstream's bytes unchanged, each chunk forwarded the moment it arrives."""
     tail = b""
-    async for chunk in exchange.chunks():
-        tail = (tail + chunk)[-_TAIL:]
-        yield chunk
+    async with aclosing(exchange.chunks()) as chunks:  # closed at once when the caller stops (client gone)
+        async for chunk in chunks:
+            tail = (tail + chunk)[-_TAIL:]
+            yield chunk
     usage = usage_from_tail(tail)
     if usage is not None:
         on_usage(*usage)
@@ -50,15 +52,16 @@ async def relay_raw(exchange: Exchange, on_usage: UsageSink) -> AsyncIterator[by
 async def relay_translated(exchange: Exchange, translate: Callable[[dict[str, Any] | None], list[dict[str, Any]]],
                            on_usage: UsageSink) -> AsyncIterator[bytes]:
     """Event by event: ``translate(payload)`` gives the events to send (``translate(None)`` at the end)."""
-    async for data in sse_payloads(exchange.chunks()):
-        if data == b"[DONE]":
-            break
-        try:
-            payload = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            continue  # comments and keep-alives some servers interleave
-        for event in translate(payload):
-            yield _event(event, on_usage)
+    async with aclosing(sse_payloads(exchange.chunks())) as payloads:
+        async for data in payloads:
+            if data == b"[DONE]":
+                break  # not waiting for the body's end: an upstream that keeps it open would hold our [DONE]
+            try:
+                payload = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue  # comments and keep-alives some servers interleave
+            for event in translate(payload):
+                yield _event(event, on_usage)
     for event in translate(None):
         yield _event(event, on_usage)
     yield b"data: [DONE]\n\n"
@@ -72,15 +75,21 @@ def _event(event: dict[str, Any], on_usage: UsageSink) -> bytes:
 
 
 async def sse_payloads(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The ``data`` of each server-sent event (multi-line data joined with newlines)."""
+    """The ``data`` of each server-sent event (multi-line data joined with newlines). Closes ``chunks`` when done
+    or closed itself."""
     buffer = b""
-    async for chunk in chunks:
-        buffer += chunk.replace(b"\r\n", b"\n")
-        while b"\n\n" in buffer:
-            event, buffer = buffer.split(b"\n\n", 1)
-            data = _data(event)
-            if data is not None:
-                yield data
+    try:
+        async for chunk in chunks:
+            buffer += chunk.replace(b"\r\n", b"\n")
+            while b"\n\n" in buffer:
+                event, buffer = buffer.split(b"\n\n", 1)
+                data = _data(event)
+                if data is not None:
+                    yield data
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
     data = _data(buffer)
     if data is not None:
         yield data
