@@ -17,7 +17,7 @@ import pytest
 
 from mistral_gateway.config import ModelEntry
 from mistral_gateway.engines import llama
-from mistral_gateway.engines.base import EngineError, EngineUnavailable, SamplingParams
+from mistral_gateway.engines.base import ChatMessage, EngineError, EngineUnavailable, SamplingParams
 from mistral_gateway.engines.worker_process import LoopbackServer, Supervisor, WorkerStartError
 from mistral_gateway.errors import InternalError, ServiceUnavailable
 from mistral_gateway.services.completions import engine_errors, stream_chunks
@@ -380,3 +380,32 @@ def test_supervisor_gives_up_on_a_worker_that_keeps_failing_to_start() -> None:
     with pytest.raises(EngineError):
         supervisor.current()
     assert attempts == 7
+
+
+def test_render_tokenizes_once_for_the_stream_that_follows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    paths: list[str] = []
+
+    def completions(request: httpx.Request) -> httpx.Response:
+        assert json.loads(request.content)["prompt"] == [1, 2, 3]
+        return httpx.Response(200, stream=Chunks([sse("a"), sse("", "stop")]))
+
+    engine = engine_with(monkeypatch, tmp_path, completions)
+    original = engine._post
+
+    def counting(path: str, body: dict[str, Any]) -> Any:
+        paths.append(path)
+        return original(path, body)
+
+    engine._post = counting  # type: ignore[method-assign]
+
+    async def run() -> list[str]:
+        prompt = await engine.render([ChatMessage("user", "hi")])
+        out = [d.text async for d in engine.stream(prompt, SamplingParams(max_tokens=8))]
+        out += [d.text async for d in engine.stream(prompt, SamplingParams(max_tokens=8))]  # not remembered twice
+        return out
+
+    try:
+        assert asyncio.run(run()) == ["a", "", "a", ""]
+    finally:
+        engine.close()
+    assert paths == ["/apply-template", "/tokenize", "/tokenize"]

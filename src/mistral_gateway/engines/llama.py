@@ -37,6 +37,7 @@ os.environ.setdefault("OMP_PROC_BIND", "true")
 # Importing xllamacpp with OMP_PROC_BIND pins the importing thread (and threads it starts later) to one CPU:
 # remember the real CPU set first, to size thread pools and to undo the pinning after each load.
 _CPUS = frozenset(os.sched_getaffinity(0))
+_RENDERED_KEPT = 64  # rendered prompts whose tokens wait for their stream() call
 
 
 class LlamaEngine:
@@ -55,6 +56,7 @@ class LlamaEngine:
         self._capacity = entry.parallel + queue_limit
         self._inflight = 0
         self._lock = threading.Lock()
+        self._rendered: dict[str, list[int]] = {}  # prompt -> its tokens, from render() for the stream() after it
         self._pool = ThreadPoolExecutor(max_workers=self._capacity + 2, thread_name_prefix=f"llama-{entry.id}")
 
     @property
@@ -68,10 +70,12 @@ class LlamaEngine:
         body: dict[str, Any] = {"messages": [_message_json(m) for m in messages]}
         if tools:
             body["tools"] = list(tools)
-        result = await self._call(self._post, "/apply-template", body)
-        if not isinstance(result, dict) or not isinstance(result.get("prompt"), str):
-            raise EngineError(f"model {self.model_id!r}: llama.cpp /apply-template answered {str(result)[:200]}")
-        return result["prompt"]
+        prompt, tokens = await self._call(self._render_and_tokenize, body)
+        with self._lock:  # stream() is nearly always next: it then needs neither a thread hop nor a /tokenize call
+            self._rendered[prompt] = tokens
+            while len(self._rendered) > _RENDERED_KEPT:
+                self._rendered.pop(next(iter(self._rendered)))
+        return prompt
 
     async def complete(self, prompt: str, params: SamplingParams) -> Generation:
         text: list[str] = []
@@ -85,7 +89,10 @@ class LlamaEngine:
     async def stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
         self._admit()
         try:
-            tokens = await self._call(self._tokenize, prompt)
+            with self._lock:
+                tokens = self._rendered.pop(prompt, None)
+            if tokens is None:
+                tokens = await self._call(self._tokenize, prompt)
             budget = self._budget(len(tokens), params.max_tokens)
             completion = 0
             if params.min_tokens > 0:
@@ -205,6 +212,13 @@ class LlamaEngine:
             if not retry():
                 raise
             return call(self._servers.current())
+
+    def _render_and_tokenize(self, body: dict[str, Any]) -> tuple[str, list[int]]:
+        """The chat template applied, and its tokens: both loopback calls in one trip to a pool thread."""
+        result = self._post("/apply-template", body)
+        if not isinstance(result, dict) or not isinstance(result.get("prompt"), str):
+            raise EngineError(f"model {self.model_id!r}: llama.cpp /apply-template answered {str(result)[:200]}")
+        return result["prompt"], self._tokenize(result["prompt"])
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         return self._on_server(lambda server: server.post(path, body))
