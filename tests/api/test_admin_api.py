@@ -39,8 +39,10 @@ def test_admin_routes_need_the_admin_scope(client: TestClient, make_token: Calla
     assert lowcode_style.status_code == 401  # the admin API takes a Bearer header only
 
 
-def test_star_scope_is_admin_too(client: TestClient, make_token: Callable[..., str]) -> None:
-    assert client.get("/admin/tokens", headers=bearer(make_token(scopes=["*"]))).status_code == 200
+def test_star_scope_is_not_admin(client: TestClient, make_token: Callable[..., str]) -> None:
+    """`*` opens every Mistral operation but not the admin API, which sees every workspace's tokens."""
+    assert client.get("/admin/tokens", headers=bearer(make_token(scopes=["*"]))).status_code == 403
+    assert client.get("/admin/tokens", headers=bearer(make_token(scopes=["*", "admin"]))).status_code == 200
 
 
 def test_admin_scope_alone_does_not_open_the_mistral_api(client: TestClient, admin: str) -> None:

@@ -40,7 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _announce_dev_token(services: Any, host: str, port: int) -> None:
-    """First start: create a dev token (scope *) and keep it in data_dir/dev-token (0600) so later starts can
+    """First start: create a dev token (scopes * and admin) and keep it in data_dir/dev-token (0600) so later starts can
     print it again. The database holds only its hash."""
     from mistral_gateway.errors import Unauthorized
 
@@ -54,7 +54,7 @@ def _announce_dev_token(services: Any, host: str, port: int) -> None:
         except Unauthorized:
             token = None
     if token is None and services.tokens.count() == 0:
-        token, _ = services.tokens.create("dev", workspace="default", scopes=["*"])
+        token, _ = services.tokens.create("dev", workspace="default", scopes=["*", "admin"])
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(token + "\n")

@@ -1,5 +1,6 @@
 """The admin API (not a Mistral route): ``/admin/tokens`` mirrors ``mistral-gateway tokens``, ``/admin/usage``
-mirrors ``mistral-gateway usage``. Bearer token with the ``admin`` scope (or ``*``); errors in the native shape."""
+mirrors ``mistral-gateway usage``. Bearer token with the ``admin`` scope (given explicitly: ``*`` alone does not
+include it, so an ordinary token never sees other workspaces' tokens); errors in the native shape."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ class _Admin:
             raise Unauthorized("missing API token: pass it as an 'Authorization: Bearer' header", code="MISSING_TOKEN")
         tokens = self.services.tokens
         principal = tokens.verify_cached(token) or await run_sync(tokens.verify, token)
-        if not principal.allows("admin"):
+        if "admin" not in principal.scopes:  # explicit only: `*` covers the Mistral API, not other tokens
             raise Forbidden("this token lacks the 'admin' scope needed for the admin API", code="MISSING_SCOPE")
 
     async def list_tokens(self, _: Request) -> Response:
