@@ -52,13 +52,11 @@ def build_params(config: dict[str, Any]) -> Any:
 def main() -> int:
     os.environ.setdefault("OMP_PROC_BIND", "true")  # before the OpenMP runtime loads
     config = json.loads(sys.stdin.readline())
-    cpus = os.sched_getaffinity(0)
     import xllamacpp
 
-    # Importing xllamacpp (its OpenMP runtime, with OMP_PROC_BIND) pins this thread to one CPU, and every thread the
-    # server starts from it would inherit that: its HTTP threads, which stream tokens to the gateway, would then
-    # preempt the decode thread on that CPU. Undo it; OpenMP still binds its compute threads when they start.
-    os.sched_setaffinity(0, cpus)
+    # Importing xllamacpp with OMP_PROC_BIND pins this thread, and the server threads it starts, to one CPU. Left
+    # so on purpose: restoring both CPUs for the HTTP threads measured slower in the chat benchmark (1.5B single
+    # stream 0.93x of the engine against 0.98x, one run each; see the session notes).
     try:
         server = xllamacpp.Server(build_params(config))
     except Exception as exc:  # llama.cpp logs nothing at verbosity 0: say what failed, for the parent's error
