@@ -20,7 +20,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from mistral_gateway.config import Settings
+from mistral_gateway.config import Settings, default_models
 from mistral_gateway.http.app import create_app
 from mistral_gateway.registry import CATEGORY_SCOPES, Operation, Registry
 from mistral_gateway.services.container import Services, build_services
@@ -80,7 +80,10 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("matrix") / "data", bootstrap_dev_token=False)
+    # The default catalog's names on the deterministic fake engine: this matrix checks routing, credentials and
+    # scopes, and a real model asked to "complete" a placeholder without max_tokens may generate for minutes.
+    models = [m.model_copy(update={"engine": "fake", "asset": None}) for m in default_models()]
+    settings = Settings(data_dir=tmp_path_factory.mktemp("matrix") / "data", bootstrap_dev_token=False, models=models)
     services = build_services(settings)
     token, record = services.tokens.create("matrix", scopes=["*"])
     with TestClient(create_app(services=services), base_url="http://testserver") as client:
