@@ -92,6 +92,28 @@ def _decode(payload: str, model: type | None) -> Any:
     return _adapter(model).validate_python(event) if model is not None else event
 
 
+_NOTHING = object()
+
+
+class _Events:
+    """SSE lines in, typed events out: what ``Stream`` and ``AsyncStream`` share (they differ only in how lines
+    arrive). ``feed`` returns an event, ``_DONE`` at ``[DONE]``, or ``_NOTHING`` while an event is incomplete."""
+
+    def __init__(self, model: type | None) -> None:
+        self._decoder = SSEDecoder()
+        self._model = model
+
+    def feed(self, line: str) -> Any:
+        payload = self._decoder.feed(line)
+        return _NOTHING if payload is None else _decode(payload, self._model)
+
+    def end(self) -> Any:
+        """The event left without a closing blank line, if any (``_NOTHING`` otherwise)."""
+        payload = self._decoder.flush()
+        item = _NOTHING if payload is None else _decode(payload, self._model)
+        return _NOTHING if item is _DONE else item
+
+
 class Stream(Generic[T]):
     """The events of one SSE answer, typed. Iterate once; the connection closes at the end, on ``close()`` or
     when leaving a ``with`` block (stopping early stops generation on the server)."""
@@ -101,17 +123,15 @@ class Stream(Generic[T]):
         self._model = STREAM_CHUNK_MODELS.get(op.id)
 
     def __iter__(self) -> Iterator[T]:
-        decoder = SSEDecoder()
+        events = _Events(self._model)
         try:
             for line in self.response.iter_lines():
-                payload = decoder.feed(line)
-                if payload is not None:
-                    item = _decode(payload, self._model)
-                    if item is _DONE:
-                        return
+                item = events.feed(line)
+                if item is _DONE:
+                    return
+                if item is not _NOTHING:
                     yield item
-            payload = decoder.flush()
-            if payload is not None and (item := _decode(payload, self._model)) is not _DONE:
+            if (item := events.end()) is not _NOTHING:
                 yield item
         finally:
             self.close()
@@ -134,17 +154,15 @@ class AsyncStream(Generic[T]):
         self._model = STREAM_CHUNK_MODELS.get(op.id)
 
     async def __aiter__(self) -> AsyncIterator[T]:
-        decoder = SSEDecoder()
+        events = _Events(self._model)
         try:
             async for line in self.response.aiter_lines():
-                payload = decoder.feed(line)
-                if payload is not None:
-                    item = _decode(payload, self._model)
-                    if item is _DONE:
-                        return
+                item = events.feed(line)
+                if item is _DONE:
+                    return
+                if item is not _NOTHING:
                     yield item
-            payload = decoder.flush()
-            if payload is not None and (item := _decode(payload, self._model)) is not _DONE:
+            if (item := events.end()) is not _NOTHING:
                 yield item
         finally:
             await self.aclose()
