@@ -5,7 +5,7 @@ For each chat model of the default catalog (SmolLM2-135M, then Qwen2.5-Coder-1.5
 of 128-token requests (temperature 0, fixed seed, ``min_tokens = max_tokens = 128`` so EOS never ends one early):
 
 - ``gateway``: ``POST /v1/chat/completions`` (native dialect, ``stream: true``) on a ``mistral-gateway serve``
-  subprocess, from ``bench/chat_load.py http`` (httpx, asyncio) in its own process.
+  subprocess, from ``bench/chat_load.py http`` (aiohttp, asyncio) in its own process.
 - ``engine``: ``bench/chat_load.py engine`` in its own process: the gateway's ``LlamaEngine`` built by the gateway's
   own loader (same weights file, n_parallel, n_ctx, threads, OMP_PROC_BIND, prompt tokens) and its xllamacpp
   ``Server.handle_completions`` called directly from N threads with the body the gateway sends.

@@ -1,6 +1,7 @@
-"""Transport failures between the llama engine and its llama.cpp server become EngineErrors (never raw httpx
-exceptions), and the supervisor restarts a dead server once and gives up on one that keeps failing to start.
-No model: httpx.MockTransport stands in for the worker's loopback listener."""
+"""Transport failures between the llama engine and its llama.cpp server become EngineErrors (never raw httpx or
+aiohttp exceptions), and the supervisor restarts a dead server once and gives up on one that keeps failing to start.
+No model: httpx.MockTransport stands in for the worker's JSON calls (/tokenize, /apply-template) and a scripted
+loopback server (``fake_llama``) for its streamed completions, which are read with aiohttp."""
 
 from __future__ import annotations
 
@@ -8,19 +9,21 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from fake_llama import FakeLlama, Reply, sse
 from mistral_gateway.config import ModelEntry
 from mistral_gateway.engines import llama
 from mistral_gateway.engines.base import ChatMessage, EngineError, EngineUnavailable, SamplingParams
 from mistral_gateway.engines.worker_process import LoopbackServer, Supervisor, WorkerStartError
 from mistral_gateway.errors import InternalError, ServiceUnavailable
 from mistral_gateway.services.completions import engine_errors, stream_chunks
+from support import free_port
 
 MODEL = "unit-llama"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -39,25 +42,17 @@ def raising(exc_type: type[httpx.TransportError]) -> Handler:
     return handler
 
 
-class Chunks(httpx.SyncByteStream):
-    """A streamed body: some SSE lines, then optionally a transport failure (the worker died mid-stream)."""
-
-    def __init__(self, lines: list[str], error: type[httpx.TransportError] | None = None) -> None:
-        self.lines = lines
-        self.error = error
-
-    def __iter__(self) -> Iterator[bytes]:
-        for line in self.lines:
-            yield f"{line}\n\n".encode()
-        if self.error is not None:
-            raise self.error("peer closed connection without sending complete message body")
+async def drain(server: LoopbackServer, body: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    return [chunk async for chunk in server.completions(body or {"prompt": [1]})]
 
 
-def sse(text: str, finish: str | None = None) -> str:
-    chunk: dict[str, Any] = {"choices": [{"text": text, "finish_reason": finish}]}
-    if finish:
-        chunk["usage"] = {"prompt_tokens": 3, "completion_tokens": 2}
-    return "data: " + json.dumps(chunk)
+def stream_of(fake: FakeLlama, model_id: str = MODEL) -> LoopbackServer:
+    """A LoopbackServer whose completions go to ``fake`` (its JSON calls are not used)."""
+    return LoopbackServer(fake.address, "key", model_id, transport=httpx.MockTransport(lambda r: httpx.Response(500)))
+
+
+def closed_address() -> str:
+    return f"http://127.0.0.1:{free_port()}"  # nothing listens there: connections are refused
 
 
 # -- LoopbackServer ----------------------------------------------------------------------------------------------
@@ -73,43 +68,74 @@ def test_post_transport_errors_become_engine_errors(error: type[httpx.TransportE
     assert isinstance(info.value.__cause__, error)
 
 
-@pytest.mark.parametrize("error", TRANSPORT_ERRORS)
-def test_stream_transport_errors_become_engine_errors(error: type[httpx.TransportError]) -> None:
-    with pytest.raises(EngineError, match=error.__name__):
-        loopback(raising(error)).handle_completions({"prompt": [1]}, lambda chunk: False)
+def test_stream_refused_connection_becomes_an_engine_error() -> None:
+    server = LoopbackServer(closed_address(), "key", MODEL)
+    try:
+        with pytest.raises(EngineError) as info:
+            asyncio.run(drain(server))
+    finally:
+        server.close()
+    message = str(info.value)
+    assert MODEL in message and "/v1/completions failed" in message and "ClientConnectorError" in message
+    assert not isinstance(info.value, EngineUnavailable)  # a LoopbackServer has no process that could have died
 
 
-@pytest.mark.parametrize("error", [httpx.RemoteProtocolError, httpx.ConnectError])
-def test_a_connection_closed_before_answering_is_tried_once_more(error: type[httpx.TransportError]) -> None:
+def test_a_connection_closed_before_answering_is_tried_once_more() -> None:
     """llama-server drops idle keep-alive connections after 5 s; a request sent on one just then gets no answer."""
     calls: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(request.url.path)
         if len(calls) % 2 == 1:
-            raise error("Server disconnected without sending a response.", request=request)
-        if request.url.path == "/tokenize":
-            return httpx.Response(200, json={"tokens": [1, 2]})
-        return httpx.Response(200, stream=Chunks([sse("a"), sse("", "stop")]))
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        return httpx.Response(200, json={"tokens": [1, 2]})
 
-    server = loopback(handler)
-    assert server.post("/tokenize", {"content": "hi"}) == {"tokens": [1, 2]}
-    received: list[dict[str, Any]] = []
-    assert server.handle_completions({}, received.append) is None
-    assert len(received) == 2
-    assert calls == ["/tokenize", "/tokenize", "/v1/completions", "/v1/completions"]
+    assert loopback(handler).post("/tokenize", {"content": "hi"}) == {"tokens": [1, 2]}
+    assert calls == ["/tokenize", "/tokenize"]
+
+    answers = iter([Reply(silent=True), Reply([sse("a"), sse("", "stop")])])
+    with FakeLlama(lambda path, body: next(answers)) as fake:
+        server = stream_of(fake)
+        try:
+            assert len(asyncio.run(drain(server))) == 2
+        finally:
+            server.close()
+    assert [path for path, _ in fake.requests] == ["/v1/completions", "/v1/completions"]
 
 
-def test_a_stream_that_broke_after_answering_is_not_sent_again() -> None:
-    calls: list[str] = []
+@pytest.mark.parametrize("sent", [1, 2])
+def test_a_stream_that_broke_after_answering_fails_and_is_not_sent_again(sent: int) -> None:
+    with FakeLlama(lambda path, body: Reply([sse(t) for t in "ab"[:sent]], cut=True)) as fake:
+        server = stream_of(fake)
+        received: list[dict[str, Any]] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request.url.path)
-        return httpx.Response(200, stream=Chunks([sse("a")], httpx.RemoteProtocolError))
+        async def run() -> None:
+            async for chunk in server.completions({"prompt": [1]}):
+                received.append(chunk)
 
-    with pytest.raises(EngineError, match="RemoteProtocolError"):
-        loopback(handler).handle_completions({}, lambda chunk: False)
-    assert calls == ["/v1/completions"]  # generation had started: never twice
+        try:
+            with pytest.raises(EngineError, match="/v1/completions failed") as info:
+                asyncio.run(run())
+        finally:
+            server.close()
+    assert len(received) == sent and len(fake.requests) == 1  # generation had started: never twice
+    assert type(info.value) is EngineError  # not aiohttp's exception
+
+
+def test_stream_sends_the_body_and_reuses_its_connection() -> None:
+    with FakeLlama(lambda path, body: Reply([sse("a"), sse("", "stop"), "data: [DONE]"])) as fake:
+        server = stream_of(fake)
+
+        async def twice() -> list[list[dict[str, Any]]]:
+            return [await drain(server, {"prompt": [7, 8], "stream": True}), await drain(server)]
+
+        try:
+            first, second = asyncio.run(twice())
+        finally:
+            server.close()
+    assert first == second and [c["choices"][0]["text"] for c in first] == ["a", ""]  # [DONE] is not a chunk
+    assert fake.requests[0] == ("/v1/completions", {"prompt": [7, 8], "stream": True})
+    assert fake.connections == 1  # kept alive between the two streams
 
 
 def test_post_non_2xx_and_invalid_json() -> None:
@@ -123,30 +149,43 @@ def test_post_non_2xx_and_invalid_json() -> None:
 
 def test_stream_refusals_are_returned_as_errors() -> None:
     overflow = {"error": {"type": "exceed_context_size_error", "message": "too long", "n_ctx": 8}}
-    refused = loopback(lambda r: httpx.Response(400, json=overflow))
-    assert refused.handle_completions({}, lambda chunk: False) == overflow
-    html = loopback(lambda r: httpx.Response(502, text="bad gateway"))
-    assert html.handle_completions({}, lambda chunk: False) == {"error": {"message": "HTTP 502: bad gateway"}}
-    odd = loopback(lambda r: httpx.Response(500, json=["not", "an", "object"]))
-    assert "HTTP 500" in odd.handle_completions({}, lambda chunk: False)["error"]["message"]
+    replies = {
+        "overflow": Reply(status=400, body=json.dumps(overflow).encode()),
+        "html": Reply(status=502, body=b"bad gateway"),
+        "odd": Reply(status=500, body=b'["not", "an", "object"]'),
+    }
+    with FakeLlama(lambda path, body: replies[body["case"]]) as fake:
+        server = stream_of(fake)
 
+        async def run(case: str) -> list[dict[str, Any]]:
+            return await drain(server, {"case": case})
 
-def test_failure_in_the_middle_of_a_stream() -> None:
-    server = loopback(lambda r: httpx.Response(200, stream=Chunks([sse("a"), sse("b")], httpx.RemoteProtocolError)))
-    received: list[dict[str, Any]] = []
-    with pytest.raises(EngineError, match="RemoteProtocolError") as info:
-        server.handle_completions({}, received.append)
-    assert len(received) == 2 and not isinstance(info.value, httpx.HTTPError)
+        try:
+            assert asyncio.run(run("overflow")) == [overflow]
+            assert asyncio.run(run("html")) == [{"error": {"message": "HTTP 502: bad gateway"}}]
+            assert "HTTP 500" in asyncio.run(run("odd"))[0]["error"]["message"]
+        finally:
+            server.close()
 
 
 def test_malformed_chunk_and_early_stop() -> None:
-    garbled = loopback(lambda r: httpx.Response(200, stream=Chunks([sse("a"), "data: {oops"])))
-    with pytest.raises(EngineError, match="malformed stream chunk"):
-        garbled.handle_completions({}, lambda chunk: False)
-    fine = loopback(lambda r: httpx.Response(200, stream=Chunks([sse("a"), sse("b"), "data: [DONE]"])))
-    seen: list[dict[str, Any]] = []
-    assert fine.handle_completions({}, lambda chunk: seen.append(chunk) or True) is None  # truthy: stop
-    assert len(seen) == 1
+    replies = {"garbled": Reply([sse("a"), "data: {oops"]), "fine": Reply([sse("a"), sse("b"), sse("", "stop")])}
+    with FakeLlama(lambda path, body: replies[body["case"]]) as fake:
+        server = stream_of(fake)
+
+        async def run() -> list[dict[str, Any]]:
+            with pytest.raises(EngineError, match="malformed stream chunk"):
+                await drain(server, {"case": "garbled"})
+            stream = server.completions({"case": "fine"})
+            first = await anext(stream)
+            await stream.aclose()  # stops early: closes the connection (llama.cpp stops the slot)
+            return [first, *await drain(server, {"case": "fine"})]  # a new connection works
+
+        try:
+            seen = asyncio.run(run())
+        finally:
+            server.close()
+    assert [c["choices"][0]["text"] for c in seen] == ["a", "a", "b", ""]
 
 
 # -- through the engine and the service mapping ------------------------------------------------------------------
@@ -155,22 +194,26 @@ def test_malformed_chunk_and_early_stop() -> None:
 class DeadWorker(LoopbackServer):
     """Answers like a worker that was killed: every transport failure means 'restarting'."""
 
-    def failure(self, what: str, exc: httpx.HTTPError) -> EngineError:
+    def failure(self, what: str, exc: Exception) -> EngineError:
         return EngineUnavailable(f"model {self.model_id!r}: its llama.cpp worker was killed by SIGKILL during {what}",
                                  retry_after=2.0)
 
 
-def engine_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, completions: Handler,
+def engine_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake: FakeLlama | None,
                 server: type[LoopbackServer] = LoopbackServer) -> llama.LlamaEngine:
+    """A LlamaEngine whose worker answers /tokenize and /apply-template through a mock transport and streams
+    completions from ``fake`` (None: from an address where nothing listens)."""
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/tokenize":
             return httpx.Response(200, json={"tokens": [1, 2, 3]})
         if request.url.path == "/apply-template":
             return httpx.Response(200, json={"prompt": "<user>hi"})
-        return completions(request)
+        return httpx.Response(404)
+
+    address = fake.address if fake is not None else closed_address()
 
     def start(config: dict[str, Any], model_id: str) -> LoopbackServer:
-        return server("http://127.0.0.1:9", config["key"], model_id, transport=httpx.MockTransport(handler))
+        return server(address, config["key"], model_id, transport=httpx.MockTransport(handler))
 
     monkeypatch.setattr(llama, "WorkerProcess", start)
     weights = tmp_path / "model.gguf"
@@ -187,36 +230,50 @@ async def collect(engine: llama.LlamaEngine) -> list[str]:
 
 
 def test_engine_stream_failure_midway_is_an_engine_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    engine = engine_with(monkeypatch, tmp_path,
-                         lambda r: httpx.Response(200, stream=Chunks([sse("a"), sse("b")], httpx.ReadError)))
-    received: list[str] = []
+    with FakeLlama(lambda path, body: Reply([sse("a"), sse("b")], cut=True)) as fake:
+        engine = engine_with(monkeypatch, tmp_path, fake)
+        received: list[str] = []
 
-    async def run() -> None:
-        async for delta in engine.stream("hi", SamplingParams(max_tokens=8)):
-            received.append(delta.text)
+        async def run() -> None:
+            async for delta in engine.stream("hi", SamplingParams(max_tokens=8)):
+                received.append(delta.text)
 
-    try:
-        with pytest.raises(EngineError, match="ReadError") as info:
-            asyncio.run(run())
-        assert received == ["a", "b"]
-        mapped = engine_errors(info.value)
-        assert isinstance(mapped, InternalError) and mapped.code == "ENGINE_ERROR"
-    finally:
-        engine.close()
+        try:
+            with pytest.raises(EngineError, match="failed") as info:
+                asyncio.run(run())
+            assert received == ["a", "b"]
+            mapped = engine_errors(info.value)
+            assert isinstance(mapped, InternalError) and mapped.code == "ENGINE_ERROR"
+        finally:
+            engine.close()
 
 
 def test_engine_stream_cut_short_without_error_is_an_engine_error(monkeypatch: pytest.MonkeyPatch,
                                                                   tmp_path: Path) -> None:
-    engine = engine_with(monkeypatch, tmp_path, lambda r: httpx.Response(200, stream=Chunks([sse("a")])))
-    try:
-        with pytest.raises(EngineError, match="ended before the generation did"):
-            asyncio.run(collect(engine))
-    finally:
-        engine.close()
+    with FakeLlama(lambda path, body: Reply([sse("a")])) as fake:
+        engine = engine_with(monkeypatch, tmp_path, fake)
+        try:
+            with pytest.raises(EngineError, match="ended before the generation did"):
+                asyncio.run(collect(engine))
+        finally:
+            engine.close()
+
+
+def test_engine_stream_refusal_is_the_engine_error_it_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    overflow = {"error": {"type": "exceed_context_size_error", "message": "too long", "n_prompt_tokens": 70,
+                          "n_ctx": 64}}
+    with FakeLlama(lambda path, body: Reply(status=400, body=json.dumps(overflow).encode())) as fake:
+        engine = engine_with(monkeypatch, tmp_path, fake)
+        try:
+            with pytest.raises(llama.ContextOverflow, match="too long") as info:
+                asyncio.run(collect(engine))
+            assert info.value.prompt_tokens == 70 and info.value.context_length == 64
+        finally:
+            engine.close()
 
 
 def test_engine_render_connect_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    engine = engine_with(monkeypatch, tmp_path, lambda r: httpx.Response(200))
+    engine = engine_with(monkeypatch, tmp_path, None)
     monkeypatch.setattr(engine.server, "_http", httpx.Client(base_url="http://127.0.0.1:9",
                                                              transport=httpx.MockTransport(raising(httpx.ConnectError))))
     try:
@@ -228,29 +285,25 @@ def test_engine_render_connect_error(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 def test_dead_worker_mid_stream_maps_to_503_and_an_error_event(monkeypatch: pytest.MonkeyPatch,
                                                                tmp_path: Path) -> None:
-    calls: list[httpx.Request] = []
+    with FakeLlama(lambda path, body: Reply([sse("a")], cut=True)) as fake:
+        engine = engine_with(monkeypatch, tmp_path, fake, server=DeadWorker)
 
-    def completions(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
-        return httpx.Response(200, stream=Chunks([sse("a")], httpx.RemoteProtocolError))
+        async def chunks() -> list[Any]:
+            out = []
+            async for chunk in stream_chunks("id", MODEL, 0,
+                                             [lambda: engine.stream("hi", SamplingParams(max_tokens=8))]):
+                out.append(chunk)
+            return out
 
-    engine = engine_with(monkeypatch, tmp_path, completions, server=DeadWorker)
-
-    async def chunks() -> list[Any]:
-        out = []
-        async for chunk in stream_chunks("id", MODEL, 0, [lambda: engine.stream("hi", SamplingParams(max_tokens=8))]):
-            out.append(chunk)
-        return out
-
-    try:
-        with pytest.raises(ServiceUnavailable) as info:
-            asyncio.run(chunks())
-        err = info.value
-        assert err.status == 503 and err.code == "MODEL_RESTARTING" and err.headers == {"Retry-After": "2"}
-        assert "SIGKILL" in err.message
-        assert len(calls) == 1  # output was already sent: never retried
-    finally:
-        engine.close()
+        try:
+            with pytest.raises(ServiceUnavailable) as info:
+                asyncio.run(chunks())
+            err = info.value
+            assert err.status == 503 and err.code == "MODEL_RESTARTING" and err.headers == {"Retry-After": "2"}
+            assert "SIGKILL" in err.message
+            assert len(fake.requests) == 1  # output was already sent: never retried
+        finally:
+            engine.close()
 
 
 class DyingWorker(DeadWorker):
@@ -263,7 +316,7 @@ class DyingWorker(DeadWorker):
     def alive(self) -> bool:
         return not self.dead
 
-    def failure(self, what: str, exc: httpx.HTTPError) -> EngineError:
+    def failure(self, what: str, exc: Exception) -> EngineError:
         self.dead = True
         return super().failure(what, exc)
 
@@ -271,18 +324,17 @@ class DyingWorker(DeadWorker):
         pass
 
     def reap(self) -> None:
-        pass
+        self.stream.close()
 
 
 @pytest.mark.parametrize("dies_at", ["/tokenize", "/v1/completions"])
 def test_worker_found_dead_before_any_output_is_retried_once_on_a_new_one(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dies_at: str) -> None:
     servers: list[LoopbackServer] = []
+    fake = FakeLlama(lambda path, body: Reply([sse("a"), sse("b", "stop")]))
 
     def good(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/tokenize":
-            return httpx.Response(200, json={"tokens": [1, 2, 3]})
-        return httpx.Response(200, stream=Chunks([sse("a"), sse("b", "stop")]))
+        return httpx.Response(200, json={"tokens": [1, 2, 3]})
 
     def dying(request: httpx.Request) -> httpx.Response:
         if request.url.path == dies_at:
@@ -290,8 +342,11 @@ def test_worker_found_dead_before_any_output_is_retried_once_on_a_new_one(
         return good(request)
 
     def start(config: dict[str, Any], model_id: str) -> LoopbackServer:
-        kind, handler = (DyingWorker, dying) if not servers else (LoopbackServer, good)
-        servers.append(kind("http://127.0.0.1:9", config["key"], model_id, transport=httpx.MockTransport(handler)))
+        # the dying worker's stream listener is gone too when it dies there (connections refused)
+        dead_stream = dies_at == "/v1/completions"
+        kind, handler, address = ((DyingWorker, dying, closed_address() if dead_stream else fake.address)
+                                  if not servers else (LoopbackServer, good, fake.address))
+        servers.append(kind(address, config["key"], model_id, transport=httpx.MockTransport(handler)))
         return servers[-1]
 
     monkeypatch.setattr(llama, "WorkerProcess", start)
@@ -303,8 +358,10 @@ def test_worker_found_dead_before_any_output_is_retried_once_on_a_new_one(
         generation = asyncio.run(engine.complete("hi", SamplingParams(max_tokens=8)))
         assert generation.text == "ab" and generation.finish_reason == "stop" and generation.completion_tokens == 2
         assert len(servers) == 2 and engine.server is servers[1]
+        assert len(fake.requests) == 1  # the completion reached a worker once: the new one
     finally:
         engine.close()
+        fake.close()
 
 
 # -- Supervisor ----------------------------------------------------------------------------------------------------
@@ -385,11 +442,8 @@ def test_supervisor_gives_up_on_a_worker_that_keeps_failing_to_start() -> None:
 def test_render_tokenizes_once_for_the_stream_that_follows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     paths: list[str] = []
 
-    def completions(request: httpx.Request) -> httpx.Response:
-        assert json.loads(request.content)["prompt"] == [1, 2, 3]
-        return httpx.Response(200, stream=Chunks([sse("a"), sse("", "stop")]))
-
-    engine = engine_with(monkeypatch, tmp_path, completions)
+    fake = FakeLlama(lambda path, body: Reply([sse("a"), sse("", "stop")]))
+    engine = engine_with(monkeypatch, tmp_path, fake)
     original = engine._post
 
     def counting(path: str, body: dict[str, Any]) -> Any:
@@ -408,4 +462,6 @@ def test_render_tokenizes_once_for_the_stream_that_follows(monkeypatch: pytest.M
         assert asyncio.run(run()) == ["a", "", "a", ""]
     finally:
         engine.close()
+        fake.close()
     assert paths == ["/apply-template", "/tokenize", "/tokenize"]
+    assert [body["prompt"] for _, body in fake.requests] == [[1, 2, 3], [1, 2, 3]]

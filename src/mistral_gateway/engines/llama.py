@@ -1,9 +1,10 @@
 """llama.cpp through xllamacpp: llama-server's slots and continuous batching.
 
 Each model's llama.cpp server runs in a worker process (``engines.worker_process``; restarted when it dies) or, with
-``isolate: false``, in this process. Calls to it block, so they run on this engine's own thread pool, never on the
-event loop and never on the pool the database uses. Chat templates, tokenisation and (for workers) completions go
-through its loopback listener, which is protected by a random key.
+``isolate: false``, in this process. Chat templates and tokenisation go through its loopback listener (protected by
+a random key) with blocking calls, on this engine's own thread pool (never the event loop, never the database's
+pool). A worker's streamed completions are read on the event loop (``engines.loopback_stream``: no thread hand-off
+per token); the in-process server's native call blocks, so it runs on the pool too.
 """
 
 from __future__ import annotations
@@ -142,32 +143,11 @@ class LlamaEngine:
         if max_tokens == 0:
             yield Delta("", "length", len(tokens), 0)
             return
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue()
-        cancelled, delivered = threading.Event(), threading.Event()
-
-        def on_chunk(chunk: dict[str, Any]) -> bool:
-            delivered.set()
-            loop.call_soon_threadsafe(queue.put_nowait, chunk)
-            return cancelled.is_set()  # truthy stops generation: the client went away
-
-        def run() -> None:
-            try:
-                result = self._on_server(lambda server: server.handle_completions(body, on_chunk),
-                                         retry=lambda: not delivered.is_set())
-                if isinstance(result, dict) and "error" in result:
-                    loop.call_soon_threadsafe(queue.put_nowait, _engine_error(result["error"]))
-            except BaseException as exc:
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, None)
-
-        future = loop.run_in_executor(self._pool, run)
+        server = self._servers.server
+        chunks = self._native_chunks(body) if server.native else self._chunks(body)
         finished = False
         try:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
+            async for item in chunks:
                 if "error" in item:
                     raise _engine_error(item["error"])
                 choice = (item.get("choices") or [{}])[0]
@@ -184,11 +164,56 @@ class LlamaEngine:
             if not finished:
                 raise EngineError(f"model {self.model_id!r}: the llama.cpp stream ended before the generation did")
         finally:
+            await chunks.aclose()  # early: closes the connection, which stops the slot
+
+    async def _chunks(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The worker's stream, read on the event loop. A worker found dead before any output is replaced and the
+        request sent once more; after output, its death is the caller's error (EngineUnavailable)."""
+        for attempt in (0, 1):
+            server = self._servers.server
+            if not server.alive():
+                server = await self._call(self._servers.current)  # may start a new worker: blocking
+            delivered = False
+            try:
+                async for chunk in server.completions(body):
+                    delivered = True
+                    yield chunk
+                return
+            except EngineUnavailable:
+                if delivered or attempt:
+                    raise
+
+    async def _native_chunks(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The in-process server's blocking call on a pool thread, its chunks handed over to the event loop."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue()
+        cancelled, delivered = threading.Event(), threading.Event()
+
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            delivered.set()
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            return cancelled.is_set()  # truthy stops generation: the client went away
+
+        def run() -> None:
+            try:
+                result = self._on_server(lambda server: server.handle_completions(body, on_chunk),
+                                         retry=lambda: not delivered.is_set())
+                if isinstance(result, dict) and "error" in result:
+                    loop.call_soon_threadsafe(queue.put_nowait, result)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        future = loop.run_in_executor(self._pool, run)
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
             cancelled.set()
-            if not finished:
-                await asyncio.shield(future)
-            else:
-                await future
+            await asyncio.shield(future)
 
     def _admit(self) -> None:
         with self._lock:

@@ -1,6 +1,7 @@
 """The llama.cpp server of one model, reached over loopback HTTP: in a worker process (``engines.llama_worker``,
 restarted when it dies) or in this process. Every transport failure surfaces as an ``EngineError``: an
-``EngineUnavailable`` (retry shortly) when the worker process died, never a raw ``httpx`` exception.
+``EngineUnavailable`` (retry shortly) when the worker process died, never a raw ``httpx`` or ``aiohttp``
+exception.
 """
 
 from __future__ import annotations
@@ -15,19 +16,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 
 from mistral_gateway.engines.base import EngineError, EngineUnavailable
+from mistral_gateway.engines.loopback_stream import CompletionStream
 
 __all__ = ["InProcessServer", "LoopbackServer", "Supervisor", "WorkerProcess", "WorkerStartError"]
 
 log = logging.getLogger("mistral_gateway.engines")
 
 RETRY_AFTER = 2.0  # seconds a client should wait after its request died with the worker (a restart takes ~1-5 s)
-_STREAM_TIMEOUT = httpx.Timeout(30.0, read=None)  # a request may wait a long time for a free slot
 _STDERR_LINES = 20
 # llama-server (cpp-httplib) closes idle keep-alive connections after 5 s. Drop ours sooner, and send a request
 # once more when the server closed the connection before answering (it never saw the request): without both, a
@@ -41,13 +42,17 @@ class WorkerStartError(EngineError):
 
 
 class LoopbackServer:
-    """llama-server's HTTP API on a loopback address, guarded by ``key``: JSON calls and streamed completions."""
+    """llama-server's HTTP API on a loopback address, guarded by ``key``: JSON calls (blocking, from the engine's
+    pool threads) and streamed completions (``completions``, on the event loop)."""
+
+    native = False  # True: ``handle_completions(body, callback)``, a blocking call, instead of ``completions``
 
     def __init__(self, address: str, key: str, model_id: str, *, transport: httpx.BaseTransport | None = None) -> None:
         self.listening_address = address
         self.model_id = model_id
         self._http = httpx.Client(base_url=address, headers={"Authorization": f"Bearer {key}"}, timeout=60,
                                   limits=httpx.Limits(keepalive_expiry=_KEEPALIVE_S), transport=transport)
+        self.stream = CompletionStream(address, key, model_id, keepalive_s=_KEEPALIVE_S)
 
     def alive(self) -> bool:
         return True
@@ -68,56 +73,25 @@ class LoopbackServer:
         except ValueError as exc:
             raise EngineError(f"model {self.model_id!r}: llama.cpp {path} answered invalid JSON") from exc
 
-    def handle_completions(self, body: dict[str, Any], callback: Callable[[dict[str, Any]], Any]) -> Any:
-        """Stream ``/v1/completions``; ``callback`` gets each chunk, a truthy return stops (closing the stream).
-        Returns ``{"error": {...}}`` when llama.cpp refused the request, like the in-process server does."""
-        try:
-            return self._completions(body, callback)
-        except _STALE:
-            pass  # no response at all: the request never reached a slot; once more, on a fresh connection
-        try:
-            return self._completions(body, callback)
-        except httpx.HTTPError as exc:
-            raise self.failure("/v1/completions", exc) from exc
+    def completions(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Stream ``/v1/completions`` on the running event loop: each chunk, or ``{"error": {...}}`` once when
+        llama.cpp refused the request. Closing the iterator early closes the connection: llama.cpp stops the slot."""
+        return self.stream.chunks(body, self.failure)
 
-    def _completions(self, body: dict[str, Any], callback: Callable[[dict[str, Any]], Any]) -> Any:
-        answered = False
-        try:
-            with self._http.stream("POST", "/v1/completions", content=json.dumps(body),
-                                   timeout=_STREAM_TIMEOUT) as response:
-                answered = True
-                if response.status_code != 200:
-                    response.read()
-                    return {"error": _error_of(response)}
-                for line in response.iter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
-                    try:
-                        chunk = json.loads(line[6:])
-                    except ValueError as exc:
-                        raise EngineError(f"model {self.model_id!r}: llama.cpp sent a malformed stream chunk: "
-                                          f"{line[:200]!r}") from exc
-                    if callback(chunk):
-                        break  # leaving the block closes the connection: llama.cpp stops this slot
-        except _STALE as exc:
-            if answered:
-                raise self.failure("/v1/completions", exc) from exc
-            raise  # before any answer: the caller may send it again
-        except httpx.HTTPError as exc:
-            raise self.failure("/v1/completions", exc) from exc
-        return None
-
-    def failure(self, what: str, exc: httpx.HTTPError) -> EngineError:
-        """What a transport failure means for the caller."""
-        kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+    def failure(self, what: str, exc: Exception) -> EngineError:
+        """What a transport failure (httpx's or aiohttp's) means for the caller."""
+        kind = "timed out" if isinstance(exc, httpx.TimeoutException | TimeoutError) else "failed"
         return EngineError(f"model {self.model_id!r}: llama.cpp {what} {kind} ({type(exc).__name__}: {exc})")
 
     def close(self) -> None:
         self._http.close()
+        self.stream.close()
 
 
 class InProcessServer(LoopbackServer):
-    """llama-server inside this process (``isolate: false``): completions through its native call."""
+    """llama-server inside this process (``isolate: false``): completions through its native call, on a thread."""
+
+    native = True
 
     def __init__(self, config: dict[str, Any], model_id: str) -> None:
         import xllamacpp
@@ -171,7 +145,7 @@ class WorkerProcess(LoopbackServer):
     def stderr_tail(self, lines: int = 5) -> str:
         return " | ".join([line for line in self._stderr if line.strip()][-lines:])
 
-    def failure(self, what: str, exc: httpx.HTTPError) -> EngineError:
+    def failure(self, what: str, exc: Exception) -> EngineError:
         try:
             code = self._proc.wait(timeout=2.0)  # a dead peer resets connections while it exits
         except subprocess.TimeoutExpired:
@@ -193,8 +167,10 @@ class WorkerProcess(LoopbackServer):
                     _exit(self._proc.returncode), self._proc.returncode, f"; stderr: {tail}" if tail else "")
 
     def reap(self) -> None:
-        """Stop and reap the process, keeping the HTTP client: calls still using it fail as ``failure`` says."""
+        """Stop and reap the process, keeping the blocking HTTP client: calls still using it fail as ``failure``
+        says. Streams still open fail the same way when their connections close."""
         self._stop()
+        self.stream.close()
 
     def close(self) -> None:
         super().close()
@@ -325,13 +301,3 @@ def _exit(code: int | None) -> str:
         except ValueError:
             return f"was killed by signal {-code}"
     return f"exited with code {code}"
-
-
-def _error_of(response: httpx.Response) -> dict[str, Any]:
-    try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
-        error = None
-    if isinstance(error, dict):
-        return error
-    return {"message": f"HTTP {response.status_code}: {error or response.text[:300]}"}
