@@ -7,7 +7,7 @@ called directly in-process, and concurrent single-text requests against the same
 (b) 256 single-text requests from 32 concurrent clients, vs the same 256 requests one at a time.
     Target: >= 3x the sequential request rate (the server's micro-batcher merges concurrent requests).
 
-The load comes from ``bench/embed_load.py`` (httpx + asyncio) in its own process. Rounds are interleaved and
+The load comes from ``bench/embed_load.py`` (aiohttp + uvloop) in its own process. Rounds are interleaved and
 alternate their order, as in the other suites; the table shows medians. In rows measured in texts (a), ``req/s``
 is texts per second and ``CPU us/unit`` CPU time per text.
 """
