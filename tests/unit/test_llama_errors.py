@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
@@ -78,6 +79,16 @@ def test_stream_refused_connection_becomes_an_engine_error() -> None:
     message = str(info.value)
     assert MODEL in message and "/v1/completions failed" in message and "ClientConnectorError" in message
     assert not isinstance(info.value, EngineUnavailable)  # a LoopbackServer has no process that could have died
+
+
+@pytest.mark.parametrize(("error", "kind"), [(aiohttp.ConnectionTimeoutError("slow"), "timed out"),
+                                             (aiohttp.ServerTimeoutError("slow"), "timed out"),
+                                             (aiohttp.ClientPayloadError("cut"), "failed")])
+def test_stream_failures_are_named(error: Exception, kind: str) -> None:
+    server = LoopbackServer("http://127.0.0.1:9", "key", MODEL)
+    message = str(server.failure("/v1/completions", error))
+    server.close()
+    assert message.startswith(f"model {MODEL!r}: llama.cpp /v1/completions {kind} ({type(error).__name__}")
 
 
 def test_a_connection_closed_before_answering_is_tried_once_more() -> None:
