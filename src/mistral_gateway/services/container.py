@@ -80,7 +80,8 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
         signed_url_max_hours=settings.signed_url_max_hours,
     )
     fine_tuned = FineTunedModelRepository(db, FileEpoch(settings.data_dir / "models.epoch"))
-    models = ModelService(ModelCatalog(settings.models), fine_tuned, cache_seconds=settings.models_cache_seconds)
+    catalog = ModelCatalog(settings.models, None if settings.model_family_defaults else [], settings.model_families)
+    models = ModelService(catalog, fine_tuned, cache_seconds=settings.models_cache_seconds)
     engines = EngineManager(settings)
     upstream_keys = UpstreamKeyStore(UpstreamSecretRepository(db), settings)
     upstreams = build_upstreams(settings, keys=upstream_keys.load() if settings.upstreams else None)

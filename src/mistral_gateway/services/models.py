@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from mistral_gateway.config import ModelEntry
+from mistral_gateway.config import ModelEntry, ModelFamily, RouteTarget, default_model_families
 from mistral_gateway.errors import BadRequest, Forbidden, NotFound
 from mistral_gateway.protocol.models import (
     CAPABILITY_NAMES,
@@ -18,6 +19,7 @@ from mistral_gateway.protocol.models import (
     ModelCapabilities,
     ModelList,
 )
+from mistral_gateway.services.model_ids import MAX_ID_LENGTH, FamilyTable
 from mistral_gateway.storage.models import FineTunedModelRepository
 from mistral_gateway.storage.records import FineTunedModelRecord
 
@@ -25,31 +27,134 @@ __all__ = ["ModelCatalog", "ModelService"]
 
 
 class ModelCatalog:
-    """Resolves a model name (id or alias) to its configured entry. Immutable after construction."""
+    """Resolves a model name to its configured entry: a catalog name (id or alias) first, else by Mistral family
+    (``services.model_ids``): ``mistral-large-2411``, ``open-mistral-7b`` or ``magistral-medium-latest`` go where
+    their family's row says. Immutable after construction but for a bounded cache of family resolutions."""
 
-    def __init__(self, entries: list[ModelEntry]) -> None:
+    def __init__(self, entries: list[ModelEntry], families: Sequence[ModelFamily] | None = None,
+                 overrides: Sequence[ModelFamily] = (), *, cache_size: int = 4096) -> None:
         self.entries = tuple(entries)
         self._by_name: dict[str, ModelEntry] = {}
         for entry in self.entries:
-            bad = [c for c in entry.capabilities if c not in CAPABILITY_NAMES]
-            if bad:
-                raise ValueError(f"model {entry.id!r}: unknown capabilities {bad}; known: {list(CAPABILITY_NAMES)}")
+            _check_capabilities(f"model {entry.id!r}", entry.capabilities)
+            if entry.engine == "none" and any(r.upstream == "local" and r.model in (None, entry.id)
+                                              for r in entry.routes):
+                raise ValueError(f"model {entry.id!r} has engine 'none': a local route must name another model")
             for name in (entry.id, *entry.aliases):
                 if name in self._by_name:
                     raise ValueError(f"model name {name!r} is declared twice in the catalog")
                 self._by_name[name] = entry
-        self._cards = tuple(card for entry in self.entries for card in _cards(entry))
+        defaults = default_model_families() if families is None else list(families)
+        self.families = FamilyTable([*defaults, *overrides])
+        self._family_entry = {f.prefix: self._family_target(f, required=f in overrides)
+                              for f in self.families.families}
+        self._cache: OrderedDict[str, _Resolved | None] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self._static: dict[str, _Resolved | None] = {n: self._lookup(n) for n in self._by_name}  # never evicted
+        self._cards = tuple(card for entry in self.entries for card in self._entry_cards(entry))
         self._card_by_id = {card.id: card for card in self._cards}
 
     def resolve(self, name: str) -> ModelEntry | None:
-        return self._by_name.get(name)
+        resolved = self._resolved(name)
+        return None if resolved is None else resolved.entry
+
+    def is_reasoning(self, name: str) -> bool:
+        """Whether ``name`` is a reasoning model: its family says so, or its entry has the capability."""
+        resolved = self._resolved(name)
+        return resolved is not None and resolved.reasoning
 
     @property
     def cards(self) -> tuple[BaseModelCard, ...]:
+        """The listing: catalog names only, not every dated id a family accepts."""
         return self._cards
 
     def card(self, name: str) -> BaseModelCard | None:
-        return self._card_by_id.get(name)
+        """A card for any name that resolves (Mistral answers cards for dated ids too)."""
+        card = self._card_by_id.get(name)
+        if card is not None:
+            return card
+        resolved = self._resolved(name)
+        return None if resolved is None else _card(name, resolved)
+
+    def _resolved(self, name: str) -> _Resolved | None:
+        hit = self._static.get(name)
+        if hit is not None:
+            return hit
+        with self._lock:
+            if name in self._cache:
+                return self._cache[name]
+        resolved = self._lookup(name)
+        if len(name) <= MAX_ID_LENGTH:  # longer names never resolve and are not worth a slot
+            with self._lock:
+                self._cache[name] = resolved
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return resolved
+
+    def _lookup(self, name: str) -> _Resolved | None:
+        match = self.families.match(name)
+        family = match.family if match is not None else None
+        base = self._by_name.get(name)
+        if base is None and match is not None:
+            sized = self._by_name.get(f"{match.family.prefix}-{match.size}-latest") if match.size else None
+            base = sized or self._family_entry[match.family.prefix]
+            if base is not None and _upstream(base):
+                return _Resolved(_pinned(base, name), base, family, _reasoning(base, family))
+        return None if base is None else _Resolved(base, base, family, _reasoning(base, family))
+
+    def _family_target(self, family: ModelFamily, *, required: bool) -> ModelEntry | None:
+        where = f"model family {family.prefix!r}"
+        _check_capabilities(where, [*family.capabilities, *([family.prefer] if family.prefer else [])])
+        latest = self._by_name.get(f"{family.prefix}-latest")
+        if latest is not None:
+            return latest
+        if family.prefer is not None:
+            preferred = [e for e in self.entries if family.prefer in e.capabilities and (e.served_locally
+                                                                                          or _upstream(e))]
+            if preferred:
+                return preferred[0]
+        if family.model is None:
+            return ModelEntry(id=f"{family.prefix}-latest", engine="none", capabilities=family.capabilities,
+                              description=f"Mistral's {family.prefix} family: no local engine serves it here")
+        target = self._by_name.get(family.model)
+        if target is None and required:
+            raise ValueError(f"{where}: model {family.model!r} is not in the catalog")
+        return target  # None: a default row whose stand-in the configured catalog dropped
+
+    def _entry_cards(self, entry: ModelEntry) -> list[BaseModelCard]:
+        return [_card(name, resolved) for name in (entry.id, *entry.aliases)
+                if (resolved := self._static[name]) is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    entry: ModelEntry  # what serves the name (for a family id routed upstream: a copy forwarding that id)
+    base: ModelEntry  # the catalog entry (or the family's engine-less stand-in)
+    family: ModelFamily | None
+    reasoning: bool
+
+
+def _reasoning(entry: ModelEntry, family: ModelFamily | None) -> bool:
+    return "reasoning" in entry.capabilities or (family is not None and family.reasoning)
+
+
+def _upstream(entry: ModelEntry) -> bool:
+    return any(r.upstream != "local" for r in entry.routes)
+
+
+def _check_capabilities(where: str, names: Sequence[str]) -> None:
+    bad = [c for c in names if c not in CAPABILITY_NAMES]
+    if bad:
+        raise ValueError(f"{where}: unknown capabilities {bad}; known: {list(CAPABILITY_NAMES)}")
+
+
+def _pinned(entry: ModelEntry, name: str) -> ModelEntry:
+    """A family id routed to an upstream is forwarded as the caller wrote it (``mistral-large-2411`` stays pinned
+    to that release), unless the route names a model; a ``local`` fallback target keeps the entry's own engine."""
+    routes = [RouteTarget(upstream="local", model=r.model or entry.id) if r.upstream == "local" else r
+              for r in entry.routes]
+    return entry.model_copy(update={"id": name, "aliases": [], "routes": routes})
 
 
 class ModelService:
@@ -132,26 +237,28 @@ def _not_found(model_id: str) -> NotFound:
     return NotFound(f"model {model_id!r} not found", code="MODEL_NOT_FOUND", param="model_id")
 
 
-def _capabilities(names: tuple[str, ...] | list[str]) -> ModelCapabilities:
+def _capabilities(names: Sequence[str]) -> ModelCapabilities:
     return ModelCapabilities(**{name: True for name in names})
 
 
-def _cards(entry: ModelEntry) -> list[BaseModelCard]:
-    names = [entry.id, *entry.aliases]
-    return [
-        BaseModelCard(
-            id=name,
-            created=entry.created,
-            owned_by=entry.owned_by,
-            capabilities=_capabilities(entry.capabilities),
-            name=entry.id,
-            description=entry.description,
-            max_context_length=entry.max_context_length,
-            aliases=[other for other in names if other != name],
-            default_model_temperature=entry.default_model_temperature,
-        )
-        for name in names
-    ]
+def _card(name: str, resolved: _Resolved) -> BaseModelCard:
+    """The card of one name; a family id's card describes the entry that serves it, under the caller's id. A family
+    nothing serves here has no capabilities: its operations would fail."""
+    base = resolved.base
+    names = [base.id, *base.aliases]
+    served = base.engine != "none" or _upstream(base)
+    capabilities = [*base.capabilities, *(["reasoning"] if resolved.reasoning else [])] if served else []
+    return BaseModelCard(
+        id=name,
+        created=base.created,
+        owned_by=base.owned_by,
+        capabilities=_capabilities(capabilities),
+        name=base.id,
+        description=base.description,
+        max_context_length=base.max_context_length,
+        aliases=[other for other in names if other != name],
+        default_model_temperature=base.default_model_temperature,
+    )
 
 
 def _ft_card(record: FineTunedModelRecord) -> FTModelCard:
