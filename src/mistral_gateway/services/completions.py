@@ -40,7 +40,8 @@ def completion_id() -> str:
 def resolve_text_model(catalog: ModelCatalog, name: str, capability: str) -> ModelEntry:
     entry = catalog.resolve(name)
     if entry is None:
-        raise NotFound(f"model {name!r} not found; GET /v1/models lists the available ones", code="MODEL_NOT_FOUND",
+        shown = name if len(name) <= 100 else f"{name[:100]}…"  # never echo a huge value
+        raise NotFound(f"model {shown!r} not found; GET /v1/models lists the available ones", code="MODEL_NOT_FOUND",
                        param="model")
     if entry.engine == "none" and not any(r.upstream != "local" for r in entry.routes):
         does = f" (it is a {', '.join(entry.capabilities)} model)" if entry.capabilities else ""

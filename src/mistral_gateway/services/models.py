@@ -46,8 +46,9 @@ class ModelCatalog:
                 self._by_name[name] = entry
         defaults = default_model_families() if families is None else list(families)
         self.families = FamilyTable([*defaults, *overrides])
-        self._family_entry = {f.prefix: self._family_target(f, required=f in overrides)
-                              for f in self.families.families}
+        # an operator's row naming a model is followed as written; default rows defer to <prefix>-latest first
+        self._explicit = frozenset(f.prefix for f in overrides if f.model is not None)
+        self._family_entry = {f.prefix: self._family_target(f) for f in self.families.families}
         self._cache: OrderedDict[str, _Resolved | None] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -97,19 +98,23 @@ class ModelCatalog:
         family = match.family if match is not None else None
         base = self._by_name.get(name)
         if base is None and match is not None:
-            sized = self._by_name.get(f"{match.family.prefix}-{match.size}-latest") if match.size else None
-            base = sized or self._family_entry[match.family.prefix]
+            prefix = match.family.prefix
+            sized = None
+            if match.size and prefix not in self._explicit:
+                sized = self._by_name.get(f"{prefix}-{match.size}-latest")
+            base = sized or self._family_entry[prefix]
             if base is not None and _upstream(base):
                 return _Resolved(_pinned(base, name), base, family, _reasoning(base, family))
         return None if base is None else _Resolved(base, base, family, _reasoning(base, family))
 
-    def _family_target(self, family: ModelFamily, *, required: bool) -> ModelEntry | None:
+    def _family_target(self, family: ModelFamily) -> ModelEntry | None:
         where = f"model family {family.prefix!r}"
         _check_capabilities(where, [*family.capabilities, *([family.prefer] if family.prefer else [])])
+        explicit = family.prefix in self._explicit
         latest = self._by_name.get(f"{family.prefix}-latest")
-        if latest is not None:
+        if latest is not None and not explicit:
             return latest
-        if family.prefer is not None:
+        if family.prefer is not None and not explicit:
             preferred = [e for e in self.entries if family.prefer in e.capabilities and (e.served_locally
                                                                                           or _upstream(e))]
             if preferred:
@@ -118,7 +123,7 @@ class ModelCatalog:
             return ModelEntry(id=f"{family.prefix}-latest", engine="none", capabilities=family.capabilities,
                               description=f"Mistral's {family.prefix} family: no local engine serves it here")
         target = self._by_name.get(family.model)
-        if target is None and required:
+        if target is None and explicit:
             raise ValueError(f"{where}: model {family.model!r} is not in the catalog")
         return target  # None: a default row whose stand-in the configured catalog dropped
 
