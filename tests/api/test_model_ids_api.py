@@ -59,7 +59,7 @@ def ask(model: str, **extra: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("model", "served_by"), [
     ("mistral-large-2411", QWEN), ("mistral-tiny", QWEN), ("mistral-small-2409", QWEN), ("codestral-2501", QWEN),
-    ("magistral-medium-latest", QWEN), ("devstral-small-2507", QWEN), ("pixtral-12b-2409", QWEN),
+    ("mistral-saba-latest", QWEN), ("devstral-small-2507", QWEN), ("pixtral-12b-2409", QWEN),
     ("open-mistral-7b", "legacy-chat"), ("open-mistral-nemo", QWEN),  # a longer default prefix than the override
 ])
 @pytest.mark.parametrize("lowcode", [False, True])
@@ -75,6 +75,14 @@ def test_dated_and_legacy_ids_chat_with_the_id_echoed(env: Env, model: str, serv
     assert body["choices"][0]["message"]["content"] == same["choices"][0]["message"]["content"]
     big = ask(model, max_tokens=1000)
     assert post(env, "/v1/chat/completions", big).status_code == (400 if served_by == "legacy-chat" else 200)
+
+
+@pytest.mark.parametrize("model", ["magistral-medium-2509", "magistral-small-latest", "mistral-medium-3.5"])
+def test_reasoning_family_ids_chat(env: Env, model: str) -> None:
+    # the content's shape (thinking chunks or text) is the reasoning feature's business; the id is ours
+    r = post(env, "/v1/chat/completions", ask(model))
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == model
 
 
 def test_streamed_chunks_echo_the_id(env: Env) -> None:
