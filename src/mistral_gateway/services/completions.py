@@ -44,7 +44,7 @@ def resolve_text_model(catalog: ModelCatalog, name: str, capability: str) -> Mod
         raise NotFound(f"model {shown!r} not found; GET /v1/models lists the available ones", code="MODEL_NOT_FOUND",
                        param="model")
     if entry.engine == "none" and not any(r.upstream != "local" for r in entry.routes):
-        does = f" (it is a {', '.join(entry.capabilities)} model)" if entry.capabilities else ""
+        does = f" (its family's capabilities: {', '.join(entry.capabilities)})" if entry.capabilities else ""
         raise BadRequest(f"model {name!r} does not support {capability!r} here{does}: no local engine serves it; "
                          "an operator can route its family to an upstream", code="UNSUPPORTED_MODEL_CAPABILITY",
                          param="model")
