@@ -44,7 +44,7 @@ def default_model_families() -> list[ModelFamily]:
         *_rows(SMALL, "ministral"),
         *_rows(EMBED, "mistral-embed codestral-embed"),
         *_rows(None, "mistral-moderation", capabilities=["moderation", "classification"]),
-        *_rows(None, "mistral-ocr", capabilities=["ocr"]),
+        *_rows(None, "mistral-ocr mistral-document-ai", capabilities=["ocr"]),
         *_rows(None, "voxtral-mini voxtral-small voxtral-tts", capabilities=["audio"]),
         *_rows(None, "voxtral-mini-transcribe voxtral-mini-transcribe-realtime", capabilities=["audio_transcription"]),
     ]

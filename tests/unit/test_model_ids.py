@@ -44,7 +44,8 @@ KNOWN = [
 ENGINELESS = [
     ("mistral-moderation-2411", "moderation"), ("mistral-moderation-2603", "moderation"),
     ("mistral-moderation-latest", "moderation"), ("mistral-ocr-2505", "ocr"), ("mistral-ocr-2503", "ocr"),
-    ("mistral-ocr-latest", "ocr"), ("voxtral-small-latest", "audio"), ("voxtral-mini-2507", "audio"),
+    ("mistral-ocr-latest", "ocr"), ("mistral-document-ai-2505", "ocr"), ("voxtral-small-latest", "audio"),
+    ("voxtral-small-24b-2507", "audio"), ("voxtral-mini-2507", "audio"),
     ("voxtral-mini-latest", "audio"), ("voxtral-mini-transcribe-2507", "audio_transcription"),
     ("voxtral-mini-transcribe-realtime-2602", "audio_transcription"),
 ]
