@@ -41,9 +41,6 @@ class FamilyTable:
     def families(self) -> tuple[ModelFamily, ...]:
         return tuple(self._by_prefix.values())
 
-    def get(self, prefix: str) -> ModelFamily | None:
-        return self._by_prefix.get(prefix)
-
     def match(self, name: str) -> FamilyMatch | None:
         if len(name) > MAX_ID_LENGTH or not _ID.fullmatch(name):
             return None

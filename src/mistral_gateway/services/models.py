@@ -95,7 +95,7 @@ class ModelCatalog:
 
     def _lookup(self, name: str) -> _Resolved | None:
         match = self.families.match(name)
-        family = match.family if match is not None else None
+        reasoning = match is not None and match.family.reasoning
         base = self._by_name.get(name)
         if base is None and match is not None:
             prefix = match.family.prefix
@@ -104,8 +104,8 @@ class ModelCatalog:
                 sized = self._by_name.get(f"{prefix}-{match.size}-latest")
             base = sized or self._family_entry[prefix]
             if base is not None and _upstream(base):
-                return _Resolved(_pinned(base, name), base, family, _reasoning(base, family))
-        return None if base is None else _Resolved(base, base, family, _reasoning(base, family))
+                return _Resolved(_pinned(base, name), base, reasoning or "reasoning" in base.capabilities)
+        return None if base is None else _Resolved(base, base, reasoning or "reasoning" in base.capabilities)
 
     def _family_target(self, family: ModelFamily) -> ModelEntry | None:
         where = f"model family {family.prefix!r}"
@@ -136,12 +136,7 @@ class ModelCatalog:
 class _Resolved:
     entry: ModelEntry  # what serves the name (for a family id routed upstream: a copy forwarding that id)
     base: ModelEntry  # the catalog entry (or the family's engine-less stand-in)
-    family: ModelFamily | None
-    reasoning: bool
-
-
-def _reasoning(entry: ModelEntry, family: ModelFamily | None) -> bool:
-    return "reasoning" in entry.capabilities or (family is not None and family.reasoning)
+    reasoning: bool  # its family is a reasoning family, or the entry has the capability
 
 
 def _upstream(entry: ModelEntry) -> bool:
