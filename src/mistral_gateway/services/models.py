@@ -44,6 +44,10 @@ class ModelCatalog:
     def resolve(self, name: str) -> ModelEntry | None:
         return self._by_name.get(name)
 
+    def is_reasoning(self, name: str) -> bool:
+        """Temporary stub (the models branch implements family rules): Mistral's reasoning families by name."""
+        return name.startswith(("magistral-", "mistral-medium-3-5", "mistral-medium-3.5"))
+
     @property
     def cards(self) -> tuple[BaseModelCard, ...]:
         return self._cards
