@@ -39,7 +39,7 @@ class ThinkTagParser:
         """The end of the output: what was held back (a cut tag, an unfinished thinking) goes out as it is."""
         rest, self._buffer = self._buffer, ""
         if self._state == "thinking":
-            return [(True, rest)] if rest else []
+            return [(True, rest.rstrip())] if rest.strip() else []
         if self._state == "start" and rest.strip():
             return [(False, rest.lstrip())]
         return []
@@ -62,8 +62,9 @@ class ThinkTagParser:
                 out.append((True, self._buffer[:end].rstrip()))
                 self._state, self._buffer, self._fresh = "answer", self._buffer[end + len(CLOSE):], True
                 return
-            keep = _held_back(self._buffer, CLOSE)
-            cut = len(self._buffer) - keep
+            cut = len(self._buffer) - _held_back(self._buffer, CLOSE)
+            while cut and self._buffer[cut - 1].isspace():  # whitespace before the closing tag is not thinking
+                cut -= 1
             out.append((True, self._buffer[:cut]))
             self._buffer = self._buffer[cut:]
         elif self._state == "answer":
