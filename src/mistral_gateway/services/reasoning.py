@@ -29,7 +29,16 @@ from mistral_gateway.protocol.chat import (
 )
 from mistral_gateway.services.think_tags import CLOSE, OPEN, ThinkTagParser
 
-__all__ = ["THINK_INSTRUCTION", "Thinking", "effective_effort", "fold_thinking", "thinking_budget", "with_system"]
+__all__ = [
+    "ANSWER_INSTRUCTION",
+    "THINK_INSTRUCTION",
+    "Thinking",
+    "effective_effort",
+    "fold_thinking",
+    "plan_thinking",
+    "thinking_budget",
+    "with_system",
+]
 
 THINK_INSTRUCTION = (
     "Before anyone answers the last message, think it through. Write your private reasoning only: what is asked, "
