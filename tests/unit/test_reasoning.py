@@ -35,17 +35,22 @@ class Recording(FakeTextEngine):
         super().__init__(context_length=1024)
         self.calls: list[tuple[str, SamplingParams]] = []
         self.native = native
+        self.open = 0  # generations started and not yet closed
 
     async def stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
         self.calls.append((prompt, params))
-        if self.native is None or params.grammar or params.json_schema or params.stop:
-            async for delta in super().stream(prompt, params):
-                yield delta
-            return
-        pieces = [self.native[i:i + 3] for i in range(0, len(self.native), 3)]
-        for piece in pieces:
-            yield Delta(piece)
-        yield Delta("", "stop", len(prompt.split()), len(pieces))
+        self.open += 1
+        try:
+            if self.native is None or params.grammar or params.json_schema or params.stop:
+                async for delta in super().stream(prompt, params):
+                    yield delta
+                return
+            pieces = [self.native[i:i + 3] for i in range(0, len(self.native), 3)]
+            for piece in pieces:
+                yield Delta(piece)
+            yield Delta("", "stop", len(prompt.split()), len(pieces))
+        finally:
+            self.open -= 1
 
 
 def make_chat(tmp_path: Path, engine: Recording, *, native: bool = False,
@@ -156,6 +161,21 @@ def test_stream_sends_thinking_deltas_then_text_deltas(chat: ChatService, engine
     assert chunks[-1].usage == whole.usage and chunks[-1].choices[0].finish_reason == "stop"
     raw = json.loads(chunks[1].model_dump_json())["choices"][0]["delta"]["content"]
     assert raw == [{"type": "thinking", "thinking": [{"type": "text", "text": raw[0]["thinking"][0]["text"]}]}]
+
+
+def test_a_caller_gone_during_the_thinking_stops_it(chat: ChatService, engine: Recording) -> None:
+    async def run() -> None:
+        chunks = await chat.stream(req(reasoning_effort="high", max_tokens=40, min_tokens=40, stream=True))
+        assert (await anext(chunks)).choices[0].delta.role == "assistant"
+        assert isinstance((await anext(chunks)).choices[0].delta.content, list)  # thinking under way
+        assert engine.open == 1
+        await chunks.aclose()
+        del chunks  # as the HTTP layer drops a finished response: the generators chained behind it are closed
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert engine.open == 0 and len(engine.calls) == 1  # stopped, and no answer phase was started
+
+    asyncio.run(run())
 
 
 def test_n_choices_each_think_and_the_prompt_is_billed_once(chat: ChatService, engine: Recording) -> None:

@@ -14,6 +14,7 @@ in the second prompt is not billed twice).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -130,7 +131,7 @@ class Thinking:
 
     async def _parsed(self, stream: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
         parser = ThinkTagParser(opened=self.opened)
-        try:
+        async with aclosing(stream):
             async for delta in stream:
                 pieces = parser.feed(delta.text) + (parser.close() if delta.finish_reason is not None else [])
                 for thinking, piece in pieces:
@@ -138,8 +139,6 @@ class Thinking:
                         yield Delta(piece, thinking=thinking)
                 if delta.finish_reason is not None:
                     yield replace(delta, text="")
-        finally:
-            await stream.aclose()
 
     async def _two_phase(self, params: SamplingParams, answer: AnswerFn) -> AsyncIterator[Delta]:
         assert self.think_prompt is not None and self.answer_prompt is not None
@@ -148,24 +147,26 @@ class Thinking:
         if self.budget > 0:
             think = replace(params, max_tokens=self.budget, min_tokens=0, stop=self.stop, grammar=None,
                             json_schema=None)
-            async for delta in self.engine.stream(self.think_prompt, think):
-                if delta.text:
-                    pieces.append(delta.text)
-                    if self.show:
-                        yield Delta(delta.text, thinking=True)
-                if delta.finish_reason is not None:
-                    first = delta
+            async with aclosing(self.engine.stream(self.think_prompt, think)) as stream:  # a caller gone: stop
+                async for delta in stream:
+                    if delta.text:
+                        pieces.append(delta.text)
+                        if self.show:
+                            yield Delta(delta.text, thinking=True)
+                    if delta.finish_reason is not None:
+                        first = delta
         used = first.completion_tokens or 0
         rest = params.max_tokens if params.max_tokens is None else max(params.max_tokens - used, 0)
         second = replace(params, max_tokens=rest,
                          min_tokens=params.min_tokens if rest is None else min(params.min_tokens, rest))
-        async for delta in answer(await self.answer_prompt("".join(pieces).strip()), second):
-            if delta.finish_reason is None:
-                yield delta
-                continue
-            # the answer's prompt repeats the thinking, already billed as completion: bill the first prompt
-            yield replace(delta, prompt_tokens=first.prompt_tokens or delta.prompt_tokens,
-                          completion_tokens=used + (delta.completion_tokens or 0))
+        async with aclosing(answer(await self.answer_prompt("".join(pieces).strip()), second)) as stream:
+            async for delta in stream:
+                if delta.finish_reason is None:
+                    yield delta
+                    continue
+                # the answer's prompt repeats the thinking, already billed as completion: bill the first prompt
+                yield replace(delta, prompt_tokens=first.prompt_tokens or delta.prompt_tokens,
+                              completion_tokens=used + (delta.completion_tokens or 0))
 
 
 async def plan_thinking(engine: TextEngine, messages: list[ChatMessage], tools: Sequence[dict[str, Any]] | None, *,
