@@ -202,6 +202,13 @@ def test_forced_tool_call_after_thinking(chat: ChatService, engine: Recording) -
     assert [c.type for c in message.content] == ["thinking"] and message.thinking
     assert message.tool_calls[0].function["name"] == "get_weather"
     assert engine.calls[0][1].grammar is None and engine.calls[1][1].grammar is not None  # free thinking first
+    # the whole assistant message goes back with the tool's result: its thinking-only content is accepted
+    call = message.tool_calls[0]
+    history = [*ASK, json.loads(message.model_dump_json()),
+               {"role": "tool", "tool_call_id": call.id, "name": "get_weather", "content": "sunny"}]
+    res = complete(chat, req(reasoning_effort="none", tools=[WEATHER], tool_choice="none", messages=history))
+    assert isinstance(res.choices[0].message.content, str)
+    assert "<assistant> \n<tool> sunny" in engine.calls[-1][0] and message.thinking not in engine.calls[-1][0]
 
 
 def test_json_schema_answer_after_thinking(chat: ChatService, engine: Recording) -> None:
