@@ -19,6 +19,7 @@ __all__ = [
     "LimitPolicy",
     "ModelEntry",
     "ModelFamily",
+    "ReasoningSettings",
     "RouteTarget",
     "Settings",
     "UpstreamEntry",
@@ -96,6 +97,9 @@ class ModelEntry(BaseModel):
     kv_cache_type: Literal["q8_0", "f16"] = "q8_0"  # q8_0 halves the KV cache's memory at a small quality cost
     ubatch: int = Field(256, ge=32)  # llama.cpp's physical batch (prompt tokens per forward pass; sizes its buffers)
     fim_template: str | None = None  # e.g. "<|fim_prefix|>{prompt}<|fim_suffix|>{suffix}<|fim_middle|>"
+    # The model writes <think>...</think> before its answer by itself (a reasoning-trained model): the gateway
+    # parses that instead of running its own thinking phase.
+    native_thinking: bool = False
     capabilities: list[str] = Field(default_factory=lambda: ["completion_chat"])
     default_model_temperature: float | None = None
     # Where requests go, in order: the first target, then fallbacks. Empty: the local engine above.
@@ -125,6 +129,8 @@ def default_models() -> list[ModelEntry]:
                 "open-mistral-nemo",
                 "codestral-latest",
                 "devstral-small-latest",
+                "magistral-medium-latest",
+                "magistral-small-latest",
             ],
             asset="qwen2.5-coder-1.5b-instruct-q4_k_m",
             max_context_length=4096,
@@ -156,6 +162,26 @@ def default_models() -> list[ModelEntry]:
             capabilities=[],
         ),
     ]
+
+
+class ReasoningSettings(BaseModel):
+    """How reasoning models think on models not trained to: a first generation phase writes the thinking, bounded
+    by a share of the request's ``max_tokens`` that depends on ``reasoning_effort``; the answer follows it."""
+
+    budget_share: dict[str, float] = Field(default_factory=lambda: {
+        "minimal": 0.1, "low": 0.2, "medium": 0.35, "high": 0.5, "xhigh": 0.6, "max": 0.7})
+    # The thinking budget of a request without max_tokens: this many tokens times the effort's share.
+    tokens_without_max: int = Field(1024, ge=1, le=32768)
+    # The effort of prompt_mode "reasoning", and of native reasoning families (magistral-*) asked without any.
+    default_effort: Literal["minimal", "low", "medium", "high", "xhigh", "max"] = "high"
+
+    @field_validator("budget_share")
+    @classmethod
+    def _shares(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not 0 < v < 1}
+        if bad:
+            raise ValueError(f"reasoning budget shares must be between 0 and 1 (exclusive): {bad}")
+        return value
 
 
 class Settings(BaseSettings):
@@ -192,6 +218,7 @@ class Settings(BaseSettings):
     default_token_limits: LimitPolicy = Field(default_factory=LimitPolicy)  # for tokens without their own limits
     redis_url: str | None = None  # shared rate-limit counters across replicas (else: the database)
     usage_flush_seconds: float = 1.0  # usage records are written in batches, off the request path
+    reasoning: ReasoningSettings = Field(default_factory=ReasoningSettings)
 
     config_file: Path | None = None  # recorded by load_settings() for diagnostics
 

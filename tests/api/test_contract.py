@@ -194,6 +194,12 @@ def _chat_completions(api: Api, dialect: str) -> None:
     out = check("create_chat_completions", dialect, api.call("create_chat_completions", dialect, json=body))
     assert out["choices"][0]["message"]["role"] == "assistant"
     _check_stream(api.call("create_chat_completions", dialect, json={**body, "stream": True}))
+    for effort in ("high", "none"):  # a reasoning model's thinking chunks, streamed and not
+        reasoning = {**body, "model": "magistral-medium-latest", "max_tokens": 8, "reasoning_effort": effort}
+        out = check("create_chat_completions", dialect, api.call("create_chat_completions", dialect, json=reasoning))
+        content = out["choices"][0]["message"]["content"]
+        assert [c["type"] for c in content] == ["thinking", "text"] if effort == "high" else isinstance(content, str)
+        _check_stream(api.call("create_chat_completions", dialect, json={**reasoning, "stream": True}))
 
 
 def _fim_completions(api: Api, dialect: str) -> None:

@@ -16,7 +16,8 @@ from support import CLI, LiveServer, clean_env, free_port
 pytestmark = pytest.mark.e2e
 
 MODELS = [
-    ModelEntry(id="fake-chat", aliases=["mistral-small-latest"], engine="fake", capabilities=["completion_chat"]),
+    ModelEntry(id="fake-chat", aliases=["mistral-small-latest", "magistral-small-latest"], engine="fake",
+               capabilities=["completion_chat"]),
     ModelEntry(id="fake-embed", aliases=["mistral-embed"], engine="fake", capabilities=[]),
 ]
 
@@ -51,6 +52,18 @@ def test_chat_plain_json_and_stream(live_server: LiveServer, token: str, env: di
     chunks = [json.loads(line) for line in lines]
     assert all(c["object"] == "chat.completion.chunk" for c in chunks) and len(chunks) >= 3
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == plain.strip()
+
+
+def test_chat_with_a_reasoning_model_prints_the_answer(live_server: LiveServer, token: str,
+                                                       env: dict[str, str]) -> None:
+    target = ["--base-url", live_server.base_url, "--token", token, "--model", "magistral-small-latest"]
+    reply = json.loads(run(env, "chat", "Hello there", "--max-tokens", "12", "--json", *target).stdout)
+    thinking, text = reply["choices"][0]["message"]["content"]  # magistral-* think by default
+    assert thinking["type"] == "thinking" and text["type"] == "text"
+    plain = run(env, "chat", "Hello there", "--max-tokens", "12", *target).stdout
+    assert plain.strip() == text["text"]  # the fake engine is deterministic
+    streamed = run(env, "chat", "Hello there", "--max-tokens", "12", "--stream", *target).stdout
+    assert streamed.strip() == text["text"]
 
 
 def test_base_url_and_token_from_env_or_dev_token(live_server: LiveServer, token: str, env: dict[str, str],

@@ -158,14 +158,14 @@ def _chat(args: argparse.Namespace) -> int:
             if _json(args):
                 _dump(reply)
             else:
-                print(reply.choices[0].message.content or "")
+                print(reply.choices[0].message.text)  # the answer (a reasoning model's thinking is left out)
             return
         with client.chat.stream(model=args.model, messages=messages, **options) as stream:
             for chunk in stream:
                 if _json(args):
                     print(chunk.model_dump_json(), flush=True)  # one JSON object per line
                 elif chunk.choices:
-                    print(chunk.choices[0].delta.content or "", end="", flush=True)
+                    print(chunk.choices[0].delta.text, end="", flush=True)
         if not _json(args):
             print()
 

@@ -5,7 +5,7 @@
     with Client("http://127.0.0.1:8080", token) as client:
         reply = client.chat.complete(model="mistral-small-latest", messages=[{"role": "user", "content": "Hi"}])
         for chunk in client.chat.stream(model="mistral-small-latest", messages=[...]):
-            print(chunk.choices[0].delta.content or "", end="")
+            print(chunk.choices[0].delta.text, end="")  # .thinking: a reasoning model's thinking
         uploaded = client.files.upload("train.jsonl", purpose="fine-tune", progress=ProgressBar("upload"))
         client.files.download(uploaded.id, to="copy.jsonl")
 

@@ -67,6 +67,7 @@ class Delta:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     tool_calls: tuple[dict[str, Any], ...] = ()  # set by the chat service, whole calls (never by engines)
+    thinking: bool = False  # set by the chat service: a piece of the reasoning, not of the answer
 
 
 @dataclass(frozen=True, slots=True)

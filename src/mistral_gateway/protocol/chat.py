@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from mistral_gateway.protocol.common import RequestModel, ResponseModel
 
@@ -19,7 +19,10 @@ __all__ = [
     "FIMCompletionRequest",
     "FunctionCall",
     "Message",
+    "OutputTextChunk",
+    "OutputThinkChunk",
     "ResponseFormat",
+    "ThinkChunk",
     "Tool",
     "ToolCall",
     "UsageInfo",
@@ -37,12 +40,27 @@ class ImageURLChunk(RequestModel):
 
 
 class OtherChunk(RequestModel):
-    """document_url, reference, file, thinking, input_audio: accepted, then refused by models lacking them."""
+    """document_url, reference, file, input_audio: accepted, then refused by models lacking them."""
 
-    type: Literal["document_url", "reference", "file", "thinking", "input_audio"]
+    type: Literal["document_url", "reference", "file", "input_audio"]
 
 
-ContentChunk = Annotated[TextChunk | ImageURLChunk | OtherChunk, Field(discriminator="type")]
+class ThinkingReference(RequestModel):
+    """The reference and tool_reference parts a thinking chunk may carry: accepted, then dropped."""
+
+    type: Literal["reference", "tool_reference"]
+
+
+class ThinkChunk(RequestModel):
+    """An earlier answer's reasoning, sent back in a multi-turn conversation (assistant messages only)."""
+
+    type: Literal["thinking"] = "thinking"
+    thinking: list[Annotated[TextChunk | ThinkingReference, Field(discriminator="type")]] = Field(max_length=4096)
+    closed: bool | None = None
+    signature: str | None = None
+
+
+ContentChunk = Annotated[TextChunk | ImageURLChunk | ThinkChunk | OtherChunk, Field(discriminator="type")]
 Content = str | list[ContentChunk] | None
 
 
@@ -165,6 +183,13 @@ class ChatCompletionRequest(_Sampling):
     parallel_tool_calls: bool = True
     safe_prompt: bool = False
     min_tokens: int | None = Field(None, ge=0)
+    # SDK 3.7.0's ReasoningEffort values (the spec lists only high and none)
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = Field(
+        None, description="Reasoning models only (ignored by the others): how much of max_tokens the thinking may "
+                          "use; 'none' answers without thinking.")
+    prompt_mode: Literal["reasoning"] | None = Field(
+        None, description="Deprecated by Mistral in favour of reasoning_effort: 'reasoning' turns thinking on for "
+                          "reasoning models (at the configured default effort).")
 
     @field_validator("messages")
     @classmethod
@@ -194,9 +219,66 @@ class ResponseToolCall(ResponseModel):
     index: int = 0
 
 
-class ResponseMessage(ResponseModel):
+class OutputTextChunk(ResponseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class OutputOtherChunk(ResponseModel):
+    """Any other chunk an upstream may send (references...): kept as it came, so clients still parse it."""
+
+    type: str
+
+
+def _chunk_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in ("text", "thinking") else "other"
+
+
+ThinkingPart = Annotated[
+    Annotated[OutputTextChunk, Tag("text")] | Annotated[OutputOtherChunk, Tag("other")],
+    Discriminator(lambda v: "text" if _chunk_kind(v) == "text" else "other"),
+]
+
+
+class OutputThinkChunk(ResponseModel):
+    """Mistral's ThinkChunk: the reasoning that preceded the answer."""
+
+    type: Literal["thinking"] = "thinking"
+    thinking: list[ThinkingPart]
+
+
+OutputChunk = Annotated[
+    Annotated[OutputTextChunk, Tag("text")] | Annotated[OutputThinkChunk, Tag("thinking")]
+    | Annotated[OutputOtherChunk, Tag("other")],
+    Discriminator(_chunk_kind),
+]
+
+
+class _Content:
+    """Readers for content that is a string or (reasoning models) a list of thinking and text chunks."""
+
+    content: str | list[Any] | None
+
+    @property
+    def text(self) -> str:
+        """The answer: the content string, or its text chunks joined."""
+        if isinstance(self.content, str) or self.content is None:
+            return self.content or ""
+        return "".join(c.text for c in self.content if isinstance(c, OutputTextChunk))
+
+    @property
+    def thinking(self) -> str:
+        """The reasoning of thinking chunks, joined ("" when there is none)."""
+        if not isinstance(self.content, list):
+            return ""
+        return "".join(t.text for c in self.content if isinstance(c, OutputThinkChunk) for t in c.thinking
+                       if isinstance(t, OutputTextChunk))
+
+
+class ResponseMessage(_Content, ResponseModel):
     role: Literal["assistant"] = "assistant"
-    content: str | None = None
+    content: str | list[OutputChunk] | None = None
     tool_calls: list[ResponseToolCall] | None = None
     prefix: bool = False
 
@@ -216,9 +298,9 @@ class ChatCompletionResponse(ResponseModel):
     choices: list[ChatCompletionChoice]
 
 
-class DeltaMessage(ResponseModel):
+class DeltaMessage(_Content, ResponseModel):
     role: Literal["assistant"] | None = None
-    content: str | None = None
+    content: str | list[OutputChunk] | None = None
     tool_calls: list[ResponseToolCall] | None = None
 
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mistral_gateway.config import ReasoningSettings
 from mistral_gateway.engines.base import ChatMessage, Delta, EngineError, Generation, SamplingParams, TextEngine
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.errors import BadRequest
@@ -21,6 +22,8 @@ from mistral_gateway.protocol.chat import (
     ChatCompletionRequest,
     ChatCompletionResponse,
     CompletionChunk,
+    OutputTextChunk,
+    OutputThinkChunk,
     ResponseMessage,
     ResponseToolCall,
     SystemMessage,
@@ -38,6 +41,7 @@ from mistral_gateway.services.completions import (
     stream_chunks,
 )
 from mistral_gateway.services.models import ModelCatalog
+from mistral_gateway.services.reasoning import Thinking, effective_effort, fold_thinking, plan_thinking, with_system
 from mistral_gateway.services.tools import call_grammar, looks_like_call, parse_tool_calls
 
 __all__ = ["SAFE_PROMPT", "ChatService"]
@@ -55,27 +59,36 @@ class _Plan:
     tool_mode: str | None = None  # None, "auto" or "forced"
     functions: tuple[dict[str, Any], ...] = ()
     parallel: bool = True
+    thinking: Thinking | None = None  # reasoning: a thinking phase (or parsing) around the answer
+
+    @property
+    def shows_thinking(self) -> bool:
+        return self.thinking is not None and self.thinking.show
 
     def deltas(self, i: int) -> AsyncIterator[Delta]:
         params = _nth(self.params, i)
-        if self.tool_mode == "forced":
-            return self._forced(params)
-        if self.tool_mode == "auto":
-            return self._auto(params)
-        return self.engine.stream(self.prompt, params)
+        if self.thinking is not None:
+            return self.thinking.deltas(self.prompt, params, self.answer)
+        return self.answer(self.prompt, params)
 
-    async def _forced(self, params: SamplingParams) -> AsyncIterator[Delta]:
+    def answer(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+        if self.tool_mode == "forced":
+            return self._forced(prompt, params)
+        if self.tool_mode == "auto":
+            return self._auto(prompt, params)
+        return self.engine.stream(prompt, params)
+
+    async def _forced(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
         grammar = call_grammar(list(self.functions), parallel=self.parallel)
-        generation = await self.engine.complete(self.prompt, replace(params, grammar=grammar, json_schema=None,
-                                                                     stop=()))
+        generation = await self.engine.complete(prompt, replace(params, grammar=grammar, json_schema=None, stop=()))
         calls = parse_tool_calls(generation.text, {f["name"] for f in self.functions})
         if not calls:  # cut off by max_tokens before a call was complete
             yield Delta("", "length", generation.prompt_tokens, generation.completion_tokens)
             return
         yield Delta("", "tool_calls", generation.prompt_tokens, generation.completion_tokens, tuple(calls))
 
-    async def _auto(self, params: SamplingParams) -> AsyncIterator[Delta]:
-        stream = self.engine.stream(self.prompt, params)
+    async def _auto(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+        stream = self.engine.stream(prompt, params)
         held: list[Delta] = []
         decided: bool | None = None
         try:
@@ -96,23 +109,24 @@ class _Plan:
         finally:
             await stream.aclose()  # stops the free generation as soon as a call is detected
         if decided:
-            async for delta in self._forced(params):
+            async for delta in self._forced(prompt, params):
                 yield delta
 
 
 class ChatService:
     def __init__(self, catalog: ModelCatalog, engines: EngineManager,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, reasoning: ReasoningSettings | None = None) -> None:
         self._catalog = catalog
         self._engines = engines
         self._clock = clock
+        self._reasoning = reasoning or ReasoningSettings()
 
     async def complete(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
         plan = await self._plan(request)
         generations, messages = [], []
         try:
             for i in range(request.n or 1):
-                generation, message = await _collect(plan.deltas(i))
+                generation, message = await _collect(plan.deltas(i), plan.shows_thinking)
                 generations.append(generation)
                 messages.append(message)
         except EngineError as exc:
@@ -133,12 +147,10 @@ class ChatService:
     async def _plan(self, request: ChatCompletionRequest) -> _Plan:
         entry = resolve_text_model(self._catalog, request.model, "completion_chat")
         vision = "vision" in entry.capabilities
-        messages = [_normalise(m, vision, request.model) for m in request.messages]
+        native = entry.native_thinking
+        messages = [_normalise(m, vision, request.model) for m in fold_thinking(request.messages, native=native)]
         if request.safe_prompt:
-            if messages and messages[0].role == "system":
-                messages[0] = ChatMessage("system", f"{SAFE_PROMPT}\n\n{messages[0].content}")
-            else:
-                messages.insert(0, ChatMessage("system", SAFE_PROMPT))
+            messages = with_system(messages, SAFE_PROMPT)
         tool_mode, functions = _tool_mode(request)
         if tool_mode is not None and "function_calling" not in entry.capabilities:
             raise BadRequest(f"model {request.model!r} does not support tools (capability 'function_calling')",
@@ -148,25 +160,36 @@ class ChatService:
                           presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
                           json_schema=_response_schema(request))
         tools = [t.model_dump() for t in request.tools or ()] if tool_mode else None
+        effort = effective_effort(request, self._catalog.is_reasoning(request.model), self._reasoning.default_effort)
         try:
             engine = await self._engines.text(entry)
             continue_last = isinstance(request.messages[-1], AssistantMessage) and request.messages[-1].prefix
-            prompt = await engine.render(messages, tools, continue_last=continue_last)
+            prompt = ""  # a two-phase reasoning request renders its own two prompts
+            if effort is None or native:
+                prompt = await engine.render(messages, tools, continue_last=continue_last)
+            thinking = await plan_thinking(
+                engine, messages, tools, prompt=prompt, continue_last=continue_last, effort=effort, native=native,
+                constrained=tool_mode is not None or params.json_schema is not None, max_tokens=request.max_tokens,
+                settings=self._reasoning)
         except EngineError as exc:
             raise engine_errors(exc) from exc
-        return _Plan(engine, prompt, params, tool_mode, functions, request.parallel_tool_calls)
+        return _Plan(engine, prompt, params, tool_mode, functions, request.parallel_tool_calls, thinking)
 
 
-async def _collect(deltas: AsyncIterator[Delta]) -> tuple[Generation, ResponseMessage]:
-    text, last = [], Delta("")
+async def _collect(deltas: AsyncIterator[Delta], thinks: bool) -> tuple[Generation, ResponseMessage]:
+    text, thought, last = [], [], Delta("")
     async for delta in deltas:
-        text.append(delta.text)
+        (thought if delta.thinking else text).append(delta.text)
         last = delta
     generation = Generation("".join(text), last.finish_reason or "stop", last.prompt_tokens or 0,
                             last.completion_tokens or 0)
+    chunks: list[Any] = [OutputThinkChunk(thinking=[OutputTextChunk(text="".join(thought))])] if thinks else []
     if last.tool_calls:
-        # Mistral rejects assistant messages carrying both content and tool calls: content stays empty.
-        return generation, ResponseMessage(content="", tool_calls=[ResponseToolCall(**c) for c in last.tool_calls])
+        # Mistral rejects assistant messages carrying both text and tool calls: only the thinking goes with them.
+        return generation, ResponseMessage(content=chunks or "",
+                                           tool_calls=[ResponseToolCall(**c) for c in last.tool_calls])
+    if thinks:
+        return generation, ResponseMessage(content=[*chunks, OutputTextChunk(text=generation.text)])
     return generation, ResponseMessage(content=generation.text)
 
 

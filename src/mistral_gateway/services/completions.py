@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from mistral_gateway.config import ModelEntry
 from mistral_gateway.engines.base import (
@@ -22,6 +23,8 @@ from mistral_gateway.protocol.chat import (
     ChunkChoice,
     CompletionChunk,
     DeltaMessage,
+    OutputTextChunk,
+    OutputThinkChunk,
     ResponseMessage,
     ResponseToolCall,
     UsageInfo,
@@ -106,6 +109,11 @@ async def primed(stream: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
     return rest()
 
 
+def _thinking(text: str) -> list[Any]:
+    """A reasoning piece as Mistral streams it: a one-chunk list (answer pieces stay plain strings)."""
+    return [OutputThinkChunk(thinking=[OutputTextChunk(text=text)])]
+
+
 async def stream_chunks(cid: str, model: str, created: int,
                         streams: Sequence[Callable[[], AsyncIterator[Delta]]]) -> AsyncIterator[CompletionChunk]:
     """Mistral's chunk sequence per choice: role first, content pieces, then finish_reason; the very last chunk
@@ -118,7 +126,8 @@ async def stream_chunks(cid: str, model: str, created: int,
             async for delta in make():
                 if delta.finish_reason is None:
                     if delta.text:
-                        piece = ChunkChoice(index=index, delta=DeltaMessage(content=delta.text))
+                        content = _thinking(delta.text) if delta.thinking else delta.text
+                        piece = ChunkChoice(index=index, delta=DeltaMessage(content=content))
                         yield CompletionChunk(id=cid, created=created, model=model, choices=[piece])
                     continue
                 prompt_tokens = delta.prompt_tokens or prompt_tokens

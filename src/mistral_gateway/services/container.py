@@ -90,6 +90,7 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     usage = UsageLog(UsageRepository(db), flush_seconds=settings.usage_flush_seconds)
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
                     models=models, fine_tuned=fine_tuned, engines=engines,
-                    chat=ChatService(models.catalog, engines), fim=FimService(models.catalog, engines),
+                    chat=ChatService(models.catalog, engines, reasoning=settings.reasoning),
+                    fim=FimService(models.catalog, engines),
                     embeddings=EmbeddingService(models.catalog, engines, fine_tuned), limits=limits, usage=usage,
                     router=Router(upstreams), passthrough=passthrough_map(settings, upstreams))
