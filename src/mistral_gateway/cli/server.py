@@ -7,7 +7,7 @@ import logging
 import os
 from typing import Any
 
-from mistral_gateway.cli.common import add_location_args, settings_from
+from mistral_gateway.cli.common import add_location_args, bounded_int, settings_from
 
 __all__ = ["register"]
 
@@ -15,7 +15,7 @@ __all__ = ["register"]
 def register(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--port", type=bounded_int(0, 65535))
     add_location_args(serve)
     serve.set_defaults(func=_serve)
 

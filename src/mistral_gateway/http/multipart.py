@@ -17,6 +17,7 @@ from python_multipart.multipart import MultipartParser, MultipartState, parse_op
 from starlette.requests import Request
 
 from mistral_gateway.errors import BadRequest, PayloadTooLarge
+from mistral_gateway.http.bodies import declared_length
 
 __all__ = ["FilePart", "MultipartForm", "Sink", "read_multipart"]
 
@@ -73,8 +74,8 @@ async def read_multipart(
     if not boundary:
         raise BadRequest("multipart body without a boundary", code="MALFORMED_MULTIPART")
     limit = max_file_bytes + OVERHEAD_BYTES
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
+    length = declared_length(request)
+    if length is not None and length > limit:
         raise PayloadTooLarge(f"upload exceeds the limit of {max_file_bytes} bytes", code="FILE_TOO_LARGE")
 
     form = MultipartForm()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mistral_gateway.errors import BadRequest, NotFound, Unauthorized
+from mistral_gateway.protocol.admin import MAX_EXPIRES_IN, MAX_LIMIT_VALUE
 from mistral_gateway.security.tokens import generate_token, hash_token, hashes_match, looks_like_token
 from mistral_gateway.storage.epoch import FileEpoch
 from mistral_gateway.storage.records import TokenRecord
@@ -78,13 +79,14 @@ class TokenService:
             raise BadRequest(f"unknown scope(s) {unknown}; valid: {sorted(self._valid_scopes)}", param="scope")
         if not name.strip():
             raise BadRequest("token name must not be empty", param="name")
-        if expires_in is not None and expires_in <= 0:
-            raise BadRequest("expires_in must be a positive number of seconds", param="expires_in")
+        if expires_in is not None and not 0 < expires_in <= MAX_EXPIRES_IN:
+            raise BadRequest(f"expires_in must be between 1 and {MAX_EXPIRES_IN} seconds", param="expires_in")
         limits = {"requests_per_minute": requests_per_minute, "tokens_per_minute": tokens_per_minute,
                   "concurrent_requests": concurrent_requests}
         for param, value in limits.items():
-            if value is not None and value <= 0:
-                raise BadRequest(f"{param} must be a positive integer (omit it for the default)", param=param)
+            if value is not None and not 0 < value <= MAX_LIMIT_VALUE:
+                raise BadRequest(f"{param} must be an integer between 1 and {MAX_LIMIT_VALUE} (omit it for the "
+                                 "default)", param=param)
         now = int(self._clock())
         token = generate_token()
         ws = self._repo.ensure_workspace(workspace, now)

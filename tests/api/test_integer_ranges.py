@@ -1,0 +1,163 @@
+"""Every integer input has a range: huge, negative and oddly written integers get a 4xx in the caller's dialect,
+never a 500 (they used to reach SQLite as ``OverflowError: Python int too large to convert to SQLite INTEGER``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from mistral_gateway.config import Settings, default_models
+from mistral_gateway.services.container import Services
+
+HUGE = 99999999999999999999  # past int64
+INT64_PLUS = 2**63
+JSONL = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+DIALECTS = ("native", "lowcode")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    models = [m.model_copy(update={"engine": "fake"}) for m in default_models()]
+    return Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False, models=models)
+
+
+@pytest.fixture
+def token(services: Services) -> str:
+    return services.tokens.create("t", scopes=["*", "admin"])[0]
+
+
+def call(client: TestClient, token: str, dialect: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    if dialect == "native":
+        kwargs["headers"] = {"Authorization": f"Bearer {token}"}
+        return client.request(method, path, **kwargs)
+    kwargs["params"] = {**kwargs.get("params", {}), "api_token": token}
+    return client.request(method, "/mistralai" + path, **kwargs)
+
+
+def assert_refused(r: httpx.Response, dialect: str) -> None:
+    """A 4xx in the dialect's error shape, echoing nothing long."""
+    assert 400 <= r.status_code < 500, (r.status_code, r.text[:500])
+    body = r.json()
+    if dialect == "native":
+        assert "detail" in body or body.get("object") == "error", body
+    else:
+        assert set(body) == {"data"} and set(body["data"]) == {"error"}, body
+        assert {"message", "code"} <= set(body["data"]["error"])
+    assert len(r.content) < 4096
+
+
+UPLOAD_EXPIRIES = [str(HUGE), "2562047788015216", str(INT64_PLUS), "-1", "0", "1" * 5000, "١٢", "12.5", "1e9"]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("expiry", UPLOAD_EXPIRIES)
+def test_upload_expiry(client: TestClient, token: str, services: Services, dialect: str, expiry: str) -> None:
+    r = call(client, token, dialect, "POST", "/v1/files", files={"file": ("t.jsonl", JSONL)},
+             data={"purpose": "fine-tune", "expiry": expiry})
+    assert_refused(r, dialect)
+    assert not any(p.is_file() for p in services.settings.blob_dir.rglob("*")
+                   if "tmp" not in p.parts and p.suffix != ".lock")
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_upload_expiry_within_range_is_accepted(client: TestClient, token: str, dialect: str) -> None:
+    r = call(client, token, dialect, "POST", "/v1/files", files={"file": ("t.jsonl", JSONL)},
+             data={"purpose": "fine-tune", "expiry": "87600"})
+    assert r.status_code == 200, r.text
+
+
+QUERIES = [
+    ("GET", "/v1/files", {"page": str(HUGE)}),
+    ("GET", "/v1/files", {"page": str(INT64_PLUS)}),
+    ("GET", "/v1/files", {"page": "-1"}),
+    ("GET", "/v1/files", {"page_size": str(HUGE)}),
+    ("GET", "/v1/files", {"page_size": "0"}),
+    ("GET", "/v1/files", {"page": "1" * 5000}),
+]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(("method", "path", "params"), QUERIES)
+def test_query_integers(client: TestClient, token: str, dialect: str, method: str, path: str,
+                        params: dict[str, str]) -> None:
+    assert_refused(call(client, token, dialect, method, path, params=params), dialect)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("expiry", [str(HUGE), str(INT64_PLUS), "-5", "0"])
+def test_signed_url_expiry(client: TestClient, token: str, dialect: str, expiry: str) -> None:
+    upload = call(client, token, "native", "POST", "/v1/files", files={"file": ("t.jsonl", JSONL)})
+    file_id = upload.json()["id"]
+    r = call(client, token, dialect, "GET", f"/v1/files/{file_id}/url", params={"expiry": expiry})
+    assert_refused(r, dialect)
+
+
+CHAT = {"model": "ministral-3b-latest", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+FIM = {"model": "codestral-latest", "prompt": "def f(", "max_tokens": 2}
+EMBED = {"model": "mistral-embed", "input": "hello"}
+BODIES = [
+    ("/v1/chat/completions", CHAT, {"max_tokens": HUGE}),
+    ("/v1/chat/completions", CHAT, {"max_tokens": INT64_PLUS}),
+    ("/v1/chat/completions", CHAT, {"max_tokens": -1}),
+    ("/v1/chat/completions", CHAT, {"random_seed": HUGE}),
+    ("/v1/chat/completions", CHAT, {"random_seed": 2**32}),
+    ("/v1/chat/completions", CHAT, {"random_seed": -1}),
+    ("/v1/chat/completions", CHAT, {"seed": INT64_PLUS}),
+    ("/v1/chat/completions", CHAT, {"n": HUGE}),
+    ("/v1/chat/completions", CHAT, {"n": 0}),
+    ("/v1/chat/completions", CHAT, {"min_tokens": HUGE}),
+    ("/v1/fim/completions", FIM, {"max_tokens": HUGE}),
+    ("/v1/fim/completions", FIM, {"random_seed": INT64_PLUS}),
+    ("/v1/fim/completions", FIM, {"min_tokens": -3}),
+    ("/v1/embeddings", EMBED, {"output_dimension": HUGE}),
+    ("/v1/embeddings", EMBED, {"dimensions": INT64_PLUS}),
+    ("/v1/embeddings", EMBED, {"output_dimension": -1}),
+]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(("path", "base", "extra"), BODIES)
+def test_body_integers(client: TestClient, token: str, dialect: str, path: str, base: dict[str, Any],
+                       extra: dict[str, Any]) -> None:
+    r = call(client, token, dialect, "POST", path, json={**base, **extra})
+    assert r.status_code == 422, r.text
+    assert_refused(r, dialect)
+
+
+def test_largest_seed_is_accepted(client: TestClient, token: str) -> None:
+    r = call(client, token, "native", "POST", "/v1/chat/completions", json={**CHAT, "random_seed": 2**32 - 1})
+    assert r.status_code == 200, r.text
+
+
+ADMIN_BODIES = [{"expires_in": INT64_PLUS}, {"expires_in": HUGE}, {"expires_in": 0},
+                {"requests_per_minute": HUGE}, {"tokens_per_minute": INT64_PLUS}, {"concurrent_requests": -1},
+                {"scopes": ["models"] * 1000}]
+
+
+@pytest.mark.parametrize("extra", ADMIN_BODIES)
+def test_admin_token_integers(client: TestClient, token: str, extra: dict[str, Any]) -> None:
+    r = call(client, token, "native", "POST", "/admin/tokens", json={"name": "x", **extra})
+    assert_refused(r, "native")
+
+
+USAGE_QUERIES = [{"since": str(HUGE)}, {"since": f"{HUGE}w"}, {"since": "999999999999w"}, {"until": "1e400"},
+                 {"since": "inf"}, {"since": "nan"}, {"since": "-5"}, {"since": "0001-01-01"},
+                 {"since": "9" * 5000}, {"page": str(HUGE)}, {"limit": "1000", "page": str(2**63 - 1)},
+                 {"limit": "0"}, {"page": "-1"}]
+
+
+@pytest.mark.parametrize("params", USAGE_QUERIES)
+def test_admin_usage_integers(client: TestClient, token: str, params: dict[str, str]) -> None:
+    r = call(client, token, "native", "GET", "/admin/usage", params=params)
+    assert_refused(r, "native")
+
+
+def test_admin_usage_bounds_still_work(client: TestClient, token: str) -> None:
+    ok = call(client, token, "native", "GET", "/admin/usage", params={"limit": "1000", "page": "1000000",
+                                                                      "since": "0", "until": "9999-12-31"})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["data"] == []
