@@ -30,9 +30,12 @@ def token(services: Services) -> str:
     return services.tokens.create("t", scopes=["*", "admin"])[0]
 
 
-def call(client: TestClient, token: str, dialect: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+def call(client: TestClient, token: str, dialect: str, method: str, path: str, *, headers_extra: str | None = None,
+         **kwargs: Any) -> httpx.Response:
+    """``headers_extra``: a Content-Type for a raw body."""
+    kwargs["headers"] = {"Content-Type": headers_extra} if headers_extra else {}
     if dialect == "native":
-        kwargs["headers"] = {"Authorization": f"Bearer {token}"}
+        kwargs["headers"]["Authorization"] = f"Bearer {token}"
         return client.request(method, path, **kwargs)
     kwargs["params"] = {**kwargs.get("params", {}), "api_token": token}
     return client.request(method, "/mistralai" + path, **kwargs)

@@ -111,7 +111,8 @@ class FileService:
             purpose = (purpose or "fine-tune").strip()
             name = _clean_filename(filename)
             if purpose not in FILE_PURPOSES:
-                raise BadRequest(f"invalid purpose {purpose!r}; expected one of {list(FILE_PURPOSES)}",
+                shown = purpose if len(purpose) <= 40 else purpose[:40] + "…"  # never echo a long value
+                raise BadRequest(f"invalid purpose {shown!r}; expected one of {list(FILE_PURPOSES)}",
                                  param="purpose", code="INVALID_PURPOSE")
             if visibility not in (None, "", "workspace", "user"):
                 raise BadRequest("visibility must be 'workspace' or 'user'", param="visibility")
