@@ -1,5 +1,7 @@
-"""Every integer input has a range: huge, negative and oddly written integers get a 4xx in the caller's dialect,
-never a 500 (they used to reach SQLite as ``OverflowError: Python int too large to convert to SQLite INTEGER``)."""
+"""Input limits, in both dialects. Every integer input has a range: huge, negative and oddly written integers get
+a 4xx, never a 500 (they used to reach SQLite as ``OverflowError: Python int too large to convert to SQLite
+INTEGER``). Refusals stay small: repeated multipart parts are counted, text fields are capped, and no error (413, 400
+or 422) echoes a large value back."""
 
 from __future__ import annotations
 
@@ -164,3 +166,52 @@ def test_admin_usage_bounds_still_work(client: TestClient, token: str) -> None:
                                                                       "since": "0", "until": "9999-12-31"})
     assert ok.status_code == 200, ok.text
     assert ok.json()["data"] == []
+
+
+# -- multipart parts and echoes --------------------------------------------------------------------------------
+
+
+def multipart(*parts: tuple[str, bytes, str | None]) -> tuple[bytes, str]:
+    boundary = "noechoboundary"
+    chunks = []
+    for name, value, filename in parts:
+        disp = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        chunks.append(f"--{boundary}\r\nContent-Disposition: {disp}\r\n\r\n".encode() + value + b"\r\n")
+    return b"".join(chunks) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_repeated_purpose_parts_are_refused(client: TestClient, token: str, dialect: str) -> None:
+    raw, ctype = multipart(("file", JSONL, "t.jsonl"), *[("purpose", b"batch", None)] * 200)
+    r = call(client, token, dialect, "POST", "/v1/files", content=raw, headers_extra=ctype)
+    assert r.status_code == 400
+    assert_refused(r, dialect)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_large_purpose_is_refused_without_echo(client: TestClient, token: str, dialect: str) -> None:
+    raw, ctype = multipart(("file", JSONL, "t.jsonl"), ("purpose", b"SECRET" + b"p" * 64 * 1024, None))
+    r = call(client, token, dialect, "POST", "/v1/files", content=raw, headers_extra=ctype)
+    assert r.status_code == 413
+    assert_refused(r, dialect)
+    assert b"SECRET" not in r.content
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_invalid_purpose_echo_is_short(client: TestClient, token: str, dialect: str) -> None:
+    raw, ctype = multipart(("file", JSONL, "t.jsonl"), ("purpose", b"x" * 3000, None))
+    r = call(client, token, dialect, "POST", "/v1/files", content=raw, headers_extra=ctype)
+    assert r.status_code == 400
+    assert_refused(r, dialect)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_422_does_not_echo_a_multi_megabyte_input(client: TestClient, token: str, dialect: str) -> None:
+    big = "w" * (3 * 1024 * 1024)
+    for body in ({"model": "mistral-embed", "input": {"text": big}},  # wrong type: pydantic echoes the input
+                 {"model": "ministral-3b-latest", "messages": [{"role": "nobody", "content": big}] * 3},
+                 {"model": "ministral-3b-latest", "messages": big}):
+        path = "/v1/embeddings" if "input" in body else "/v1/chat/completions"
+        r = call(client, token, dialect, "POST", path, json=body)
+        assert r.status_code == 422, r.text[:300]
+        assert_refused(r, dialect)
