@@ -181,6 +181,9 @@ class Settings(BaseSettings):
     default_token_limits: LimitPolicy = Field(default_factory=LimitPolicy)  # for tokens without their own limits
     redis_url: str | None = None  # shared rate-limit counters across replicas (else: the database)
     usage_flush_seconds: float = 1.0  # usage records are written in batches, off the request path
+    # HTTP server limits: request line + headers, and the time a client may take to send them (slowloris)
+    max_header_bytes: int = Field(32 * 1024, ge=1024, le=16 * MB)
+    header_timeout_seconds: float = Field(10.0, gt=0, le=3600)
 
     config_file: Path | None = None  # recorded by load_settings() for diagnostics
 

@@ -25,6 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from mistral_gateway.http.accesslog import AccessLog
     from mistral_gateway.http.app import create_app
+    from mistral_gateway.http.connection import uvicorn_options
     from mistral_gateway.services.container import build_services
 
     settings = settings_from(args, host=args.host, port=args.port)
@@ -35,7 +36,8 @@ def _serve(args: argparse.Namespace) -> int:
         _announce_dev_token(services, settings.host, settings.port)
     app = AccessLog(create_app(services=services))
     # uvicorn's own access log would print ?api_token=... verbatim; ours redacts it.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
+                **uvicorn_options(settings))
     return 0
 
 
