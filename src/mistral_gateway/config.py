@@ -219,5 +219,5 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     init = {k: v for k, v in file_data.items() if k not in env_keys}
     init.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings(**init)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only (storage/permissions.py)
     return settings

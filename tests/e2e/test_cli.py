@@ -136,6 +136,8 @@ def test_serve(tmp_path: Path) -> None:
         dev_token_file = data_dir / "dev-token"
         assert dev_token_file.read_text().strip() == token
         assert stat.S_IMODE(dev_token_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700  # owner-only data dir and database
+        assert stat.S_IMODE((data_dir / "gateway.db").stat().st_mode) == 0o600
 
         with httpx.Client(base_url=base) as http:
             native = http.get("/v1/models", headers={"Authorization": f"Bearer {token}"})

@@ -28,6 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
     from mistral_gateway.http.connection import uvicorn_options
     from mistral_gateway.services.container import build_services
 
+    os.umask(0o077)  # whatever the server or its model workers create is owner-only (storage/permissions.py)
     settings = settings_from(args, host=args.host, port=args.port)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # engines' loopback calls to llama.cpp are not news
