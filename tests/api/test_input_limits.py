@@ -215,3 +215,19 @@ def test_422_does_not_echo_a_multi_megabyte_input(client: TestClient, token: str
         r = call(client, token, dialect, "POST", path, json=body)
         assert r.status_code == 422, r.text[:300]
         assert_refused(r, dialect)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_not_found_does_not_echo_a_long_id(client: TestClient, token: str, dialect: str) -> None:
+    r = call(client, token, dialect, "GET", "/v1/files/" + "f" * 20_000)
+    assert r.status_code == 404
+    assert_refused(r, dialect)
+
+
+def test_admin_errors_do_not_echo_long_values(client: TestClient, token: str) -> None:
+    r = call(client, token, "native", "DELETE", "/admin/tokens/tok_" + "x" * 20_000)
+    assert r.status_code == 404
+    assert_refused(r, "native")
+    r = call(client, token, "native", "POST", "/admin/tokens", json={"name": "x", "scopes": ["s" * 100_000] * 60})
+    assert r.status_code == 400
+    assert_refused(r, "native")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
+from mistral_gateway.echo import shorten
 from mistral_gateway.errors import BadRequest, PayloadTooLarge, ValidationFailed
 
 __all__ = ["parse_query", "read_body", "read_json", "read_json_object", "validate_body", "validation_detail"]
@@ -93,7 +94,7 @@ def validation_detail(exc: ValidationError, where: str) -> list[dict[str, Any]]:
     """pydantic errors in FastAPI's shape, JSON-safe (``ctx`` values are stringified), long inputs cut short."""
     items = []
     for err in exc.errors(include_url=False)[:MAX_ERRORS]:
-        item: dict[str, Any] = {"type": err["type"], "loc": [where, *err["loc"]], "msg": _short(err["msg"], 512)}
+        item: dict[str, Any] = {"type": err["type"], "loc": [where, *err["loc"]], "msg": shorten(err["msg"], 512)}
         if "input" in err:
             item["input"] = _json_safe(err["input"])
         if err.get("ctx"):
@@ -104,18 +105,14 @@ def validation_detail(exc: ValidationError, where: str) -> list[dict[str, Any]]:
 
 def _json_safe(value: Any) -> Any:
     if isinstance(value, str):
-        return _short(value, MAX_ECHO_CHARS)
+        return shorten(value, MAX_ECHO_CHARS)
     try:
         dumped = orjson.dumps(value)
     except TypeError:
-        return _short(str(value), MAX_ECHO_CHARS)
+        return shorten(str(value), MAX_ECHO_CHARS)
     if len(dumped) > MAX_ECHO_CHARS:  # a big object or list: a prefix of its JSON, as text
-        return _short(dumped.decode("utf-8", "replace"), MAX_ECHO_CHARS)
+        return shorten(dumped.decode("utf-8", "replace"), MAX_ECHO_CHARS)
     return value
-
-
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
 
 
 @functools.cache

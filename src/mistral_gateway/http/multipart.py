@@ -16,6 +16,7 @@ import anyio.to_thread
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import Request
 
+from mistral_gateway.echo import shorten
 from mistral_gateway.errors import BadRequest, PayloadTooLarge
 from mistral_gateway.http.bodies import declared_length
 
@@ -28,7 +29,6 @@ MAX_FIELD_BYTES = 4 * 1024
 MAX_TEXT_BYTES = 16 * 1024
 MAX_PART_HEADER_BYTES = 8 * 1024  # all headers of one part
 OVERHEAD_BYTES = 1024 * 1024  # headers and text fields on top of the file itself
-_ECHO = 40  # characters of a field name an error message repeats
 
 
 class Sink(Protocol):
@@ -151,7 +151,7 @@ async def read_multipart(
         state.value += data[start:end]
         state.text_bytes += end - start
         if len(state.value) > MAX_FIELD_BYTES:  # the value itself is never echoed, its name only briefly
-            state.fail(PayloadTooLarge(f"form field {_short(state.name)!r} exceeds {MAX_FIELD_BYTES} bytes"))
+            state.fail(PayloadTooLarge(f"form field {shorten(state.name)!r} exceeds {MAX_FIELD_BYTES} bytes"))
         elif state.text_bytes > MAX_TEXT_BYTES:
             state.fail(PayloadTooLarge(f"form text fields exceed {MAX_TEXT_BYTES} bytes in all"))
 
@@ -204,10 +204,6 @@ async def read_multipart(
             sink.abort()
         raise
     return form, sink
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= _ECHO else text[:_ECHO] + "…"
 
 
 _EXT_FILENAME = re.compile(rb"filename\*\s*=\s*([A-Za-z0-9_-]+)'[^']*'([^;\s]+)", re.IGNORECASE)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from mistral_gateway.echo import shorten
 from mistral_gateway.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
 from mistral_gateway.protocol.files import (
     FILE_PURPOSES,
@@ -111,8 +112,7 @@ class FileService:
             purpose = (purpose or "fine-tune").strip()
             name = _clean_filename(filename)
             if purpose not in FILE_PURPOSES:
-                shown = purpose if len(purpose) <= 40 else purpose[:40] + "…"  # never echo a long value
-                raise BadRequest(f"invalid purpose {shown!r}; expected one of {list(FILE_PURPOSES)}",
+                raise BadRequest(f"invalid purpose {shorten(purpose)!r}; expected one of {list(FILE_PURPOSES)}",
                                  param="purpose", code="INVALID_PURPOSE")
             if visibility not in (None, "", "workspace", "user"):
                 raise BadRequest("visibility must be 'workspace' or 'user'", param="visibility")
@@ -219,7 +219,7 @@ def _check_id(file_id: str) -> str:
 
 
 def _not_found(file_id: str) -> NotFound:
-    return NotFound(f"file {file_id!r} not found", code="FILE_NOT_FOUND", param="file_id")
+    return NotFound(f"file {shorten(file_id)!r} not found", code="FILE_NOT_FOUND", param="file_id")
 
 
 def _public(record: FileRecord) -> dict[str, object]:

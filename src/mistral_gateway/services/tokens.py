@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mistral_gateway.echo import shorten
 from mistral_gateway.errors import BadRequest, NotFound, Unauthorized
 from mistral_gateway.protocol.admin import MAX_EXPIRES_IN, MAX_LIMIT_VALUE
 from mistral_gateway.security.tokens import generate_token, hash_token, hashes_match, looks_like_token
@@ -76,7 +77,8 @@ class TokenService:
         scopes = list(dict.fromkeys(scopes or ["*"]))
         unknown = [s for s in scopes if s not in self._valid_scopes]
         if unknown:
-            raise BadRequest(f"unknown scope(s) {unknown}; valid: {sorted(self._valid_scopes)}", param="scope")
+            shown = [shorten(s) for s in unknown[:5]]  # echo a few, briefly
+            raise BadRequest(f"unknown scope(s) {shown}; valid: {sorted(self._valid_scopes)}", param="scope")
         if not name.strip():
             raise BadRequest("token name must not be empty", param="name")
         if expires_in is not None and not 0 < expires_in <= MAX_EXPIRES_IN:
@@ -108,7 +110,7 @@ class TokenService:
 
     def revoke(self, token_id: str) -> None:
         if not self._repo.revoke(token_id, int(self._clock())):
-            raise NotFound(f"token {token_id!r} not found", code="TOKEN_NOT_FOUND")
+            raise NotFound(f"token {shorten(token_id)!r} not found", code="TOKEN_NOT_FOUND")
         self._epoch.bump()
         with self._lock:
             self._cache.clear()

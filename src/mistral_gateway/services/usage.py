@@ -13,6 +13,7 @@ import threading
 from collections import deque
 from datetime import UTC, date, datetime
 
+from mistral_gateway.echo import shorten
 from mistral_gateway.errors import BadRequest
 from mistral_gateway.protocol.admin import MAX_USAGE_LIMIT, MAX_USAGE_PAGE
 from mistral_gateway.storage.records import UsageRecord, UsageSummary, UsageTuple, usage_row
@@ -46,7 +47,7 @@ def parse_time(value: str, *, now: float, param: str = "since") -> int:
             return _in_range(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp(), value, param)
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise BadRequest(f"{param}={_short(value)!r} is not a time: use unix seconds, an ISO date or date-time "
+        raise BadRequest(f"{param}={shorten(value)!r} is not a time: use unix seconds, an ISO date or date-time "
                          "(2026-01-31, 2026-01-31T12:00:00Z) or a span back from now (15m, 24h, 7d)",
                          param=param) from None
     if moment.tzinfo is None:
@@ -56,13 +57,9 @@ def parse_time(value: str, *, now: float, param: str = "since") -> int:
 
 def _in_range(seconds: float, value: str, param: str) -> int:
     if not 0 <= seconds <= MAX_TIME:  # also false for nan; inf and 1e400 land here instead of an OverflowError
-        raise BadRequest(f"{param}={_short(value)!r} is out of range: times must fall between 1970-01-01 and "
+        raise BadRequest(f"{param}={shorten(value)!r} is out of range: times must fall between 1970-01-01 and "
                          "9999-12-31", param=param)
     return int(seconds)
-
-
-def _short(value: str) -> str:
-    return value if len(value) <= 40 else value[:40] + "…"
 
 
 class UsageLog:
