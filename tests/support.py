@@ -13,6 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from mistral_gateway.http.app import create_app
+from mistral_gateway.http.connection import uvicorn_options
 from mistral_gateway.services.container import Services
 
 __all__ = ["CLI", "LiveServer", "clean_env", "free_port"]
@@ -31,7 +32,8 @@ class LiveServer:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(create_app(services=services), host="127.0.0.1", port=self.port,
-                                log_level="warning", access_log=False, lifespan="on")
+                                log_level="warning", access_log=False, lifespan="on",
+                                **uvicorn_options(services.settings))  # the limits `serve` runs with
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

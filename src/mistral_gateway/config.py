@@ -219,6 +219,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None  # shared rate-limit counters across replicas (else: the database)
     usage_flush_seconds: float = 1.0  # usage records are written in batches, off the request path
     reasoning: ReasoningSettings = Field(default_factory=ReasoningSettings)
+    # HTTP server limits: request line + headers, and the time a client may take to send them (slowloris)
+    max_header_bytes: int = Field(32 * 1024, ge=1024, le=16 * MB)
+    header_timeout_seconds: float = Field(10.0, gt=0, le=3600)
 
     config_file: Path | None = None  # recorded by load_settings() for diagnostics
 
@@ -254,5 +257,5 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     init = {k: v for k, v in file_data.items() if k not in env_keys}
     init.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings(**init)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only (storage/permissions.py)
     return settings

@@ -55,7 +55,7 @@ def sha256_file(path: Path) -> str:
 def exclusive_lock(path: Path) -> Iterator[None]:
     """Hold ``flock(LOCK_EX)`` on ``path`` (created if needed). Each call opens its own file description, so the
     lock excludes other threads of this process as well as other processes."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
@@ -81,7 +81,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o600)  # what mkstemp gives; said explicitly: data-dir files are owner-only
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

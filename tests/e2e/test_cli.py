@@ -136,6 +136,8 @@ def test_serve(tmp_path: Path) -> None:
         dev_token_file = data_dir / "dev-token"
         assert dev_token_file.read_text().strip() == token
         assert stat.S_IMODE(dev_token_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700  # owner-only data dir and database
+        assert stat.S_IMODE((data_dir / "gateway.db").stat().st_mode) == 0o600
 
         with httpx.Client(base_url=base) as http:
             native = http.get("/v1/models", headers={"Authorization": f"Bearer {token}"})
@@ -143,12 +145,18 @@ def test_serve(tmp_path: Path) -> None:
             assert native.status_code == lowcode.status_code == 200
             assert lowcode.json() == {"data": native.json()}
             assert http.get("/v1/models").status_code == 401
+            # Malformed parameter names (the server ignores them) and a token pasted into the path: none logged.
+            for target in (f"/mistralai/v1/models?api_token%3D{token}", f"/mistralai/v1/models?api_token%20={token}",
+                           f"/mistralai/v1/models?api_token+={token}", f"/mistralai/v1/models/{token}",
+                           "/mistralai/v1/models?done=1"):
+                assert http.get(target).status_code in (401, 404)
         deadline = time.monotonic() + 5  # the access log line is written just after the response
-        while "api_token=***" not in log.read_text() and time.monotonic() < deadline:
+        while "done=1" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
         access_log = log.read_text().replace(output, "")
         assert "/mistralai/v1/models?api_token=***" in access_log
-        assert token not in access_log  # the access log never writes it
+        assert "/mistralai/v1/models/***" in access_log
+        assert token not in access_log and token[3:20] not in access_log  # the access log never writes it
     finally:
         server.terminate()
         try:

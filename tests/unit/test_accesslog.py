@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from starlette.datastructures import QueryParams
 
-from mistral_gateway.http.accesslog import AccessLog, redact_query
+from mistral_gateway.http.accesslog import AccessLog, redact_path, redact_query
 
 SECRET = "at_S3cr3tT0kenValue_abcdefghijklmnopqrstuvw"
 
@@ -25,8 +25,11 @@ SECRET = "at_S3cr3tT0kenValue_abcdefghijklmnopqrstuvw"
     (f"api_token={SECRET}&api_token={SECRET}", "api_token=***&api_token=***"),
     ("api_token=", "api_token=***"),
     ("page=1&search=token", "page=1&search=token"),
-    ("my_api_token=visible", "my_api_token=visible"),
-    ("tokens=1&xsignature=2", "tokens=1&xsignature=2"),
+    ("my_api_token=visible", "my_api_token=***"),  # a name containing a secret word is enough
+    ("tokens=1&xsignature=2", "token=***&xsignature=***"),
+    ("x-api-key=abc&page=1", "x-api-key=***&page=1"),
+    ("file_id=0b1e43c2-6f0e-4a57-9b0c-5d2f3a1b7c9e&ws=0123456789abcdef0123456789abcdef",
+     "file_id=0b1e43c2-6f0e-4a57-9b0c-5d2f3a1b7c9e&ws=0123456789abcdef0123456789abcdef"),  # ids stay readable
     ("", ""),
 ])
 def test_redact_query(query: str, expected: str) -> None:
@@ -48,6 +51,39 @@ def test_percent_encoded_names_are_redacted_too(query: str) -> None:
 
 def test_values_containing_other_names_are_kept() -> None:
     assert redact_query("search=api_token=abc") == "search=api_token=abc"
+
+
+@pytest.mark.parametrize("query", [
+    f"api_token%3D{SECRET}",  # the malformed names: the server ignores them, the log must too
+    f"api_token%20={SECRET}",
+    f"api_token+={SECRET}",
+    f"page=1&api_token%3D{SECRET}&x=2",
+    f"q={SECRET}",  # token-shaped whatever the key
+    f"q=prefix%20{SECRET}%20suffix",
+    f"x=1%26api_token%3D{SECRET}",  # an encoded '&' inside a value
+    f"{SECRET}",  # a bare value
+    f"{SECRET}=1",
+    "x=" + SECRET.replace("_", "%5F"),
+    "key=aB3dE5gH7jK9mN1pQ3sT5vW7yZ9",  # someone else's credential (an upstream key)
+    "q=aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC",  # long, mixed case and digits: high entropy, whatever the name
+])
+def test_token_shaped_values_are_redacted_whatever_the_key(query: str) -> None:
+    redacted = redact_query(query)
+    assert SECRET not in redacted and "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9" not in redacted
+    assert "S3cr3tT0ken" not in redacted and "***" in redacted
+
+
+def test_malformed_names_keep_the_name_only() -> None:
+    assert redact_query(f"page=1&api_token%3D{SECRET}&x=2") == "page=1&api_token=***&x=2"
+    assert redact_query(f"api_token%20={SECRET}") == "api_token=***"
+
+
+def test_tokens_in_the_path_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mistral_gateway.access")
+    _call(_ok_app, b"", path=f"/mistralai/v1/models/{SECRET}")
+    line = caplog.records[-1].getMessage()
+    assert SECRET not in line and "S3cr3t" not in line
+    assert '"GET /mistralai/v1/models/*** " 204' not in line and "/mistralai/v1/models/***" in line
 
 
 async def _ok_app(scope: Any, receive: Any, send: Any) -> None:
@@ -121,3 +157,8 @@ def test_non_http_scopes_pass_through(caplog: pytest.LogCaptureFixture) -> None:
     asyncio.run(AccessLog(app)({"type": "lifespan"}, noop, noop))
     assert seen == ["lifespan"]
     assert [r for r in caplog.records if r.name == "mistral_gateway.access"] == []
+
+
+def test_decoded_control_characters_cannot_forge_lines() -> None:
+    assert "\n" not in redact_query("api_token%0AFORGED=1") and "\n" not in redact_path("/v1/x\nFORGED")
+    assert redact_path("/v1/a b") == "/v1/a%20b"

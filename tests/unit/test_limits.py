@@ -69,6 +69,19 @@ def test_tokens_count_only_where_tpm_applies(limiter: Any) -> None:
     assert limiter.counts(rpm_only, NOW)[1] == 0 and limiter.counts(tpm, NOW)[1] == 70
 
 
+def test_absurd_token_counts_neither_overflow_nor_keep_the_lease(db: Database) -> None:
+    """An upstream may report any count: settling 2**70 tokens twice used to overflow SQLite's INTEGER, failing
+    the whole settle (the concurrency lease stayed held)."""
+    limiter = DatabaseLimiter(db)
+    tpm = Bucket("token", "t1", tokens_per_minute=1000, concurrent_requests=1)
+    assert limiter.admit([tpm], "a", NOW) is None
+    limiter.settle([tpm], "a", 2**70, NOW)
+    for _ in range(3):
+        limiter.settle([tpm], None, 2**62, NOW)
+    _, tokens, leases = limiter.counts(tpm, NOW)
+    assert leases == 0 and 1000 <= tokens < 2**63
+
+
 def test_concurrency_leases(limiter: Any) -> None:
     bucket = Bucket("token", "t1", concurrent_requests=2)
     assert limiter.admit([bucket], "a", NOW) is None

@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from mistral_gateway.errors import BadRequest, PayloadTooLarge
-from mistral_gateway.http.multipart import MAX_FIELD_BYTES, MAX_FIELDS, OVERHEAD_BYTES, MultipartForm, read_multipart
+from mistral_gateway.http.multipart import (
+    MAX_FIELD_BYTES,
+    MAX_PART_HEADER_BYTES,
+    MAX_PARTS,
+    MAX_TEXT_BYTES,
+    OVERHEAD_BYTES,
+    MultipartForm,
+    read_multipart,
+)
 from mistral_gateway.security.signing import UrlSigner
 from mistral_gateway.services.files import FileService
 from mistral_gateway.storage.blobs import LocalBlobStore
@@ -238,10 +246,45 @@ def test_field_at_the_cap_is_fine(make_request: Any) -> None:
 
 
 def test_too_many_fields(make_request: Any) -> None:
-    raw = body(*(part(f"f{i}", "v") for i in range(MAX_FIELDS + 1)))
+    raw = body(*(part(f"f{i}", "v") for i in range(MAX_PARTS + 1)))
     with pytest.raises(BadRequest) as info:
         parse(request(make_request, raw), Opener())
     assert info.value.code == "MALFORMED_MULTIPART"
+
+
+def test_repeated_names_count_as_parts(make_request: Any) -> None:
+    """3,000 'purpose' parts used to pass the limit (it counted distinct names) and pile up in memory."""
+    raw = body(part("file", "ok", filename="a.jsonl"), *(part("purpose", "p" * 100) for _ in range(3000)))
+    opener = Opener()
+    with pytest.raises(BadRequest) as info:
+        parse(request(make_request, raw, chunk=64 * 1024), opener)
+    assert info.value.code == "MALFORMED_MULTIPART" and "parts" in info.value.message
+    assert opener.sinks[0].aborted
+
+
+def test_text_fields_have_a_total_cap(make_request: Any) -> None:
+    count = MAX_TEXT_BYTES // MAX_FIELD_BYTES + 1
+    raw = body(*(part("purpose", "p" * MAX_FIELD_BYTES) for _ in range(count)))
+    with pytest.raises(PayloadTooLarge) as info:
+        parse(request(make_request, raw, chunk=8192), Opener())
+    assert "in all" in info.value.message
+
+
+def test_part_headers_have_a_cap(make_request: Any) -> None:
+    pad = b"".join(b"X-Pad-%d: " % i + b"x" * 3000 + b"\r\n" for i in range(MAX_PART_HEADER_BYTES // 3000 + 1))
+    raw = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n".encode() + pad
+           + b"\r\nbatch\r\n" + f"--{BOUNDARY}--\r\n".encode())
+    with pytest.raises(BadRequest) as info:
+        parse(request(make_request, raw, chunk=1000), Opener())
+    assert f"exceed {MAX_PART_HEADER_BYTES} bytes" in info.value.message
+
+
+def test_errors_never_echo_a_large_value_or_name(make_request: Any) -> None:
+    name = "n" * 1000
+    raw = body(part(name, "secret-" + "v" * (MAX_FIELD_BYTES + 10)))
+    with pytest.raises(PayloadTooLarge) as info:
+        parse(request(make_request, raw, chunk=1024), Opener())
+    assert len(info.value.message) < 200 and "secret" not in info.value.message
 
 
 def test_sink_error_aborts_and_leaves_no_blob(make_request: Any, tmp_path: Path, db: Any) -> None:

@@ -163,3 +163,28 @@ def test_large_batches_are_written_whole_and_in_order(db: Database) -> None:
     assert total == 1234
     assert [(r.created_at, r.status, r.model) for r in reversed(rows)] == \
         [(b.created_at, b.status, b.model) for b in batch]
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "99999999999999999999w", "999999999999w", "1e400", "inf",
+                                   "nan", "-1", "0001-01-01", "0001-01-01T00:00:00+05:00", "9" * 5000])
+def test_parse_time_refuses_what_sqlite_cannot_hold(value: str) -> None:
+    with pytest.raises(BadRequest) as err:
+        parse_time(value, now=T0, param="since")
+    assert err.value.param == "since" and len(err.value.message) < 300
+
+
+def test_list_refuses_pages_past_an_offset_sqlite_holds(db: Database) -> None:
+    log = UsageLog(UsageRepository(db))
+    for limit, page in [(1000, 2**63 - 1), (0, 0), (1001, 0), (1, -1)]:
+        with pytest.raises(BadRequest):
+            log.list(limit=limit, page=page)
+    assert log.list(limit=1000, page=10**6) == ([], 0)
+
+
+def test_absurd_counts_from_upstreams_are_clamped_not_retried_forever(db: Database) -> None:
+    repo = UsageRepository(db)
+    repo.add_many([record(0, prompt_tokens=2**70, completion_tokens=2**63 - 1),
+                   record(1, prompt_tokens=2**63 - 1)])
+    assert stored(db) == 2
+    (row,) = repo.summary("model")
+    assert row.requests == 2 and row.prompt_tokens >= 2**63 - 2**12  # summed without SQLite's integer overflow

@@ -8,7 +8,8 @@ import sys
 import time
 from typing import Any
 
-from mistral_gateway.cli.common import add_location_args, settings_from
+from mistral_gateway.cli.common import add_location_args, bounded_int, settings_from
+from mistral_gateway.protocol.admin import MAX_EXPIRES_IN, MAX_LIMIT_VALUE
 
 __all__ = ["register"]
 
@@ -21,10 +22,11 @@ def register(sub: Any) -> None:
     create.add_argument("--workspace", default="default")
     create.add_argument("--scope", action="append", dest="scopes", metavar="SCOPE",
                         help="repeatable; a category scope (files, models, chat, ...) or * (default: *)")
-    create.add_argument("--expires-in", type=int, metavar="SECONDS")
-    create.add_argument("--rpm", type=int, metavar="N", help="requests per minute (default: default_token_limits)")
-    create.add_argument("--tpm", type=int, metavar="N", help="prompt + completion tokens per minute")
-    create.add_argument("--concurrency", type=int, metavar="N", help="requests in flight at once")
+    create.add_argument("--expires-in", type=bounded_int(1, MAX_EXPIRES_IN), metavar="SECONDS")
+    positive = bounded_int(1, MAX_LIMIT_VALUE)
+    create.add_argument("--rpm", type=positive, metavar="N", help="requests per minute (default: default_token_limits)")
+    create.add_argument("--tpm", type=positive, metavar="N", help="prompt + completion tokens per minute")
+    create.add_argument("--concurrency", type=positive, metavar="N", help="requests in flight at once")
     add_location_args(create)
     create.set_defaults(func=_tokens_create)
     lst = tsub.add_parser("list", help="list tokens (never their secret)")

@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mistral_gateway.cli.common import add_location_args, settings_from
+from mistral_gateway.cli.common import add_location_args, bounded_int, settings_from
+from mistral_gateway.protocol.files import MAX_PAGE
 
 __all__ = ["add_client_args", "models_list", "register"]
 
@@ -28,7 +29,7 @@ def register(sub: Any) -> None:
     chat.add_argument("prompt", help="the user message ('-' reads it from stdin)")
     chat.add_argument("--model", default="mistral-small-latest")
     chat.add_argument("--system", help="a system message sent before the prompt")
-    chat.add_argument("--max-tokens", type=int)
+    chat.add_argument("--max-tokens", type=bounded_int(0, 1_000_000))
     chat.add_argument("--temperature", type=float)
     chat.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     add_client_args(chat)
@@ -50,8 +51,8 @@ def register(sub: Any) -> None:
     lst = fsub.add_parser("list", help="list files")
     lst.add_argument("--purpose")
     lst.add_argument("--search")
-    lst.add_argument("--page", type=int)
-    lst.add_argument("--page-size", type=int)
+    lst.add_argument("--page", type=bounded_int(0, MAX_PAGE))
+    lst.add_argument("--page-size", type=bounded_int(1, 1000))
     add_client_args(lst)
     lst.set_defaults(func=_files_list)
     download = fsub.add_parser("download", help="download a file's content")
@@ -72,7 +73,7 @@ def add_client_args(parser: argparse.ArgumentParser, *, progress: bool = False) 
     parser.add_argument("--token", default=argparse.SUPPRESS,
                         help="API token (default $MISTRAL_GATEWAY_TOKEN, else <data-dir>/dev-token)")
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
-    parser.add_argument("--retries", type=int, default=argparse.SUPPRESS, metavar="N",
+    parser.add_argument("--retries", type=bounded_int(0, 100), default=argparse.SUPPRESS, metavar="N",
                         help="retries on 429/502/503/504 and connection failures (default 3)")
     if progress:
         parser.add_argument("--progress", action="store_true", default=argparse.SUPPRESS,

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from mistral_gateway.config import Settings, load_settings
 
-__all__ = ["add_location_args", "settings_from"]
+__all__ = ["add_location_args", "bounded_int", "settings_from"]
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer within [low, high], else argparse's usage error (never a traceback)."""
+    def parse(text: str) -> int:
+        text = text.strip()
+        if not (text.isascii() and text.removeprefix("-").isdigit() and len(text) <= 20):
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer")
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
 
 
 def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:

@@ -7,7 +7,7 @@ import logging
 import os
 from typing import Any
 
-from mistral_gateway.cli.common import add_location_args, settings_from
+from mistral_gateway.cli.common import add_location_args, bounded_int, settings_from
 
 __all__ = ["register"]
 
@@ -15,7 +15,7 @@ __all__ = ["register"]
 def register(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--port", type=bounded_int(0, 65535))
     add_location_args(serve)
     serve.set_defaults(func=_serve)
 
@@ -25,8 +25,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     from mistral_gateway.http.accesslog import AccessLog
     from mistral_gateway.http.app import create_app
+    from mistral_gateway.http.connection import uvicorn_options
     from mistral_gateway.services.container import build_services
 
+    os.umask(0o077)  # whatever the server or its model workers create is owner-only (storage/permissions.py)
     settings = settings_from(args, host=args.host, port=args.port)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # engines' loopback calls to llama.cpp are not news
@@ -35,7 +37,8 @@ def _serve(args: argparse.Namespace) -> int:
         _announce_dev_token(services, settings.host, settings.port)
     app = AccessLog(create_app(services=services))
     # uvicorn's own access log would print ?api_token=... verbatim; ours redacts it.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
+                **uvicorn_options(settings))
     return 0
 
 

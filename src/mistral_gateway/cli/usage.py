@@ -8,8 +8,8 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from mistral_gateway.cli.common import add_location_args, settings_from
-from mistral_gateway.protocol.admin import USAGE_GROUPS
+from mistral_gateway.cli.common import add_location_args, bounded_int, settings_from
+from mistral_gateway.protocol.admin import MAX_USAGE_LIMIT, MAX_USAGE_PAGE, USAGE_GROUPS
 
 __all__ = ["register"]
 
@@ -20,20 +20,18 @@ def register(sub: Any) -> None:
                                        "now: 15m, 24h, 7d")
     usage.add_argument("--until", help="same forms as --since (exclusive)")
     usage.add_argument("--by", choices=USAGE_GROUPS, help="aggregate by this column")
-    usage.add_argument("--limit", type=int, default=50, help="records to print without --by (newest first)")
-    usage.add_argument("--page", type=int, default=0)
+    usage.add_argument("--limit", type=bounded_int(1, MAX_USAGE_LIMIT), default=50,
+                       help="records to print without --by (newest first)")
+    usage.add_argument("--page", type=bounded_int(0, MAX_USAGE_PAGE), default=0)
     usage.add_argument("--json", action="store_true")
     add_location_args(usage)
     usage.set_defaults(func=_usage)
 
 
 def _usage(args: argparse.Namespace) -> int:
-    from mistral_gateway.errors import BadRequest
     from mistral_gateway.services.container import build_services
     from mistral_gateway.services.usage import parse_time
 
-    if args.limit < 1 or args.page < 0:
-        raise BadRequest("--limit must be at least 1 and --page at least 0")
     now = time.time()
     since = parse_time(args.since, now=now, param="--since") if args.since else None
     until = parse_time(args.until, now=now, param="--until") if args.until else None

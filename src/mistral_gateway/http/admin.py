@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mistral_gateway.errors import Forbidden, GatewayError, InternalError, Unauthorized
+from mistral_gateway.http.accesslog import redact_path
 from mistral_gateway.http.bodies import parse_query, read_json
 from mistral_gateway.http.dialects import NATIVE
 from mistral_gateway.protocol.admin import TokenCreateIn, UsageQuery
@@ -57,7 +58,7 @@ class _Admin:
             except GatewayError as err:
                 return NATIVE.error_response(err)
             except Exception:
-                log.exception("unhandled error in %s %s", request.method, request.url.path)
+                log.exception("unhandled error in %s %s", request.method, redact_path(request.url.path))
                 return NATIVE.error_response(InternalError("internal server error"))
 
         return guarded

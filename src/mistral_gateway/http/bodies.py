@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
+from mistral_gateway.echo import shorten
 from mistral_gateway.errors import BadRequest, PayloadTooLarge, ValidationFailed
 
 __all__ = ["parse_query", "read_body", "read_json", "read_json_object", "validate_body", "validation_detail"]
@@ -22,7 +23,7 @@ def declared_length(request: Request) -> int | None:
     raw = request.headers.get("content-length")
     if raw is None:
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19):  # int() takes other scripts' digits; 19: int64
         raise BadRequest("invalid Content-Length header")
     return int(raw)
 
@@ -85,11 +86,15 @@ def parse_query(model: type[M], query: QueryParams, exclude: frozenset[str] = fr
         raise ValidationFailed(validation_detail(exc, "query")) from None
 
 
+MAX_ECHO_CHARS = 128  # what a 422 echoes of an input: a multi-MB input must not come back (or amplify) whole
+MAX_ERRORS = 20  # a list of 100,000 bad items is described by its first errors
+
+
 def validation_detail(exc: ValidationError, where: str) -> list[dict[str, Any]]:
-    """pydantic errors in FastAPI's shape, JSON-safe (``ctx`` values are stringified)."""
+    """pydantic errors in FastAPI's shape, JSON-safe (``ctx`` values are stringified), long inputs cut short."""
     items = []
-    for err in exc.errors(include_url=False):
-        item: dict[str, Any] = {"type": err["type"], "loc": [where, *err["loc"]], "msg": err["msg"]}
+    for err in exc.errors(include_url=False)[:MAX_ERRORS]:
+        item: dict[str, Any] = {"type": err["type"], "loc": [where, *err["loc"]], "msg": shorten(err["msg"], 512)}
         if "input" in err:
             item["input"] = _json_safe(err["input"])
         if err.get("ctx"):
@@ -99,10 +104,14 @@ def validation_detail(exc: ValidationError, where: str) -> list[dict[str, Any]]:
 
 
 def _json_safe(value: Any) -> Any:
+    if isinstance(value, str):
+        return shorten(value, MAX_ECHO_CHARS)
     try:
-        orjson.dumps(value)
+        dumped = orjson.dumps(value)
     except TypeError:
-        return str(value)
+        return shorten(str(value), MAX_ECHO_CHARS)
+    if len(dumped) > MAX_ECHO_CHARS:  # a big object or list: a prefix of its JSON, as text
+        return shorten(dumped.decode("utf-8", "replace"), MAX_ECHO_CHARS)
     return value
 
 

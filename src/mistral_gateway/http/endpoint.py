@@ -28,6 +28,7 @@ from mistral_gateway.errors import (
     NotImplementedOperation,
     Unauthorized,
 )
+from mistral_gateway.http.accesslog import redact_path
 from mistral_gateway.http.dialects import Dialect
 from mistral_gateway.http.dispatch import RouteTable, resolve_old_format
 from mistral_gateway.http.handlers import Call, Handler, load_handler
@@ -62,7 +63,7 @@ class OperationEndpoint:
         except GatewayError as err:
             response = self.dialect.error_response(err)
         except Exception:
-            log.exception("unhandled error in %s %s", request.method, scope.get("path"))
+            log.exception("unhandled error in %s %s", request.method, redact_path(scope.get("path", "")))
             response = self.dialect.error_response(InternalError("internal server error"))
         if exchange.principal is None:  # not authenticated: nothing to meter
             await response(scope, receive, send)

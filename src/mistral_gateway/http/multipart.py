@@ -16,12 +16,18 @@ import anyio.to_thread
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import Request
 
+from mistral_gateway.echo import shorten
 from mistral_gateway.errors import BadRequest, PayloadTooLarge
+from mistral_gateway.http.bodies import declared_length
 
 __all__ = ["FilePart", "MultipartForm", "Sink", "read_multipart"]
 
-MAX_FIELD_BYTES = 64 * 1024
-MAX_FIELDS = 64
+# Every part counts, repeated names included (3,000 64 KB 'purpose' parts once held 190 MB); text fields are
+# short values (purpose, expiry, visibility), so a few KB each and 16 KB in all are plenty.
+MAX_PARTS = 64
+MAX_FIELD_BYTES = 4 * 1024
+MAX_TEXT_BYTES = 16 * 1024
+MAX_PART_HEADER_BYTES = 8 * 1024  # all headers of one part
 OVERHEAD_BYTES = 1024 * 1024  # headers and text fields on top of the file itself
 
 
@@ -57,6 +63,13 @@ class _State:
     value: bytearray = field(default_factory=bytearray)
     pending: list[bytes] = field(default_factory=list)
     error: Exception | None = None
+    parts: int = 0
+    header_bytes: int = 0
+    text_bytes: int = 0
+
+    def fail(self, error: Exception) -> None:
+        if self.error is None:
+            self.error = error
 
 
 async def read_multipart(
@@ -73,8 +86,8 @@ async def read_multipart(
     if not boundary:
         raise BadRequest("multipart body without a boundary", code="MALFORMED_MULTIPART")
     limit = max_file_bytes + OVERHEAD_BYTES
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
+    length = declared_length(request)
+    if length is not None and length > limit:
         raise PayloadTooLarge(f"upload exceeds the limit of {max_file_bytes} bytes", code="FILE_TOO_LARGE")
 
     form = MultipartForm()
@@ -85,12 +98,26 @@ async def read_multipart(
         state.headers = {}
         state.name, state.is_file = "", False
         state.value = bytearray()
+        state.header_bytes = 0
+        state.parts += 1
+        if state.parts > MAX_PARTS:
+            state.fail(BadRequest(f"too many form parts (at most {MAX_PARTS})", code="MALFORMED_MULTIPART"))
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
-        state.header_field += data[start:end]
+        if _header_room(end - start):
+            state.header_field += data[start:end]
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
-        state.header_value += data[start:end]
+        if _header_room(end - start):
+            state.header_value += data[start:end]
+
+    def _header_room(size: int) -> bool:
+        state.header_bytes += size
+        if state.header_bytes > MAX_PART_HEADER_BYTES:
+            state.fail(BadRequest(f"a form part's headers exceed {MAX_PART_HEADER_BYTES} bytes",
+                                  code="MALFORMED_MULTIPART"))
+            return False
+        return True
 
     def on_header_end() -> None:
         state.headers[bytes(state.header_field).lower()] = bytes(state.header_value)
@@ -103,28 +130,33 @@ async def read_multipart(
         filename = disp.get(b"filename")
         if filename is None:
             filename = _rfc5987_filename(state.headers.get(b"content-disposition", b""))
+        if state.error is not None:
+            return
         if state.name == file_field and filename is not None:
             if form.file is not None:
-                state.error = BadRequest(f"only one '{file_field}' part is allowed", code="MALFORMED_MULTIPART")
+                state.fail(BadRequest(f"only one '{file_field}' part is allowed", code="MALFORMED_MULTIPART"))
                 return
             ctype = state.headers.get(b"content-type")
             form.file = FilePart(state.name, filename.decode("utf-8", "replace"),
                                  ctype.decode("latin-1") if ctype else None)
             sink = open_sink()
             state.is_file = True
-        elif len(form.fields) >= MAX_FIELDS:
-            state.error = BadRequest("too many form fields", code="MALFORMED_MULTIPART")
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
+        if state.error is not None:
+            return
         if state.is_file:
             state.pending.append(data[start:end])
-        else:
-            state.value += data[start:end]
-            if len(state.value) > MAX_FIELD_BYTES:
-                state.error = PayloadTooLarge(f"form field {state.name!r} is too large")
+            return
+        state.value += data[start:end]
+        state.text_bytes += end - start
+        if len(state.value) > MAX_FIELD_BYTES:  # the value itself is never echoed, its name only briefly
+            state.fail(PayloadTooLarge(f"form field {shorten(state.name)!r} exceeds {MAX_FIELD_BYTES} bytes"))
+        elif state.text_bytes > MAX_TEXT_BYTES:
+            state.fail(PayloadTooLarge(f"form text fields exceed {MAX_TEXT_BYTES} bytes in all"))
 
     def on_part_end() -> None:
-        if not state.is_file and state.name:
+        if state.error is None and not state.is_file and state.name:
             form.fields.setdefault(state.name, []).append(state.value.decode("utf-8", "replace"))
 
     parser = MultipartParser(boundary, {
@@ -172,7 +204,6 @@ async def read_multipart(
             sink.abort()
         raise
     return form, sink
-
 
 
 _EXT_FILENAME = re.compile(rb"filename\*\s*=\s*([A-Za-z0-9_-]+)'[^']*'([^;\s]+)", re.IGNORECASE)

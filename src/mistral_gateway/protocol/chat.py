@@ -151,11 +151,11 @@ class _Sampling(RequestModel):
     model: str = Field(min_length=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float = Field(1.0, ge=0, le=1)
-    max_tokens: int | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=0, le=1_000_000)  # bounded: no model holds more
     stream: bool = False
     stop: str | list[str] | None = None
-    random_seed: int | None = Field(None, ge=0)
-    seed: int | None = Field(None, ge=0, description="OpenAI's name for random_seed.")
+    random_seed: int | None = Field(None, ge=0, le=2**32 - 1)  # llama.cpp's seed is a uint32
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="OpenAI's name for random_seed.")
     metadata: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -182,7 +182,7 @@ class ChatCompletionRequest(_Sampling):
     prediction: Prediction | None = None
     parallel_tool_calls: bool = True
     safe_prompt: bool = False
-    min_tokens: int | None = Field(None, ge=0)
+    min_tokens: int | None = Field(None, ge=0, le=1_000_000)
     # SDK 3.7.0's ReasoningEffort values (the spec lists only high and none)
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = Field(
         None, description="Reasoning models only (ignored by the others): how much of max_tokens the thinking may "
@@ -203,7 +203,7 @@ class ChatCompletionRequest(_Sampling):
 class FIMCompletionRequest(_Sampling):
     prompt: str
     suffix: str | None = ""
-    min_tokens: int | None = Field(None, ge=0)
+    min_tokens: int | None = Field(None, ge=0, le=1_000_000)
 
 
 class UsageInfo(ResponseModel):

@@ -47,10 +47,10 @@ class EmbeddingRequest(RequestModel):
     model: str = Field(description="ID of the model to use, e.g. mistral-embed.")
     input: EmbeddingInput = Field(description="Text to embed: a string or a list of strings, none empty.")
     metadata: dict[str, Any] | None = None
-    output_dimension: int | None = Field(default=None, gt=0)
+    output_dimension: int | None = Field(default=None, gt=0, le=65536)
     output_dtype: EmbeddingDtype | None = None  # None (or absent): float
     encoding_format: EncodingFormat | None = None  # None (or absent): float
-    dimensions: int | None = Field(default=None, gt=0, description="OpenAI's name for output_dimension.")
+    dimensions: int | None = Field(default=None, gt=0, le=65536, description="OpenAI's name for output_dimension.")
 
     @property
     def texts(self) -> list[str]:

@@ -10,6 +10,8 @@ from mistral_gateway.protocol.common import RequestModel, ResponseModel
 
 __all__ = [
     "FILE_PURPOSES",
+    "MAX_FILE_EXPIRY_HOURS",
+    "MAX_PAGE",
     "DeleteFileOut",
     "FileSignedURL",
     "ListFilesOut",
@@ -23,6 +25,8 @@ __all__ = [
 FILE_PURPOSES = ("fine-tune", "batch", "ocr", "audio", "agentic_safety")
 SampleType = Literal["pretrain", "instruct", "batch_request", "batch_result", "batch_error"]
 Source = Literal["upload", "repository", "mistral"]
+MAX_FILE_EXPIRY_HOURS = 10 * 365 * 24  # an upload's expiry: ten years; larger values overflowed SQLite (a 500)
+MAX_PAGE = 10**6  # x page_size <= 1000: an OFFSET SQLite holds
 
 
 class UploadFileOut(ResponseModel):
@@ -62,7 +66,7 @@ class FileSignedURL(ResponseModel):
 
 
 class ListFilesQuery(RequestModel):
-    page: int = Field(0, ge=0)
+    page: int = Field(0, ge=0, le=MAX_PAGE)
     page_size: int = Field(100, ge=1, le=1000)
     include_total: bool = True
     sample_type: list[SampleType] | None = None

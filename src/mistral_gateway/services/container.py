@@ -22,6 +22,7 @@ from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.epoch import FileEpoch
 from mistral_gateway.storage.files import FileRepository
 from mistral_gateway.storage.models import FineTunedModelRepository
+from mistral_gateway.storage.permissions import secure_data_dir
 from mistral_gateway.storage.secrets import UpstreamSecretRepository
 from mistral_gateway.storage.tokens import TokenRepository
 from mistral_gateway.storage.usage import UsageRepository
@@ -58,7 +59,7 @@ class Services:
 
 def build_services(settings: Settings, registry: Registry | None = None, *, migrate: bool = True) -> Services:
     registry = registry or Registry.load()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(settings.data_dir)  # 0700, and an older version's 0755/0644 data dir repaired
     db = Database(settings.sqlalchemy_url)
     if migrate:
         db.migrate()

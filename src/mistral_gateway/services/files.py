@@ -10,9 +10,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from mistral_gateway.echo import shorten
 from mistral_gateway.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
 from mistral_gateway.protocol.files import (
     FILE_PURPOSES,
+    MAX_FILE_EXPIRY_HOURS,
     DeleteFileOut,
     FileSignedURL,
     ListFilesOut,
@@ -28,7 +30,6 @@ from mistral_gateway.storage.records import FileRecord
 __all__ = ["Download", "FileService", "UploadSink"]
 
 _HEAD_BYTES = 64 * 1024
-_MAX_OFFSET = 2**62  # a page past this is simply empty; a larger OFFSET overflows SQL integers (a 500)
 
 
 class UploadSink:
@@ -111,12 +112,12 @@ class FileService:
             purpose = (purpose or "fine-tune").strip()
             name = _clean_filename(filename)
             if purpose not in FILE_PURPOSES:
-                raise BadRequest(f"invalid purpose {purpose!r}; expected one of {list(FILE_PURPOSES)}",
+                raise BadRequest(f"invalid purpose {shorten(purpose)!r}; expected one of {list(FILE_PURPOSES)}",
                                  param="purpose", code="INVALID_PURPOSE")
             if visibility not in (None, "", "workspace", "user"):
                 raise BadRequest("visibility must be 'workspace' or 'user'", param="visibility")
-            if expiry_hours is not None and expiry_hours <= 0:
-                raise BadRequest("expiry must be a positive number of hours", param="expiry")
+            if expiry_hours is not None and not 0 < expiry_hours <= MAX_FILE_EXPIRY_HOURS:
+                raise BadRequest(f"expiry must be between 1 and {MAX_FILE_EXPIRY_HOURS} hours", param="expiry")
             is_jsonl = name.lower().endswith(".jsonl")
             if purpose == "fine-tune" and not is_jsonl:
                 raise BadRequest("fine-tuning files must be .jsonl (set purpose to 'batch', 'ocr' or 'audio' "
@@ -160,7 +161,7 @@ class FileService:
             mimetypes=tuple(query.mimetypes or ()),
             search=query.search or None,
         )
-        rows, total = self._repo.list(workspace_id, flt, offset=min(query.page * query.page_size, _MAX_OFFSET),
+        rows, total = self._repo.list(workspace_id, flt, offset=query.page * query.page_size,
                                       limit=query.page_size, now=int(self._clock()),
                                       with_total=query.include_total)
         return ListFilesOut(data=[UploadFileOut(**_public(r)) for r in rows], total=total)
@@ -195,7 +196,9 @@ class FileService:
         return FileSignedURL(url=url)
 
     def download_signed(self, file_id: str, workspace_id: str, expires: str, signature: str) -> Download:
-        if not (expires.isdigit() and self._signer.verify(signature, file_id, workspace_id, expires)):
+        signed = expires.isascii() and expires.isdigit() and self._signer.verify(signature, file_id, workspace_id,
+                                                                                  expires)
+        if not signed:
             raise Forbidden("invalid signature", code="INVALID_SIGNATURE")
         if int(expires) <= self._clock():
             raise Forbidden("this signed URL has expired", code="SIGNED_URL_EXPIRED")
@@ -216,7 +219,7 @@ def _check_id(file_id: str) -> str:
 
 
 def _not_found(file_id: str) -> NotFound:
-    return NotFound(f"file {file_id!r} not found", code="FILE_NOT_FOUND", param="file_id")
+    return NotFound(f"file {shorten(file_id)!r} not found", code="FILE_NOT_FOUND", param="file_id")
 
 
 def _public(record: FileRecord) -> dict[str, object]:

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mistral_gateway.echo import shorten
 from mistral_gateway.errors import BadRequest, NotFound, Unauthorized
+from mistral_gateway.protocol.admin import MAX_EXPIRES_IN, MAX_LIMIT_VALUE
 from mistral_gateway.security.tokens import generate_token, hash_token, hashes_match, looks_like_token
 from mistral_gateway.storage.epoch import FileEpoch
 from mistral_gateway.storage.records import TokenRecord
@@ -75,16 +77,18 @@ class TokenService:
         scopes = list(dict.fromkeys(scopes or ["*"]))
         unknown = [s for s in scopes if s not in self._valid_scopes]
         if unknown:
-            raise BadRequest(f"unknown scope(s) {unknown}; valid: {sorted(self._valid_scopes)}", param="scope")
+            shown = [shorten(s) for s in unknown[:5]]  # echo a few, briefly
+            raise BadRequest(f"unknown scope(s) {shown}; valid: {sorted(self._valid_scopes)}", param="scope")
         if not name.strip():
             raise BadRequest("token name must not be empty", param="name")
-        if expires_in is not None and expires_in <= 0:
-            raise BadRequest("expires_in must be a positive number of seconds", param="expires_in")
+        if expires_in is not None and not 0 < expires_in <= MAX_EXPIRES_IN:
+            raise BadRequest(f"expires_in must be between 1 and {MAX_EXPIRES_IN} seconds", param="expires_in")
         limits = {"requests_per_minute": requests_per_minute, "tokens_per_minute": tokens_per_minute,
                   "concurrent_requests": concurrent_requests}
         for param, value in limits.items():
-            if value is not None and value <= 0:
-                raise BadRequest(f"{param} must be a positive integer (omit it for the default)", param=param)
+            if value is not None and not 0 < value <= MAX_LIMIT_VALUE:
+                raise BadRequest(f"{param} must be an integer between 1 and {MAX_LIMIT_VALUE} (omit it for the "
+                                 "default)", param=param)
         now = int(self._clock())
         token = generate_token()
         ws = self._repo.ensure_workspace(workspace, now)
@@ -106,7 +110,7 @@ class TokenService:
 
     def revoke(self, token_id: str) -> None:
         if not self._repo.revoke(token_id, int(self._clock())):
-            raise NotFound(f"token {token_id!r} not found", code="TOKEN_NOT_FOUND")
+            raise NotFound(f"token {shorten(token_id)!r} not found", code="TOKEN_NOT_FOUND")
         self._epoch.bump()
         with self._lock:
             self._cache.clear()

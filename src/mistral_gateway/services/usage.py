@@ -13,7 +13,9 @@ import threading
 from collections import deque
 from datetime import UTC, date, datetime
 
+from mistral_gateway.echo import shorten
 from mistral_gateway.errors import BadRequest
+from mistral_gateway.protocol.admin import MAX_USAGE_LIMIT, MAX_USAGE_PAGE
 from mistral_gateway.storage.records import UsageRecord, UsageSummary, UsageTuple, usage_row
 from mistral_gateway.storage.usage import GROUPS, UsageRepository
 
@@ -21,33 +23,43 @@ __all__ = ["GROUPS", "UsageLog", "parse_time"]
 
 log = logging.getLogger("mistral_gateway.usage")
 
-_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
+_RELATIVE = re.compile(r"^([0-9]{1,12})([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z: every time argument stays within what SQLite and datetime hold
 
 
 def parse_time(value: str, *, now: float, param: str = "since") -> int:
     """Unix seconds from unix seconds, an ISO 8601 date or date-time (UTC unless it says otherwise), or a span
-    back from now: ``90s``, ``15m``, ``24h``, ``7d``, ``2w``."""
+    back from now: ``90s``, ``15m``, ``24h``, ``7d``, ``2w``. Raises BadRequest outside 1970-01-01..9999-12-31."""
     text = value.strip()
     try:
-        return int(float(text))
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        return _in_range(seconds, value, param)
     relative = _RELATIVE.match(text)
     if relative:
-        return int(now) - int(relative.group(1)) * _UNITS[relative.group(2)]
+        return _in_range(int(now) - int(relative.group(1)) * _UNITS[relative.group(2)], value, param)
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
-            return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+            return _in_range(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp(), value, param)
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise BadRequest(f"{param}={value!r} is not a time: use unix seconds, an ISO date or date-time "
+        raise BadRequest(f"{param}={shorten(value)!r} is not a time: use unix seconds, an ISO date or date-time "
                          "(2026-01-31, 2026-01-31T12:00:00Z) or a span back from now (15m, 24h, 7d)",
                          param=param) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
+    return _in_range(moment.timestamp(), value, param)
+
+
+def _in_range(seconds: float, value: str, param: str) -> int:
+    if not 0 <= seconds <= MAX_TIME:  # also false for nan; inf and 1e400 land here instead of an OverflowError
+        raise BadRequest(f"{param}={shorten(value)!r} is out of range: times must fall between 1970-01-01 and "
+                         "9999-12-31", param=param)
+    return int(seconds)
 
 
 class UsageLog:
@@ -109,6 +121,9 @@ class UsageLog:
     def list(self, *, since: int | None = None, until: int | None = None, limit: int = 100,
              page: int = 0) -> tuple[list[UsageRecord], int]:
         """Newest first (this process's queued records are written first, so they are included)."""
+        if not (1 <= limit <= MAX_USAGE_LIMIT and 0 <= page <= MAX_USAGE_PAGE):
+            raise BadRequest(f"limit must be between 1 and {MAX_USAGE_LIMIT} and page between 0 and {MAX_USAGE_PAGE}",
+                             param="page" if 1 <= limit <= MAX_USAGE_LIMIT else "limit")
         self.flush()
         return self._repo.list(since=since, until=until, limit=limit, offset=page * limit)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mistral_gateway.fileops import fsync_dir
+from mistral_gateway.storage.permissions import DIR_MODE, FILE_MODE, private_dir
 
 __all__ = ["BlobInfo", "BlobNotFound", "BlobStore", "BlobWriter", "LocalBlobStore"]
 
@@ -52,7 +53,7 @@ class _LocalWriter:
         self._store = store
         self.key = uuid.uuid4().hex
         self._tmp = store.tmp_dir / f"{os.getpid()}-{self.key}.part"
-        self._fh = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit/abort
+        self._fh = os.fdopen(os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb")
         self._hash = hashlib.sha256()
         self.size = 0
         self._done = False
@@ -67,7 +68,7 @@ class _LocalWriter:
         os.fsync(self._fh.fileno())
         self._fh.close()
         final = self._store.path_for(self.key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         os.replace(self._tmp, final)
         fsync_dir(final.parent)
         self._done = True
@@ -85,9 +86,8 @@ class LocalBlobStore:
     """Blobs under ``root/ab/<key>``; in-progress writes under ``root/.tmp``."""
 
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.tmp_dir = self.root / ".tmp"
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.root = private_dir(Path(root))
+        self.tmp_dir = private_dir(self.root / ".tmp")
 
     def path_for(self, key: str) -> Path:
         if not key.isalnum():

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from mistral_gateway.storage.permissions import create_private_file, tighten
 
 __all__ = ["Database"]
 
@@ -21,6 +24,7 @@ class Database:
         self.url = url
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
+            _private_sqlite_files(url)
             # Threads share the engine: requests run their queries in a worker thread pool.
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             # As many connections as anyio's worker threads (40), so threads never queue for the pool.
@@ -49,6 +53,20 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _private_sqlite_files(url: str) -> None:
+    """The database file is created 0600 before SQLite opens it: SQLite would make it 0644, and its -wal and -shm
+    files copy the database file's mode."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    db = Path(path)
+    if not db.parent.is_dir():
+        return  # SQLite reports the missing directory itself
+    create_private_file(db)
+    for suffix in ("-wal", "-shm", "-journal"):  # left by an older version
+        tighten(db.with_name(db.name + suffix))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

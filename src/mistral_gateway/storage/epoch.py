@@ -10,13 +10,15 @@ import os
 import time
 from pathlib import Path
 
+from mistral_gateway.storage.permissions import FILE_MODE, private_dir
+
 __all__ = ["FileEpoch"]
 
 
 class FileEpoch:
     def __init__(self, path: Path) -> None:
         self._path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         if not path.exists():
             self.bump()
 
@@ -29,5 +31,7 @@ class FileEpoch:
 
     def bump(self) -> None:
         tmp = self._path.with_name(f"{self._path.name}.{os.getpid()}.tmp")
-        tmp.write_text(f"{time.time_ns()}\n")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{time.time_ns()}\n")
         os.replace(tmp, self._path)  # a new inode each time, so even equal mtimes differ

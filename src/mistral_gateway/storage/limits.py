@@ -69,6 +69,9 @@ class RateLimiter(Protocol):
     def close(self) -> None: ...
 
 
+MAX_SETTLED_TOKENS = 2**40  # per request: far past any model, far below int64 when a minute's requests add up
+
+
 def window_of(now: float) -> int:
     return int(now // WINDOW_SECONDS) * WINDOW_SECONDS
 
@@ -115,6 +118,8 @@ class DatabaseLimiter:
         return None
 
     def settle(self, buckets: Sequence[Bucket], lease: str | None, tokens: int, now: float) -> None:
+        # An upstream's absurd token count must not overflow the window's INTEGER (and keep the lease held).
+        tokens = min(tokens, MAX_SETTLED_TOKENS)
         counted = [b for b in buckets if b.tokens_per_minute is not None] if tokens > 0 else []
         if not counted and lease is None:
             return

@@ -17,6 +17,8 @@ from mistral_gateway.storage.tables import UsageRow
 
 __all__ = ["GROUPS", "UsageRepository"]
 
+_INT64 = 2**63 - 1
+
 GROUPS = {"token": UsageRow.token_id, "model": UsageRow.model, "operation": UsageRow.operation,
           "workspace": UsageRow.workspace, "backend": UsageRow.backend}
 _FIELDS = [f.name for f in dataclasses.fields(UsageRecord) if f.name != "id"]
@@ -26,6 +28,9 @@ _ROWS_PER_STATEMENT = 500  # x 12 columns, well under SQLite's 32766 bound param
 class UsageRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
+        # SQLite's sum() raises on integer overflow (a 500 on absurd upstream counts); its total() cannot.
+        # PostgreSQL's sum() of bigints is a numeric and does not overflow.
+        self._sum = func.total if db.engine.dialect.name == "sqlite" else func.sum
         # The INSERT compiled once for this database's driver. On SQLite one statement carries many rows: the
         # driver releases the GIL around every statement it steps, and a per-row executemany made the writer
         # thread and the event loop trade the GIL thousands of times a second (latency spikes under load).
@@ -48,6 +53,14 @@ class UsageRepository:
         """Store rows given as ``usage_row`` tuples."""
         if not rows:
             return
+        try:
+            self._insert(rows)
+        except OverflowError:
+            # Token counts come from upstreams too; one absurd count must not wedge the whole queue (the batch
+            # would be retried forever). Clamped here, off the request path, instead of checked per request.
+            self._insert([tuple(_clamp(v) for v in r) for r in rows])
+
+    def _insert(self, rows: Sequence[UsageTuple]) -> None:
         if self._reorder is not None:
             rows = [self._reorder(r) for r in rows]
         with self._db.engine.begin() as conn:
@@ -76,7 +89,7 @@ class UsageRepository:
         column = GROUPS[by]
         requests = func.count()
         query = (select(column, requests, func.sum(case((UsageRow.status >= 400, 1), else_=0)),
-                        func.sum(UsageRow.prompt_tokens), func.sum(UsageRow.completion_tokens),
+                        self._sum(UsageRow.prompt_tokens), self._sum(UsageRow.completion_tokens),
                         func.avg(UsageRow.latency_ms))
                  .where(*_between(since, until)).group_by(column).order_by(requests.desc(), column))
         with self._db.session() as s:
@@ -92,3 +105,11 @@ def _between(since: int | None, until: int | None) -> list[ColumnElement[Any]]:
     if until is not None:
         where.append(UsageRow.created_at < until)
     return where
+
+
+def _clamp(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(-_INT64, min(_INT64, value))
+    if isinstance(value, float) and not -1e300 < value < 1e300:  # inf and nan: SQLite would store NULL or fail
+        return 0.0
+    return value

@@ -63,9 +63,10 @@ async def get_signed_url(call: Call) -> FileSignedURL:
 
 
 def _optional_int(raw: str | None, name: str) -> int | None:
-    if raw is None or raw.strip() in ("", "null"):
+    text = (raw or "").strip()
+    if text in ("", "null"):
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer", param=name) from None
+    # ASCII digits only, and few of them: int() accepts other scripts' digits and fails past 4,300 of them
+    if not (text.isascii() and text.removeprefix("-").isdigit() and len(text) <= 18):
+        raise BadRequest(f"{name} must be an integer of at most 18 digits", param=name)
+    return int(text)
