@@ -14,15 +14,21 @@ from mistral_gateway.registry import Operation, Param, Registry
 
 __all__ = ["build_definition", "build_openapi"]
 
+# Statuses every operation can answer (the endpoint's checks, body limits, and upstream forwarding, which any
+# workspace may be configured for), in the dialect's error shape. 422 and 501 depend on the operation.
 _ERROR_STATUSES = {
-    "400": "Bad request",
+    "400": "Bad request: malformed or empty body, or a value the server refuses",
     "401": "Missing, invalid, expired or revoked token",
     "403": "The token lacks the operation's scope",
     "404": "Unknown route or resource (resources of other workspaces are not found either)",
     "413": "Body larger than the configured limit",
     "429": "Rate limited (see Retry-After)",
-    "501": "Operation not implemented yet in this build",
+    "502": "The upstream this workspace forwards to broke off its answer",
+    "503": "The model is busy or restarting, or the upstream is unavailable (see Retry-After)",
+    "504": "The upstream this workspace forwards to timed out",
 }
+_VALIDATION = "Validation error: the body or query string does not match the operation's schema"
+_NOT_IMPLEMENTED = "Operation not implemented yet in this build"
 
 
 def build_openapi(registry: Registry, dialect: str) -> dict[str, Any]:
@@ -112,14 +118,26 @@ def _operation_doc(registry: Registry, op: Operation, lowcode: bool) -> dict[str
         doc["x-twin"] = {"operation": twin.id, "summary": twin.name, "selected_by": "stream=true in the body"}
         twin_ok = registry.spec.operation(twin.operation_id).get("responses", {}).get("200", {})
         responses.setdefault("200", {}).setdefault("content", {}).update(copy.deepcopy(twin_ok.get("content", {})))
-    error_ref = "#/components/schemas/LowCodeError" if lowcode else "#/components/schemas/Error"
-    for status, text in _ERROR_STATUSES.items():
+    for status, text in _error_statuses(op).items():
+        ref = "HTTPValidationError" if status == "422" else "Error"
         responses.setdefault(status, {"description": text,
-                                      "content": {"application/json": {"schema": {"$ref": error_ref}}}})
+                                      "content": {"application/json": {"schema": {"$ref": _REF + ref}}}})
     if lowcode:
         responses = {status: _envelope(status, body) for status, body in responses.items()}
     doc["responses"] = dict(sorted(responses.items()))
     return doc
+
+
+_REF = "#/components/schemas/"
+
+
+def _error_statuses(op: Operation) -> dict[str, str]:
+    statuses = dict(_ERROR_STATUSES)
+    if op.request is not None or op.query is not None:
+        statuses["422"] = _VALIDATION  # pydantic validation of the body or query string
+    if not op.implemented:
+        statuses["501"] = _NOT_IMPLEMENTED
+    return statuses
 
 
 def _envelope(status: str, response: dict[str, Any]) -> dict[str, Any]:
@@ -131,8 +149,8 @@ def _envelope(status: str, response: dict[str, Any]) -> dict[str, Any]:
     if status.startswith("2"):
         body["schema"] = {"type": "object", "properties": {"data": content.get("schema", {})}, "required": ["data"]}
         body.pop("examples", None)
-    elif status == "422" or content.get("schema", {}).get("$ref", "").endswith("HTTPValidationError"):
-        body["schema"] = {"$ref": "#/components/schemas/LowCodeError"}
+    else:  # every error leaves in the LowCodeAPI shape, validation errors included
+        body["schema"] = {"$ref": _REF + "LowCodeError"}
     return response
 
 
@@ -182,4 +200,6 @@ def _param(p: Param) -> dict[str, Any]:
         entry["default"] = p.default
     if p.description:
         entry["description"] = p.description
+    if p.limits:
+        entry["limits"] = p.limits
     return entry
