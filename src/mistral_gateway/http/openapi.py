@@ -69,11 +69,11 @@ def build_openapi(registry: Registry, dialect: str) -> dict[str, Any]:
     if lowcode:
         security = {"ApiToken": {"type": "apiKey", "in": "query", "name": "api_token"},
                     "ApiTokenHeader": {"type": "apiKey", "in": "header", "name": "x-api-token"}}
-        title, base = "mistral-gateway: Mistral AI via the LowCodeAPI dialect", "/mistralai"
+        title = "mistral-gateway: Mistral AI via the LowCodeAPI dialect"
     else:
         security = {"ApiKey": {"type": "http", "scheme": "bearer"},
                     "XApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}}
-        title, base = "mistral-gateway: Mistral AI native dialect", "/"
+        title = "mistral-gateway: Mistral AI native dialect"
     return {
         "openapi": "3.1.0",
         "info": {
@@ -86,7 +86,7 @@ def build_openapi(registry: Registry, dialect: str) -> dict[str, Any]:
                    if lowcode else "Bodies and errors as Mistral's API.")
             ),
         },
-        "servers": [{"url": base}] if lowcode else [{"url": "/"}],
+        "servers": [{"url": "/"}],  # paths are absolute (LowCodeAPI's carry their /mistralai prefix)
         "security": [{name: []} for name in security],
         "paths": paths,
         "components": {"schemas": dict(sorted(schemas.items())), "securitySchemes": security},
@@ -122,6 +122,11 @@ def _operation_doc(registry: Registry, op: Operation, lowcode: bool) -> dict[str
         ref = "HTTPValidationError" if status == "422" else "Error"
         responses.setdefault(status, {"description": text,
                                       "content": {"application/json": {"schema": {"$ref": _REF + ref}}}})
+    error = _REF + ("LowCodeError" if lowcode else "Error")
+    for response in responses.values():
+        stream = response.get("content", {}).get("text/event-stream")
+        if stream is not None:
+            stream["schema"] = _sse_event(registry, stream["schema"], error)
     if lowcode:
         responses = {status: _envelope(status, body) for status, body in responses.items()}
     doc["responses"] = dict(sorted(responses.items()))
@@ -129,6 +134,22 @@ def _operation_doc(registry: Registry, op: Operation, lowcode: bool) -> dict[str
 
 
 _REF = "#/components/schemas/"
+
+
+def _sse_event(registry: Registry, schema: dict[str, Any], error_ref: str) -> dict[str, Any]:
+    """One server-sent event as it is on the wire: ``data`` is a string holding JSON (a chunk, or the dialect's
+    error if the stream fails after it began) or the final ``[DONE]``. Mistral's spec gives ``data`` as the parsed
+    object, which no event matches as sent."""
+    event = copy.deepcopy(registry.spec.resolve(schema))
+    data = event.get("properties", {}).get("data")
+    if data is None:
+        return schema
+    payload = {"anyOf": [data, {"$ref": error_ref}]}
+    event["properties"]["data"] = {"anyOf": [
+        {"type": "string", "contentMediaType": "application/json", "contentSchema": payload},
+        {"const": "[DONE]"},
+    ]}
+    return event
 
 
 def _error_statuses(op: Operation) -> dict[str, str]:

@@ -19,10 +19,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from mistral_gateway.config import Settings
+from mistral_gateway.protocol.embeddings import EmbeddingData
 from mistral_gateway.protocol.files import FILE_PURPOSES
 from mistral_gateway.registry.operation import Operation
 
-__all__ = ["SERVICE_LIMITS", "numeric_keywords", "tighten_operations"]
+__all__ = ["COMPONENT_ENUMS", "RESPONSE_FIELDS", "SERVICE_LIMITS", "numeric_keywords", "tighten_operations"]
 
 _LIMITS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "minItems",
            "maxItems", "enum", "const")
@@ -54,6 +55,19 @@ SERVICE_LIMITS: dict[tuple[str, str, str], dict[str, Any]] = {
 }
 
 
+# Response fields where the server answers more than Mistral's spec describes (spec component, property) -> (our
+# response model, its field): the documented schema becomes the model's, so conforming answers validate.
+RESPONSE_FIELDS: dict[tuple[str, str], tuple[type[BaseModel], str, str]] = {
+    ("EmbeddingResponseData", "embedding"): (
+        EmbeddingData, "embedding", "Numbers for `output_dtype` float, integers for the integer dtypes, a base64 "
+        "string with `encoding_format: base64`."),
+}
+
+
+# Spec enums the server widens, in requests and responses alike: component name -> the values it accepts and answers.
+COMPONENT_ENUMS: dict[str, tuple[str, ...]] = {"FilePurpose": FILE_PURPOSES}
+
+
 def numeric_keywords(node: Any) -> Any:
     """Numeric limits written as strings in the published spec (``"minimum": "1e-08"``) as numbers, everywhere."""
     if isinstance(node, dict):
@@ -73,6 +87,9 @@ def tighten_operations(operations: dict[str, dict[str, Any]], schemas: dict[str,
                        registry_ops: Iterable[Operation]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """New (operations, schemas) maps with each implemented operation's request and query schemas tightened."""
     operations, schemas = copy.deepcopy(operations), copy.deepcopy(schemas)
+    for name, values in COMPONENT_ENUMS.items():
+        schemas[name]["enum"] = list(values)
+    _require_discriminators(schemas)
     for op in registry_ops:
         spec_op = operations[op.operation_id]["operation"]
         if op.query is not None:
@@ -80,7 +97,35 @@ def tighten_operations(operations: dict[str, dict[str, Any]], schemas: dict[str,
         if op.request is not None:
             _tighten_body(spec_op, op.request, schemas)
         _apply_service_limits(op.operation_id, spec_op, schemas)
+    for (name, prop), (model, field, note) in RESPONSE_FIELDS.items():
+        ours = model.model_json_schema(mode="serialization")["properties"][field]
+        schemas[name]["properties"][prop] = {k: v for k, v in ours.items() if k != "title"} | {"description": note}
     return operations, schemas
+
+
+def _require_discriminators(schemas: dict[str, Any]) -> None:
+    """OpenAPI requires a discriminator's property in every schema it maps to; the spec leaves it optional (the
+    message ``role``), while the server, like Mistral's, needs it to tell the message kinds apart."""
+    for node in _walk(schemas):
+        discriminator = node.get("discriminator")
+        if not isinstance(discriminator, dict) or "mapping" not in discriminator:
+            continue
+        for ref in discriminator["mapping"].values():
+            target = schemas.get(ref.rsplit("/", 1)[-1], {})
+            if discriminator["propertyName"] in target.get("properties", {}):
+                target["required"] = sorted({*target.get("required", []), discriminator["propertyName"]})
+
+
+def _walk(node: Any) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        found.append(node)
+        for value in node.values():
+            found.extend(_walk(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_walk(value))
+    return found
 
 
 def _tighten_query(spec_op: dict[str, Any], model: type[BaseModel], schemas: dict[str, Any]) -> None:
