@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mistral_gateway.protocol.common import SIGNED_URL_MAX_HOURS
+
 __all__ = [
     "LimitPolicy",
     "ModelEntry",
@@ -164,7 +166,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 512 * MB
     max_json_body_bytes: int = 32 * MB
     signed_url_default_hours: int = 24
-    signed_url_max_hours: int = 24 * 7
+    signed_url_max_hours: int = SIGNED_URL_MAX_HOURS
     bootstrap_dev_token: bool = True
     lowcode_old_format: bool = True
     lowcode_new_format: bool = True

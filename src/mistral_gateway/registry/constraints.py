@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from mistral_gateway.config import Settings
+from mistral_gateway.protocol.common import SIGNED_URL_MAX_HOURS
 from mistral_gateway.protocol.embeddings import EmbeddingData
 from mistral_gateway.protocol.files import FILE_PURPOSES
 from mistral_gateway.registry.operation import Operation
@@ -33,7 +33,7 @@ _COMPATIBLE = {"integer": ("integer", "number"), "number": ("number", "integer")
 # (operationId, location, name) -> schema keywords (and description text) merged into the documented schema.
 SERVICE_LIMITS: dict[tuple[str, str, str], dict[str, Any]] = {
     ("files_api_routes_get_signed_url", "query", "expiry"): {
-        "maximum": Settings.model_fields["signed_url_max_hours"].default,
+        "maximum": SIGNED_URL_MAX_HOURS,  # the setting's default
         "x-description": "At most `signed_url_max_hours` (configuration) hours; the documented maximum is its "
                          "default. Out of range: 400.",
     },
