@@ -156,3 +156,13 @@ def test_query_booleans_stay_lax_and_purpose_is_checked() -> None:
     with pytest.raises(ValidationError):
         ListFilesQuery.model_validate({"purpose": "true"})
     assert ListFilesQuery.model_validate({"purpose": "batch"}).purpose == "batch"
+
+
+def test_response_and_message_schemas_match_what_is_sent(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    embedding = Draft202012Validator(schemas["EmbeddingResponseData"]["properties"]["embedding"])
+    for value in ([0.5, -0.25], [3, -7], "AAAAPw=="):  # float, an integer dtype, base64
+        assert embedding.is_valid(value), value
+    assert not embedding.is_valid({"x": 1})
+    for name in ("SystemMessage", "UserMessage", "AssistantMessage", "ToolMessage"):
+        assert "role" in schemas[name]["required"], name  # the discriminator the server needs
