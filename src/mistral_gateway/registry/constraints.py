@@ -4,10 +4,12 @@ with (``Operation.request`` for JSON bodies, ``Operation.query`` for query strin
 Mistral's spec stays the base (names, descriptions, component references); from each model's JSON schema we copy the
 value limits (ranges, lengths, item counts, enums), the required fields, nullability (a ``null`` branch the model
 refuses is dropped) and whether unknown fields are allowed. Only schemas inline in the operation or in a component
-used solely as a request body are changed, so shared response components stay Mistral's.
+used solely as a request body are tightened this way; shared components stay Mistral's except where the server
+answers more than they allow (``COMPONENT_ENUMS``, ``RESPONSE_FIELDS``) and for discriminators, whose property
+OpenAPI (and the server) require.
 
 What no model expresses (limits that live in a service or in the configuration) is added in ``SERVICE_LIMITS``
-below, each taken from the constant or setting the service reads, never retyped.
+below, from the constant the service or setting uses where there is one.
 """
 
 from __future__ import annotations
