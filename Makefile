@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install serve test lint openapi bench clean
+.PHONY: install serve test test-fast lint openapi bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python scripts/gen_openapi.py --check
 	$(BIN)/python -m pytest
+
+# The inner loop: no real models, no live-server (e2e) tests, no fuzzing; `make test` before pushing.
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python scripts/gen_openapi.py --check
+	$(BIN)/python -m pytest -m "not slow and not e2e"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,12 +18,14 @@ from pathlib import Path
 
 from core import BenchConfig, Row
 from machine import machine_info
-from report import format_table, write_json
+from provenance import run_header
+from report import config_json, format_table, write_json
 from servers import ServerError
 from suites import SUITES
 from wrk import WrkError, wrk_version
 
 BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mistral-gateway-bench-") as tmp:
         base = BenchConfig(workdir=Path(tmp), duration_s=args.duration, warmup_s=args.warmup, rounds=args.rounds,
                            connections=args.connections, threads=args.threads)
+        run = run_header(REPO_DIR, machine, config_json(base, names))  # the git state the run starts from
         for name in names:
             config = dataclasses.replace(base, workdir=base.workdir / name)
             config.workdir.mkdir(parents=True)
@@ -65,9 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             except (ServerError, WrkError) as err:
                 print(f"error in suite {name}: {err}", file=sys.stderr)
                 return 2
-    write_json(args.output, machine, base, names, rows)
+    write_json(args.output, run, rows)
     print(format_table(rows))
-    print(f"\nwritten {args.output}")
+    dirty = " (with uncommitted changes)" if run["git_dirty"] else ""
+    print(f"\nwritten {args.output}: run {run['run_id']} at {run['git_sha']}{dirty}")
     failed = [r.scenario for r in rows if r.errors]
     if failed:
         print(f"error: requests failed in: {', '.join(failed)}", file=sys.stderr)

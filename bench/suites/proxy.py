@@ -69,10 +69,9 @@ DRAIN_S = 5.0  # how long an overloaded leg gets to answer after the window befo
 LITELLM_VERSION = "1.110.2"  # pinned: 1.82.7 and 1.82.8 were compromised releases
 LITELLM_MASTER_KEY = "sk-bench"
 BENCH_DIR = Path(__file__).resolve().parent.parent
-REPO_DIR = BENCH_DIR.parent
 LITELLM_VENV = BENCH_DIR / ".litellm-venv"
 # its [proxy] extra pins packages PyPI lacks: this list replaces it; BENCH_LITELLM_REQUIREMENTS overrides the path
-LITELLM_REQUIREMENTS = REPO_DIR.parent / "shared" / "bench" / "litellm-proxy-requirements.txt"
+LITELLM_REQUIREMENTS = BENCH_DIR / "litellm-proxy-requirements.txt"
 
 
 def _body(stream: bool) -> str:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mistral_gateway.model_families import ModelFamily, default_model_families
+from mistral_gateway.protocol.common import SIGNED_URL_MAX_HOURS
 
 __all__ = [
     "LimitPolicy",
@@ -197,7 +198,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 512 * MB
     max_json_body_bytes: int = 32 * MB
     signed_url_default_hours: int = 24
-    signed_url_max_hours: int = 24 * 7
+    signed_url_max_hours: int = SIGNED_URL_MAX_HOURS
     bootstrap_dev_token: bool = True
     lowcode_old_format: bool = True
     lowcode_new_format: bool = True

@@ -14,15 +14,21 @@ from mistral_gateway.registry import Operation, Param, Registry
 
 __all__ = ["build_definition", "build_openapi"]
 
+# Statuses every operation can answer (the endpoint's checks, body limits, and upstream forwarding, which any
+# workspace may be configured for), in the dialect's error shape. 422 and 501 depend on the operation.
 _ERROR_STATUSES = {
-    "400": "Bad request",
+    "400": "Bad request: malformed or empty body, or a value the server refuses",
     "401": "Missing, invalid, expired or revoked token",
     "403": "The token lacks the operation's scope",
     "404": "Unknown route or resource (resources of other workspaces are not found either)",
     "413": "Body larger than the configured limit",
     "429": "Rate limited (see Retry-After)",
-    "501": "Operation not implemented yet in this build",
+    "502": "The upstream this workspace forwards to broke off its answer",
+    "503": "The model is busy or restarting, or the upstream is unavailable (see Retry-After)",
+    "504": "The upstream this workspace forwards to timed out",
 }
+_VALIDATION = "Validation error: the body or query string does not match the operation's schema"
+_NOT_IMPLEMENTED = "Operation not implemented yet in this build"
 
 
 def build_openapi(registry: Registry, dialect: str) -> dict[str, Any]:
@@ -63,11 +69,11 @@ def build_openapi(registry: Registry, dialect: str) -> dict[str, Any]:
     if lowcode:
         security = {"ApiToken": {"type": "apiKey", "in": "query", "name": "api_token"},
                     "ApiTokenHeader": {"type": "apiKey", "in": "header", "name": "x-api-token"}}
-        title, base = "mistral-gateway: Mistral AI via the LowCodeAPI dialect", "/mistralai"
+        title = "mistral-gateway: Mistral AI via the LowCodeAPI dialect"
     else:
         security = {"ApiKey": {"type": "http", "scheme": "bearer"},
                     "XApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}}
-        title, base = "mistral-gateway: Mistral AI native dialect", "/"
+        title = "mistral-gateway: Mistral AI native dialect"
     return {
         "openapi": "3.1.0",
         "info": {
@@ -80,7 +86,7 @@ def build_openapi(registry: Registry, dialect: str) -> dict[str, Any]:
                    if lowcode else "Bodies and errors as Mistral's API.")
             ),
         },
-        "servers": [{"url": base}] if lowcode else [{"url": "/"}],
+        "servers": [{"url": "/"}],  # paths are absolute (LowCodeAPI's carry their /mistralai prefix)
         "security": [{name: []} for name in security],
         "paths": paths,
         "components": {"schemas": dict(sorted(schemas.items())), "securitySchemes": security},
@@ -112,14 +118,47 @@ def _operation_doc(registry: Registry, op: Operation, lowcode: bool) -> dict[str
         doc["x-twin"] = {"operation": twin.id, "summary": twin.name, "selected_by": "stream=true in the body"}
         twin_ok = registry.spec.operation(twin.operation_id).get("responses", {}).get("200", {})
         responses.setdefault("200", {}).setdefault("content", {}).update(copy.deepcopy(twin_ok.get("content", {})))
-    error_ref = "#/components/schemas/LowCodeError" if lowcode else "#/components/schemas/Error"
-    for status, text in _ERROR_STATUSES.items():
+    for status, text in _error_statuses(op).items():
+        ref = "HTTPValidationError" if status == "422" else "Error"
         responses.setdefault(status, {"description": text,
-                                      "content": {"application/json": {"schema": {"$ref": error_ref}}}})
+                                      "content": {"application/json": {"schema": {"$ref": _REF + ref}}}})
+    error = _REF + ("LowCodeError" if lowcode else "Error")
+    for response in responses.values():
+        stream = response.get("content", {}).get("text/event-stream")
+        if stream is not None:
+            stream["schema"] = _sse_event(registry, stream["schema"], error)
     if lowcode:
         responses = {status: _envelope(status, body) for status, body in responses.items()}
     doc["responses"] = dict(sorted(responses.items()))
     return doc
+
+
+_REF = "#/components/schemas/"
+
+
+def _sse_event(registry: Registry, schema: dict[str, Any], error_ref: str) -> dict[str, Any]:
+    """One server-sent event as it is on the wire: ``data`` is a string holding JSON (a chunk, or the dialect's
+    error if the stream fails after it began) or the final ``[DONE]``. Mistral's spec gives ``data`` as the parsed
+    object, which no event matches as sent."""
+    event = copy.deepcopy(registry.spec.resolve(schema))
+    data = event.get("properties", {}).get("data")
+    if data is None:
+        return schema
+    payload = {"anyOf": [data, {"$ref": error_ref}]}
+    event["properties"]["data"] = {"anyOf": [
+        {"type": "string", "contentMediaType": "application/json", "contentSchema": payload},
+        {"const": "[DONE]"},
+    ]}
+    return event
+
+
+def _error_statuses(op: Operation) -> dict[str, str]:
+    statuses = dict(_ERROR_STATUSES)
+    if op.request is not None or op.query is not None:
+        statuses["422"] = _VALIDATION  # pydantic validation of the body or query string
+    if not op.implemented:
+        statuses["501"] = _NOT_IMPLEMENTED
+    return statuses
 
 
 def _envelope(status: str, response: dict[str, Any]) -> dict[str, Any]:
@@ -131,8 +170,8 @@ def _envelope(status: str, response: dict[str, Any]) -> dict[str, Any]:
     if status.startswith("2"):
         body["schema"] = {"type": "object", "properties": {"data": content.get("schema", {})}, "required": ["data"]}
         body.pop("examples", None)
-    elif status == "422" or content.get("schema", {}).get("$ref", "").endswith("HTTPValidationError"):
-        body["schema"] = {"$ref": "#/components/schemas/LowCodeError"}
+    else:  # every error leaves in the LowCodeAPI shape, validation errors included
+        body["schema"] = {"$ref": _REF + "LowCodeError"}
     return response
 
 
@@ -182,4 +221,6 @@ def _param(p: Param) -> dict[str, Any]:
         entry["default"] = p.default
     if p.description:
         entry["description"] = p.description
+    if p.limits:
+        entry["limits"] = p.limits
     return entry

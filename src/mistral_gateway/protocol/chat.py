@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+# StrictBool: JSON true/false only
+from pydantic import Discriminator, Field, StrictBool, Tag, field_validator, model_validator
 
 from mistral_gateway.protocol.common import RequestModel, ResponseModel
 
@@ -90,7 +91,7 @@ class AssistantMessage(RequestModel):
     role: Literal["assistant"] = "assistant"
     content: Content = None
     tool_calls: list[ToolCall] | None = None
-    prefix: bool = False
+    prefix: StrictBool = False
 
 
 class ToolMessage(RequestModel):
@@ -106,7 +107,7 @@ Message = Annotated[SystemMessage | UserMessage | AssistantMessage | ToolMessage
 class Function(RequestModel):
     name: str = Field(min_length=1, max_length=256)
     description: str = ""
-    strict: bool = False
+    strict: StrictBool = False
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
@@ -128,7 +129,7 @@ class JsonSchema(RequestModel):
     name: str = "response"
     description: str | None = None
     schema_: dict[str, Any] = Field(alias="schema")
-    strict: bool = False
+    strict: StrictBool = False
 
 
 class ResponseFormat(RequestModel):
@@ -152,7 +153,7 @@ class _Sampling(RequestModel):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float = Field(1.0, ge=0, le=1)
     max_tokens: int | None = Field(None, ge=0, le=1_000_000)  # bounded: no model holds more
-    stream: bool = False
+    stream: StrictBool = False
     stop: str | list[str] | None = None
     random_seed: int | None = Field(None, ge=0, le=2**32 - 1)  # llama.cpp's seed is a uint32
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="OpenAI's name for random_seed.")
@@ -180,8 +181,8 @@ class ChatCompletionRequest(_Sampling):
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
     n: int | None = Field(None, ge=1, le=16)
     prediction: Prediction | None = None
-    parallel_tool_calls: bool = True
-    safe_prompt: bool = False
+    parallel_tool_calls: StrictBool = True
+    safe_prompt: StrictBool = False
     min_tokens: int | None = Field(None, ge=0, le=1_000_000)
     # SDK 3.7.0's ReasoningEffort values (the spec lists only high and none)
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = Field(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["RequestModel", "ResponseModel"]
+__all__ = ["SIGNED_URL_MAX_HOURS", "RequestModel", "ResponseModel"]
+
+# The default of the ``signed_url_max_hours`` setting; here so the documents (built by client code too) can state it.
+SIGNED_URL_MAX_HOURS = 24 * 7
 
 
 class RequestModel(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 
@@ -22,7 +22,8 @@ __all__ = [
 ]
 
 # The spec's enum is fine-tune|batch|ocr; its own descriptions and the SDK also use audio and agentic_safety.
-FILE_PURPOSES = ("fine-tune", "batch", "ocr", "audio", "agentic_safety")
+FilePurpose = Literal["fine-tune", "batch", "ocr", "audio", "agentic_safety"]
+FILE_PURPOSES: tuple[str, ...] = get_args(FilePurpose)
 SampleType = Literal["pretrain", "instruct", "batch_request", "batch_result", "batch_error"]
 Source = Literal["upload", "repository", "mistral"]
 MAX_FILE_EXPIRY_HOURS = 10 * 365 * 24  # an upload's expiry: ten years; larger values overflowed SQLite (a 500)
@@ -72,7 +73,7 @@ class ListFilesQuery(RequestModel):
     sample_type: list[SampleType] | None = None
     source: list[Source] | None = None
     search: str | None = None
-    purpose: str | None = None
+    purpose: FilePurpose | None = None  # an unknown purpose is a 422, not an empty list
     mimetypes: list[str] | None = None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 
+from mistral_gateway.registry.constraints import tighten_operations
 from mistral_gateway.registry.operation import BodyKind, Operation, Param, StreamMode
 from mistral_gateway.registry.spec import MistralSpec, load_spec
 from mistral_gateway.registry.table import CATEGORY_SCOPES, OPERATIONS
@@ -28,6 +29,8 @@ class Registry:
     """Immutable after construction; build one per app (``Registry.load()``) and pass it around."""
 
     def __init__(self, operations: tuple[Operation, ...], spec: MistralSpec) -> None:
+        # Documents describe what the server enforces: the spec tightened by the request and query models.
+        spec = MistralSpec(*tighten_operations(spec.operations, spec.schemas, operations))
         enriched = []
         for op in operations:
             path, query, body = spec.params(op.operation_id)

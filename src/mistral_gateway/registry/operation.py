@@ -20,6 +20,7 @@ class Param:
     description: str = ""
     default: Any = None
     items: str | None = None  # item type for arrays
+    limits: dict[str, Any] = field(default_factory=dict, compare=False)  # JSON-schema limits the server enforces
 
 
 @dataclass(frozen=True, slots=True)

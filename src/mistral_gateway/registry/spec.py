@@ -7,9 +7,13 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from mistral_gateway.registry.constraints import numeric_keywords
 from mistral_gateway.registry.operation import Param
 
 __all__ = ["MistralSpec", "load_spec"]
+
+_LIMIT_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "minItems",
+               "maxItems", "enum")
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,18 @@ class MistralSpec:
             return "string", None
         return "object", None
 
+    def limits(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """Value limits (ranges, lengths, counts, enum) of a parameter, for the definition document."""
+        schema = self.resolve(schema)
+        options = [self.resolve(s) for s in (schema.get("anyOf") or schema.get("oneOf") or [])]
+        non_null = [s for s in options if s.get("type") != "null"]
+        out = {k: v for s in [*non_null, schema] for k, v in s.items() if k in _LIMIT_KEYS}
+        if "items" in schema and isinstance(schema["items"], dict):
+            inner = self.limits(schema["items"])
+            if inner:
+                out["items"] = inner
+        return out
+
     def properties(self, schema: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
         """Top-level properties and required names of an object schema, merging ``allOf`` parts."""
         schema = self.resolve(schema)
@@ -78,6 +94,7 @@ class MistralSpec:
                 description=raw.get("description") or self.resolve(schema).get("description", ""),
                 default=self.resolve(schema).get("default", schema.get("default")),
                 items=items,
+                limits=self.limits(schema),
             )
             if raw["in"] == "path":
                 path.append(param)
@@ -99,6 +116,7 @@ class MistralSpec:
                             description=self.resolve(prop).get("description", prop.get("description", "")) or "",
                             default=prop.get("default"),
                             items=items,
+                            limits=self.limits(prop),
                         )
                     )
                 break
@@ -107,4 +125,5 @@ class MistralSpec:
 
 def load_spec() -> MistralSpec:
     raw = json.loads(resources.files("mistral_gateway.registry").joinpath("mistral_spec.json").read_text("utf-8"))
+    raw = numeric_keywords(raw)  # the published spec writes some limits as strings, which JSON Schema forbids
     return MistralSpec(operations=raw["operations"], schemas=raw["schemas"])
