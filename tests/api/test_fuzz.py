@@ -104,9 +104,6 @@ DOCUMENTS = {"native": ROOT / "openapi" / "native.json", "lowcode": ROOT / "open
 # Server bugs this run finds in areas other branches own, as ``METHOD /path`` -> what and where it is fixed. strict:
 # once the fix is merged the case passes, the xfail turns into a failure, and the entry must go.
 KNOWN_BUGS = {
-    ("fake", "POST /mistralai/v1/files"):
-        "issue 9: upload `expiry` 154765304346039520 -> 500 OverflowError (SQLite INTEGER); fixed by the "
-        "integer-range work on branch `hardening`",
     ("real", "POST /v1/chat/completions"):
         "chat whose only message is {'role': 'assistant'} (content null) renders an empty prompt -> 500 "
         "ENGINE_ERROR 'llama.cpp: \"prompt\" must not be empty'; belongs to the chat service (a 400 before the engine)",

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from mistral_gateway.protocol.common import SIGNED_URL_MAX_HOURS
 from mistral_gateway.protocol.embeddings import EmbeddingData
-from mistral_gateway.protocol.files import FILE_PURPOSES
+from mistral_gateway.protocol.files import FILE_PURPOSES, MAX_FILE_EXPIRY_HOURS
 from mistral_gateway.registry.operation import Operation
 
 __all__ = ["COMPONENT_ENUMS", "RESPONSE_FIELDS", "SERVICE_LIMITS", "numeric_keywords", "tighten_operations"]
@@ -45,7 +45,8 @@ SERVICE_LIMITS: dict[tuple[str, str, str], dict[str, Any]] = {
     },
     ("files_api_routes_upload_file", "body", "expiry"): {
         "minimum": 1,
-        "x-description": "Hours until the file expires; a positive integer (400 otherwise).",
+        "maximum": MAX_FILE_EXPIRY_HOURS,
+        "x-description": "Hours until the file expires; an integer in range (400 otherwise).",
     },
     ("files_api_routes_upload_file", "body", "file"): {
         "x-description": "Must not be empty; `.jsonl` when the purpose is `fine-tune`.",

@@ -146,6 +146,7 @@ class ChatService:
 
     async def _plan(self, request: ChatCompletionRequest) -> _Plan:
         entry = resolve_text_model(self._catalog, request.model, "completion_chat")
+        _check_last_role(request)
         vision = "vision" in entry.capabilities
         native = entry.native_thinking
         messages = [_normalise(m, vision, request.model) for m in fold_thinking(request.messages, native=native)]
@@ -191,6 +192,16 @@ async def _collect(deltas: AsyncIterator[Delta], thinks: bool) -> tuple[Generati
     if thinks:
         return generation, ResponseMessage(content=[*chunks, OutputTextChunk(text=generation.text)])
     return generation, ResponseMessage(content=generation.text)
+
+
+def _check_last_role(request: ChatCompletionRequest) -> None:
+    """Mistral's rule: the model answers a user or tool message, or continues an assistant prefix. Anything else
+    (e.g. a lone assistant message without content) would render an empty or meaningless prompt."""
+    last = request.messages[-1]
+    if isinstance(last, UserMessage | ToolMessage) or (isinstance(last, AssistantMessage) and last.prefix):
+        return
+    raise BadRequest(f"Expected last role user or tool (or assistant with prefix true) but got {last.role}",
+                     code="INVALID_MESSAGE_ORDER", param="messages")
 
 
 def _tool_mode(request: ChatCompletionRequest) -> tuple[str | None, tuple[dict[str, Any], ...]]:
