@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -97,6 +97,29 @@ class ModelEntry(BaseModel):
     routes: list[RouteTarget] = Field(default_factory=list)
     created: int = 1732492800  # a fixed date keeps /v1/models byte-stable across restarts
     owned_by: str = "mistral-gateway"
+    # A llama.cpp multimodal projector (mmproj GGUF) for the weights above: a file, or a bundled asset. With one, the
+    # model reads images and lists the 'vision' capability.
+    mmproj: str | None = None
+    mmproj_asset: str | None = None
+
+    @model_validator(mode="after")
+    def _projector(self) -> ModelEntry:
+        if self.mmproj and self.mmproj_asset:
+            raise ValueError(f"model {self.id!r}: give 'mmproj' (a path) or 'mmproj_asset', not both")
+        if self.has_mmproj:
+            if self.engine != "llama.cpp":
+                raise ValueError(f"model {self.id!r}: a multimodal projector needs engine 'llama.cpp'")
+            if "vision" not in self.capabilities:
+                self.capabilities = [*self.capabilities, "vision"]
+        elif "vision" in self.capabilities and self.engine == "llama.cpp" and self.served_locally:
+            # an entry served only by upstreams may say what they serve
+            raise ValueError(f"model {self.id!r}: capability 'vision' on a local llama.cpp model needs 'mmproj' "
+                             f"(its multimodal projector)")
+        return self
+
+    @property
+    def has_mmproj(self) -> bool:
+        return bool(self.mmproj or self.mmproj_asset)
 
     @property
     def served_locally(self) -> bool:
@@ -181,6 +204,13 @@ class Settings(BaseSettings):
     default_token_limits: LimitPolicy = Field(default_factory=LimitPolicy)  # for tokens without their own limits
     redis_url: str | None = None  # shared rate-limit counters across replicas (else: the database)
     usage_flush_seconds: float = 1.0  # usage records are written in batches, off the request path
+    # Images in chat requests (models with a multimodal projector): data URLs, or http(s) URLs fetched by the server
+    image_max_bytes: int = Field(10 * MB, ge=1024, le=64 * MB)  # per image, encoded (data URL decoded, or fetched)
+    image_max_pixels: int = Field(8192 * 8192, ge=64 * 64, le=16384 * 16384)  # width x height from the header
+    images_per_request: int = Field(8, ge=1, le=64)
+    image_fetch_timeout: float = Field(10.0, gt=0, le=120)  # seconds for one image URL, redirects included
+    image_max_redirects: int = Field(3, ge=0, le=10)
+    allow_private_image_urls: bool = False  # True lets image URLs reach loopback/LAN addresses (tests, intranets)
 
     config_file: Path | None = None  # recorded by load_settings() for diagnostics
 

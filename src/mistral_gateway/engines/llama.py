@@ -29,6 +29,14 @@ from mistral_gateway.engines.base import (
     Generation,
     SamplingParams,
 )
+from mistral_gateway.engines.multimodal import (
+    MEDIA_PATH,
+    MediaPrompt,
+    media_chunk,
+    media_marker,
+    media_prompt,
+    place_markers,
+)
 from mistral_gateway.engines.worker_process import InProcessServer, Supervisor, WorkerProcess
 
 __all__ = ["LlamaEngine", "load"]
@@ -42,13 +50,20 @@ _RENDERED_KEPT = 64  # rendered prompts whose tokens wait for their stream() cal
 
 
 class LlamaEngine:
-    def __init__(self, entry: ModelEntry, path: Path, *, threads: int, queue_limit: int) -> None:
+    def __init__(self, entry: ModelEntry, path: Path, *, threads: int, queue_limit: int,
+                 mmproj: Path | None = None) -> None:
         if not path.is_file():
             raise EngineError(f"model {entry.id!r}: weights file {path} does not exist")
         self._key = secrets.token_urlsafe(24)
         config = {"path": str(path), "parallel": entry.parallel, "ctx": entry.max_context_length * entry.parallel,
                   "threads": threads, "mmap": entry.mmap, "ubatch": entry.ubatch,
                   "kv": entry.kv_cache_type, "key": self._key}
+        self._marker: str | None = None  # set: a projector is loaded, prompts go as text (engines.multimodal)
+        if mmproj is not None:
+            if not mmproj.is_file():
+                raise EngineError(f"model {entry.id!r}: multimodal projector {mmproj} does not exist")
+            self._marker = media_marker(isolated=entry.isolate)
+            config |= {"mmproj": str(mmproj), "marker": self._marker}
         server = WorkerProcess if entry.isolate else InProcessServer
         self._servers = Supervisor(lambda: server(config, entry.id), entry.id)
         self.model_id = entry.id
@@ -68,6 +83,10 @@ class LlamaEngine:
     # -- protocol -----------------------------------------------------------------------------------------------
     async def render(self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] | None = None,
                      *, continue_last: bool = False) -> str:
+        if self._marker is not None:
+            return await self._render_media(messages, tools)
+        if any(m.images for m in messages):
+            raise EngineError(f"model {self.model_id!r} has no multimodal projector: it cannot read images")
         body: dict[str, Any] = {"messages": [_message_json(m) for m in messages]}
         if tools:
             body["tools"] = list(tools)
@@ -90,6 +109,10 @@ class LlamaEngine:
     async def stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
         self._admit()
         try:
+            if self._marker is not None:
+                async for delta in self._stream_media(prompt, params):
+                    yield delta
+                return
             with self._lock:
                 tokens = self._rendered.pop(prompt, None)
             if tokens is None:
@@ -119,6 +142,56 @@ class LlamaEngine:
                     yield delta
         finally:
             self._release()
+
+    # -- multimodal (a projector is loaded: text prompts with images, never token ids) ------------------------------
+    async def _render_media(self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] | None) -> str:
+        assert self._marker is not None
+        body: dict[str, Any] = {"messages": [_message_json(m) for m in place_markers(messages, self._marker)]}
+        if tools:
+            body["tools"] = list(tools)
+        result = await self._call(self._post, "/apply-template", body)
+        if not isinstance(result, dict) or not isinstance(result.get("prompt"), str):
+            raise EngineError(f"model {self.model_id!r}: llama.cpp /apply-template answered {str(result)[:200]}")
+        return MediaPrompt(result["prompt"], [image for m in messages for image in m.images])
+
+    async def _stream_media(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+        """As ``stream`` (min_tokens too), with the prompt as text. Its size, images included, is known only from
+        llama.cpp's first chunk: ``media_chunk`` checks it against the context then."""
+        max_tokens, head = params.max_tokens, []
+        first = params.min_tokens if max_tokens is None else min(params.min_tokens, max_tokens)
+        prompt_tokens = completion = 0
+        if first > 0:
+            async for delta in self._media_phase(prompt, params, first, max_tokens, ignore_eos=True):
+                head.append(delta.text)
+                if delta.finish_reason is not None:
+                    prompt_tokens, completion = delta.prompt_tokens or 0, delta.completion_tokens or 0
+                if delta.text:
+                    yield Delta(delta.text)
+            if max_tokens is not None and completion >= max_tokens:
+                yield Delta("", "length", prompt_tokens, completion)
+                return
+        left = None if max_tokens is None else max_tokens - completion
+        async for delta in self._media_phase(prompt + "".join(head), params, left, left, ignore_eos=False):
+            if delta.finish_reason is None:
+                yield delta
+            else:
+                yield Delta(delta.text, delta.finish_reason, prompt_tokens or delta.prompt_tokens,
+                            completion + (delta.completion_tokens or 0))
+
+    async def _media_phase(self, prompt: str, params: SamplingParams, n_predict: int | None, budget: int | None,
+                           *, ignore_eos: bool) -> AsyncIterator[Delta]:
+        body = _sampling_body(params) | {"prompt": media_prompt(prompt), "stream": True, "ignore_eos": ignore_eos,
+                                         "n_predict": -1 if n_predict is None else n_predict, "cache_prompt": True}
+        chunks = self._chunks(body, MEDIA_PATH)
+        try:
+            async for item in chunks:
+                delta = media_chunk(item, budget, self.context_length, self.model_id)
+                yield delta
+                if delta.finish_reason is not None:
+                    return
+            raise EngineError(f"model {self.model_id!r}: the llama.cpp stream ended before the generation did")
+        finally:
+            await chunks.aclose()  # early: closes the connection, which stops the slot
 
     # -- internals ----------------------------------------------------------------------------------------------
     def _budget(self, prompt_tokens: int, max_tokens: int | None) -> int:
@@ -166,7 +239,7 @@ class LlamaEngine:
         finally:
             await chunks.aclose()  # early: closes the connection, which stops the slot
 
-    async def _chunks(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def _chunks(self, body: dict[str, Any], path: str = "/v1/completions") -> AsyncIterator[dict[str, Any]]:
         """The worker's stream, read on the event loop. A worker found dead before any output is replaced and the
         request sent once more; after output, its death is the caller's error (EngineUnavailable)."""
         for attempt in (0, 1):
@@ -175,7 +248,7 @@ class LlamaEngine:
                 server = await self._call(self._servers.current)  # may start a new worker: blocking
             delivered = False
             try:
-                async for chunk in server.completions(body):
+                async for chunk in server.completions(body, path):
                     delivered = True
                     yield chunk
                 return
@@ -303,6 +376,17 @@ def load(entry: ModelEntry, path: Path | None, settings: Settings) -> LlamaEngin
         raise EngineError(f"model {entry.id!r} has neither 'path' nor 'asset' configured")
     threads = entry.threads or len(_CPUS)
     try:
-        return LlamaEngine(entry, path, threads=threads, queue_limit=settings.inference_queue_limit)
+        return LlamaEngine(entry, path, threads=threads, queue_limit=settings.inference_queue_limit,
+                           mmproj=_projector(entry, settings))
     finally:
         os.sched_setaffinity(0, _CPUS)  # loading pinned this worker thread to one CPU; later loads need them all
+
+
+def _projector(entry: ModelEntry, settings: Settings) -> Path | None:
+    if entry.mmproj:
+        return Path(entry.mmproj).expanduser()
+    if entry.mmproj_asset:
+        from mistral_gateway.engines.assets import resolve_asset
+
+        return resolve_asset(entry.mmproj_asset, settings.weights_dir)
+    return None

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mistral_gateway.config import Settings
 from mistral_gateway.engines.base import ChatMessage, Delta, EngineError, Generation, SamplingParams, TextEngine
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.errors import BadRequest
@@ -37,6 +38,7 @@ from mistral_gateway.services.completions import (
     sampling,
     stream_chunks,
 )
+from mistral_gateway.services.images import ImageLimits, ImageLoader
 from mistral_gateway.services.models import ModelCatalog
 from mistral_gateway.services.tools import call_grammar, looks_like_call, parse_tool_calls
 
@@ -102,10 +104,11 @@ class _Plan:
 
 class ChatService:
     def __init__(self, catalog: ModelCatalog, engines: EngineManager,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, images: ImageLoader | None = None) -> None:
         self._catalog = catalog
         self._engines = engines
         self._clock = clock
+        self._images = images or ImageLoader(ImageLimits.from_settings(Settings()))
 
     async def complete(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
         plan = await self._plan(request)
@@ -134,6 +137,8 @@ class ChatService:
         entry = resolve_text_model(self._catalog, request.model, "completion_chat")
         vision = "vision" in entry.capabilities
         messages = [_normalise(m, vision, request.model) for m in request.messages]
+        if vision:
+            messages = await self._images.attach(request.messages, messages)
         if request.safe_prompt:
             if messages and messages[0].role == "system":
                 messages[0] = ChatMessage("system", f"{SAFE_PROMPT}\n\n{messages[0].content}")
@@ -203,6 +208,8 @@ def _text(content: Any, vision: bool, model: str) -> str:
         elif chunk.type == "image_url" and not vision:
             raise BadRequest(f"model {model!r} does not accept images (capability 'vision')",
                              code="UNSUPPORTED_MODEL_CAPABILITY", param="messages")
+        elif chunk.type == "image_url":
+            continue  # attached by ImageLoader.attach, at the length of the text before it
         else:
             raise BadRequest(f"content chunks of type {chunk.type!r} are not supported by model {model!r}",
                              code="UNSUPPORTED_CONTENT", param="messages")
