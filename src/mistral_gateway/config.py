@@ -206,7 +206,8 @@ class Settings(BaseSettings):
     usage_flush_seconds: float = 1.0  # usage records are written in batches, off the request path
     # Images in chat requests (models with a multimodal projector): data URLs, or http(s) URLs fetched by the server
     image_max_bytes: int = Field(10 * MB, ge=1024, le=64 * MB)  # per image, encoded (data URL decoded, or fetched)
-    image_max_pixels: int = Field(8192 * 8192, ge=64 * 64, le=16384 * 16384)  # width x height from the header
+    # width x height, read from the header before anything decodes it: llama.cpp holds each image as RGB (3 B/pixel)
+    image_max_pixels: int = Field(4096 * 4096, ge=64 * 64, le=16384 * 16384)
     images_per_request: int = Field(8, ge=1, le=64)
     image_fetch_timeout: float = Field(10.0, gt=0, le=120)  # seconds for one image URL, redirects included
     image_max_redirects: int = Field(3, ge=0, le=10)

@@ -27,6 +27,7 @@ from vision_assets import IMAGE_TOKENS, png, write_tiny_mmproj
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 VISION = "smol-vision"
+IN_PROCESS = "smol-vision-inproc"  # isolate: false: llama.cpp inside the server process
 TEXT_ONLY = "ministral-3b-latest"  # SmolLM2-135M without a projector
 IMAGE = png(40, 30)
 DATA_URL = "data:image/png;base64," + base64.b64encode(IMAGE).decode()
@@ -64,6 +65,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Iterat
                    parallel=2),
         ModelEntry(id="smollm2-135m-instruct", aliases=[TEXT_ONLY], asset="smollm2-135m-instruct-q4_1",
                    max_context_length=512, parallel=2),
+        ModelEntry(id=IN_PROCESS, asset="smollm2-135m-instruct-q4_1", mmproj=str(projector), max_context_length=512,
+                   parallel=1, isolate=False),
     ]
     # the test's image server is on loopback: allowed here only (the default refuses it, see test_images.py)
     settings = Settings(data_dir=data, weights_path=weights_dir, bootstrap_dev_token=False, models=models,
@@ -139,6 +142,12 @@ def test_text_only_requests_and_min_tokens_work_on_a_vision_model(sdk: Mistral) 
     assert res.choices[0].message.content and res.usage.prompt_tokens > 5
     res = sdk.chat.complete(**_ask(_parts(DATA_URL), min_tokens=4, max_tokens=5))
     assert 4 <= res.usage.completion_tokens <= 5
+
+
+def test_in_process_vision_model(sdk: Mistral) -> None:
+    res = sdk.chat.complete(**_ask(_parts(DATA_URL), model=IN_PROCESS))
+    text = sdk.chat.complete(**_ask(_parts(), model=IN_PROCESS))
+    assert res.choices[0].message.content and res.usage.prompt_tokens - text.usage.prompt_tokens >= IMAGE_TOKENS
 
 
 def test_text_only_stand_in_refuses_images(stack: tuple[LiveServer, str]) -> None:
