@@ -78,7 +78,12 @@ class ImageLoader:
                     found.append((i, j, offset, _url_of(part.image_url, where)))
         if not found:
             return messages
-        loaded = await asyncio.gather(*(self._load(url, f"messages[{i}].content[{j}]") for i, j, _, url in found))
+        try:  # concurrently; the first failure cancels the other fetches
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._load(url, f"messages[{i}].content[{j}]")) for i, j, _, url in found]
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        loaded = [task.result() for task in tasks]
         images: dict[int, list[ImageInput]] = {}
         for (i, _, offset, _), (data, mime) in zip(found, loaded, strict=True):
             images.setdefault(i, []).append(ImageInput(data, offset, mime))
