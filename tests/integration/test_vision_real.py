@@ -142,6 +142,9 @@ def test_text_only_requests_and_min_tokens_work_on_a_vision_model(sdk: Mistral) 
     assert res.choices[0].message.content and res.usage.prompt_tokens > 5
     res = sdk.chat.complete(**_ask(_parts(DATA_URL), min_tokens=4, max_tokens=5))
     assert 4 <= res.usage.completion_tokens <= 5
+    res = sdk.chat.complete(**_ask(_parts(DATA_URL), max_tokens=0))
+    assert res.usage.completion_tokens == 0 and res.choices[0].finish_reason == "length"
+    assert res.usage.prompt_tokens > IMAGE_TOKENS
 
 
 def test_in_process_vision_model(sdk: Mistral) -> None:

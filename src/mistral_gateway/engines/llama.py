@@ -180,12 +180,19 @@ class LlamaEngine:
 
     async def _media_phase(self, prompt: str, params: SamplingParams, n_predict: int | None, budget: int | None,
                            *, ignore_eos: bool) -> AsyncIterator[Delta]:
+        # n_predict 0 still generates one token in llama.cpp: generate it, report none (the prompt's size is wanted)
+        limit = -1 if n_predict is None else max(n_predict, 1)
         body = _sampling_body(params) | {"prompt": media_prompt(prompt), "stream": True, "ignore_eos": ignore_eos,
-                                         "n_predict": -1 if n_predict is None else n_predict, "cache_prompt": True}
+                                         "n_predict": limit, "cache_prompt": True}
         chunks = self._chunks(body, MEDIA_PATH)
         try:
             async for item in chunks:
                 delta = media_chunk(item, budget, self.context_length, self.model_id)
+                if n_predict == 0:
+                    if delta.finish_reason is not None:
+                        yield Delta("", "length", delta.prompt_tokens, 0)
+                        return
+                    continue
                 yield delta
                 if delta.finish_reason is not None:
                     return
