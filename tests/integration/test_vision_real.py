@@ -185,3 +185,12 @@ def test_lowcode_dialect_with_an_image(stack: tuple[LiveServer, str]) -> None:
     r = httpx.post(f"{server.base_url}/mistralai/v1/chat/completions", params={"api_token": token},
                    json=_ask(_parts(DATA_URL), model=TEXT_ONLY), timeout=120)
     assert r.status_code == 400 and "vision" in r.json()["data"]["error"]["message"]
+
+
+def test_the_image_reaches_the_model(sdk: Mistral) -> None:
+    """Same text, greedy decoding, images of different colours: the answers differ only through the image."""
+    answers = {}
+    for name, rgb in {"red": (220, 20, 20), "blue": (20, 20, 220), "grey": (128, 128, 128)}.items():
+        url = "data:image/png;base64," + base64.b64encode(png(40, 30, rgb)).decode()
+        answers[name] = sdk.chat.complete(**_ask(_parts(url), max_tokens=12)).choices[0].message.content
+    assert len(set(answers.values())) > 1, answers
