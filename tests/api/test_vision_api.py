@@ -29,7 +29,8 @@ def data_url(data: bytes) -> str:
 def env(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
     settings = Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False, image_max_bytes=1024,
                         images_per_request=2, models=[
-                            ModelEntry(id="fake-vision", engine="fake", capabilities=["completion_chat", "vision"])])
+                            ModelEntry(id="fake-vision", engine="fake", capabilities=["completion_chat", "vision"]),
+                            ModelEntry(id="fake-text", engine="fake", capabilities=["completion_chat"])])
     services = build_services(settings)
     token, _ = services.tokens.create("t")
     with TestClient(create_app(services=services)) as client:
@@ -60,10 +61,11 @@ def loopback_image() -> Iterator[tuple[str, list[str]]]:
     server.server_close()
 
 
-def chat(env: tuple[TestClient, str], *urls: str, lowcode: bool = False) -> tuple[int, dict[str, Any]]:
+def chat(env: tuple[TestClient, str], *urls: Any, lowcode: bool = False,
+         model: str = "fake-vision") -> tuple[int, dict[str, Any]]:
     client, token = env
     content = [{"type": "text", "text": "what is this?"}, *({"type": "image_url", "image_url": u} for u in urls)]
-    body = {"model": "fake-vision", "messages": [{"role": "user", "content": content}], "max_tokens": 4}
+    body = {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": 4}
     if lowcode:
         r = client.post("/mistralai/v1/chat/completions", params={"api_token": token}, json=body)
         return r.status_code, r.json()["data"].get("error", r.json()["data"])
@@ -95,3 +97,12 @@ def test_bad_images_are_400s(env: tuple[TestClient, str], urls: tuple[str, ...],
     for lowcode in (False, True):
         status, error = chat(env, *urls, lowcode=lowcode)
         assert status == 400 and problem in error["message"], error
+
+
+@pytest.mark.parametrize("image_url", ["https://example.com/cat.png", data_url(IMAGE),
+                                       {"url": "https://example.com/cat.png", "detail": "high"},
+                                       {"url": data_url(IMAGE)}])
+def test_text_only_model_keeps_refusing_images(env: tuple[TestClient, str], image_url: Any) -> None:
+    for lowcode in (False, True):
+        status, error = chat(env, image_url, lowcode=lowcode, model="fake-text")
+        assert status == 400 and error["code"] == "UNSUPPORTED_MODEL_CAPABILITY" and "vision" in error["message"]
