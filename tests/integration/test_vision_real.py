@@ -147,6 +147,14 @@ def test_text_only_requests_and_min_tokens_work_on_a_vision_model(sdk: Mistral) 
     assert res.usage.prompt_tokens > IMAGE_TOKENS
 
 
+def test_back_to_back_generations(sdk: Mistral) -> None:
+    """Regression: min_tokens sends a second request right after the first ends, and llama-server closes each
+    connection just after a streamed response; the request that met the closing connection used to be a 500."""
+    for _ in range(10):
+        res = sdk.chat.complete(**_ask(_parts(DATA_URL), min_tokens=2, max_tokens=3))
+        assert 2 <= res.usage.completion_tokens <= 3
+
+
 def test_in_process_vision_model(sdk: Mistral) -> None:
     res = sdk.chat.complete(**_ask(_parts(DATA_URL), model=IN_PROCESS))
     text = sdk.chat.complete(**_ask(_parts(), model=IN_PROCESS))

@@ -29,14 +29,7 @@ from mistral_gateway.engines.base import (
     Generation,
     SamplingParams,
 )
-from mistral_gateway.engines.multimodal import (
-    MEDIA_PATH,
-    MediaPrompt,
-    media_chunk,
-    media_marker,
-    media_prompt,
-    place_markers,
-)
+from mistral_gateway.engines.multimodal import MediaPath, media_marker
 from mistral_gateway.engines.worker_process import InProcessServer, Supervisor, WorkerProcess
 
 __all__ = ["LlamaEngine", "load"]
@@ -58,12 +51,12 @@ class LlamaEngine:
         config = {"path": str(path), "parallel": entry.parallel, "ctx": entry.max_context_length * entry.parallel,
                   "threads": threads, "mmap": entry.mmap, "ubatch": entry.ubatch,
                   "kv": entry.kv_cache_type, "key": self._key}
-        self._marker: str | None = None  # set: a projector is loaded, prompts go as text (engines.multimodal)
-        if mmproj is not None:
+        marker = None
+        if mmproj is not None:  # a projector: prompts go as text with images (engines.multimodal), not as tokens
             if not mmproj.is_file():
                 raise EngineError(f"model {entry.id!r}: multimodal projector {mmproj} does not exist")
-            self._marker = media_marker(isolated=entry.isolate)
-            config |= {"mmproj": str(mmproj), "marker": self._marker}
+            marker = media_marker(isolated=entry.isolate)
+            config |= {"mmproj": str(mmproj), "marker": marker}
         server = WorkerProcess if entry.isolate else InProcessServer
         self._servers = Supervisor(lambda: server(config, entry.id), entry.id)
         self.model_id = entry.id
@@ -74,6 +67,9 @@ class LlamaEngine:
         self._lock = threading.Lock()
         self._rendered: dict[str, list[int]] = {}  # prompt -> its tokens, from render() for the stream() after it
         self._pool = ThreadPoolExecutor(max_workers=self._capacity + 2, thread_name_prefix=f"llama-{entry.id}")
+        self._media = None if marker is None else MediaPath(
+            marker, self.model_id, self.context_length, post=lambda path, body: self._call(self._post, path, body),
+            chunks=self._chunks, sampling=_sampling_body, message_json=_message_json)
 
     @property
     def server(self) -> Any:
@@ -83,8 +79,8 @@ class LlamaEngine:
     # -- protocol -----------------------------------------------------------------------------------------------
     async def render(self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] | None = None,
                      *, continue_last: bool = False) -> str:
-        if self._marker is not None:
-            return await self._render_media(messages, tools)
+        if self._media is not None:
+            return await self._media.render(messages, tools)
         if any(m.images for m in messages):
             raise EngineError(f"model {self.model_id!r} has no multimodal projector: it cannot read images")
         body: dict[str, Any] = {"messages": [_message_json(m) for m in messages]}
@@ -109,8 +105,8 @@ class LlamaEngine:
     async def stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
         self._admit()
         try:
-            if self._marker is not None:
-                async for delta in self._stream_media(prompt, params):
+            if self._media is not None:
+                async for delta in self._media.stream(prompt, params):
                     yield delta
                 return
             with self._lock:
@@ -142,63 +138,6 @@ class LlamaEngine:
                     yield delta
         finally:
             self._release()
-
-    # -- multimodal (a projector is loaded: text prompts with images, never token ids) ------------------------------
-    async def _render_media(self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] | None) -> str:
-        assert self._marker is not None
-        body: dict[str, Any] = {"messages": [_message_json(m) for m in place_markers(messages, self._marker)]}
-        if tools:
-            body["tools"] = list(tools)
-        result = await self._call(self._post, "/apply-template", body)
-        if not isinstance(result, dict) or not isinstance(result.get("prompt"), str):
-            raise EngineError(f"model {self.model_id!r}: llama.cpp /apply-template answered {str(result)[:200]}")
-        return MediaPrompt(result["prompt"], [image for m in messages for image in m.images])
-
-    async def _stream_media(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
-        """As ``stream`` (min_tokens too), with the prompt as text. Its size, images included, is known only from
-        llama.cpp's first chunk: ``media_chunk`` checks it against the context then."""
-        max_tokens, head = params.max_tokens, []
-        first = params.min_tokens if max_tokens is None else min(params.min_tokens, max_tokens)
-        prompt_tokens = completion = 0
-        if first > 0:
-            async for delta in self._media_phase(prompt, params, first, max_tokens, ignore_eos=True):
-                head.append(delta.text)
-                if delta.finish_reason is not None:
-                    prompt_tokens, completion = delta.prompt_tokens or 0, delta.completion_tokens or 0
-                if delta.text:
-                    yield Delta(delta.text)
-            if max_tokens is not None and completion >= max_tokens:
-                yield Delta("", "length", prompt_tokens, completion)
-                return
-        left = None if max_tokens is None else max_tokens - completion
-        async for delta in self._media_phase(prompt + "".join(head), params, left, left, ignore_eos=False):
-            if delta.finish_reason is None:
-                yield delta
-            else:
-                yield Delta(delta.text, delta.finish_reason, prompt_tokens or delta.prompt_tokens,
-                            completion + (delta.completion_tokens or 0))
-
-    async def _media_phase(self, prompt: str, params: SamplingParams, n_predict: int | None, budget: int | None,
-                           *, ignore_eos: bool) -> AsyncIterator[Delta]:
-        # n_predict 0 still generates one token in llama.cpp: generate it, report none (the prompt's size is wanted)
-        limit = -1 if n_predict is None else max(n_predict, 1)
-        body = _sampling_body(params) | {"prompt": media_prompt(prompt), "stream": True, "ignore_eos": ignore_eos,
-                                         "n_predict": limit, "cache_prompt": True}
-        chunks = self._chunks(body, MEDIA_PATH)
-        try:
-            async for item in chunks:
-                delta = media_chunk(item, budget, self.context_length, self.model_id)
-                if n_predict == 0:
-                    if delta.finish_reason is not None:
-                        yield Delta("", "length", delta.prompt_tokens, 0)
-                        return
-                    continue
-                yield delta
-                if delta.finish_reason is not None:
-                    return
-            raise EngineError(f"model {self.model_id!r}: the llama.cpp stream ended before the generation did")
-        finally:
-            await chunks.aclose()  # early: closes the connection, which stops the slot
 
     # -- internals ----------------------------------------------------------------------------------------------
     def _budget(self, prompt_tokens: int, max_tokens: int | None) -> int:

@@ -31,7 +31,8 @@ _PATH = "/v1/completions"
 _DATA = b"data: "
 _DONE = b"data: [DONE]"
 # Before any answer: the connection was closed under the request (stale keep-alive) or refused; worth one retry.
-_UNANSWERED = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectorError)
+# ClientOSError covers "Can not write request body": llama-server closes a connection just after a streamed response.
+_UNANSWERED = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
 class CompletionStream:
