@@ -105,3 +105,16 @@ def test_llama_cpp_refusals() -> None:
     with pytest.raises(EngineError) as other:
         media_chunk({"error": {"code": 500, "message": "boom", "type": "server_error"}}, 8, 512, "m")
     assert not isinstance(other.value, InvalidInput)
+
+
+def test_a_missing_projector_is_a_clear_load_error(tmp_path: Path) -> None:
+    from mistral_gateway.engines.assets import AssetError
+    from mistral_gateway.engines.llama import load
+
+    weights = tmp_path / "m.gguf"
+    weights.write_bytes(b"GGUF")
+    settings = Settings(data_dir=tmp_path / "d")
+    with pytest.raises(EngineError, match=r"multimodal projector .*nope\.gguf does not exist"):
+        load(ModelEntry(id="v", path=str(weights), mmproj=str(tmp_path / "nope.gguf")), weights, settings)
+    with pytest.raises(AssetError, match="no-such-projector"):
+        load(ModelEntry(id="v", path=str(weights), mmproj_asset="no-such-projector"), weights, settings)
