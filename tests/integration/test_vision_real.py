@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,7 +58,21 @@ def image_server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Iterator[tuple[LiveServer, str]]:
+def ffmpeg_trap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``ffprobe`` and ``ffmpeg`` first on PATH, recording any call: llama.cpp must never hand request bytes to one."""
+    bin_dir = tmp_path_factory.mktemp("trap-bin")
+    log = bin_dir / "called.log"
+    for name in ("ffprobe", "ffmpeg"):
+        (bin_dir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\nexit 1\n', encoding="utf-8")
+        (bin_dir / name).chmod(0o755)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+        yield log
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path,
+          ffmpeg_trap: Path) -> Iterator[tuple[LiveServer, str]]:
     data = tmp_path_factory.mktemp("vision-real")
     projector = write_tiny_mmproj(data / "mmproj-tiny.gguf")
     models = [
@@ -168,11 +183,13 @@ def test_text_only_stand_in_refuses_images(stack: tuple[LiveServer, str]) -> Non
     assert "vision" in r.json()["message"]
 
 
-def test_undecodable_image_and_overflow_are_400s(stack: tuple[LiveServer, str]) -> None:
+def test_undecodable_image_and_overflow_are_400s(stack: tuple[LiveServer, str], ffmpeg_trap: Path) -> None:
     broken = IMAGE[:40] + b"\x00" * 40  # a valid PNG header, then garbage: only llama.cpp's decoder finds out
     url = "data:image/png;base64," + base64.b64encode(broken).decode()
-    r = _post(stack, _ask(_parts(url)))
-    assert r.status_code == 400 and r.json()["code"] == "INVALID_IMAGE", r.text
+    for model in (VISION, IN_PROCESS):
+        r = _post(stack, _ask(_parts(url), model=model))
+        assert r.status_code == 400 and r.json()["code"] == "INVALID_IMAGE", r.text
+    assert not ffmpeg_trap.exists()  # llama.cpp's fallback to video decoding found no ffprobe to pipe them into
     r = _post(stack, _ask(_parts(DATA_URL), max_tokens=480))
     assert r.status_code == 400 and r.json()["code"] == "CONTEXT_LENGTH_EXCEEDED", r.text
     assert "images included" in r.json()["message"]
