@@ -102,9 +102,11 @@ def test_llama_cpp_refusals() -> None:
     assert isinstance(mapped, BadRequest) and mapped.code == "INVALID_IMAGE" and mapped.param == "messages"
     with pytest.raises(ContextOverflow):
         media_chunk({"error": {"type": "exceed_context_size_error", "message": "too long", "n_ctx": 512}}, 8, 512, "m")
-    with pytest.raises(EngineError) as other:
-        media_chunk({"error": {"code": 500, "message": "boom", "type": "server_error"}}, 8, 512, "m")
-    assert not isinstance(other.value, InvalidInput)
+    for error in ({"code": 500, "message": "boom", "type": "server_error"},
+                  {"code": 400, "message": "Failed to parse grammar", "type": "invalid_request_error"}):
+        with pytest.raises(EngineError) as other:
+            media_chunk({"error": error}, 8, 512, "m")
+        assert not isinstance(other.value, InvalidInput)
 
 
 def test_a_missing_projector_is_a_clear_load_error(tmp_path: Path) -> None:

@@ -163,8 +163,9 @@ def media_chunk(chunk: dict[str, Any], max_tokens: int | None, context_length: i
         if error.get("type") == "exceed_context_size_error":
             raise ContextOverflow(message, prompt_tokens=error.get("n_prompt_tokens"),
                                   context_length=error.get("n_ctx"))
-        if error.get("type") == "invalid_request_error":  # e.g. "Failed to load image or audio file"
-            raise InvalidInput(f"model {model_id!r} refused the request's input: {message}")
+        if error.get("type") == "invalid_request_error" and "image" in message.lower():
+            # "Failed to load image or audio file": the header passed our checks, the decoder refused the rest
+            raise InvalidInput(f"model {model_id!r} cannot decode an image of the request: {message}")
         raise EngineError(f"model {model_id!r}: llama.cpp: {message}")
     prompt_tokens = int(chunk.get("tokens_evaluated") or 0)
     if max_tokens is not None and prompt_tokens + max_tokens > context_length:
