@@ -28,7 +28,8 @@ def png(width: int, height: int, rgb: tuple[int, int, int] = (200, 30, 30)) -> b
 
 
 def gif(width: int, height: int) -> bytes:
-    """A one-colour GIF (header, palette, one image, LZW data for a single code run)."""
+    """A GIF's header, palette and image descriptor (the pixel data is a 1x1 image's): enough for the size check,
+    not for a decoder."""
     return (b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\xff\x00\x00\x00\x00\x00"
             + b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0) + b"\x02\x02\x44\x01\x00\x3b")
 
