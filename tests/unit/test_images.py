@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import http.server
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from mistral_gateway.engines.base import ChatMessage
@@ -216,3 +221,68 @@ def test_redirects_to_private_hosts_are_refused(server: tuple[str, list[tuple[st
     loader = ImageLoader(limits(), resolver=_pinning_resolver([]))
     assert "refused" in refused(loader, f"http://images.test:{port}/to/{target}")
     assert [p for p, _ in seen] == [f"/to/{target}"]  # the first hop only: the redirect's target was not fetched
+
+
+# -- https: the connection is pinned to the checked address, the certificate still verified against the name ----
+
+def _certificate(tmp: Path) -> tuple[Path, Path, ssl.SSLContext]:
+    """A throwaway CA and a certificate for ``images.test`` signed by it; the client context trusts only the CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("test ca")).issuer_name(name("test ca"))
+          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(name("images.test")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(2).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("images.test")]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    cert_file, key_file = tmp / "cert.pem", tmp / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    client = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+    return cert_file, key_file, client
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, list[tuple[str, str]], ssl.SSLContext]]:
+    cert_file, key_file, client = _certificate(tmp_path)
+    seen: list[tuple[str, str]] = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("H", (_Handler,), {"seen": seen}))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield httpd.server_address[1], seen, client
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _public(names: dict[str, str]) -> Any:
+    def resolve(url: str, *, allow_private: bool) -> list[str]:
+        host = urlsplit(url).hostname or ""
+        return [names[host]] if host in names else resolve_url(url, allow_private=allow_private)
+    return resolve
+
+
+def test_https_is_pinned_and_verified_against_the_name(
+        tls_server: tuple[int, list[tuple[str, str]], ssl.SSLContext]) -> None:
+    port, seen, client = tls_server
+    # both names stand for public hosts whose address is the test server's; only images.test is on its certificate
+    loader = ImageLoader(limits(), resolver=_public({"images.test": "127.0.0.1", "other.test": "127.0.0.1"}),
+                         transport=httpx.AsyncHTTPTransport(verify=client))
+    messages = attach(loader, request(user("x", f"https://images.test:{port}/red.png")))
+    assert messages[0].images[0].data == IMAGE and seen == [("/red.png", f"images.test:{port}")]
+    assert "could not be fetched" in refused(loader, f"https://other.test:{port}/red.png")  # certificate mismatch
+    assert len(seen) == 1
