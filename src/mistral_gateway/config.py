@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mistral_gateway.model_families import ModelFamily, default_model_families
@@ -107,6 +107,29 @@ class ModelEntry(BaseModel):
     routes: list[RouteTarget] = Field(default_factory=list)
     created: int = 1732492800  # a fixed date keeps /v1/models byte-stable across restarts
     owned_by: str = "mistral-gateway"
+    # A llama.cpp multimodal projector (mmproj GGUF) for the weights above: a file, or a bundled asset. With one, the
+    # model reads images and lists the 'vision' capability.
+    mmproj: str | None = None
+    mmproj_asset: str | None = None
+
+    @model_validator(mode="after")
+    def _projector(self) -> ModelEntry:
+        if self.mmproj and self.mmproj_asset:
+            raise ValueError(f"model {self.id!r}: give 'mmproj' (a path) or 'mmproj_asset', not both")
+        if self.has_mmproj:
+            if self.engine != "llama.cpp":
+                raise ValueError(f"model {self.id!r}: a multimodal projector needs engine 'llama.cpp'")
+            if "vision" not in self.capabilities:
+                self.capabilities = [*self.capabilities, "vision"]
+        elif "vision" in self.capabilities and self.engine == "llama.cpp" and self.served_locally:
+            # an entry served only by upstreams may say what they serve
+            raise ValueError(f"model {self.id!r}: capability 'vision' on a local llama.cpp model needs 'mmproj' "
+                             f"(its multimodal projector)")
+        return self
+
+    @property
+    def has_mmproj(self) -> bool:
+        return bool(self.mmproj or self.mmproj_asset)
 
     @property
     def served_locally(self) -> bool:
@@ -223,6 +246,14 @@ class Settings(BaseSettings):
     # HTTP server limits: request line + headers, and the time a client may take to send them (slowloris)
     max_header_bytes: int = Field(32 * 1024, ge=1024, le=16 * MB)
     header_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    # Images in chat requests (models with a multimodal projector): data URLs, or http(s) URLs fetched by the server
+    image_max_bytes: int = Field(10 * MB, ge=1024, le=64 * MB)  # per image, encoded (data URL decoded, or fetched)
+    # width x height, read from the header before anything decodes it: llama.cpp holds each image as RGB (3 B/pixel)
+    image_max_pixels: int = Field(4096 * 4096, ge=64 * 64, le=16384 * 16384)
+    images_per_request: int = Field(8, ge=1, le=64)
+    image_fetch_timeout: float = Field(10.0, gt=0, le=120)  # seconds for one image URL, redirects included
+    image_max_redirects: int = Field(3, ge=0, le=10)
+    allow_private_image_urls: bool = False  # True lets image URLs reach loopback/LAN addresses (tests, intranets)
 
     config_file: Path | None = None  # recorded by load_settings() for diagnostics
 

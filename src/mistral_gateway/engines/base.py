@@ -18,11 +18,23 @@ __all__ = [
     "EngineError",
     "EngineUnavailable",
     "Generation",
+    "ImageInput",
+    "InvalidInput",
     "SamplingParams",
     "TextEngine",
 ]
 
 FinishReason = Literal["stop", "length", "tool_calls"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInput:
+    """An image of a message, already fetched and checked: its encoded bytes (png, jpeg, webp or gif) and where in
+    the message's text it stands (a character offset into ``content``)."""
+
+    data: bytes
+    offset: int
+    mime: str = "image/png"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +46,7 @@ class ChatMessage:
     tool_calls: tuple[dict[str, Any], ...] = ()  # OpenAI/Mistral shape: {"id", "type", "function": {name, arguments}}
     tool_call_id: str | None = None
     name: str | None = None
+    images: tuple[ImageInput, ...] = ()  # only for models with the 'vision' capability
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +112,10 @@ class EmbeddingEngine(Protocol):
 
 class EngineError(Exception):
     """An engine failed; services map it to a gateway error."""
+
+
+class InvalidInput(EngineError):
+    """The engine refused the request's input as malformed (e.g. an image it cannot decode): the caller's mistake."""
 
 
 class EngineBusy(EngineError):

@@ -29,6 +29,7 @@ from mistral_gateway.engines.base import (
     Generation,
     SamplingParams,
 )
+from mistral_gateway.engines.multimodal import MediaPath, media_marker
 from mistral_gateway.engines.worker_process import InProcessServer, Supervisor, WorkerProcess
 
 __all__ = ["LlamaEngine", "load"]
@@ -42,13 +43,20 @@ _RENDERED_KEPT = 64  # rendered prompts whose tokens wait for their stream() cal
 
 
 class LlamaEngine:
-    def __init__(self, entry: ModelEntry, path: Path, *, threads: int, queue_limit: int) -> None:
+    def __init__(self, entry: ModelEntry, path: Path, *, threads: int, queue_limit: int,
+                 mmproj: Path | None = None) -> None:
         if not path.is_file():
             raise EngineError(f"model {entry.id!r}: weights file {path} does not exist")
         self._key = secrets.token_urlsafe(24)
         config = {"path": str(path), "parallel": entry.parallel, "ctx": entry.max_context_length * entry.parallel,
                   "threads": threads, "mmap": entry.mmap, "ubatch": entry.ubatch,
                   "kv": entry.kv_cache_type, "key": self._key}
+        marker = None
+        if mmproj is not None:  # a projector: prompts go as text with images (engines.multimodal), not as tokens
+            if not mmproj.is_file():
+                raise EngineError(f"model {entry.id!r}: multimodal projector {mmproj} does not exist")
+            marker = media_marker(isolated=entry.isolate)
+            config |= {"mmproj": str(mmproj), "marker": marker}
         server = WorkerProcess if entry.isolate else InProcessServer
         self._servers = Supervisor(lambda: server(config, entry.id), entry.id)
         self.model_id = entry.id
@@ -59,6 +67,9 @@ class LlamaEngine:
         self._lock = threading.Lock()
         self._rendered: dict[str, list[int]] = {}  # prompt -> its tokens, from render() for the stream() after it
         self._pool = ThreadPoolExecutor(max_workers=self._capacity + 2, thread_name_prefix=f"llama-{entry.id}")
+        self._media = None if marker is None else MediaPath(
+            marker, self.model_id, self.context_length, post=lambda path, body: self._call(self._post, path, body),
+            chunks=self._chunks, sampling=_sampling_body, message_json=_message_json)
 
     @property
     def server(self) -> Any:
@@ -68,6 +79,10 @@ class LlamaEngine:
     # -- protocol -----------------------------------------------------------------------------------------------
     async def render(self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] | None = None,
                      *, continue_last: bool = False) -> str:
+        if self._media is not None:
+            return await self._media.render(messages, tools)
+        if any(m.images for m in messages):
+            raise EngineError(f"model {self.model_id!r} has no multimodal projector: it cannot read images")
         body: dict[str, Any] = {"messages": [_message_json(m) for m in messages]}
         if tools:
             body["tools"] = list(tools)
@@ -90,6 +105,10 @@ class LlamaEngine:
     async def stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
         self._admit()
         try:
+            if self._media is not None:
+                async for delta in self._media.stream(prompt, params):
+                    yield delta
+                return
             with self._lock:
                 tokens = self._rendered.pop(prompt, None)
             if tokens is None:
@@ -166,7 +185,7 @@ class LlamaEngine:
         finally:
             await chunks.aclose()  # early: closes the connection, which stops the slot
 
-    async def _chunks(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def _chunks(self, body: dict[str, Any], path: str = "/v1/completions") -> AsyncIterator[dict[str, Any]]:
         """The worker's stream, read on the event loop. A worker found dead before any output is replaced and the
         request sent once more; after output, its death is the caller's error (EngineUnavailable)."""
         for attempt in (0, 1):
@@ -175,7 +194,7 @@ class LlamaEngine:
                 server = await self._call(self._servers.current)  # may start a new worker: blocking
             delivered = False
             try:
-                async for chunk in server.completions(body):
+                async for chunk in server.completions(body, path):
                     delivered = True
                     yield chunk
                 return
@@ -303,6 +322,17 @@ def load(entry: ModelEntry, path: Path | None, settings: Settings) -> LlamaEngin
         raise EngineError(f"model {entry.id!r} has neither 'path' nor 'asset' configured")
     threads = entry.threads or len(_CPUS)
     try:
-        return LlamaEngine(entry, path, threads=threads, queue_limit=settings.inference_queue_limit)
+        return LlamaEngine(entry, path, threads=threads, queue_limit=settings.inference_queue_limit,
+                           mmproj=_projector(entry, settings))
     finally:
         os.sched_setaffinity(0, _CPUS)  # loading pinned this worker thread to one CPU; later loads need them all
+
+
+def _projector(entry: ModelEntry, settings: Settings) -> Path | None:
+    if entry.mmproj:
+        return Path(entry.mmproj).expanduser()
+    if entry.mmproj_asset:
+        from mistral_gateway.engines.assets import resolve_asset
+
+        return resolve_asset(entry.mmproj_asset, settings.weights_dir)
+    return None

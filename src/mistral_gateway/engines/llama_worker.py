@@ -46,6 +46,12 @@ def build_params(config: dict[str, Any]) -> Any:
     params.verbosity = 0
     params.port = 0  # its HTTP listener binds 127.0.0.1 on a free port; only we hold its key
     params.api_keys = [config["key"]]
+    if config.get("mmproj"):  # a multimodal projector (engines.multimodal); llama.cpp reads the marker at load
+        params.mmproj.path = config["mmproj"]
+        os.environ["LLAMA_MEDIA_MARKER"] = config["marker"]
+        # bytes llama.cpp cannot decode as an image it pipes into ffprobe (video) from PATH: no ffmpeg can be
+        # found under /dev/null, so request bytes never reach one
+        params.video_ffmpeg_bin_dir = os.devnull
     return params
 
 

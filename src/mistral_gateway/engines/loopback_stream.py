@@ -31,7 +31,8 @@ _PATH = "/v1/completions"
 _DATA = b"data: "
 _DONE = b"data: [DONE]"
 # Before any answer: the connection was closed under the request (stale keep-alive) or refused; worth one retry.
-_UNANSWERED = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectorError)
+# ClientOSError covers "Can not write request body": llama-server closes a connection just after a streamed response.
+_UNANSWERED = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
 class CompletionStream:
@@ -45,10 +46,11 @@ class CompletionStream:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def chunks(self, body: dict[str, Any], failure: Failure) -> AsyncIterator[dict[str, Any]]:
-        """Each chunk of ``POST /v1/completions`` (``body`` has ``stream: true``); ``{"error": ...}`` once when
-        llama.cpp refused the request. Closing the iterator early closes the connection: llama.cpp stops the slot."""
-        response = await self._send(orjson.dumps(body), failure)
+    async def chunks(self, body: dict[str, Any], failure: Failure, path: str = _PATH) -> AsyncIterator[dict[str, Any]]:
+        """Each chunk of ``POST /v1/completions`` (or ``path``; ``body`` has ``stream: true``); ``{"error": ...}``
+        once when llama.cpp refused the request. Closing the iterator early closes the connection: llama.cpp stops
+        the slot."""
+        response = await self._send(orjson.dumps(body), failure, path)
         finished = False
         try:
             if response.status != 200:
@@ -66,22 +68,22 @@ class CompletionStream:
                 yield chunk
             finished = True
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise await asyncio.to_thread(failure, _PATH, exc) from exc
+            raise await asyncio.to_thread(failure, path, exc) from exc
         finally:
             if finished:
                 response.release()  # read to the end: the connection goes back to the pool
             else:
                 response.close()  # abandoned mid-stream: closing the connection stops the generation
 
-    async def _send(self, payload: bytes, failure: Failure) -> aiohttp.ClientResponse:
+    async def _send(self, payload: bytes, failure: Failure, path: str = _PATH) -> aiohttp.ClientResponse:
         session = self._client()
         try:
             try:
-                return await session.post(_PATH, data=payload)
+                return await session.post(path, data=payload)
             except _UNANSWERED:
-                return await session.post(_PATH, data=payload)  # on a fresh connection
+                return await session.post(path, data=payload)  # on a fresh connection
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise await asyncio.to_thread(failure, _PATH, exc) from exc
+            raise await asyncio.to_thread(failure, path, exc) from exc
 
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()

@@ -73,10 +73,11 @@ class LoopbackServer:
         except ValueError as exc:
             raise EngineError(f"model {self.model_id!r}: llama.cpp {path} answered invalid JSON") from exc
 
-    def completions(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Stream ``/v1/completions`` on the running event loop: each chunk, or ``{"error": {...}}`` once when
-        llama.cpp refused the request. Closing the iterator early closes the connection: llama.cpp stops the slot."""
-        return self.stream.chunks(body, self.failure)
+    def completions(self, body: dict[str, Any], path: str = "/v1/completions") -> AsyncIterator[dict[str, Any]]:
+        """Stream ``/v1/completions`` (or ``path``) on the running event loop: each chunk, or ``{"error": {...}}`` once
+        when llama.cpp refused the request. Closing the iterator early closes the connection: llama.cpp stops the
+        slot."""
+        return self.stream.chunks(body, self.failure, path)
 
     def failure(self, what: str, exc: Exception) -> EngineError:
         """What a transport failure (httpx's or aiohttp's) means for the caller."""

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from mistral_gateway.config import ReasoningSettings
+from mistral_gateway.config import ReasoningSettings, Settings
 from mistral_gateway.engines.base import ChatMessage, Delta, EngineError, Generation, SamplingParams, TextEngine
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.errors import BadRequest
@@ -40,6 +40,7 @@ from mistral_gateway.services.completions import (
     sampling,
     stream_chunks,
 )
+from mistral_gateway.services.images import ImageLimits, ImageLoader
 from mistral_gateway.services.models import ModelCatalog
 from mistral_gateway.services.reasoning import Thinking, effective_effort, fold_thinking, plan_thinking, with_system
 from mistral_gateway.services.tools import call_grammar, looks_like_call, parse_tool_calls
@@ -115,11 +116,13 @@ class _Plan:
 
 class ChatService:
     def __init__(self, catalog: ModelCatalog, engines: EngineManager,
-                 clock: Callable[[], float] = time.time, reasoning: ReasoningSettings | None = None) -> None:
+                 clock: Callable[[], float] = time.time, reasoning: ReasoningSettings | None = None,
+                 images: ImageLoader | None = None) -> None:
         self._catalog = catalog
         self._engines = engines
         self._clock = clock
         self._reasoning = reasoning or ReasoningSettings()
+        self._images = images or ImageLoader(ImageLimits.from_settings(Settings()))
 
     async def complete(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
         plan = await self._plan(request)
@@ -149,7 +152,10 @@ class ChatService:
         _check_last_role(request)
         vision = "vision" in entry.capabilities
         native = entry.native_thinking
-        messages = [_normalise(m, vision, request.model) for m in fold_thinking(request.messages, native=native)]
+        folded = fold_thinking(request.messages, native=native)
+        messages = [_normalise(m, vision, request.model) for m in folded]
+        if vision:
+            messages = await self._images.attach(folded, messages)
         if request.safe_prompt:
             messages = with_system(messages, SAFE_PROMPT)
         tool_mode, functions = _tool_mode(request)
@@ -237,6 +243,8 @@ def _text(content: Any, vision: bool, model: str) -> str:
         elif chunk.type == "image_url" and not vision:
             raise BadRequest(f"model {model!r} does not accept images (capability 'vision')",
                              code="UNSUPPORTED_MODEL_CAPABILITY", param="messages")
+        elif chunk.type == "image_url":
+            continue  # attached by ImageLoader.attach, at the length of the text before it
         else:
             raise BadRequest(f"content chunks of type {chunk.type!r} are not supported by model {model!r}",
                              code="UNSUPPORTED_CONTENT", param="messages")

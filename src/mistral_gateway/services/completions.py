@@ -14,6 +14,7 @@ from mistral_gateway.engines.base import (
     EngineError,
     EngineUnavailable,
     Generation,
+    InvalidInput,
     SamplingParams,
 )
 from mistral_gateway.errors import BadRequest, GatewayError, InternalError, NotFound, ServiceUnavailable
@@ -72,6 +73,8 @@ def engine_errors(exc: EngineError) -> GatewayError:
     """Engine failures in gateway terms: overflow is the caller's mistake, busy is retryable, the rest is ours."""
     if isinstance(exc, ContextOverflow):
         return BadRequest(str(exc), code="CONTEXT_LENGTH_EXCEEDED", param="max_tokens")
+    if isinstance(exc, InvalidInput):  # e.g. an image whose header passed but which the engine cannot decode
+        return BadRequest(str(exc), code="INVALID_IMAGE", param="messages")
     if isinstance(exc, EngineBusy):
         return ServiceUnavailable(str(exc), retry_after=exc.retry_after, code="MODEL_BUSY")
     if isinstance(exc, EngineUnavailable):  # transient: e.g. the model's worker process is being restarted

@@ -12,6 +12,7 @@ from mistral_gateway.services.chat import ChatService
 from mistral_gateway.services.embeddings import EmbeddingService
 from mistral_gateway.services.files import FileService
 from mistral_gateway.services.fim import FimService
+from mistral_gateway.services.images import ImageLimits, ImageLoader
 from mistral_gateway.services.limits import LimitService, make_limiter
 from mistral_gateway.services.models import ModelCatalog, ModelService
 from mistral_gateway.services.tokens import TokenService
@@ -89,9 +90,10 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     limits = LimitService(make_limiter(settings, db), workspaces=settings.workspaces,
                           default=settings.default_token_limits)
     usage = UsageLog(UsageRepository(db), flush_seconds=settings.usage_flush_seconds)
+    images = ImageLoader(ImageLimits.from_settings(settings))
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
                     models=models, fine_tuned=fine_tuned, engines=engines,
-                    chat=ChatService(models.catalog, engines, reasoning=settings.reasoning),
+                    chat=ChatService(models.catalog, engines, reasoning=settings.reasoning, images=images),
                     fim=FimService(models.catalog, engines),
                     embeddings=EmbeddingService(models.catalog, engines, fine_tuned), limits=limits, usage=usage,
                     router=Router(upstreams), passthrough=passthrough_map(settings, upstreams))

@@ -180,10 +180,11 @@ async def plan_thinking(engine: TextEngine, messages: list[ChatMessage], tools: 
     if effort is None:
         return None  # a constraint keeps a native thinker from opening its tag
     if native:
-        head = prompt if prompt.rstrip().endswith(OPEN) else f"{prompt}{OPEN}\n"
+        # `+`, not f-strings: a prompt with images (engines.multimodal.MediaPrompt) keeps them when extended
+        head = prompt if prompt.rstrip().endswith(OPEN) else prompt + f"{OPEN}\n"
 
         async def after_tag(thinking: str) -> str:
-            return f"{head}{thinking}\n{CLOSE}\n\n"
+            return head + f"{thinking}\n{CLOSE}\n\n"
 
         return Thinking(engine, budget, think_prompt=head, answer_prompt=after_tag, stop=(CLOSE,))
     # the thinking phase never continues an assistant prefix: that belongs to the answer
