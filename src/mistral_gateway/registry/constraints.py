@@ -51,6 +51,10 @@ SERVICE_LIMITS: dict[tuple[str, str, str], dict[str, Any]] = {
     ("files_api_routes_upload_file", "body", "file"): {
         "x-description": "Must not be empty; `.jsonl` when the purpose is `fine-tune`.",
     },
+    ("chat_completion_v1_chat_completions_post", "body", "messages"): {
+        "x-description": "The last message must be a user or tool message, or an assistant message with "
+                         "`prefix: true` (400 INVALID_MESSAGE_ORDER otherwise).",
+    },
     ("embeddings_v1_embeddings_post", "body", "output_dimension"): {
         "x-description": "Only the model's native dimension is served (384 for the bundled `mistral-embed` "
                          "stand-in); any other value is a 400 UNSUPPORTED_OUTPUT_DIMENSION.",
