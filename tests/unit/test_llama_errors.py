@@ -476,3 +476,48 @@ def test_render_tokenizes_once_for_the_stream_that_follows(monkeypatch: pytest.M
         fake.close()
     assert paths == ["/apply-template", "/tokenize", "/tokenize"]
     assert [body["prompt"] for _, body in fake.requests] == [[1, 2, 3], [1, 2, 3]]
+
+
+@pytest.mark.parametrize("stale", ["reset_reused", "idle_reset_s"])
+def test_a_stale_keep_alive_connection_is_retried_on_a_fresh_one(stale: str) -> None:
+    """Issue 9: under load the worker closes keep-alive connections the gateway still holds as idle. ``reset_reused``:
+    the next request on one is reset before any answer (``Connection reset by peer``); ``idle_reset_s``: the worker
+    reset them while idle but the gateway's event loop (busy, as under load) has not processed it yet, so the request
+    fails while its body is written (``Can not write request body``). Never answered, so it is sent once more, on a
+    new connection: not on another pooled one, which is stale too."""
+    option: dict[str, Any] = {"reset_reused": True} if stale == "reset_reused" else {"idle_reset_s": 0.05}
+    with FakeLlama(lambda path, body: Reply([sse("a"), sse("", "stop")]), **option) as fake:
+        server = stream_of(fake)
+
+        async def run() -> list[list[dict[str, Any]]]:
+            warm = await asyncio.gather(*(drain(server) for _ in range(3)))  # three pooled connections
+            assert fake.connections == 3 and all(len(chunks) == 2 for chunks in warm)
+            time.sleep(0.3)  # a blocked loop: resets arrive but are not processed before the next requests
+            return await asyncio.gather(*(drain(server) for _ in range(2)))
+
+        try:
+            later = asyncio.run(run())
+        finally:
+            server.close()
+    assert [len(chunks) for chunks in later] == [2, 2]
+    assert fake.connections == 5  # each retry on a connection of its own
+    assert len(fake.requests) == 5 and fake.resets == (2 if stale == "reset_reused" else 0)
+
+
+def test_the_worker_has_an_http_thread_for_every_connection_the_engine_may_hold(monkeypatch: pytest.MonkeyPatch,
+                                                                               tmp_path: Path) -> None:
+    """cpp-httplib holds a thread per open connection (idle keep-alive ones too). With llama.cpp's default pool
+    (n_parallel + 4) a load of 40 admitted requests waited in 5 s waves for idle connections to time out."""
+    from mistral_gateway.engines.llama_worker import build_params
+
+    configs: list[dict[str, Any]] = []
+    monkeypatch.setattr(llama, "WorkerProcess", lambda config, model_id: configs.append(config) or LoopbackServer(
+        "http://127.0.0.1:9", config["key"], model_id))
+    weights = tmp_path / "model.gguf"
+    weights.write_bytes(b"GGUF")
+    engine = llama.LlamaEngine(ModelEntry(id=MODEL, path=str(weights), parallel=8), weights, threads=1,
+                               queue_limit=32)
+    engine.close()
+    streams, pool_threads = 8 + 32, engine._pool._max_workers
+    assert configs[0]["http_threads"] > streams + pool_threads
+    assert build_params(configs[0] | {"path": str(weights)}).n_threads_http == configs[0]["http_threads"]

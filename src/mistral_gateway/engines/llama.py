@@ -46,15 +46,16 @@ class LlamaEngine:
         if not path.is_file():
             raise EngineError(f"model {entry.id!r}: weights file {path} does not exist")
         self._key = secrets.token_urlsafe(24)
+        capacity = entry.parallel + queue_limit
         config = {"path": str(path), "parallel": entry.parallel, "ctx": entry.max_context_length * entry.parallel,
                   "threads": threads, "mmap": entry.mmap, "ubatch": entry.ubatch,
-                  "kv": entry.kv_cache_type, "key": self._key}
+                  "kv": entry.kv_cache_type, "key": self._key, "http_threads": _http_threads(capacity)}
         server = WorkerProcess if entry.isolate else InProcessServer
         self._servers = Supervisor(lambda: server(config, entry.id), entry.id)
         self.model_id = entry.id
         self.context_length = entry.max_context_length
         self.parallel = entry.parallel
-        self._capacity = entry.parallel + queue_limit
+        self._capacity = capacity
         self._inflight = 0
         self._lock = threading.Lock()
         self._rendered: dict[str, list[int]] = {}  # prompt -> its tokens, from render() for the stream() after it
@@ -259,6 +260,12 @@ class LlamaEngine:
         """Stops the model's server; a worker process is reaped (killed if it does not exit within 10 s)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._servers.close()
+
+
+def _http_threads(capacity: int) -> int:
+    """llama-server HTTP threads: one per connection we may hold (each admitted request's stream, each pool thread's
+    blocking call: ``capacity + 2`` of them) and a retry's fresh connection, so no request waits for a thread."""
+    return 2 * capacity + 4
 
 
 def _message_json(message: ChatMessage) -> dict[str, Any]:

@@ -34,7 +34,8 @@ _STDERR_LINES = 20
 # once more when the server closed the connection before answering (it never saw the request): without both, a
 # request after a pause can meet a connection closed under it ("Server disconnected without sending a response").
 _KEEPALIVE_S = 2.0
-_STALE = (httpx.RemoteProtocolError, httpx.ConnectError)
+# Also a reset before or while the request was written: these calls (templates, tokens) have no side effect.
+_STALE = (httpx.RemoteProtocolError, httpx.ConnectError, httpx.WriteError, httpx.ReadError)
 
 
 class WorkerStartError(EngineError):

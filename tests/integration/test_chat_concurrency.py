@@ -1,0 +1,71 @@
+"""Chat under concurrency on the real SmolLM2 model through a live loopback server: a burst of 100 clients gets only
+answers and 503 MODEL_BUSY (issue 9: 500s from stale keep-alive connections to the worker), and a seeded request
+answers the same cold, warm, and next to other requests generating at the same time."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mistral_gateway.config import Settings
+from mistral_gateway.services.container import Services, build_services
+from support import LiveServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+SMALL = "ministral-3b-latest"  # SmolLM2-135M: 8 slots + 32 queued requests admitted, the rest 503 MODEL_BUSY
+
+
+@pytest.fixture(scope="module")
+def stack(weights_dir: Path) -> Iterator[tuple[LiveServer, str]]:
+    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="chat-load-")), weights_path=weights_dir,
+                        bootstrap_dev_token=False)
+    services: Services = build_services(settings)
+    token, _ = services.tokens.create("load")
+    server = LiveServer(services)
+    server.start()
+    yield server, token
+    server.stop()
+    services.close()
+
+
+async def post_all(server: LiveServer, token: str, bodies: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any],
+                                                                                                 str | None]]:
+    """Every body at once, each on its own connection: (status, JSON, Retry-After)."""
+    async def one(session: aiohttp.ClientSession, body: dict[str, Any]) -> tuple[int, dict[str, Any], str | None]:
+        async with session.post(f"{server.base_url}/v1/chat/completions", json=body,
+                                headers={"Authorization": f"Bearer {token}"}) as response:
+            return response.status, await response.json(), response.headers.get("Retry-After")
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        return await asyncio.gather(*(one(session, body) for body in bodies))
+
+
+def chat(content: str, **kw: Any) -> dict[str, Any]:
+    return {"model": SMALL, "messages": [{"role": "user", "content": content}], "max_tokens": 4, **kw}
+
+
+def test_a_burst_of_100_clients_sees_only_answers_and_model_busy(stack: tuple[LiveServer, str]) -> None:
+    server, token = stack
+
+    async def bursts() -> list[tuple[int, dict[str, Any], str | None]]:
+        first = await post_all(server, token, [chat(f"Say hello to number {i}.") for i in range(100)])
+        await asyncio.sleep(2.5)  # the worker connections now idle near the keep-alive limits, then reused
+        return first + await post_all(server, token, [chat(f"Name the colour {i}.") for i in range(100)])
+
+    results = asyncio.run(bursts())
+    statuses = collections.Counter(status for status, _, _ in results)
+    assert set(statuses) <= {200, 503}, [(s, body) for s, body, _ in results if s not in (200, 503)][:3]
+    assert statuses[200] >= 80  # at least the 40 admitted per burst
+    for status, body, retry_after in results:
+        if status == 503:
+            assert body["code"] == "MODEL_BUSY" and retry_after is not None and float(retry_after) > 0
+        else:
+            assert body["choices"][0]["message"]["content"] is not None and body["usage"]["completion_tokens"] <= 4
