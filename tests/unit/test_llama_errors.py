@@ -22,7 +22,7 @@ from mistral_gateway.config import ModelEntry
 from mistral_gateway.engines import llama
 from mistral_gateway.engines.base import ChatMessage, EngineError, EngineUnavailable, SamplingParams
 from mistral_gateway.engines.worker_process import LoopbackServer, Supervisor, WorkerStartError
-from mistral_gateway.errors import InternalError, ServiceUnavailable
+from mistral_gateway.errors import BadGateway, ServiceUnavailable
 from mistral_gateway.services.completions import engine_errors, stream_chunks
 from support import free_port
 
@@ -67,6 +67,11 @@ def test_post_transport_errors_become_engine_errors(error: type[httpx.TransportE
     assert MODEL in message and "/tokenize" in message and error.__name__ in message
     assert ("timed out" in message) == issubclass(error, httpx.TimeoutException)
     assert isinstance(info.value.__cause__, error)
+    # issue 9: '/tokenize timed out' answered 500; an engine failure is a 503 (timeout) or 502, with Retry-After
+    mapped = engine_errors(info.value)
+    assert mapped.status == (503 if issubclass(error, httpx.TimeoutException) else 502)
+    assert mapped.code == ("MODEL_TIMEOUT" if mapped.status == 503 else "ENGINE_ERROR")
+    assert float(mapped.headers["Retry-After"]) > 0
 
 
 def test_stream_refused_connection_becomes_an_engine_error() -> None:
@@ -254,7 +259,8 @@ def test_engine_stream_failure_midway_is_an_engine_error(monkeypatch: pytest.Mon
                 asyncio.run(run())
             assert received == ["a", "b"]
             mapped = engine_errors(info.value)
-            assert isinstance(mapped, InternalError) and mapped.code == "ENGINE_ERROR"
+            assert isinstance(mapped, BadGateway) and mapped.code == "ENGINE_ERROR"  # 502, never a 500
+            assert mapped.status == 502 and mapped.headers["Retry-After"] == "2"
         finally:
             engine.close()
 
