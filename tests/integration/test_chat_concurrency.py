@@ -69,3 +69,51 @@ def test_a_burst_of_100_clients_sees_only_answers_and_model_busy(stack: tuple[Li
             assert body["code"] == "MODEL_BUSY" and retry_after is not None and float(retry_after) > 0
         else:
             assert body["choices"][0]["message"]["content"] is not None and body["usage"]["completion_tokens"] <= 4
+
+
+def seeded(model: str) -> dict[str, Any]:
+    """Issue 9's request: at temperature 0.9 a rounding difference in the logits changes the sampled words."""
+    return {"model": model, "temperature": 0.9, "random_seed": 7, "max_tokens": 24,
+            "messages": [{"role": "user", "content": "Write a random word."}]}
+
+
+def answers(results: list[tuple[int, dict[str, Any], str | None]]) -> list[str]:
+    assert [status for status, _, _ in results] == [200] * len(results), results
+    return [body["choices"][0]["message"]["content"] for _, body, _ in results]
+
+
+def test_a_seeded_request_answers_the_same_cold_warm_and_next_to_other_generations(
+        stack: tuple[LiveServer, str]) -> None:
+    """SmolLM2 (Q4_1): the same output whether the prompt is cached or not, and with other slots generating in the
+    same batches. (For the 1.5B Q4_K model concurrency can change the output: README, Local inference.)"""
+    server, token = stack
+    body = seeded(SMALL)
+    unseeded = {key: value for key, value in body.items() if key != "random_seed"}
+
+    async def run() -> tuple[list[str], list[str]]:
+        cold = answers(await post_all(server, token, [body]))  # its prompt never evaluated before
+        answers(await post_all(server, token, [unseeded]))  # now in llama.cpp's prompt cache
+        warm = answers(await post_all(server, token, [body]))
+        others = [chat(f"Tell a long story about {i} dragons.", max_tokens=48, temperature=1.0) for i in range(5)]
+        mixed = await post_all(server, token, others[:3] + [body] + others[3:] + [body])
+        return cold + warm, [answers([mixed[3]])[0], answers([mixed[-1]])[0]]
+
+    alone, beside_others = asyncio.run(run())
+    assert alone[0] and alone == [alone[0]] * 2
+    assert beside_others == [alone[0]] * 2
+
+
+def test_the_issue_request_on_the_1_5b_model_answers_the_same_cold_and_warm(stack: tuple[LiveServer, str]) -> None:
+    """Issue 9 verbatim (``mistral-small-latest``, Qwen2.5-1.5B Q4_K_M): the first call answered differently from
+    every later identical one, because the warm calls evaluated only the uncached tail of the prompt."""
+    server, token = stack
+    body = seeded("mistral-small-latest")
+    unseeded = {key: value for key, value in body.items() if key != "random_seed"}
+
+    async def run() -> list[str]:
+        cold = answers(await post_all(server, token, [body]))
+        answers(await post_all(server, token, [unseeded]))  # the prompt is now cached
+        return cold + answers(await post_all(server, token, [body]))
+
+    cold, warm = asyncio.run(run())
+    assert cold and warm == cold

@@ -527,3 +527,21 @@ def test_the_worker_has_an_http_thread_for_every_connection_the_engine_may_hold(
     streams, pool_threads = 8 + 32, engine._pool._max_workers
     assert configs[0]["http_threads"] > streams + pool_threads
     assert build_params(configs[0] | {"path": str(weights)}).n_threads_http == configs[0]["http_threads"]
+
+
+def test_a_seeded_request_evaluates_its_whole_prompt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Issue 9: with the prompt cache a warm seeded call evaluated only the prompt's tail and answered differently
+    from the cold one; seeded requests skip the cache, the others keep it."""
+    with FakeLlama(lambda path, body: Reply([sse("a"), sse("", "stop")])) as fake:
+        engine = engine_with(monkeypatch, tmp_path, fake)
+
+        async def run(seed: int | None) -> None:
+            async for _ in engine.stream("hi", SamplingParams(max_tokens=8, seed=seed)):
+                pass
+
+        try:
+            for seed in (7, None, 0):
+                asyncio.run(run(seed))
+        finally:
+            engine.close()
+    assert [(body["seed"], body["cache_prompt"]) for _, body in fake.requests] == [(7, False), (-1, True), (0, False)]
