@@ -95,7 +95,7 @@ def test_a_seeded_request_answers_the_same_cold_warm_and_next_to_other_generatio
         answers(await post_all(server, token, [unseeded]))  # now in llama.cpp's prompt cache
         warm = answers(await post_all(server, token, [body]))
         others = [chat(f"Tell a long story about {i} dragons.", max_tokens=48, temperature=1.0) for i in range(5)]
-        mixed = await post_all(server, token, others[:3] + [body] + others[3:] + [body])
+        mixed = await post_all(server, token, [*others[:3], body, *others[3:], body])
         return cold + warm, [answers([mixed[3]])[0], answers([mixed[-1]])[0]]
 
     alone, beside_others = asyncio.run(run())
