@@ -1,11 +1,13 @@
-"""Chat under concurrency on the real SmolLM2 model through a live loopback server: a burst of 100 clients gets only
-answers and 503 MODEL_BUSY (issue 9: 500s from stale keep-alive connections to the worker), and a seeded request
-answers the same cold, warm, and next to other requests generating at the same time."""
+"""Chat under load on the real models through a live loopback server (issue 9): a burst of 100 clients gets only
+answers and 503 MODEL_BUSY (500s came from stale keep-alive connections to the worker); a seeded request answers the
+same cold, warm, and next to other requests generating at the same time; a chat too long for the model is refused
+after tokenizing about a context's worth of it, in pieces whose tokens are exactly the whole prompt's."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,8 @@ import aiohttp
 import pytest
 
 from mistral_gateway.config import Settings
+from mistral_gateway.engines.llama import LlamaEngine
+from mistral_gateway.engines.pieces import PIECE_CHARS, tokenize_in_pieces
 from mistral_gateway.services.container import Services, build_services
 from support import LiveServer
 
@@ -24,14 +28,14 @@ SMALL = "ministral-3b-latest"  # SmolLM2-135M: 8 slots + 32 queued requests admi
 
 
 @pytest.fixture(scope="module")
-def stack(weights_dir: Path) -> Iterator[tuple[LiveServer, str]]:
+def stack(weights_dir: Path) -> Iterator[tuple[LiveServer, str, Services]]:
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="chat-load-")), weights_path=weights_dir,
                         bootstrap_dev_token=False)
     services: Services = build_services(settings)
     token, _ = services.tokens.create("load")
     server = LiveServer(services)
     server.start()
-    yield server, token
+    yield server, token, services
     server.stop()
     services.close()
 
@@ -52,8 +56,8 @@ def chat(content: str, **kw: Any) -> dict[str, Any]:
     return {"model": SMALL, "messages": [{"role": "user", "content": content}], "max_tokens": 4, **kw}
 
 
-def test_a_burst_of_100_clients_sees_only_answers_and_model_busy(stack: tuple[LiveServer, str]) -> None:
-    server, token = stack
+def test_a_burst_of_100_clients_sees_only_answers_and_model_busy(stack: tuple[LiveServer, str, Services]) -> None:
+    server, token, _ = stack
 
     async def bursts() -> list[tuple[int, dict[str, Any], str | None]]:
         first = await post_all(server, token, [chat(f"Say hello to number {i}.") for i in range(100)])
@@ -83,10 +87,10 @@ def answers(results: list[tuple[int, dict[str, Any], str | None]]) -> list[str]:
 
 
 def test_a_seeded_request_answers_the_same_cold_warm_and_next_to_other_generations(
-        stack: tuple[LiveServer, str]) -> None:
+        stack: tuple[LiveServer, str, Services]) -> None:
     """SmolLM2 (Q4_1): the same output whether the prompt is cached or not, and with other slots generating in the
     same batches. (For the 1.5B Q4_K model concurrency can change the output: README, Local inference.)"""
-    server, token = stack
+    server, token, _ = stack
     body = seeded(SMALL)
     unseeded = {key: value for key, value in body.items() if key != "random_seed"}
 
@@ -103,10 +107,11 @@ def test_a_seeded_request_answers_the_same_cold_warm_and_next_to_other_generatio
     assert beside_others == [alone[0]] * 2
 
 
-def test_the_issue_request_on_the_1_5b_model_answers_the_same_cold_and_warm(stack: tuple[LiveServer, str]) -> None:
+def test_the_issue_request_on_the_1_5b_model_answers_the_same_cold_and_warm(
+        stack: tuple[LiveServer, str, Services]) -> None:
     """Issue 9 verbatim (``mistral-small-latest``, Qwen2.5-1.5B Q4_K_M): the first call answered differently from
     every later identical one, because the warm calls evaluated only the uncached tail of the prompt."""
-    server, token = stack
+    server, token, _ = stack
     body = seeded("mistral-small-latest")
     unseeded = {key: value for key, value in body.items() if key != "random_seed"}
 
@@ -117,3 +122,29 @@ def test_the_issue_request_on_the_1_5b_model_answers_the_same_cold_and_warm(stac
 
     cold, warm = asyncio.run(run())
     assert cold and warm == cold
+
+
+def test_a_long_chat_tokenized_in_pieces_gives_the_whole_prompts_tokens(
+        stack: tuple[LiveServer, str, Services]) -> None:
+    _, _, services = stack
+    entry = services.models.catalog.resolve(SMALL)
+    assert entry is not None
+    engine = asyncio.run(services.engines.text(entry))
+    assert isinstance(engine, LlamaEngine)
+    messages = [{"role": ("user", "assistant")[i % 2], "content": f"Line {i}: words,\n  and  more (é, 東京) {i * 7}"}
+                for i in range(600)]
+    prompt = engine._post("/apply-template", {"messages": messages})["prompt"]
+    assert len(prompt) > 2 * PIECE_CHARS
+    pieces = tokenize_in_pieces(prompt, engine._special_markers(), engine._tokenize, limit=10**9, model_id="m")
+    assert engine._special_markers() and pieces == engine._tokenize(prompt)
+
+
+def test_a_chat_the_model_cannot_hold_is_refused_before_tokenizing_all_of_it(
+        stack: tuple[LiveServer, str, Services]) -> None:
+    """2,048 one-word messages (the cap) are ~13k tokens for SmolLM2's 2,048-token window."""
+    server, token, _ = stack
+    body = {"model": SMALL, "max_tokens": 4, "messages": [{"role": "user", "content": "word"}] * 2048}
+    [(status, error, _)] = asyncio.run(post_all(server, token, [body]))
+    assert status == 400 and error["code"] == "CONTEXT_LENGTH_EXCEEDED"
+    found = re.search(r"first (\d+) characters of (\d+)", error["message"])
+    assert found is not None and int(found[1]) < int(found[2])

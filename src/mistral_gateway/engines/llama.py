@@ -29,6 +29,7 @@ from mistral_gateway.engines.base import (
     Generation,
     SamplingParams,
 )
+from mistral_gateway.engines.pieces import PIECE_CHARS, markers_of, tokenize_in_pieces
 from mistral_gateway.engines.worker_process import InProcessServer, Supervisor, WorkerProcess
 
 __all__ = ["LlamaEngine", "load"]
@@ -59,6 +60,7 @@ class LlamaEngine:
         self._inflight = 0
         self._lock = threading.Lock()
         self._rendered: dict[str, list[int]] = {}  # prompt -> its tokens, from render() for the stream() after it
+        self._markers: list[str] | None = None  # the chat template's special tokens, found on the first long prompt
         self._pool = ThreadPoolExecutor(max_workers=self._capacity + 2, thread_name_prefix=f"llama-{entry.id}")
 
     @property
@@ -247,7 +249,22 @@ class LlamaEngine:
         result = self._post("/apply-template", body)
         if not isinstance(result, dict) or not isinstance(result.get("prompt"), str):
             raise EngineError(f"model {self.model_id!r}: llama.cpp /apply-template answered {str(result)[:200]}")
-        return result["prompt"], self._tokenize(result["prompt"])
+        prompt = result["prompt"]
+        if len(prompt) <= PIECE_CHARS:
+            return prompt, self._tokenize(prompt)
+        return prompt, tokenize_in_pieces(prompt, self._special_markers(), self._tokenize, limit=self.context_length,
+                                          model_id=self.model_id)
+
+    def _special_markers(self) -> list[str]:
+        """The special tokens the chat template writes, from a two-message sample (once; a few small calls)."""
+        if self._markers is None:
+            sample = self._post("/apply-template", {"messages": [{"role": "user", "content": "a"},
+                                                                 {"role": "assistant", "content": "b"}]})["prompt"]
+            pieces = self._post("/tokenize", {"content": sample, "add_special": False, "parse_special": True,
+                                              "with_pieces": True})["tokens"]
+            plain = lambda text: self._post("/tokenize", {"content": text, "parse_special": False})["tokens"]  # noqa: E731
+            self._markers = markers_of([p["piece"] for p in pieces if isinstance(p.get("piece"), str)], plain)
+        return self._markers
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         return self._on_server(lambda server: server.post(path, body))
