@@ -139,11 +139,14 @@ def test_a_long_chat_tokenized_in_pieces_gives_the_whole_prompts_tokens(
     assert engine._special_markers() and pieces == engine._tokenize(prompt)
 
 
+@pytest.mark.parametrize("messages", [[{"role": "user", "content": "word"}] * 2048,
+                                      [{"role": "user", "content": "many words " * 300_000}]],
+                         ids=["2048-one-word-messages", "one-3MB-message"])
 def test_a_chat_the_model_cannot_hold_is_refused_before_tokenizing_all_of_it(
-        stack: tuple[LiveServer, str, Services]) -> None:
-    """2,048 one-word messages (the cap) are ~13k tokens for SmolLM2's 2,048-token window."""
+        stack: tuple[LiveServer, str, Services], messages: list[dict[str, str]]) -> None:
+    """2,048 one-word messages (the cap) are ~13k tokens, 3 MB of words ~600k, for SmolLM2's 2,048-token window."""
     server, token, _ = stack
-    body = {"model": SMALL, "max_tokens": 4, "messages": [{"role": "user", "content": "word"}] * 2048}
+    body = {"model": SMALL, "max_tokens": 4, "messages": messages}
     [(status, error, _)] = asyncio.run(post_all(server, token, [body]))
     assert status == 400 and error["code"] == "CONTEXT_LENGTH_EXCEEDED"
     found = re.search(r"first (\d+) characters of (\d+)", error["message"])

@@ -38,3 +38,18 @@ def test_markers_are_the_texts_that_are_one_token_only_as_special_tokens() -> No
     plain = {"<|im_start|>": [1, 2, 3], "user": [4], "\n": [5], "<|im_end|>": [6, 7]}
     assert markers_of(["<|im_start|>", "user", "\n", "<|im_end|>", "user"], lambda t: plain[t]) == [
         "<|im_start|>", "<|im_end|>"]
+
+
+def test_one_huge_message_is_refused_without_tokenizing_all_of_it() -> None:
+    prompt = "<s>user " + "many words " * 300_000 + "<s>assistant"  # 3.3 MB between two special tokens
+    calls: list[str] = []
+    with pytest.raises(ContextOverflow, match="more than 4096 tokens in its first"):
+        tokenize_in_pieces(prompt, ["<s>"], fake_tokenize(calls), limit=4096, model_id="m")
+    assert sum(map(len, calls)) < 3 * PIECE_CHARS
+    assert all(not piece.startswith(" ") or piece[1].isalpha() for piece in calls)  # cut between words
+
+
+def test_a_long_message_that_fits_keeps_its_exact_tokens() -> None:
+    prompt = "<s>user " + "many words " * 10_000 + "<s>assistant"
+    tokens = tokenize_in_pieces(prompt, ["<s>"], fake_tokenize([]), limit=10**6, model_id="m")
+    assert tokens == fake_tokenize([])(prompt, True)

@@ -258,12 +258,16 @@ class LlamaEngine:
     def _special_markers(self) -> list[str]:
         """The special tokens the chat template writes, from a two-message sample (once; a few small calls)."""
         if self._markers is None:
-            sample = self._post("/apply-template", {"messages": [{"role": "user", "content": "a"},
-                                                                 {"role": "assistant", "content": "b"}]})["prompt"]
-            pieces = self._post("/tokenize", {"content": sample, "add_special": False, "parse_special": True,
-                                              "with_pieces": True})["tokens"]
-            plain = lambda text: self._post("/tokenize", {"content": text, "parse_special": False})["tokens"]  # noqa: E731
-            self._markers = markers_of([p["piece"] for p in pieces if isinstance(p.get("piece"), str)], plain)
+            try:
+                sample = self._post("/apply-template", {"messages": [{"role": "user", "content": "a"},
+                                                                     {"role": "assistant", "content": "b"}]})["prompt"]
+                pieces = self._post("/tokenize", {"content": sample, "add_special": False, "parse_special": True,
+                                                  "with_pieces": True})["tokens"]
+                plain = lambda text: self._post("/tokenize", {"content": text, "parse_special": False})["tokens"]  # noqa: E731
+                self._markers = markers_of([p["piece"] for p in pieces if isinstance(p.get("piece"), str)], plain)
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise EngineError(f"model {self.model_id!r}: llama.cpp answered the special-token probe "
+                                  f"unexpectedly ({type(exc).__name__}: {exc})") from exc
         return self._markers
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:

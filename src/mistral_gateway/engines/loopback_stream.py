@@ -77,7 +77,7 @@ class CompletionStream:
                 response.close()  # abandoned mid-stream: closing the connection stops the generation
 
     async def _send(self, payload: bytes, failure: Failure) -> aiohttp.ClientResponse:
-        session = self._client()
+        session, fresh = self._client()
         try:
             try:
                 return await session.post(_PATH, data=payload)
@@ -85,18 +85,18 @@ class CompletionStream:
                 if isinstance(exc, TimeoutError):  # connecting took too long: a second wait helps no one
                     raise
                 # No status line came back: never answered. Not on another pooled connection, maybe stale too.
-                assert self._fresh is not None
-                return await self._fresh.post(_PATH, data=payload)
+                return await fresh.post(_PATH, data=payload)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise await asyncio.to_thread(failure, _PATH, exc) from exc
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _client(self) -> tuple[aiohttp.ClientSession, aiohttp.ClientSession]:
+        """This loop's pooled session, and the one for retries (each on a new connection)."""
         loop = asyncio.get_running_loop()
-        if self._session is None or self._loop is not loop or self._session.closed:
+        if self._session is None or self._fresh is None or self._loop is not loop or self._session.closed:
             self.close()
             self._session, self._fresh = self._new_session(keepalive=True), self._new_session(keepalive=False)
             self._loop = loop
-        return self._session
+        return self._session, self._fresh
 
     def _new_session(self, *, keepalive: bool) -> aiohttp.ClientSession:
         connector = (aiohttp.TCPConnector(limit=0, keepalive_timeout=self._keepalive_s) if keepalive

@@ -17,6 +17,10 @@ from mistral_gateway.engines.base import ContextOverflow
 
 __all__ = ["PIECE_CHARS", "markers_of", "tokenize_in_pieces"]
 
+# Between a letter or digit and a letter: a boundary of the word-splitting regexes of GPT-2-style BPE tokenizers (no
+# token spans it); any tokenizer counts each side on its own at most one token more (a leading-space marker).
+_WORD_GAP = re.compile(r"(?<=[^\W_]) (?=[^\W\d_])")
+
 PIECE_CHARS = 16_384  # prompts up to this size are tokenized whole; longer ones in pieces of about this size
 
 Tokenize = Callable[[str, bool], list[int]]  # (text, add_special) -> token ids, special tokens parsed
@@ -39,10 +43,30 @@ def tokenize_in_pieces(prompt: str, markers: Sequence[str], tokenize: Tokenize, 
         if cut - begin < PIECE_CHARS and cut != len(prompt):
             continue
         if cut > begin:
-            tokens += tokenize(prompt[begin:cut], begin == 0)
+            piece = prompt[begin:cut]
+            if len(piece) > 2 * PIECE_CHARS and _more_than(piece, tokenize, limit - len(tokens)):
+                raise _overflow(limit, cut, len(prompt), model_id, None)
+            tokens += tokenize(piece, begin == 0)
             begin = cut
         if len(tokens) > limit:
-            raise ContextOverflow(f"the prompt has more than {limit} tokens ({len(tokens)} counted in its first "
-                                  f"{begin} characters of {len(prompt)}); {model_id} has a context window of "
-                                  f"{limit} tokens", prompt_tokens=len(tokens), context_length=limit)
+            raise _overflow(limit, begin, len(prompt), model_id, len(tokens))
     return tokens
+
+
+def _overflow(limit: int, upto: int, size: int, model_id: str, counted: int | None) -> ContextOverflow:
+    return ContextOverflow(f"the prompt has more than {limit} tokens in its first {upto} characters of {size}; "
+                           f"{model_id} has a context window of {limit} tokens", prompt_tokens=counted,
+                           context_length=limit)
+
+
+def _more_than(text: str, tokenize: Tokenize, budget: int) -> bool:
+    """Whether ``text`` (no special tokens inside) surely has more than ``budget`` tokens, tokenizing it in chunks of
+    about ``PIECE_CHARS`` cut at word gaps and stopping once their count, less one per chunk, exceeds the budget:
+    one huge message is refused without tokenizing all of it."""
+    count, begin = 0, 0
+    while begin < len(text) and count <= budget:
+        gap = _WORD_GAP.search(text, begin + PIECE_CHARS)
+        end = gap.start() if gap else len(text)
+        count += len(tokenize(text[begin:end], False)) - 1
+        begin = end
+    return count > budget
