@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 import pytest
 
 from mistral_gateway.config import Settings
@@ -150,4 +151,16 @@ def test_a_chat_the_model_cannot_hold_is_refused_before_tokenizing_all_of_it(
     [(status, error, _)] = asyncio.run(post_all(server, token, [body]))
     assert status == 400 and error["code"] == "CONTEXT_LENGTH_EXCEEDED"
     found = re.search(r"first (\d+) characters of (\d+)", error["message"])
+    assert found is not None and int(found[1]) < int(found[2])
+
+
+def test_a_fim_prompt_the_model_cannot_hold_is_refused_before_tokenizing_all_of_it(
+        stack: tuple[LiveServer, str, Services]) -> None:
+    server, token, _ = stack
+    body = {"model": "codestral-latest", "prompt": "def f():\n    return 'many words " + "many words " * 300_000,
+            "suffix": "'\n", "max_tokens": 4}
+    response = httpx.post(f"{server.base_url}/v1/fim/completions", json=body, timeout=120,
+                          headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 400 and response.json()["code"] == "CONTEXT_LENGTH_EXCEEDED"
+    found = re.search(r"first (\d+) characters of (\d+)", response.json()["message"])
     assert found is not None and int(found[1]) < int(found[2])

@@ -95,8 +95,8 @@ class LlamaEngine:
         try:
             with self._lock:
                 tokens = self._rendered.pop(prompt, None)
-            if tokens is None:
-                tokens = await self._call(self._tokenize, prompt)
+            if tokens is None:  # not rendered here (FIM), or rendered long ago
+                tokens = await self._call(self._prompt_tokens, prompt)
             budget = self._budget(len(tokens), params.max_tokens)
             completion = 0
             if params.min_tokens > 0:
@@ -249,11 +249,14 @@ class LlamaEngine:
         result = self._post("/apply-template", body)
         if not isinstance(result, dict) or not isinstance(result.get("prompt"), str):
             raise EngineError(f"model {self.model_id!r}: llama.cpp /apply-template answered {str(result)[:200]}")
-        prompt = result["prompt"]
+        return result["prompt"], self._prompt_tokens(result["prompt"])
+
+    def _prompt_tokens(self, prompt: str) -> list[int]:
+        """A whole prompt's tokens; a long one in pieces, refused once it cannot fit (``engines.pieces``)."""
         if len(prompt) <= PIECE_CHARS:
-            return prompt, self._tokenize(prompt)
-        return prompt, tokenize_in_pieces(prompt, self._special_markers(), self._tokenize, limit=self.context_length,
-                                          model_id=self.model_id)
+            return self._tokenize(prompt)
+        return tokenize_in_pieces(prompt, self._special_markers(), self._tokenize, limit=self.context_length,
+                                  model_id=self.model_id)
 
     def _special_markers(self) -> list[str]:
         """The special tokens the chat template writes, from a two-message sample (once; a few small calls)."""

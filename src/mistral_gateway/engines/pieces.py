@@ -44,8 +44,8 @@ def tokenize_in_pieces(prompt: str, markers: Sequence[str], tokenize: Tokenize, 
             continue
         if cut > begin:
             piece = prompt[begin:cut]
-            if len(piece) > 2 * PIECE_CHARS and _more_than(piece, tokenize, limit - len(tokens)):
-                raise _overflow(limit, cut, len(prompt), model_id, None)
+            if len(piece) > 2 * PIECE_CHARS and (upto := _more_than(piece, tokenize, limit - len(tokens))):
+                raise _overflow(limit, begin + upto, len(prompt), model_id, None)
             tokens += tokenize(piece, begin == 0)
             begin = cut
         if len(tokens) > limit:
@@ -59,14 +59,16 @@ def _overflow(limit: int, upto: int, size: int, model_id: str, counted: int | No
                            context_length=limit)
 
 
-def _more_than(text: str, tokenize: Tokenize, budget: int) -> bool:
-    """Whether ``text`` (no special tokens inside) surely has more than ``budget`` tokens, tokenizing it in chunks of
-    about ``PIECE_CHARS`` cut at word gaps and stopping once their count, less one per chunk, exceeds the budget:
-    one huge message is refused without tokenizing all of it."""
+def _more_than(text: str, tokenize: Tokenize, budget: int) -> int | None:
+    """How many leading characters of ``text`` (no special tokens inside) surely hold more than ``budget`` tokens,
+    or None: it is tokenized in chunks of about ``PIECE_CHARS`` cut at word gaps, stopping once their count, less one
+    per chunk, exceeds the budget. So one huge message is refused without tokenizing all of it."""
     count, begin = 0, 0
-    while begin < len(text) and count <= budget:
+    while begin < len(text):
         gap = _WORD_GAP.search(text, begin + PIECE_CHARS)
         end = gap.start() if gap else len(text)
         count += len(tokenize(text[begin:end], False)) - 1
         begin = end
-    return count > budget
+        if count > budget:
+            return end
+    return None
