@@ -4,12 +4,20 @@ connections closed before an answer, streams cut mid-way).
 
 ``FakeLlama(handler)``: ``handler(path, body)`` returns a ``Reply``; the server records every request, keeps
 connections alive between requests, and is stopped by ``close()`` (use it as a context manager).
+``FakeLlama(handler, reset_reused=True)``: every request that arrives on a connection which already served one is
+answered with a TCP reset as soon as its headers are read, before its body: what a client meets when it sends on a
+keep-alive connection llama-server closed (idle timeout) but whose close the client had not yet seen. A large body
+is reset while the client awaits the answer (aiohttp: ``ClientOSError: Connection reset by peer``).
+``FakeLlama(handler, idle_reset_s=0.1)``: a connection idle that long after an answer is reset, as llama-server closes
+idle keep-alive connections (after 5 s); a client that reuses it before its event loop has seen the reset fails to
+write the request (aiohttp: ``ClientOSError: Can not write request body``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import select
 import socket
 import struct
 import threading
@@ -41,8 +49,11 @@ Handler = Callable[[str, dict[str, Any]], Reply]
 
 
 class FakeLlama:
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, reset_reused: bool = False, idle_reset_s: float | None = None) -> None:
         self.handler = handler
+        self.reset_reused = reset_reused
+        self.idle_reset_s = idle_reset_s
+        self.resets = 0  # requests answered with a reset (reset_reused)
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.connections = 0  # accepted so far
         self._sock = socket.socket()
@@ -83,8 +94,12 @@ class FakeLlama:
 
     def _serve(self, conn: socket.socket) -> None:
         reader = conn.makefile("rb")
+        served = 0
         try:
             while True:
+                if served and self.idle_reset_s is not None and not select.select([conn], [], [], self.idle_reset_s)[0]:
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return  # idle too long: reset
                 request_line = reader.readline()
                 if not request_line:
                     return
@@ -94,6 +109,11 @@ class FakeLlama:
                     name, _, value = line.decode().partition(":")
                     if name.lower() == "content-length":
                         length = int(value)
+                if self.reset_reused and served:
+                    self.resets += 1
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+                    return
+                served += 1
                 raw = reader.read(length) if length else b""
                 body = json.loads(raw) if raw else {}
                 self.requests.append((path, body))

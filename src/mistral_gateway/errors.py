@@ -7,6 +7,7 @@
      ├── NotFound (404)              ├── InternalError (500)
      ├── MethodNotAllowed (405)      ├── NotImplementedOperation (501)
      ├── Conflict (409)              ├── BadGateway (502: no upstream answered)
+     ├── ClientClosedRequest (499)   │
      │                               ├── ServiceUnavailable (503, may carry ``retry_after``)
      │                               └── GatewayTimeout (504: an upstream timed out)
      └── UpstreamError (an upstream's own error: its status, message and code, kept as they were)
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 __all__ = [
     "BadGateway",
     "BadRequest",
+    "ClientClosedRequest",
     "Conflict",
     "Forbidden",
     "GatewayError",
@@ -124,6 +126,14 @@ class RateLimited(GatewayError):
     def __init__(self, message: str, *, retry_after: float, code: str | None = None) -> None:
         super().__init__(message, code=code, headers={"Retry-After": str(max(1, round(retry_after)))})
         self.retry_after = retry_after
+
+
+class ClientClosedRequest(GatewayError):
+    """The client left before the answer was ready (nginx's 499); recorded in usage, never sent."""
+
+    status = 499
+    type = "invalid_request_error"
+    default_code = "CLIENT_CLOSED_REQUEST"
 
 
 class InternalError(GatewayError):

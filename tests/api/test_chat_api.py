@@ -268,3 +268,13 @@ def test_tools_need_the_function_calling_capability(env: tuple[TestClient, str])
     client, token = env
     r = chat(client, token, {**BODY, "model": "fake-plain", "tools": [WEATHER]})
     assert r.status_code == 400 and "function_calling" in r.json()["message"]
+
+
+def test_message_count_is_capped(env: tuple[TestClient, str]) -> None:
+    """Issue 9: 100,000 one-word messages (3.8 MB) kept llama.cpp's template and tokenizer busy for 79 s, then 500."""
+    client, token = env
+    many = [{"role": "user", "content": "word"}] * 2049
+    r = chat(client, token, {"model": "mistral-small-latest", "messages": many})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][:2] == ["body", "messages"]
+    r = chat(client, token, {"model": "mistral-small-latest", "messages": many[:2048], "max_tokens": 1})
+    assert r.status_code == 400 and r.json()["code"] == "CONTEXT_LENGTH_EXCEEDED"  # counted, not capped

@@ -8,6 +8,7 @@ from mistral_gateway import errors
 from mistral_gateway.errors import (
     BadGateway,
     BadRequest,
+    ClientClosedRequest,
     Conflict,
     Forbidden,
     GatewayError,
@@ -31,6 +32,7 @@ EXPECTED = [
     (NotFound, 404, "invalid_request_error", "NOT_FOUND"),
     (MethodNotAllowed, 405, "invalid_request_error", "METHOD_NOT_ALLOWED"),
     (Conflict, 409, "invalid_request_error", "CONFLICT"),
+    (ClientClosedRequest, 499, "invalid_request_error", "CLIENT_CLOSED_REQUEST"),
     (PayloadTooLarge, 413, "invalid_request_error", "PAYLOAD_TOO_LARGE"),
     (ValidationFailed, 422, "invalid_request_error", "VALIDATION_ERROR"),
     (RateLimited, 429, "rate_limit_error", "RATE_LIMITED"),

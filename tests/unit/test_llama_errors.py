@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from mistral_gateway.config import ModelEntry
 from mistral_gateway.engines import llama
 from mistral_gateway.engines.base import ChatMessage, EngineError, EngineUnavailable, SamplingParams
 from mistral_gateway.engines.worker_process import LoopbackServer, Supervisor, WorkerStartError
-from mistral_gateway.errors import InternalError, ServiceUnavailable
+from mistral_gateway.errors import BadGateway, ServiceUnavailable
 from mistral_gateway.services.completions import engine_errors, stream_chunks
 from support import free_port
 
@@ -67,6 +68,11 @@ def test_post_transport_errors_become_engine_errors(error: type[httpx.TransportE
     assert MODEL in message and "/tokenize" in message and error.__name__ in message
     assert ("timed out" in message) == issubclass(error, httpx.TimeoutException)
     assert isinstance(info.value.__cause__, error)
+    # issue 9: '/tokenize timed out' answered 500; an engine failure is a 503 (timeout) or 502, with Retry-After
+    mapped = engine_errors(info.value)
+    assert mapped.status == (503 if issubclass(error, httpx.TimeoutException) else 502)
+    assert mapped.code == ("MODEL_TIMEOUT" if mapped.status == 503 else "ENGINE_ERROR")
+    assert float(mapped.headers["Retry-After"]) > 0
 
 
 def test_stream_refused_connection_becomes_an_engine_error() -> None:
@@ -254,7 +260,8 @@ def test_engine_stream_failure_midway_is_an_engine_error(monkeypatch: pytest.Mon
                 asyncio.run(run())
             assert received == ["a", "b"]
             mapped = engine_errors(info.value)
-            assert isinstance(mapped, InternalError) and mapped.code == "ENGINE_ERROR"
+            assert isinstance(mapped, BadGateway) and mapped.code == "ENGINE_ERROR"  # 502, never a 500
+            assert mapped.status == 502 and mapped.headers["Retry-After"] == "2"
         finally:
             engine.close()
 
@@ -476,3 +483,70 @@ def test_render_tokenizes_once_for_the_stream_that_follows(monkeypatch: pytest.M
         fake.close()
     assert paths == ["/apply-template", "/tokenize", "/tokenize"]
     assert [body["prompt"] for _, body in fake.requests] == [[1, 2, 3], [1, 2, 3]]
+
+
+@pytest.mark.parametrize("stale", ["reset_reused", "idle_reset_s"])
+def test_a_stale_keep_alive_connection_is_retried_on_a_fresh_one(stale: str) -> None:
+    """Issue 9: under load the worker closes keep-alive connections the gateway still holds as idle. ``reset_reused``:
+    the next request on one is reset before any answer (``Connection reset by peer``); ``idle_reset_s``: the worker
+    reset them while idle but the gateway's event loop (busy, as under load) has not processed it yet, so the request
+    fails while its body is written (``Can not write request body``). Never answered, so it is sent once more, on a
+    new connection: not on another pooled one, which is stale too."""
+    option: dict[str, Any] = {"reset_reused": True} if stale == "reset_reused" else {"idle_reset_s": 0.05}
+    with FakeLlama(lambda path, body: Reply([sse("a"), sse("", "stop")]), **option) as fake:
+        server = stream_of(fake)
+
+        async def run() -> list[list[dict[str, Any]]]:
+            warm = await asyncio.gather(*(drain(server) for _ in range(3)))  # three pooled connections
+            assert fake.connections == 3 and all(len(chunks) == 2 for chunks in warm)
+            time.sleep(0.3)  # a blocked loop: resets arrive but are not processed before the next requests
+            return await asyncio.gather(*(drain(server) for _ in range(2)))
+
+        try:
+            later = asyncio.run(run())
+        finally:
+            server.close()
+    assert [len(chunks) for chunks in later] == [2, 2]
+    assert fake.connections == 5  # each retry on a connection of its own
+    assert len(fake.requests) == 5 and fake.resets == (2 if stale == "reset_reused" else 0)
+
+
+def test_the_worker_has_an_http_thread_for_every_connection_the_engine_may_hold(monkeypatch: pytest.MonkeyPatch,
+                                                                               tmp_path: Path) -> None:
+    """cpp-httplib holds a thread per open connection (idle keep-alive ones too). With llama.cpp's default pool
+    (n_parallel + 4) a load of 40 admitted requests waited in 5 s waves for idle connections to time out."""
+    from mistral_gateway.engines.llama_worker import build_params
+
+    configs: list[dict[str, Any]] = []
+    monkeypatch.setattr(llama, "WorkerProcess", lambda config, model_id: configs.append(config) or LoopbackServer(
+        "http://127.0.0.1:9", config["key"], model_id))
+    weights = tmp_path / "model.gguf"
+    weights.write_bytes(b"GGUF")
+    engine = llama.LlamaEngine(ModelEntry(id=MODEL, path=str(weights), parallel=8), weights, threads=1,
+                               queue_limit=32)
+    engine.close()
+    streams, pool_threads = 8 + 32, engine._pool._max_workers
+    assert configs[0]["http_threads"] > streams + pool_threads
+    cpus = os.sched_getaffinity(0)
+    try:  # importing xllamacpp pins the importing thread to one CPU (engines.llama undoes it after each load)
+        assert build_params(configs[0] | {"path": str(weights)}).n_threads_http == configs[0]["http_threads"]
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
+def test_a_seeded_request_evaluates_its_whole_prompt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Issue 9: with the prompt cache a warm seeded call evaluated only the prompt's tail and answered differently
+    from the cold one; seeded requests skip the cache, the others keep it."""
+    with FakeLlama(lambda path, body: Reply([sse("a"), sse("", "stop")])) as fake:
+        engine = engine_with(monkeypatch, tmp_path, fake)
+
+        async def run(seed: int | None) -> None:
+            async for _ in engine.stream("hi", SamplingParams(max_tokens=8, seed=seed)):
+                pass
+
+        try:
+            for seed in (7, None, 0):
+                asyncio.run(run(seed))
+        finally:
+            engine.close()
+    assert [(body["seed"], body["cache_prompt"]) for _, body in fake.requests] == [(7, False), (-1, True), (0, False)]

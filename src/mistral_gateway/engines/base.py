@@ -134,6 +134,10 @@ class EngineUnavailable(EngineError):
         self.retry_after = retry_after
 
 
+class EngineTimeout(EngineUnavailable):
+    """The engine did not answer in time (overloaded or stuck): retry later."""
+
+
 class ContextOverflow(EngineError):
     """Prompt plus requested tokens do not fit in the model's context window."""
 

@@ -30,6 +30,7 @@ from mistral_gateway.engines.base import (
     SamplingParams,
 )
 from mistral_gateway.engines.multimodal import MediaPath, media_marker
+from mistral_gateway.engines.pieces import PIECE_CHARS, markers_of, tokenize_in_pieces
 from mistral_gateway.engines.worker_process import InProcessServer, Supervisor, WorkerProcess
 
 __all__ = ["LlamaEngine", "load"]
@@ -48,9 +49,10 @@ class LlamaEngine:
         if not path.is_file():
             raise EngineError(f"model {entry.id!r}: weights file {path} does not exist")
         self._key = secrets.token_urlsafe(24)
+        capacity = entry.parallel + queue_limit
         config = {"path": str(path), "parallel": entry.parallel, "ctx": entry.max_context_length * entry.parallel,
                   "threads": threads, "mmap": entry.mmap, "ubatch": entry.ubatch,
-                  "kv": entry.kv_cache_type, "key": self._key}
+                  "kv": entry.kv_cache_type, "key": self._key, "http_threads": _http_threads(capacity)}
         marker = None
         if mmproj is not None:  # a projector: prompts go as text with images (engines.multimodal), not as tokens
             if not mmproj.is_file():
@@ -62,10 +64,11 @@ class LlamaEngine:
         self.model_id = entry.id
         self.context_length = entry.max_context_length
         self.parallel = entry.parallel
-        self._capacity = entry.parallel + queue_limit
+        self._capacity = capacity
         self._inflight = 0
         self._lock = threading.Lock()
         self._rendered: dict[str, list[int]] = {}  # prompt -> its tokens, from render() for the stream() after it
+        self._markers: list[str] | None = None  # the chat template's special tokens, found on the first long prompt
         self._pool = ThreadPoolExecutor(max_workers=self._capacity + 2, thread_name_prefix=f"llama-{entry.id}")
         self._media = None if marker is None else MediaPath(
             marker, self.model_id, self.context_length, post=lambda path, body: self._call(self._post, path, body),
@@ -111,8 +114,8 @@ class LlamaEngine:
                 return
             with self._lock:
                 tokens = self._rendered.pop(prompt, None)
-            if tokens is None:
-                tokens = await self._call(self._tokenize, prompt)
+            if tokens is None:  # not rendered here (FIM), or rendered long ago
+                tokens = await self._call(self._prompt_tokens, prompt)
             budget = self._budget(len(tokens), params.max_tokens)
             completion = 0
             if params.min_tokens > 0:
@@ -157,8 +160,11 @@ class LlamaEngine:
 
     async def _generate(self, tokens: list[int], params: SamplingParams, max_tokens: int,
                         *, ignore_eos: bool) -> AsyncIterator[Delta]:
+        # A seeded request evaluates its whole prompt every time: reusing a cached prefix evaluates only the tail, in
+        # a smaller batch whose kernels round differently (the 1.5B model's first seeded answer differed from every
+        # later one, issue 9). Costs one prompt evaluation, on seeded requests only.
         body = _sampling_body(params) | {"prompt": tokens, "max_tokens": max_tokens, "stream": True,
-                                         "ignore_eos": ignore_eos, "cache_prompt": True}
+                                         "ignore_eos": ignore_eos, "cache_prompt": params.seed is None}
         if max_tokens == 0:
             yield Delta("", "length", len(tokens), 0)
             return
@@ -262,7 +268,29 @@ class LlamaEngine:
         result = self._post("/apply-template", body)
         if not isinstance(result, dict) or not isinstance(result.get("prompt"), str):
             raise EngineError(f"model {self.model_id!r}: llama.cpp /apply-template answered {str(result)[:200]}")
-        return result["prompt"], self._tokenize(result["prompt"])
+        return result["prompt"], self._prompt_tokens(result["prompt"])
+
+    def _prompt_tokens(self, prompt: str) -> list[int]:
+        """A whole prompt's tokens; a long one in pieces, refused once it cannot fit (``engines.pieces``)."""
+        if len(prompt) <= PIECE_CHARS:
+            return self._tokenize(prompt)
+        return tokenize_in_pieces(prompt, self._special_markers(), self._tokenize, limit=self.context_length,
+                                  model_id=self.model_id)
+
+    def _special_markers(self) -> list[str]:
+        """The special tokens the chat template writes, from a two-message sample (once; a few small calls)."""
+        if self._markers is None:
+            try:
+                sample = self._post("/apply-template", {"messages": [{"role": "user", "content": "a"},
+                                                                     {"role": "assistant", "content": "b"}]})["prompt"]
+                pieces = self._post("/tokenize", {"content": sample, "add_special": False, "parse_special": True,
+                                                  "with_pieces": True})["tokens"]
+                plain = lambda text: self._post("/tokenize", {"content": text, "parse_special": False})["tokens"]  # noqa: E731
+                self._markers = markers_of([p["piece"] for p in pieces if isinstance(p.get("piece"), str)], plain)
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise EngineError(f"model {self.model_id!r}: llama.cpp answered the special-token probe "
+                                  f"unexpectedly ({type(exc).__name__}: {exc})") from exc
+        return self._markers
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         return self._on_server(lambda server: server.post(path, body))
@@ -278,6 +306,12 @@ class LlamaEngine:
         """Stops the model's server; a worker process is reaped (killed if it does not exit within 10 s)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._servers.close()
+
+
+def _http_threads(capacity: int) -> int:
+    """llama-server HTTP threads: one per connection we may hold (each admitted request's stream, each pool thread's
+    blocking call: ``capacity + 2`` of them) and a retry's fresh connection, so no request waits for a thread."""
+    return 2 * capacity + 4
 
 
 def _message_json(message: ChatMessage) -> dict[str, Any]:

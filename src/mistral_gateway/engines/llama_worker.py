@@ -28,6 +28,11 @@ def build_params(config: dict[str, Any]) -> Any:
     params.cpuparams.n_threads = config["threads"]
     params.cpuparams_batch.n_threads = config["threads"]
     params.cont_batching = True
+    # cpp-httplib serves each connection on one thread of a fixed pool, and keeps it there while the connection idles
+    # (keep-alive, up to 5 s). llama.cpp's default pool (n_parallel + 4 threads) is smaller than the connections the
+    # gateway holds under load (a stream per admitted request plus the blocking tokenizer calls): requests then waited
+    # for an idle connection to time out, in 5 s waves (measured: 40 requests to SmolLM2 answered at 0, 5, 10, 15 s).
+    params.n_threads_http = config.get("http_threads", -1)
     # Physical batch: llama.cpp sizes its compute buffer by it; 256 instead of 512 saves ~30 MB on the 1.5B model
     # and was not slower at prompt processing in a check here (CPU matmuls saturate well below 256 rows).
     params.n_ubatch = config.get("ubatch", 512)

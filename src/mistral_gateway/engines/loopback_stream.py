@@ -7,8 +7,12 @@ decode threads. Here a token is one socket read, one line split and one ``orjson
 the response anyway.
 
 One connection pool per event loop (the server has one; tests run several). Connections idle for more than
-``keepalive_s`` are dropped before llama-server (cpp-httplib) drops them after 5 s, and a request that meets a
-connection closed under it before any answer is sent once more: llama.cpp never saw it.
+``keepalive_s`` are dropped before llama-server (cpp-httplib) drops them after 5 s. That alone does not prevent
+stale connections: our idle clock starts when the gateway's loop releases the connection, llama-server's when it
+wrote the answer, and a loop lagging under load (issue 9: 100 clients on 2 cores) can also reuse a connection whose
+close it has not yet processed. So a request whose connection failed before any answer (refused, closed, reset,
+body not writable) is sent once more, on a connection opened for it: llama.cpp never answered it, and a completion
+has no side effect (a reset reaching llama.cpp mid-prompt cancels that slot's work).
 """
 
 from __future__ import annotations
@@ -30,9 +34,6 @@ Failure = Callable[[str, Exception], EngineError]  # what a transport failure me
 _PATH = "/v1/completions"
 _DATA = b"data: "
 _DONE = b"data: [DONE]"
-# Before any answer: the connection was closed under the request (stale keep-alive) or refused; worth one retry.
-# ClientOSError covers "Can not write request body": llama-server closes a connection just after a streamed response.
-_UNANSWERED = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
 class CompletionStream:
@@ -44,6 +45,7 @@ class CompletionStream:
         self._keepalive_s = keepalive_s
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=None)
         self._session: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None  # retries: a new connection each, closed after use
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def chunks(self, body: dict[str, Any], failure: Failure, path: str = _PATH) -> AsyncIterator[dict[str, Any]]:
@@ -76,39 +78,48 @@ class CompletionStream:
                 response.close()  # abandoned mid-stream: closing the connection stops the generation
 
     async def _send(self, payload: bytes, failure: Failure, path: str = _PATH) -> aiohttp.ClientResponse:
-        session = self._client()
+        session, fresh = self._client()
         try:
             try:
                 return await session.post(path, data=payload)
-            except _UNANSWERED:
-                return await session.post(path, data=payload)  # on a fresh connection
+            except aiohttp.ClientConnectionError as exc:
+                if isinstance(exc, TimeoutError):  # connecting took too long: a second wait helps no one
+                    raise
+                # No status line came back: never answered. Not on another pooled connection, maybe stale too.
+                return await fresh.post(path, data=payload)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise await asyncio.to_thread(failure, path, exc) from exc
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _client(self) -> tuple[aiohttp.ClientSession, aiohttp.ClientSession]:
+        """This loop's pooled session, and the one for retries (each on a new connection)."""
         loop = asyncio.get_running_loop()
-        if self._session is None or self._loop is not loop or self._session.closed:
+        if self._session is None or self._fresh is None or self._loop is not loop or self._session.closed:
             self.close()
-            self._session = aiohttp.ClientSession(
-                base_url=self.address, headers=self._headers, timeout=self._timeout, trust_env=False,
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=self._keepalive_s),
-                skip_auto_headers=("User-Agent",))
+            self._session, self._fresh = self._new_session(keepalive=True), self._new_session(keepalive=False)
             self._loop = loop
-        return self._session
+        return self._session, self._fresh
+
+    def _new_session(self, *, keepalive: bool) -> aiohttp.ClientSession:
+        connector = (aiohttp.TCPConnector(limit=0, keepalive_timeout=self._keepalive_s) if keepalive
+                     else aiohttp.TCPConnector(limit=0, force_close=True))
+        return aiohttp.ClientSession(base_url=self.address, headers=self._headers, timeout=self._timeout,
+                                     trust_env=False, connector=connector, skip_auto_headers=("User-Agent",))
 
     def close(self) -> None:
         """Close the connections, from any thread. aiohttp's public ``close`` is a coroutine, which needs the loop
         to run on afterwards; this runs at engine shutdown or when a dead worker is reaped (maybe off the loop, maybe
         after it closed), so it uses the connector's synchronous part (aiohttp is pinned in constraints.txt)."""
-        session, loop, self._session, self._loop = self._session, self._loop, None, None
-        if session is None or session.closed or session.connector is None:
-            return
-        close = session.connector._close
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: its sockets went with it
-            if loop is not None and loop.is_running() and loop is not _running_loop():
-                loop.call_soon_threadsafe(close)
-            else:
-                close()
+        sessions, loop = (self._session, self._fresh), self._loop
+        self._session = self._fresh = self._loop = None
+        for session in sessions:
+            if session is None or session.closed or session.connector is None:
+                continue
+            close = session.connector._close
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: its sockets went with it
+                if loop is not None and loop.is_running() and loop is not _running_loop():
+                    loop.call_soon_threadsafe(close)
+                else:
+                    close()
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -101,7 +101,9 @@ class MediaPath:
         # n_predict 0 still generates one token in llama.cpp: generate it, report none (the prompt's size is wanted)
         limit = -1 if n_predict is None else max(n_predict, 1)
         body = self._sampling(params) | {"prompt": media_prompt(prompt), "stream": True, "ignore_eos": ignore_eos,
-                                         "n_predict": limit, "cache_prompt": True}
+                                         "n_predict": limit,
+                                         # seeded: the whole prompt evaluated the same way every time (see llama.py)
+                                         "cache_prompt": params.seed is None}
         chunks = self._chunks(body, MEDIA_PATH)
         finished = False
         try:

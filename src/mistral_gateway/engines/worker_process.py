@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from mistral_gateway.engines.base import EngineError, EngineUnavailable
+from mistral_gateway.engines.base import EngineError, EngineTimeout, EngineUnavailable
 from mistral_gateway.engines.loopback_stream import CompletionStream
 
 __all__ = ["InProcessServer", "LoopbackServer", "Supervisor", "WorkerProcess", "WorkerStartError"]
@@ -34,7 +34,8 @@ _STDERR_LINES = 20
 # once more when the server closed the connection before answering (it never saw the request): without both, a
 # request after a pause can meet a connection closed under it ("Server disconnected without sending a response").
 _KEEPALIVE_S = 2.0
-_STALE = (httpx.RemoteProtocolError, httpx.ConnectError)
+# Also a reset before or while the request was written: these calls (templates, tokens) have no side effect.
+_STALE = (httpx.RemoteProtocolError, httpx.ConnectError, httpx.WriteError, httpx.ReadError)
 
 
 class WorkerStartError(EngineError):
@@ -80,9 +81,11 @@ class LoopbackServer:
         return self.stream.chunks(body, self.failure, path)
 
     def failure(self, what: str, exc: Exception) -> EngineError:
-        """What a transport failure (httpx's or aiohttp's) means for the caller."""
-        kind = "timed out" if isinstance(exc, httpx.TimeoutException | TimeoutError) else "failed"
-        return EngineError(f"model {self.model_id!r}: llama.cpp {what} {kind} ({type(exc).__name__}: {exc})")
+        """What a transport failure (httpx's or aiohttp's) means for the caller: a timeout is worth retrying later."""
+        if isinstance(exc, httpx.TimeoutException | TimeoutError):
+            return EngineTimeout(f"model {self.model_id!r}: llama.cpp {what} timed out ({type(exc).__name__}: {exc})",
+                                 retry_after=RETRY_AFTER)
+        return EngineError(f"model {self.model_id!r}: llama.cpp {what} failed ({type(exc).__name__}: {exc})")
 
     def close(self) -> None:
         self._http.close()

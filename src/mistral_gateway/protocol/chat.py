@@ -173,7 +173,9 @@ class _Sampling(RequestModel):
 
 
 class ChatCompletionRequest(_Sampling):
-    messages: list[Message] = Field(min_length=1)
+    # 2048: turns of ~60 tokens already fill Mistral's largest context (128k); llama.cpp renders and tokenizes a chat
+    # superlinearly in its message count (issue 9: 100k messages took 79 s), so the count needs a cap of its own.
+    messages: list[Message] = Field(min_length=1, max_length=2048)
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["auto", "none", "any", "required"] | ToolChoice = "auto"

@@ -12,12 +12,13 @@ from mistral_gateway.engines.base import (
     Delta,
     EngineBusy,
     EngineError,
+    EngineTimeout,
     EngineUnavailable,
     Generation,
     InvalidInput,
     SamplingParams,
 )
-from mistral_gateway.errors import BadRequest, GatewayError, InternalError, NotFound, ServiceUnavailable
+from mistral_gateway.errors import BadGateway, BadRequest, GatewayError, NotFound, ServiceUnavailable
 from mistral_gateway.protocol.chat import (
     ChatCompletionChoice,
     ChatCompletionResponse,
@@ -35,6 +36,7 @@ from mistral_gateway.services.models import ModelCatalog
 __all__ = ["completion_id", "engine_errors", "primed", "resolve_text_model", "response", "stream_chunks"]
 
 DEFAULT_TEMPERATURE = 0.7
+ENGINE_RETRY_AFTER = 2  # seconds, on an engine failure: a worker restart or a transient fault usually clears by then
 
 
 def completion_id() -> str:
@@ -70,16 +72,20 @@ def sampling(entry: ModelEntry, *, temperature: float | None, top_p: float, max_
 
 
 def engine_errors(exc: EngineError) -> GatewayError:
-    """Engine failures in gateway terms: overflow is the caller's mistake, busy is retryable, the rest is ours."""
+    """Engine failures in gateway terms: overflow is the caller's mistake; busy, restarting and timed out are 503s
+    worth retrying; any other engine failure is a 502 (the model server behind us failed), never a 500."""
     if isinstance(exc, ContextOverflow):
         return BadRequest(str(exc), code="CONTEXT_LENGTH_EXCEEDED", param="max_tokens")
     if isinstance(exc, InvalidInput):  # e.g. an image whose header passed but which the engine cannot decode
         return BadRequest(str(exc), code="INVALID_IMAGE", param="messages")
     if isinstance(exc, EngineBusy):
         return ServiceUnavailable(str(exc), retry_after=exc.retry_after, code="MODEL_BUSY")
+    if isinstance(exc, EngineTimeout):
+        return ServiceUnavailable(str(exc), retry_after=exc.retry_after, code="MODEL_TIMEOUT")
     if isinstance(exc, EngineUnavailable):  # transient: e.g. the model's worker process is being restarted
         return ServiceUnavailable(str(exc), retry_after=exc.retry_after, code="MODEL_RESTARTING")
-    return InternalError(f"inference failed: {exc}", code="ENGINE_ERROR")
+    return BadGateway(f"inference failed: {exc}", code="ENGINE_ERROR",
+                      headers={"Retry-After": str(ENGINE_RETRY_AFTER)})
 
 
 def response(cid: str, model: str, created: int, generations: list[Generation],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mistral_gateway.http.disconnect import unless_disconnected
 from mistral_gateway.http.handlers import Call
 from mistral_gateway.http.handlers.routing import routed
 from mistral_gateway.http.metering import meter_completion
@@ -30,6 +31,6 @@ async def _completion(call: Call, kind: Any, capability: str) -> Any:
         call.meter.model = req.model
         if req.stream:
             return StreamResult(await service.stream(req))  # metered as it streams
-        return meter_completion(call.meter, await service.complete(req))
+        return meter_completion(call.meter, await unless_disconnected(call.request, service.complete(req)))
 
     return await routed(call, kind, request.model, stream=request.stream, capability=capability, local=local)
