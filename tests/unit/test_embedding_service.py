@@ -23,8 +23,8 @@ from mistral_gateway.engines.fake import FakeEmbeddingEngine
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.engines.sentence import SentenceTransformerEngine, plan_groups, workers_and_threads
 from mistral_gateway.errors import (
+    BadGateway,
     BadRequest,
-    InternalError,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
@@ -247,18 +247,17 @@ class FailingEngine(FakeEmbeddingEngine):
 
 @pytest.mark.parametrize(("exc", "expected", "code"), [
     (EngineBusy("queue full", retry_after=2.0), ServiceUnavailable, "MODEL_BUSY"),
-    (EngineError("boom"), InternalError, "ENGINE_ERROR"),
+    (EngineError("boom"), BadGateway, "ENGINE_ERROR"),
 ])
 def test_engine_failures(tmp_path: Path, db: Database, exc: Exception, expected: type[Exception], code: str) -> None:
     h = Harness(tmp_path, db, engine=FailingEngine(exc))
     with pytest.raises(expected) as err:
         h.create(model="mistral-embed", input="x")
     assert err.value.code == code  # type: ignore[attr-defined]
-    if isinstance(exc, EngineBusy):
-        assert err.value.headers == {"Retry-After": "2"}  # type: ignore[attr-defined]
+    assert err.value.headers["Retry-After"] == "2"  # type: ignore[attr-defined]
 
 
-def test_a_load_failure_is_500_naming_the_model(tmp_path: Path, db: Database) -> None:
+def test_a_load_failure_is_503_naming_the_model(tmp_path: Path, db: Database) -> None:
     h = Harness(tmp_path, db)
 
     def broken(*_: Any) -> Any:
@@ -267,9 +266,9 @@ def test_a_load_failure_is_500_naming_the_model(tmp_path: Path, db: Database) ->
     h.engines = EngineManager(Settings(data_dir=tmp_path / "d2"), loaders={("sentence-transformers", "embedding"):
                                                                             broken})
     h.service = EmbeddingService(h.catalog, h.engines)
-    with pytest.raises(InternalError, match=r"mistral-embed.*weights are corrupt") as err:
+    with pytest.raises(ServiceUnavailable, match=r"mistral-embed.*weights are corrupt") as err:
         h.create(model="mistral-embed", input="x")
-    assert err.value.code == "MODEL_LOAD_FAILED"
+    assert err.value.code == "MODEL_LOAD_FAILED" and err.value.headers["Retry-After"] == "30"
 
 
 def test_the_fake_engine_through_the_default_loader(tmp_path: Path) -> None:

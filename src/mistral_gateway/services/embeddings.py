@@ -14,16 +14,16 @@ import orjson
 from anyio.to_thread import run_sync
 
 from mistral_gateway.config import ModelEntry
-from mistral_gateway.engines.base import EngineBusy, EngineError
+from mistral_gateway.engines.base import EngineError
 from mistral_gateway.engines.manager import EngineManager, kind_of
 from mistral_gateway.errors import (
     BadRequest,
-    InternalError,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
 )
 from mistral_gateway.protocol.embeddings import EmbeddingDtype, EmbeddingRequest, EncodingFormat
+from mistral_gateway.services.completions import engine_errors
 from mistral_gateway.services.models import ModelCatalog
 from mistral_gateway.storage.models import FineTunedModelRepository
 
@@ -63,9 +63,9 @@ class EmbeddingService:
         dimension = _requested_dimension(request)
         try:
             engine = await self._engines.embedding(entry)
-        except EngineError as exc:
-            raise InternalError(f"model {request.model!r} could not be loaded: {exc}", code="MODEL_LOAD_FAILED") \
-                from exc
+        except EngineError as exc:  # e.g. weights missing: a 503 with Retry-After, like every engine failure
+            raise ServiceUnavailable(f"model {request.model!r} could not be loaded: {exc}", retry_after=30.0,
+                                     code="MODEL_LOAD_FAILED") from exc
         if dimension is not None and dimension != engine.dimensions:
             raise BadRequest(f"model {request.model!r} produces {engine.dimensions}-dimensional embeddings and cannot "
                              f"return {dimension} dimensions (output_dimension is not supported by this model); "
@@ -73,13 +73,11 @@ class EmbeddingService:
                              param="output_dimension" if request.output_dimension is not None else "dimensions")
         try:
             result = await engine.embed(texts)
-        except EngineBusy as exc:
-            raise ServiceUnavailable(str(exc), retry_after=exc.retry_after, code="MODEL_BUSY") from exc
         except EngineError as exc:
-            raise InternalError(f"embedding failed: {exc}", code="ENGINE_ERROR") from exc
+            raise engine_errors(exc) from exc
         if len(result.vectors) != len(texts) or len(result.token_counts) != len(texts):
-            raise InternalError(f"the engine returned {len(result.vectors)} vectors for {len(texts)} inputs",
-                                code="ENGINE_ERROR")
+            raise engine_errors(EngineError(f"the engine returned {len(result.vectors)} vectors for {len(texts)} "
+                                            "inputs"))
         args = (uuid.uuid4().hex, request.model, result.vectors, sum(result.token_counts), request.dtype,
                 request.encoding)
         if len(texts) > RENDER_INLINE_MAX:  # ~10 ms of numpy and orjson per 100k values: not on the event loop
