@@ -254,6 +254,18 @@ class Settings(BaseSettings):
     image_fetch_timeout: float = Field(10.0, gt=0, le=120)  # seconds for one image URL, redirects included
     image_max_redirects: int = Field(3, ge=0, le=10)
     allow_private_image_urls: bool = False  # True lets image URLs reach loopback/LAN addresses (tests, intranets)
+    # Durable jobs (README "Jobs"): `serve` runs these workers in-process unless run_embedded_worker is off;
+    # `mistral-gateway worker` runs them alone. A job's lease lapses job_lease_seconds after its worker's last
+    # heartbeat; then another worker resumes it from its checkpoint (or it fails after job_max_attempts).
+    run_embedded_worker: bool = True
+    job_workers: int = Field(2, ge=1, le=64)  # jobs run at once per process
+    job_lease_seconds: float = Field(30.0, ge=0.5, le=3600)
+    job_heartbeat_seconds: float = Field(2.0, gt=0, le=1800)  # also how soon a running job sees a cancel request
+    job_poll_seconds: float = Field(1.0, gt=0, le=60)  # an idle worker looks for queued jobs this often
+    job_max_attempts: int = Field(3, ge=1, le=100)
+    job_cancel_grace_seconds: float = Field(10.0, ge=0, le=3600)  # then a handler ignoring a cancel is cut off
+    job_stop_grace_seconds: float = Field(5.0, ge=0, le=3600)  # running jobs may finish; then they are requeued
+    job_handlers: dict[str, str] = Field(default_factory=dict)  # extra kinds: {"kind": "package.module:function"}
 
     config_file: Path | None = None  # recorded by load_settings() for diagnostics
 
@@ -261,6 +273,13 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @model_validator(mode="after")
+    def _job_timing(self) -> Settings:
+        if self.job_heartbeat_seconds * 2 > self.job_lease_seconds:
+            raise ValueError("job_heartbeat_seconds must be at most half of job_lease_seconds, or a busy worker "
+                             "loses its jobs' leases")
+        return self
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 # before either can load, so decode speed does not depend on which model happened to be asked for first.
 os.environ.setdefault("OMP_PROC_BIND", "true")
 
-from mistral_gateway.cli import admin, client_commands, models, server, upstreams, usage
+from mistral_gateway.cli import admin, client_commands, models, server, upstreams, usage, worker
 
 __all__ = ["main"]
 
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.register(sub)
     client_commands.register(sub)
     upstreams.register(sub)
+    worker.register(sub)
     return parser
 
 

@@ -16,6 +16,7 @@ def register(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=bounded_int(0, 65535))
+    serve.add_argument("--no-worker", action="store_true", help="run no job workers in the server process")
     add_location_args(serve)
     serve.set_defaults(func=_serve)
 
@@ -29,7 +30,8 @@ def _serve(args: argparse.Namespace) -> int:
     from mistral_gateway.services.container import build_services
 
     os.umask(0o077)  # whatever the server or its model workers create is owner-only (storage/permissions.py)
-    settings = settings_from(args, host=args.host, port=args.port)
+    settings = settings_from(args, host=args.host, port=args.port,
+                             run_embedded_worker=False if args.no_worker else None)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # engines' loopback calls to llama.cpp are not news
     services = build_services(settings)

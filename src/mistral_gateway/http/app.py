@@ -79,7 +79,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         # collections (which stall the event loop) walk only what requests allocate, not every module and model.
         gc.collect()
         gc.freeze()
+        if services.settings.run_embedded_worker:
+            await services.job_runner.start()
         yield
+        await services.job_runner.stop()  # running jobs finish or go back to the queue
         await services.router.aclose()
         services.close()
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from mistral_gateway.config import Settings
 from mistral_gateway.engines.manager import EngineManager
+from mistral_gateway.jobs import HandlerRegistry, JobRunner, RunnerOptions
 from mistral_gateway.registry import Registry
 from mistral_gateway.security.signing import UrlSigner, load_or_create_secret
 from mistral_gateway.services.chat import ChatService
@@ -22,6 +23,7 @@ from mistral_gateway.storage.blobs import LocalBlobStore
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.epoch import FileEpoch
 from mistral_gateway.storage.files import FileRepository
+from mistral_gateway.storage.jobs import JobRepository
 from mistral_gateway.storage.models import FineTunedModelRepository
 from mistral_gateway.storage.permissions import secure_data_dir
 from mistral_gateway.storage.secrets import UpstreamSecretRepository
@@ -48,6 +50,8 @@ class Services:
     embeddings: EmbeddingService
     limits: LimitService
     usage: UsageLog
+    jobs: JobRepository
+    job_runner: JobRunner  # started by the app's lifespan (run_embedded_worker) or `mistral-gateway worker`
     router: Router = field(default_factory=lambda: Router({}))
     passthrough: dict[str, UpstreamClient] = field(default_factory=dict)  # workspace name -> upstream
 
@@ -91,9 +95,12 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
                           default=settings.default_token_limits)
     usage = UsageLog(UsageRepository(db), flush_seconds=settings.usage_flush_seconds)
     images = ImageLoader(ImageLimits.from_settings(settings))
+    jobs = JobRepository(db)
+    job_runner = JobRunner(jobs, HandlerRegistry(settings.job_handlers), RunnerOptions.from_settings(settings))
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
                     models=models, fine_tuned=fine_tuned, engines=engines,
                     chat=ChatService(models.catalog, engines, reasoning=settings.reasoning, images=images),
                     fim=FimService(models.catalog, engines),
                     embeddings=EmbeddingService(models.catalog, engines, fine_tuned), limits=limits, usage=usage,
+                    jobs=jobs, job_runner=job_runner,
                     router=Router(upstreams), passthrough=passthrough_map(settings, upstreams))

@@ -5,7 +5,9 @@ Portable SQL only: no SQLite-specific types or statements, so a PostgreSQL URL w
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
@@ -13,6 +15,7 @@ __all__ = [
     "Base",
     "FileRow",
     "FineTunedModelRow",
+    "JobRow",
     "RateLease",
     "RateWindow",
     "UpstreamSecretRow",
@@ -134,3 +137,29 @@ class UpstreamSecretRow(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class JobRow(Base):
+    """A durable background job (``storage/jobs.py``). A worker owns a RUNNING job while its lease lasts; every
+    write of the owner names ``lease_id``, so a worker whose lease lapsed (and was taken over) changes nothing."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # queued, running, succeeded, failed, cancelled
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean)
+    worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_id: Mapped[str | None] = mapped_column(String(36), nullable=True, unique=True)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)  # unix seconds; claims go oldest first
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_at: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,53 @@
+"""``mistral-gateway worker``: run job workers without the HTTP server, sharing the queue (the database) with every
+other worker and server; stops on SIGTERM/SIGINT, handing running jobs back to the queue."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from typing import Any
+
+from mistral_gateway.cli.common import add_location_args, bounded_int, settings_from
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    worker = sub.add_parser("worker", help="run background job workers only (no HTTP server)")
+    worker.add_argument("--workers", type=bounded_int(1, 64), help="jobs run at once (default: job_workers)")
+    add_location_args(worker)
+    worker.set_defaults(func=_worker)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from mistral_gateway.services.container import build_services
+
+    os.umask(0o077)  # as `serve`: whatever jobs write is owner-only
+    settings = settings_from(args, job_workers=args.workers)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    services = build_services(settings)
+    try:
+        asyncio.run(_run(services))
+    finally:
+        services.close()
+    return 0
+
+
+async def _run(services: Any) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = services.job_runner
+    await runner.start()
+    print(f"mistral-gateway worker {runner.worker_id}: {runner.options.workers} worker(s), job kinds: "
+          f"{', '.join(runner.handlers.kinds()) or '(none)'}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.stop()
+        await services.router.aclose()

@@ -1,0 +1,43 @@
+"""Job handlers by kind: registered in code (the container) or named in settings (``job_handlers``)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable, Mapping
+
+from mistral_gateway.jobs.context import JobContext
+
+__all__ = ["Handler", "HandlerRegistry", "load_handler"]
+
+Handler = Callable[[JobContext], Awaitable[None]]
+
+
+class HandlerRegistry:
+    def __init__(self, specs: Mapping[str, str] | None = None) -> None:
+        self._handlers: dict[str, Handler] = {}
+        for kind, spec in (specs or {}).items():
+            self.register(kind, load_handler(spec))
+
+    def register(self, kind: str, handler: Handler) -> None:
+        if not kind or len(kind) > 64:
+            raise ValueError(f"job kind must be 1 to 64 characters: {kind!r}")
+        if kind in self._handlers:
+            raise ValueError(f"a handler for job kind {kind!r} is registered already")
+        self._handlers[kind] = handler
+
+    def get(self, kind: str) -> Handler | None:
+        return self._handlers.get(kind)
+
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self._handlers)
+
+
+def load_handler(spec: str) -> Handler:
+    """``"package.module:function"`` -> that callable."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"job handler {spec!r} must look like 'package.module:function'")
+    handler = getattr(importlib.import_module(module_name), attr, None)
+    if not callable(handler):
+        raise ValueError(f"job handler {spec!r} is not a callable")
+    return handler
