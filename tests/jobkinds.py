@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from mistral_gateway.jobs import JobCancelled, JobContext, JobFailed
+from mistral_gateway.storage.jobs import ACTIVE, JobRecord, JobRepository
 
-__all__ = ["boom", "busy", "steps", "stubborn"]
+__all__ = ["boom", "busy", "ended", "steps", "stubborn"]
+
+
+def ended(repo: JobRepository, ws: str, job_id: str) -> Callable[[], JobRecord | None]:
+    """A check for the tests' wait loops: the job once it has finished, else None."""
+    def check() -> JobRecord | None:
+        job = repo.get(ws, job_id)
+        return job if job is not None and job.status not in ACTIVE else None
+    return check
 
 
 def _append(path: str, line: str) -> None:

@@ -14,10 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
+from jobkinds import ended
 from mistral_gateway.config import Settings, load_settings
 from mistral_gateway.services.container import Services
 from mistral_gateway.storage.db import Database
-from mistral_gateway.storage.jobs import JobRecord, JobRepository, JobStatus
+from mistral_gateway.storage.jobs import JobRepository, JobStatus
 from mistral_gateway.storage.tokens import TokenRepository
 from support import CLI, LiveServer, clean_env
 
@@ -34,13 +35,6 @@ def wait_for(check: Callable[[], Any], *, alive: subprocess.Popen[bytes] | None 
         assert alive is None or alive.poll() is None, f"worker exited with {alive.returncode}"
         time.sleep(0.05)
     return value
-
-
-def ended(repo: JobRepository, ws: str, job_id: str) -> Callable[[], JobRecord | None]:
-    def check() -> JobRecord | None:
-        job = repo.get(ws, job_id)
-        return job if job is not None and job.status not in (JobStatus.QUEUED, JobStatus.RUNNING) else None
-    return check
 
 
 def start_worker(config: Path, log: Path) -> subprocess.Popen[bytes]:

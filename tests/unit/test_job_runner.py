@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import jobkinds
+from jobkinds import ended
 from mistral_gateway.jobs import HandlerRegistry, JobRunner, RunnerOptions
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.jobs import JobRecord, JobRepository, JobStatus
@@ -44,11 +45,13 @@ async def until(check: Callable[[], Any]) -> Any:
     return value
 
 
-def finished(repo: JobRepository, ws: str, job_id: str) -> Callable[[], JobRecord | None]:
-    def check() -> JobRecord | None:
-        job = repo.get(ws, job_id)
-        return job if job is not None and job.status not in (JobStatus.QUEUED, JobStatus.RUNNING) else None
-    return check
+async def run_to_end(r: JobRunner, repo: JobRepository, ws: str, job_id: str) -> JobRecord:
+    """Start ``r``, wait for the job to finish, stop ``r``."""
+    await r.start()
+    try:
+        return await until(ended(repo, ws, job_id))
+    finally:
+        await r.stop()
 
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
@@ -69,11 +72,7 @@ def test_a_job_runs_to_success(repo: JobRepository, ws: str, tmp_path: Path) -> 
     r = runner(repo)
 
     async def body() -> None:
-        await r.start()
-        try:
-            done = await until(finished(repo, ws, job.id))
-        finally:
-            await r.stop()
+        done = await run_to_end(r, repo, ws, job.id)
         assert (done.status, done.checkpoint, done.error, done.attempts) == (JobStatus.SUCCEEDED, {"done": 4}, None, 1)
 
     run(body)
@@ -89,11 +88,7 @@ def test_a_job_resumes_from_its_checkpoint(repo: JobRepository, ws: str, tmp_pat
     r = runner(repo)
 
     async def body() -> None:
-        await r.start()
-        try:
-            done = await until(finished(repo, ws, job.id))
-        finally:
-            await r.stop()
+        done = await run_to_end(r, repo, ws, job.id)
         assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 2)
 
     run(body)
@@ -109,7 +104,7 @@ def test_cancel_reaches_a_running_job(repo: JobRepository, ws: str, tmp_path: Pa
         try:
             await until((tmp_path / "paused").exists)
             repo.request_cancel(ws, job.id, time.time())
-            done = await until(finished(repo, ws, job.id))
+            done = await until(ended(repo, ws, job.id))
         finally:
             await r.stop()
         assert done.status == JobStatus.CANCELLED and done.checkpoint == {"done": 1}
@@ -127,7 +122,7 @@ def test_a_handler_ignoring_cancel_is_cut_off(repo: JobRepository, ws: str, tmp_
         try:
             await until((tmp_path / "started").exists)
             repo.request_cancel(ws, job.id, time.time())
-            done = await until(finished(repo, ws, job.id))
+            done = await until(ended(repo, ws, job.id))
             assert done.status == JobStatus.CANCELLED
             await until(lambda: not r.running())
         finally:
@@ -144,11 +139,7 @@ def test_a_failing_handler_fails_the_job_with_its_reason(repo: JobRepository, ws
     r = runner(repo)
 
     async def body() -> None:
-        await r.start()
-        try:
-            done = await until(finished(repo, ws, job.id))
-        finally:
-            await r.stop()
+        done = await run_to_end(r, repo, ws, job.id)
         assert (done.status, done.error, done.attempts) == (JobStatus.FAILED, reason, 1)
 
     run(body)
@@ -170,11 +161,7 @@ def test_stop_hands_running_jobs_back_and_another_runner_resumes(repo: JobReposi
         assert (back.status, back.checkpoint, back.attempts, back.worker_id) == (JobStatus.QUEUED, {"done": 2}, 0,
                                                                                  None)
         (tmp_path / "gate").write_text("open")
-        await second.start()
-        try:
-            done = await until(finished(repo, ws, job.id))
-        finally:
-            await second.stop()
+        done = await run_to_end(second, repo, ws, job.id)
         assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 1)
 
     run(body)
