@@ -9,10 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
 import jobkinds
 from jobkinds import ended
+from mistral_gateway.config import Settings
+from mistral_gateway.http.app import create_app
 from mistral_gateway.jobs import HandlerRegistry, JobRunner, RunnerOptions
+from mistral_gateway.services.container import build_services
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.jobs import JobRecord, JobRepository, JobStatus
 from mistral_gateway.storage.tokens import TokenRepository
@@ -210,3 +214,22 @@ def test_handler_specs_are_checked() -> None:
         registry.register("k", jobkinds.busy)
     assert registry.get("k") is jobkinds.steps
 
+
+
+def test_settings_refuse_a_heartbeat_too_slow_for_its_lease(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at most half of job_lease_seconds"):
+        Settings(data_dir=tmp_path, job_lease_seconds=3, job_heartbeat_seconds=2)
+    options = RunnerOptions.from_settings(Settings(data_dir=tmp_path, job_workers=5, job_lease_seconds=60))
+    assert (options.workers, options.lease_seconds, options.heartbeat_seconds) == (5, 60, 2)
+
+
+@pytest.mark.parametrize("embedded", [True, False])
+def test_the_server_runs_the_embedded_worker_unless_told_not_to(tmp_path: Path, embedded: bool) -> None:
+    services = build_services(Settings(data_dir=tmp_path, bootstrap_dev_token=False, run_embedded_worker=embedded))
+    try:
+        with TestClient(create_app(services=services)) as client:
+            assert client.get("/health").status_code == 200
+            assert services.job_runner.started is embedded
+        assert not services.job_runner.started  # the lifespan's end stopped it
+    finally:
+        services.close()
