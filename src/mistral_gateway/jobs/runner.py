@@ -106,6 +106,7 @@ class JobRunner:
     async def _dispatch(self) -> None:
         assert self._wake is not None
         while not self._stopping:
+            self._wake.clear()  # before claiming: a notify() during the claim is not lost
             job = None
             if len(self._running) < self.options.workers:
                 try:
@@ -115,7 +116,6 @@ class JobRunner:
             if job is not None:
                 self._launch(job)
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.options.poll_seconds)
 
@@ -201,14 +201,14 @@ class JobRunner:
     async def _settle(self, ctx: JobContext, status: str | None, error: str | None) -> None:
         now = self._clock()
         try:
-            if status is None and self._stopping and ctx.cancelled():
+            if status is None:
+                if not self._stopping:
+                    return  # the lease was lost: the job is another worker's now
+                if not ctx.cancelled():  # stopping: hand the job on
+                    if await run_sync(self.repo.release, ctx.id, ctx.lease_id, now):
+                        log.info("job %s handed back to the queue (worker stopping)", ctx.id)
+                    return
                 status = JobStatus.CANCELLED  # asked to stop anyway: no point in handing it on
-            elif status is None:
-                # Stopping: hand the job on. Otherwise the lease was lost, and nothing is ours to write (the
-                # release then finds no row it owns).
-                if await run_sync(self.repo.release, ctx.id, ctx.lease_id, now):
-                    log.info("job %s handed back to the queue (worker stopping)", ctx.id)
-                return
             if await run_sync(self.repo.finish, ctx.id, ctx.lease_id, status, now, error):
                 log.info("job %s %s%s", ctx.id, status, f": {error}" if error else "")
         except Exception:  # the lease lapses on its own and recovery takes over
