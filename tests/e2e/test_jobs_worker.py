@@ -42,7 +42,9 @@ def start_worker(config: Path, log: Path) -> subprocess.Popen[bytes]:
     # The worker imports the test job kinds from tests/ (and the code under test from the caller's PYTHONPATH).
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(TESTS)) if p)
     with log.open("ab") as out:
-        return subprocess.Popen([*CLI, "worker", "--config", str(config)], env=env, stdout=out, stderr=out)
+        # --workers 2 overrides the file's 1: both jobs must run at once to pause side by side
+        return subprocess.Popen([*CLI, "worker", "--workers", "2", "--config", str(config)], env=env, stdout=out,
+                                stderr=out)
 
 
 def test_a_killed_worker_s_job_is_resumed_by_the_next_without_redoing_steps(tmp_path: Path) -> None:
@@ -50,7 +52,7 @@ def test_a_killed_worker_s_job_is_resumed_by_the_next_without_redoing_steps(tmp_
     config.write_text(f"""
 data_dir = "{tmp_path / 'data'}"
 bootstrap_dev_token = false
-job_workers = 2
+job_workers = 1
 job_lease_seconds = 2.0
 job_heartbeat_seconds = 0.2
 job_poll_seconds = 0.1
