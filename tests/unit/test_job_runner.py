@@ -221,6 +221,11 @@ def test_settings_refuse_a_heartbeat_too_slow_for_its_lease(tmp_path: Path) -> N
         Settings(data_dir=tmp_path, job_lease_seconds=3, job_heartbeat_seconds=2)
     options = RunnerOptions.from_settings(Settings(data_dir=tmp_path, job_workers=5, job_lease_seconds=60))
     assert (options.workers, options.lease_seconds, options.heartbeat_seconds) == (5, 60, 2)
+    services = build_services(Settings(data_dir=tmp_path, bootstrap_dev_token=False, job_max_attempts=7))
+    try:
+        assert services.jobs.max_attempts == 7
+    finally:
+        services.close()
 
 
 @pytest.mark.parametrize("embedded", [True, False])

@@ -204,3 +204,11 @@ def test_two_workers_claiming_concurrently_never_share_a_job(database_url: str, 
     together = claimed["a"] + claimed["b"]
     assert sorted(together) == sorted(jobs)  # all of them, none twice
     assert len(set(together)) == len(together)
+
+
+def test_max_attempts_defaults_to_the_repository_s_and_must_be_positive(jobs_db: Database, ws: str) -> None:
+    repo = JobRepository(jobs_db, max_attempts=5)
+    assert repo.enqueue(ws, "k", {}, now=NOW).max_attempts == 5
+    assert repo.enqueue(ws, "k", {}, now=NOW, max_attempts=1).max_attempts == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        repo.enqueue(ws, "k", {}, now=NOW, max_attempts=0)

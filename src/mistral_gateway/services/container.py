@@ -95,7 +95,7 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
                           default=settings.default_token_limits)
     usage = UsageLog(UsageRepository(db), flush_seconds=settings.usage_flush_seconds)
     images = ImageLoader(ImageLimits.from_settings(settings))
-    jobs = JobRepository(db)
+    jobs = JobRepository(db, max_attempts=settings.job_max_attempts)
     job_runner = JobRunner(jobs, HandlerRegistry(settings.job_handlers), RunnerOptions.from_settings(settings))
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
                     models=models, fine_tuned=fine_tuned, engines=engines,

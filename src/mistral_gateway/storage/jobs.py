@@ -69,11 +69,13 @@ class Heartbeat:
 
 
 class JobRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, max_attempts: int = 3) -> None:
         self._db = db
+        self.max_attempts = max_attempts  # claims a job may use unless its enqueue says otherwise
 
-    def enqueue(self, workspace_id: str, kind: str, payload: dict[str, Any], *, now: float, max_attempts: int = 3,
-                job_id: str | None = None) -> JobRecord:
+    def enqueue(self, workspace_id: str, kind: str, payload: dict[str, Any], *, now: float,
+                max_attempts: int | None = None, job_id: str | None = None) -> JobRecord:
+        max_attempts = self.max_attempts if max_attempts is None else max_attempts
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         row = JobRow(id=job_id or str(uuid.uuid4()), workspace_id=workspace_id, kind=kind, status=JobStatus.QUEUED,
