@@ -238,3 +238,38 @@ def test_the_server_runs_the_embedded_worker_unless_told_not_to(tmp_path: Path, 
         assert not services.job_runner.started  # the lifespan's end stopped it
     finally:
         services.close()
+
+
+# Stand-in until the merge: the shared `database_url` fixture (tests/conftest.py, SQLite and PostgreSQL) replaces it.
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'queue.db'}"
+
+
+def test_two_runners_on_one_queue_run_every_job_once(database_url: str, tmp_path: Path) -> None:
+    """Two runners with their own engines (as two processes would have) drain one queue."""
+    dbs = [Database(database_url) for _ in range(2)]
+    dbs[0].migrate()
+    try:
+        repos = [JobRepository(d) for d in dbs]
+        ws = TokenRepository(dbs[0]).ensure_workspace("default", int(time.time())).id
+        jobs = [repos[0].enqueue(ws, "steps", steps_payload(tmp_path, steps=2), now=time.time()) for _ in range(12)]
+        runners = [runner(repo, name=f"r{i}") for i, repo in enumerate(repos)]
+
+        async def body() -> None:
+            for r in runners:
+                await r.start()
+            try:
+                for job in jobs:
+                    done = await until(ended(repos[0], ws, job.id))
+                    assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 1)
+            finally:
+                for r in runners:
+                    await r.stop()
+
+        run(body)
+    finally:
+        for d in dbs:
+            d.dispose()
+    lines = logged_steps(tmp_path)
+    assert sorted(lines) == sorted(f"{job.id} step {i}" for job in jobs for i in range(2))  # each once
