@@ -72,8 +72,9 @@ def logged_steps(tmp_path: Path) -> list[str]:
 
 
 def test_a_job_runs_to_success(repo: JobRepository, ws: str, tmp_path: Path) -> None:
-    job = repo.enqueue(ws, "steps", steps_payload(tmp_path), now=time.time())
     r = runner(repo)
+    job = r.submit(ws, "steps", steps_payload(tmp_path))  # not started yet: the job waits in the queue
+    assert job.status == JobStatus.QUEUED
 
     async def body() -> None:
         done = await run_to_end(r, repo, ws, job.id)

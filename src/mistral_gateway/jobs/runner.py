@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from anyio.to_thread import run_sync
 
@@ -95,6 +96,15 @@ class JobRunner:
         for task in list(self._running):
             task.cancel()  # _run gives the job back to the queue
         await asyncio.gather(*self._running, return_exceptions=True)
+
+    def submit(self, workspace_id: str, kind: str, payload: dict[str, Any], *, job_id: str | None = None,
+               max_attempts: int | None = None) -> JobRecord:
+        """Enqueue a job (a blocking write: call it from a worker thread) and wake this runner if it runs here;
+        otherwise any worker sharing the database picks it up within ``poll_seconds``."""
+        job = self.repo.enqueue(workspace_id, kind, payload, now=self._clock(), max_attempts=max_attempts,
+                                job_id=job_id)
+        self.notify()
+        return job
 
     def notify(self) -> None:
         """A job was enqueued: claim now instead of at the next poll. Safe from any thread."""
