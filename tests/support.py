@@ -8,15 +8,18 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
 
+from mistral_gateway.config import Settings
 from mistral_gateway.http.app import create_app
 from mistral_gateway.http.connection import uvicorn_options
-from mistral_gateway.services.container import Services
+from mistral_gateway.services.container import Services, build_services
 
-__all__ = ["CLI", "LiveServer", "clean_env", "free_port"]
+__all__ = ["CLI", "LiveServer", "clean_env", "free_port", "serving"]
 
 
 def free_port() -> int:
@@ -48,6 +51,21 @@ class LiveServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
+
+
+@contextmanager
+def serving(settings: Settings, name: str = "test") -> Iterator[tuple[LiveServer, Services, str]]:
+    """The services built from ``settings``, a token of theirs (all scopes) and a live server; stopped and closed
+    on exit."""
+    services = build_services(settings)
+    token, _ = services.tokens.create(name)
+    server = LiveServer(services)
+    server.start()
+    try:
+        yield server, services, token
+    finally:
+        server.stop()
+        services.close()
 
 
 def _command() -> list[str]:

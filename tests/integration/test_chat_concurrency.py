@@ -20,8 +20,8 @@ import pytest
 from mistral_gateway.config import Settings
 from mistral_gateway.engines.llama import LlamaEngine
 from mistral_gateway.engines.pieces import PIECE_CHARS, tokenize_in_pieces
-from mistral_gateway.services.container import Services, build_services
-from support import LiveServer
+from mistral_gateway.services.container import Services
+from support import LiveServer, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -32,13 +32,8 @@ SMALL = "ministral-3b-latest"  # SmolLM2-135M: 8 slots + 32 queued requests admi
 def stack(weights_dir: Path) -> Iterator[tuple[LiveServer, str, Services]]:
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="chat-load-")), weights_path=weights_dir,
                         bootstrap_dev_token=False)
-    services: Services = build_services(settings)
-    token, _ = services.tokens.create("load")
-    server = LiveServer(services)
-    server.start()
-    yield server, token, services
-    server.stop()
-    services.close()
+    with serving(settings, "load") as (server, services, token):
+        yield server, token, services
 
 
 async def post_all(server: LiveServer, token: str, bodies: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any],

@@ -16,7 +16,7 @@ from mistralai.client import Mistral
 
 from mistral_gateway.config import ModelEntry, Settings
 from mistral_gateway.services.container import Services, build_services
-from support import LiveServer
+from support import LiveServer, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -28,13 +28,8 @@ CODER = "codestral-latest"  # alias of Qwen2.5-Coder-1.5B-Instruct
 def stack(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Iterator[tuple[LiveServer, Services, str]]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("chat-real"), weights_path=weights_dir,
                         bootstrap_dev_token=False)
-    services = build_services(settings)
-    token, _ = services.tokens.create("real")
-    server = LiveServer(services)
-    server.start()
-    yield server, services, token
-    server.stop()
-    services.close()
+    with serving(settings, "real") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

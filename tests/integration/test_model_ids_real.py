@@ -10,8 +10,7 @@ import pytest
 from mistralai.client import Mistral
 
 from mistral_gateway.config import Settings
-from mistral_gateway.services.container import build_services
-from support import LiveServer
+from support import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -20,14 +19,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 def sdk(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Iterator[Mistral]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("ids-real"), weights_path=weights_dir,
                         bootstrap_dev_token=False)
-    services = build_services(settings)  # the default catalog and family table
-    token, _ = services.tokens.create("real")
-    server = LiveServer(services)
-    server.start()
-    with Mistral(api_key=token, server_url=server.base_url, timeout_ms=120_000) as client:
+    with (serving(settings, "real") as (server, _, token),  # the default catalog and family table
+          Mistral(api_key=token, server_url=server.base_url, timeout_ms=120_000) as client):
         yield client
-    server.stop()
-    services.close()
 
 
 def test_dated_ministral_id_on_the_real_small_model(sdk: Mistral) -> None:

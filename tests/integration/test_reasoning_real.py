@@ -14,9 +14,8 @@ from mistralai.client import Mistral
 from mistralai.client import models as sdk
 
 from mistral_gateway.config import ModelEntry, Settings
-from mistral_gateway.services.container import Services, build_services
 from mistral_gateway.services.reasoning import ANSWER_INSTRUCTION, THINK_INSTRUCTION
-from support import LiveServer
+from support import LiveServer, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -30,13 +29,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Iterat
                        max_context_length=2048, parallel=2, capabilities=["completion_chat"])
     settings = Settings(data_dir=tmp_path_factory.mktemp("reasoning-real"), weights_path=weights_dir,
                         bootstrap_dev_token=False, models=[entry])
-    services: Services = build_services(settings)
-    token, _ = services.tokens.create("real")
-    server = LiveServer(services)
-    server.start()
-    yield server, token
-    server.stop()
-    services.close()
+    with serving(settings, "real") as (server, _, token):
+        yield server, token
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,7 @@ import pytest
 from mistralai.client import Mistral
 
 from mistral_gateway.config import ModelEntry, Settings
-from mistral_gateway.services.container import Services, build_services
-from support import LiveServer
+from support import LiveServer, serving
 from vision_assets import IMAGE_TOKENS, png, write_tiny_mmproj
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -86,13 +85,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path,
     # the test's image server is on loopback: allowed here only (the default refuses it, see test_images.py)
     settings = Settings(data_dir=data, weights_path=weights_dir, bootstrap_dev_token=False, models=models,
                         allow_private_image_urls=True)
-    services: Services = build_services(settings)
-    token, _ = services.tokens.create("vision")
-    server = LiveServer(services)
-    server.start()
-    yield server, token
-    server.stop()
-    services.close()
+    with serving(settings, "vision") as (server, _, token):
+        yield server, token
 
 
 @pytest.fixture(scope="module")
