@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -32,13 +33,14 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def open_service(data_dir: Path) -> Iterator[Callable[..., tuple[TokenService, Database]]]:
-    """Open a TokenService on the shared data dir; each call is an independent instance (like another process)."""
+def open_service(data_dir: Path, database_url: str) -> Iterator[Callable[..., tuple[TokenService, Database]]]:
+    """Open a TokenService on the shared data dir and database; each call is an independent instance (like another
+    process)."""
     opened: list[Database] = []
 
     def open_(clock: Callable[[], float] | None = None, cache_size: int = 10_000,
               repo_cls: type[TokenRepository] = TokenRepository, **kwargs: Any) -> tuple[TokenService, Database]:
-        database = Database(f"sqlite:///{data_dir / 'gateway.db'}")
+        database = Database(database_url)
         database.migrate()
         opened.append(database)
         if clock is not None:
@@ -93,7 +95,7 @@ def test_default_scope_is_everything(svc: TokenService) -> None:
     assert rec.expires_at is None
 
 
-def test_only_the_hash_is_stored(svc: TokenService, data_dir: Path, open_service: Callable[..., object]) -> None:
+def test_only_the_hash_is_stored(svc: TokenService, tmp_path: Path, open_service: Callable[..., object]) -> None:
     token, _ = svc.create("secret", workspace="w")
     _, database = open_service()  # type: ignore[misc]
     with database.engine.connect() as conn:
@@ -103,8 +105,8 @@ def test_only_the_hash_is_stored(svc: TokenService, data_dir: Path, open_service
     assert token not in flat
     assert token[3:] not in flat
     assert hashlib.sha256(token.encode()).hexdigest() in flat
-    # nor anywhere on disk: the database file and its WAL
-    for f in data_dir.iterdir():
+    # nor anywhere on disk: the data dir, a SQLite database file and its WAL
+    for f in tmp_path.rglob("*"):
         if f.is_file():
             assert token.encode() not in f.read_bytes(), f.name
 
@@ -265,14 +267,15 @@ def test_revocation_by_another_instance_is_seen_immediately(
 
 
 def test_revocation_by_cli_process_is_seen_immediately(
-    open_service: Callable[..., tuple[TokenService, Database]], data_dir: Path,
+    open_service: Callable[..., tuple[TokenService, Database]], data_dir: Path, database_url: str,
 ) -> None:
     server, _ = open_service()
     token, rec = server.create("live")
     server.verify(token)
     assert server.verify_cached(token) is not None
     proc = subprocess.run([sys.executable, "-m", "mistral_gateway", "--data-dir", str(data_dir), "tokens", "revoke",
-                           rec.id], capture_output=True, text=True, timeout=60, check=False)
+                           rec.id], capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "MISTRAL_GATEWAY_DATABASE_URL": database_url})
     assert proc.returncode == 0, proc.stderr
     assert server.verify_cached(token) is None
     assert unauthorized_code(lambda: server.verify(token)) == "TOKEN_REVOKED"

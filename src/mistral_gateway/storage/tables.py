@@ -122,8 +122,9 @@ class UsageRow(Base):
     dialect: Mapped[str] = mapped_column(String(16))
     status: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float)
-    prompt_tokens: Mapped[int] = mapped_column(Integer)
-    completion_tokens: Mapped[int] = mapped_column(Integer)
+    # 64-bit everywhere (SQLite's INTEGER already is; migration 0005 widens PostgreSQL's)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    completion_tokens: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
 
 
 class UpstreamSecretRow(Base):
