@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from db_backends import BACKENDS, POSTGRES_ENV, POSTGRES_SKIPPED, PostgresServer
+from db_backends import BACKENDS, POSTGRES_ENV, POSTGRES_SKIPPED, PostgresServer, migrated_sqlite_file
 from mistral_gateway.config import Settings
 from mistral_gateway.http.app import create_app
 from mistral_gateway.services.container import Services, build_services
@@ -55,6 +55,12 @@ def postgres_server(pytestconfig: pytest.Config) -> Iterator[PostgresServer]:
     server = PostgresServer(url)
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session; ``db`` fixtures start from a copy."""
+    return migrated_sqlite_file(tmp_path_factory.mktemp("template") / "migrated.db")
 
 
 @pytest.fixture(params=BACKENDS)

@@ -33,15 +33,14 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def open_service(data_dir: Path, database_url: str) -> Iterator[Callable[..., tuple[TokenService, Database]]]:
+def open_service(data_dir: Path, db: Database) -> Iterator[Callable[..., tuple[TokenService, Database]]]:
     """Open a TokenService on the shared data dir and database; each call is an independent instance (like another
     process)."""
     opened: list[Database] = []
 
     def open_(clock: Callable[[], float] | None = None, cache_size: int = 10_000,
               repo_cls: type[TokenRepository] = TokenRepository, **kwargs: Any) -> tuple[TokenService, Database]:
-        database = Database(database_url)
-        database.migrate()
+        database = Database(db.url)  # its own engine; ``db`` is already migrated
         opened.append(database)
         if clock is not None:
             kwargs["clock"] = clock
@@ -267,7 +266,7 @@ def test_revocation_by_another_instance_is_seen_immediately(
 
 
 def test_revocation_by_cli_process_is_seen_immediately(
-    open_service: Callable[..., tuple[TokenService, Database]], data_dir: Path, database_url: str,
+    open_service: Callable[..., tuple[TokenService, Database]], data_dir: Path, db: Database,
 ) -> None:
     server, _ = open_service()
     token, rec = server.create("live")
@@ -275,7 +274,7 @@ def test_revocation_by_cli_process_is_seen_immediately(
     assert server.verify_cached(token) is not None
     proc = subprocess.run([sys.executable, "-m", "mistral_gateway", "--data-dir", str(data_dir), "tokens", "revoke",
                            rec.id], capture_output=True, text=True, timeout=60, check=False,
-                          env={**os.environ, "MISTRAL_GATEWAY_DATABASE_URL": database_url})
+                          env={**os.environ, "MISTRAL_GATEWAY_DATABASE_URL": db.url})
     assert proc.returncode == 0, proc.stderr
     assert server.verify_cached(token) is None
     assert unauthorized_code(lambda: server.verify(token)) == "TOKEN_REVOKED"
