@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from mistral_gateway.errors import BadRequest, NotFound, Unauthorized
+from mistral_gateway.protocol.admin import MAX_LIMIT_VALUE
 from mistral_gateway.registry import Registry
 from mistral_gateway.services.tokens import Principal, TokenService
 from mistral_gateway.storage.db import Database
@@ -319,3 +320,13 @@ def test_cache_entries_have_a_time_to_live(open_service: Callable[..., tuple[Tok
     fresh, _ = open_service(cache_seconds=3600)
     fresh.verify(token)
     assert fresh.verify_cached(token) is not None
+
+
+def test_the_largest_limits_the_api_accepts_are_stored(svc: TokenService) -> None:
+    """PostgreSQL's INTEGER is 32-bit: a per-minute or concurrency limit the API accepts (up to 10**12) must fit
+    its column on every backend, not fail the insert."""
+    _, rec = svc.create("big", requests_per_minute=MAX_LIMIT_VALUE, tokens_per_minute=MAX_LIMIT_VALUE,
+                        concurrent_requests=MAX_LIMIT_VALUE)
+    [stored] = [r for r in svc.list() if r.id == rec.id]
+    assert (stored.requests_per_minute, stored.tokens_per_minute, stored.concurrent_requests) == \
+        (MAX_LIMIT_VALUE,) * 3
