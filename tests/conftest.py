@@ -1,17 +1,84 @@
-"""Shared fixtures: settings in a temporary data dir, real SQLite, the app, tokens and a live loopback server."""
+"""Shared fixtures: settings in a temporary data dir, real SQLite, the app, tokens and a live loopback server, and
+``database_url``: an empty database on SQLite and on PostgreSQL (when ``MISTRAL_GATEWAY_TEST_POSTGRES_URL`` is set)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
+from db_backends import BACKENDS, POSTGRES_ENV, POSTGRES_SKIPPED, PostgresServer, migrated_sqlite_file
 from mistral_gateway.config import Settings
 from mistral_gateway.http.app import create_app
 from mistral_gateway.services.container import Services, build_services
 from support import LiveServer
+
+_postgres_url = pytest.StashKey[str | None]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Read once, before tests/unit's autouse fixture clears every MISTRAL_GATEWAY_* variable for each test.
+    config.stash[_postgres_url] = os.environ.get(POSTGRES_ENV) or None
+    config.addinivalue_line("markers", "postgresql: runs against the PostgreSQL server in " + POSTGRES_ENV)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    url = config.stash[_postgres_url]
+    return f"postgresql: {PostgresServer.describe(url)}" if url else POSTGRES_SKIPPED
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.stash[_postgres_url]:
+        return
+    for item in items:
+        if item.get_closest_marker("postgresql"):
+            item.add_marker(pytest.mark.skip(reason=POSTGRES_SKIPPED))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Those skips fold into one line of the -ra summary instead of one per test function."""
+    report: pytest.TestReport = yield
+    if report.skipped and isinstance(report.longrepr, tuple) and POSTGRES_SKIPPED in report.longrepr[2]:
+        report.longrepr = (__file__, 0, POSTGRES_SKIPPED)
+    return report
+
+
+@pytest.fixture(scope="session")
+def postgres_server(pytestconfig: pytest.Config) -> Iterator[PostgresServer]:
+    url = pytestconfig.stash[_postgres_url]
+    if not url:
+        pytest.skip(POSTGRES_SKIPPED)
+    server = PostgresServer(url)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session; ``db`` fixtures start from a copy."""
+    return migrated_sqlite_file(tmp_path_factory.mktemp("template") / "migrated.db")
+
+
+@pytest.fixture(params=BACKENDS)
+def database_backend(request: pytest.FixtureRequest) -> str:
+    """Tests that use a database run once per backend: ``sqlite``, then ``postgresql``."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(database_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A SQLAlchemy URL of an empty database (no tables), usable from several threads and processes: a SQLite file
+    in ``tmp_path``, or a database of its own on the PostgreSQL server (dropped after the test)."""
+    if database_backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    with server.database() as url:
+        yield url
 
 
 class FakeClock:

@@ -1,4 +1,5 @@
-"""Unit-test helpers: a real migrated SQLite database and ASGI requests built by hand (the clock is in ../conftest)."""
+"""Unit-test helpers: a real migrated database (SQLite and PostgreSQL) and ASGI requests built by hand (the clock and
+``database_url`` are in ../conftest)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from starlette.requests import Request
 from starlette.types import Message
 
+from db_backends import migrated_database
 from mistral_gateway.storage.db import Database
 
 
@@ -23,12 +25,10 @@ def _no_gateway_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    """A real SQLite database in a temporary directory, migrated to the newest schema."""
-    database = Database(f"sqlite:///{tmp_path / 'unit.db'}")
-    database.migrate()
-    yield database
-    database.dispose()
+def db(database_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A real database migrated to the newest schema: SQLite in a temporary directory, then PostgreSQL."""
+    with migrated_database(database_backend, request, tmp_path) as database:
+        yield database
 
 
 RequestFactory = Callable[..., Request]

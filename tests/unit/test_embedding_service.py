@@ -66,6 +66,11 @@ class Harness:
 
 
 @pytest.fixture
+def database_backend() -> str:
+    return "sqlite"  # the database is incidental here; the storage tests run on PostgreSQL too
+
+
+@pytest.fixture
 def h(tmp_path: Path, db: Database) -> Harness:
     return Harness(tmp_path, db)
 

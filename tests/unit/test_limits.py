@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from sqlalchemy import func, select
 
+from db_backends import BACKENDS, migrated_database
 from mistral_gateway.config import LimitPolicy, WorkspacePolicy
 from mistral_gateway.errors import RateLimited
 from mistral_gateway.services.limits import LimitService
@@ -21,9 +23,14 @@ from mistral_gateway.storage.tables import RateWindow
 NOW = 1_700_000_020.0  # 40 s into a minute: the window ends 20 s later
 
 
-@pytest.fixture(params=["memory", "database"])
-def limiter(request: pytest.FixtureRequest, db: Database) -> Iterator[Any]:
-    yield MemoryLimiter() if request.param == "memory" else DatabaseLimiter(db)
+@pytest.fixture(params=["memory", *BACKENDS])
+def limiter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """The memory limiter, and the database one on each backend."""
+    if request.param == "memory":
+        yield MemoryLimiter()
+        return
+    with migrated_database(request.param, request, tmp_path) as db:
+        yield DatabaseLimiter(db)
 
 
 def test_rpm_counts_in_fixed_minute_windows(limiter: Any) -> None:
@@ -128,10 +135,9 @@ def test_database_keeps_only_current_windows(db: Database) -> None:
         assert s.scalar(select(RateWindow.requests)) == 2
 
 
-def test_two_database_handles_share_counts(tmp_path: Any) -> None:
+def test_two_database_handles_share_counts(database_url: str) -> None:
     """Separate engines (as separate processes would have) see one budget."""
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    first, second = Database(url), Database(url)
+    first, second = Database(database_url), Database(database_url)
     first.migrate()
     try:
         a, b = DatabaseLimiter(first), DatabaseLimiter(second)
@@ -231,7 +237,7 @@ def test_settle_counts_tokens_and_held_leases_are_renewed(clock: Any) -> None:
     service.close()
 
 
-def test_upgrade_from_0001_keeps_tokens_without_limits(tmp_path: Any) -> None:
+def test_upgrade_from_0001_keeps_tokens_without_limits(database_url: str) -> None:
     from importlib import resources
 
     from alembic import command
@@ -240,7 +246,7 @@ def test_upgrade_from_0001_keeps_tokens_without_limits(tmp_path: Any) -> None:
 
     from mistral_gateway.storage.tokens import TokenRepository
 
-    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    db = Database(database_url)
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("mistral_gateway.storage") / "migrations"))
     with db.engine.begin() as conn:

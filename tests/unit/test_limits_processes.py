@@ -1,10 +1,10 @@
-"""Worker processes of one server share one SQLite file, and with it one rate-limit budget."""
+"""Worker processes of one server share one database (a SQLite file, or PostgreSQL), and with it one rate-limit
+budget."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 from mistral_gateway.storage.db import Database
 
@@ -28,8 +28,8 @@ print(admitted, flush=True)
 """
 
 
-def test_processes_share_one_rpm_budget(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+def test_processes_share_one_rpm_budget(database_url: str) -> None:
+    url = database_url
     db = Database(url)
     db.migrate()
     db.dispose()

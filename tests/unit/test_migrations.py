@@ -1,4 +1,4 @@
-"""The Alembic migrations and the ORM tables must describe the same schema."""
+"""The Alembic migrations and the ORM tables must describe the same schema, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.tables import Base
 
 
-def test_migrations_match_tables(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+def test_migrations_match_tables(database_url: str) -> None:
+    db = Database(database_url)
     db.migrate()
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
@@ -21,8 +21,8 @@ def test_migrations_match_tables(tmp_path: Path) -> None:
     assert diff == []
 
 
-def test_migrate_is_idempotent(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+def test_migrate_is_idempotent(database_url: str) -> None:
+    db = Database(database_url)
     db.migrate()
     db.migrate()
     tables = set(inspect(db.engine).get_table_names())

@@ -26,6 +26,11 @@ EMBED = ModelEntry(id="local-embed", aliases=["mistral-embed"], capabilities=[],
 
 
 @pytest.fixture
+def database_backend() -> str:
+    return "sqlite"  # the database is incidental here; the storage tests run on PostgreSQL too
+
+
+@pytest.fixture
 def workspaces(db: Database) -> tuple[str, str]:
     tokens = TokenRepository(db)
     return tokens.ensure_workspace("a", now=1).id, tokens.ensure_workspace("b", now=1).id

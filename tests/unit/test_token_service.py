@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from mistral_gateway.errors import BadRequest, NotFound, Unauthorized
+from mistral_gateway.protocol.admin import MAX_LIMIT_VALUE
 from mistral_gateway.registry import Registry
 from mistral_gateway.services.tokens import Principal, TokenService
 from mistral_gateway.storage.db import Database
@@ -32,14 +34,14 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def open_service(data_dir: Path) -> Iterator[Callable[..., tuple[TokenService, Database]]]:
-    """Open a TokenService on the shared data dir; each call is an independent instance (like another process)."""
+def open_service(data_dir: Path, db: Database) -> Iterator[Callable[..., tuple[TokenService, Database]]]:
+    """Open a TokenService on the shared data dir and database; each call is an independent instance (like another
+    process)."""
     opened: list[Database] = []
 
     def open_(clock: Callable[[], float] | None = None, cache_size: int = 10_000,
               repo_cls: type[TokenRepository] = TokenRepository, **kwargs: Any) -> tuple[TokenService, Database]:
-        database = Database(f"sqlite:///{data_dir / 'gateway.db'}")
-        database.migrate()
+        database = Database(db.url)  # its own engine; ``db`` is already migrated
         opened.append(database)
         if clock is not None:
             kwargs["clock"] = clock
@@ -93,7 +95,7 @@ def test_default_scope_is_everything(svc: TokenService) -> None:
     assert rec.expires_at is None
 
 
-def test_only_the_hash_is_stored(svc: TokenService, data_dir: Path, open_service: Callable[..., object]) -> None:
+def test_only_the_hash_is_stored(svc: TokenService, tmp_path: Path, open_service: Callable[..., object]) -> None:
     token, _ = svc.create("secret", workspace="w")
     _, database = open_service()  # type: ignore[misc]
     with database.engine.connect() as conn:
@@ -103,8 +105,8 @@ def test_only_the_hash_is_stored(svc: TokenService, data_dir: Path, open_service
     assert token not in flat
     assert token[3:] not in flat
     assert hashlib.sha256(token.encode()).hexdigest() in flat
-    # nor anywhere on disk: the database file and its WAL
-    for f in data_dir.iterdir():
+    # nor anywhere on disk: the data dir, a SQLite database file and its WAL
+    for f in tmp_path.rglob("*"):
         if f.is_file():
             assert token.encode() not in f.read_bytes(), f.name
 
@@ -265,14 +267,15 @@ def test_revocation_by_another_instance_is_seen_immediately(
 
 
 def test_revocation_by_cli_process_is_seen_immediately(
-    open_service: Callable[..., tuple[TokenService, Database]], data_dir: Path,
+    open_service: Callable[..., tuple[TokenService, Database]], data_dir: Path, db: Database,
 ) -> None:
     server, _ = open_service()
     token, rec = server.create("live")
     server.verify(token)
     assert server.verify_cached(token) is not None
     proc = subprocess.run([sys.executable, "-m", "mistral_gateway", "--data-dir", str(data_dir), "tokens", "revoke",
-                           rec.id], capture_output=True, text=True, timeout=60, check=False)
+                           rec.id], capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "MISTRAL_GATEWAY_DATABASE_URL": db.url})
     assert proc.returncode == 0, proc.stderr
     assert server.verify_cached(token) is None
     assert unauthorized_code(lambda: server.verify(token)) == "TOKEN_REVOKED"
@@ -317,3 +320,13 @@ def test_cache_entries_have_a_time_to_live(open_service: Callable[..., tuple[Tok
     fresh, _ = open_service(cache_seconds=3600)
     fresh.verify(token)
     assert fresh.verify_cached(token) is not None
+
+
+def test_the_largest_limits_the_api_accepts_are_stored(svc: TokenService) -> None:
+    """PostgreSQL's INTEGER is 32-bit: a per-minute or concurrency limit the API accepts (up to 10**12) must fit
+    its column on every backend, not fail the insert."""
+    _, rec = svc.create("big", requests_per_minute=MAX_LIMIT_VALUE, tokens_per_minute=MAX_LIMIT_VALUE,
+                        concurrent_requests=MAX_LIMIT_VALUE)
+    [stored] = [r for r in svc.list() if r.id == rec.id]
+    assert (stored.requests_per_minute, stored.tokens_per_minute, stored.concurrent_requests) == \
+        (MAX_LIMIT_VALUE,) * 3

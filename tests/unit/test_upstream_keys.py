@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from mistral_gateway.config import Settings
 from mistral_gateway.errors import NotFound
@@ -32,15 +33,18 @@ def test_secretbox_round_trip_and_binding() -> None:
         SecretBox(b"short")
 
 
-def test_store_seals_in_the_database_and_services_use_it(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, upstreams=[UP], models=[], bootstrap_dev_token=False)
+def test_store_seals_in_the_database_and_services_use_it(tmp_path: Path, database_url: str) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=database_url, upstreams=[UP], models=[],
+                        bootstrap_dev_token=False)
     db = Database(settings.sqlalchemy_url)
     db.migrate()
     store = UpstreamKeyStore(UpstreamSecretRepository(db), settings)
     with pytest.raises(NotFound):
         store.set("nope", "sk-x")
     store.set("cloud", "sk-live-secret\n")
-    raw = (tmp_path / "gateway.db").read_bytes()
+    with db.engine.connect() as conn:  # what the database holds, and on disk a SQLite file and its WAL
+        raw = b"".join(bytes(row[0]) for row in conn.execute(text("SELECT sealed FROM upstream_secrets")))
+    raw += b"".join(f.read_bytes() for f in tmp_path.rglob("*") if f.is_file())
     assert b"sk-live-secret" not in raw
     assert store.load() == {"cloud": "sk-live-secret"}
     services = build_services(settings)

@@ -188,3 +188,12 @@ def test_absurd_counts_from_upstreams_are_clamped_not_retried_forever(db: Databa
     assert stored(db) == 2
     (row,) = repo.summary("model")
     assert row.requests == 2 and row.prompt_tokens >= 2**63 - 2**12  # summed without SQLite's integer overflow
+
+
+def test_an_overlong_model_name_from_an_upstream_does_not_wedge_the_queue(db: Database) -> None:
+    """PostgreSQL refuses a string longer than its VARCHAR (SQLite stores it whole): the batch is cut to the
+    columns and written, not retried forever."""
+    repo = UsageRepository(db)
+    repo.add_many([record(0, model="m" * 300), record(1)])
+    rows, total = repo.list()
+    assert total == 2 and rows[0].model == "small" and (rows[1].model or "").startswith("m" * 255)

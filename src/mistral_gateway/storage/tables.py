@@ -24,6 +24,11 @@ __all__ = [
 ]
 
 
+# BIGINT where a column was created INTEGER and widened later (migration 0005): SQLite's INTEGER already holds 64
+# bits, so there the column keeps its declared type and no table is rebuilt.
+_INT64 = BigInteger().with_variant(Integer, "sqlite")
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -49,9 +54,10 @@ class ApiToken(Base):
     expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # The token's own limits; None: Settings.default_token_limits applies (field by field)
-    requests_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # (64-bit: the API accepts up to 10**12; SQLite's INTEGER already is, migration 0005 widens PostgreSQL's)
+    requests_per_minute: Mapped[int | None] = mapped_column(_INT64, nullable=True)
     tokens_per_minute: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    concurrent_requests: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    concurrent_requests: Mapped[int | None] = mapped_column(_INT64, nullable=True)
 
 
 class FileRow(Base):
@@ -125,8 +131,8 @@ class UsageRow(Base):
     dialect: Mapped[str] = mapped_column(String(16))
     status: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float)
-    prompt_tokens: Mapped[int] = mapped_column(Integer)
-    completion_tokens: Mapped[int] = mapped_column(Integer)
+    prompt_tokens: Mapped[int] = mapped_column(_INT64)  # 64-bit: upstreams report any count
+    completion_tokens: Mapped[int] = mapped_column(_INT64)
 
 
 class UpstreamSecretRow(Base):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, insert, select
+from sqlalchemy import BigInteger, Float, Integer, String, bindparam, case, func, insert, select
+from sqlalchemy.exc import DataError
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import TypeEngine
 
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.records import UsageRecord, UsageSummary, UsageTuple, usage_row
@@ -17,7 +19,6 @@ from mistral_gateway.storage.tables import UsageRow
 
 __all__ = ["GROUPS", "UsageRepository"]
 
-_INT64 = 2**63 - 1
 
 GROUPS = {"token": UsageRow.token_id, "model": UsageRow.model, "operation": UsageRow.operation,
           "workspace": UsageRow.workspace, "backend": UsageRow.backend}
@@ -55,10 +56,12 @@ class UsageRepository:
             return
         try:
             self._insert(rows)
-        except OverflowError:
+        except (OverflowError, DataError):
             # Token counts come from upstreams too; one absurd count must not wedge the whole queue (the batch
             # would be retried forever). Clamped here, off the request path, instead of checked per request.
-            self._insert([tuple(_clamp(v) for v in r) for r in rows])
+            # SQLite's driver raises OverflowError past 64 bits; PostgreSQL refuses any value outside the column
+            # (DataError: a number out of range, a string longer than its VARCHAR).
+            self._insert([tuple(clamp(v) for clamp, v in zip(_CLAMPS, r, strict=True)) for r in rows])
 
     def _insert(self, rows: Sequence[UsageTuple]) -> None:
         if self._reorder is not None:
@@ -107,9 +110,17 @@ def _between(since: int | None, until: int | None) -> list[ColumnElement[Any]]:
     return where
 
 
-def _clamp(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return max(-_INT64, min(_INT64, value))
-    if isinstance(value, float) and not -1e300 < value < 1e300:  # inf and nan: SQLite would store NULL or fail
-        return 0.0
-    return value
+def _clamp_for(kind: TypeEngine[Any]) -> Callable[[Any], Any]:
+    """What a column of this type holds on every backend (SQLite would take more; PostgreSQL would refuse it)."""
+    if isinstance(kind, Integer):
+        bound = 2**63 - 1 if isinstance(kind, BigInteger) else 2**31 - 1
+        return lambda v: max(-bound, min(bound, v)) if isinstance(v, int) and not isinstance(v, bool) else v
+    if isinstance(kind, Float):  # inf and nan: SQLite would store NULL or fail
+        return lambda v: v if not isinstance(v, float) or -1e300 < v < 1e300 else 0.0
+    if isinstance(kind, String) and kind.length:
+        length = kind.length
+        return lambda v: v[:length] if isinstance(v, str) else v
+    return lambda v: v
+
+
+_CLAMPS = tuple(_clamp_for(UsageRow.__table__.c[name].type) for name in _FIELDS)
