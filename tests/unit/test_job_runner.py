@@ -241,12 +241,6 @@ def test_the_server_runs_the_embedded_worker_unless_told_not_to(tmp_path: Path, 
         services.close()
 
 
-# Stand-in until the merge: the shared `database_url` fixture (tests/conftest.py, SQLite and PostgreSQL) replaces it.
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'queue.db'}"
-
-
 def test_two_runners_on_one_queue_run_every_job_once(database_url: str, tmp_path: Path) -> None:
     """Two runners with their own engines (as two processes would have) drain one queue."""
     dbs = [Database(database_url) for _ in range(2)]

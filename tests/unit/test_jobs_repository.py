@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -14,13 +13,6 @@ from mistral_gateway.storage.tokens import TokenRepository
 
 NOW = 1_700_000_000.0
 LEASE = 30.0
-
-
-# Stand-in until the merge: tests/conftest.py gets a shared `database_url` fixture parametrized over SQLite and
-# PostgreSQL (the pgci branch); then this one goes.
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'jobs.db'}"
 
 
 @pytest.fixture
