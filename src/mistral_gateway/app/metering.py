@@ -1,12 +1,12 @@
 """Per-request admission, metering and usage recording: the same for a request over HTTP and a batch line.
 
-An ``Exchange`` follows one request from authentication on (or one job line). ``admit`` applies the principal's
-rate limits (nothing at all for unlimited principals); ``stream`` meters an SSE stream as it passes (the model and ``usage`` from its
-chunks; content chunks counted as completion tokens until ``usage`` arrives, so a stream cut short still records
-the tokens sent so far); ``finish`` — exactly once per request — counts the tokens against TPM budgets, releases
-the concurrency lease and queues the usage row. A stream that ends normally finishes before its ``[DONE]`` is sent,
-so a client that reads it and sends its next request never meets its own lease; a stream the client abandons
-finishes with status 499 when the response is torn down.
+An ``Exchange`` follows one request from authentication on (or one job line). ``admit`` applies the principal's rate
+limits (nothing at all for unlimited principals); ``stream`` meters an SSE stream as it passes (the model and
+``usage`` from its chunks; content chunks counted as completion tokens until ``usage`` arrives, so a stream cut
+short still records the tokens sent so far); ``finish`` — exactly once per request — counts the tokens against TPM
+budgets, releases the concurrency lease and queues the usage row. A stream that ends normally finishes before its
+``[DONE]`` is sent, so a client that reads it and sends its next request never meets its own lease; a stream the
+client abandons finishes with status 499 when the response is torn down.
 """
 
 from __future__ import annotations
