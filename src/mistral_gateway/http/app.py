@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         # collections (which stall the event loop) walk only what requests allocate, not every module and model.
         gc.collect()
         gc.freeze()
+        services.start()  # background components: usage writer, lease renewer, job workers
         yield
         await services.router.aclose()
         services.close()

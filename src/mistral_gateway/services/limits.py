@@ -130,18 +130,25 @@ class LimitService:
             self.limiter.renew(held, self._clock())
         return len(held)
 
-    def close(self) -> None:
+    def start(self) -> None:
+        """Start the lease renewer (the service container's lifecycle calls this once; idempotent)."""
+        with self._lock:
+            if self._renewer is None and not self._stop.is_set():
+                self._renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
+                self._renewer.start()
+
+    def stop(self) -> None:
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
+
+    def close(self) -> None:
+        self.stop()
         self.limiter.close()
 
     def _hold(self, lease: str) -> None:
         with self._lock:
             self._held.add(lease)
-            if self._renewer is None and not self._stop.is_set():
-                self._renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
-                self._renewer.start()
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self._lease_seconds / 3):
