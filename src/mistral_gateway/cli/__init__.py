@@ -7,10 +7,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-# Both engines (llama.cpp and torch) share one OpenMP runtime, configured by whichever loads first: pin its threads
-# before either can load, so decode speed does not depend on which model happened to be asked for first.
-os.environ.setdefault("OMP_PROC_BIND", "true")
-
 from mistral_gateway.cli import admin, client_commands, models, server, upstreams, usage
 
 __all__ = ["main"]
@@ -32,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Both engines (llama.cpp and torch) share one OpenMP runtime, configured by whichever loads first: pin its
+    # threads before either can load, so decode speed does not depend on which model was asked for first.
+    os.environ.setdefault("OMP_PROC_BIND", "true")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
