@@ -40,9 +40,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit:
         raise
     except Exception as exc:  # a clean message instead of a traceback for expected failures
+        from pydantic import ValidationError
+
         from mistral_gateway.errors import GatewayError
 
         if isinstance(exc, GatewayError):
             print(f"error: {exc.message}", file=sys.stderr)
+            return 2
+        if isinstance(exc, ValidationError) and exc.title == "Settings":  # e.g. redis_url, refused at startup
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            print(f"configuration error: {problems}", file=sys.stderr)
             return 2
         raise

@@ -45,13 +45,10 @@ class Ticket:
 
 
 def make_limiter(settings: Settings, db: Database) -> RateLimiter:
-    """The limiter the settings ask for. The seam for Redis (``redis_url``) is here: a ``RedisLimiter`` with the
-    same protocol (windows as INCRBY + EXPIRE keys, leases as a sorted set scored by expiry, both in one Lua script)
-    is planned with the scale-out work; until then the database holds the counters, which replicas sharing one
-    database already share."""
-    if settings.redis_url:
-        log.warning("redis_url is set, but this build keeps rate-limit counters in the database (shared by every "
-                    "process and replica using it); the Redis limiter is not available yet")
+    """The limiter the settings ask for. The seam for Redis (``redis_url``, refused by ``Settings`` until it exists)
+    is here: a ``RedisLimiter`` with the same protocol (windows as INCRBY + EXPIRE keys, leases as a sorted set
+    scored by expiry, both in one Lua script) is planned with the scale-out work; until then the database holds the
+    counters, which replicas sharing one database already share."""
     return DatabaseLimiter(db)
 
 
