@@ -240,7 +240,7 @@ class Settings(BaseSettings):
     upstreams: list[UpstreamEntry] = Field(default_factory=list)
     workspaces: list[WorkspacePolicy] = Field(default_factory=list)
     default_token_limits: LimitPolicy = Field(default_factory=LimitPolicy)  # for tokens without their own limits
-    redis_url: str | None = None  # shared rate-limit counters across replicas (else: the database)
+    redis_url: str | None = None  # reserved for Redis-held counters (issue 12); refused until then, see below
     usage_flush_seconds: float = 1.0  # usage records are written in batches, off the request path
     reasoning: ReasoningSettings = Field(default_factory=ReasoningSettings)
     # HTTP server limits: request line + headers, and the time a client may take to send them (slowloris)
@@ -280,6 +280,16 @@ class Settings(BaseSettings):
             raise ValueError("job_heartbeat_seconds must be at most half of job_lease_seconds, or a busy worker "
                              "loses its jobs' leases")
         return self
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _no_redis_yet(cls, value: str | None) -> str | None:
+        # Refused rather than ignored: replicas configured to share counters through Redis would each enforce
+        # their own limits while the operator believes them shared.
+        if value:
+            raise ValueError("redis_url is not supported by this build (rate-limit counters live in the database, "
+                             "which replicas sharing one database already share); remove the setting")
+        return value
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -212,3 +212,27 @@ def test_unknown_keys_are_ignored(tmp_path: Path) -> None:
     cfg = write_toml(tmp_path / "gw.toml", f'data_dir = "{tmp_path / "d"}"\nsomething_else = 1\n')
     s = load_settings(cfg)
     assert not hasattr(s, "something_else")
+
+
+def test_redis_url_is_refused_at_startup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not implemented yet (issue 12): refused with a message naming it, never silently ignored."""
+    import pydantic
+
+    cfg = write_toml(tmp_path / "gw.toml", f'data_dir = "{tmp_path / "d"}"\nredis_url = "redis://127.0.0.1:6379/0"\n')
+    with pytest.raises(pydantic.ValidationError, match="redis_url is not supported"):
+        load_settings(cfg)
+    monkeypatch.setenv("MISTRAL_GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/0")
+    with pytest.raises(pydantic.ValidationError, match="redis_url"):
+        load_settings(None)
+    monkeypatch.setenv("MISTRAL_GATEWAY_REDIS_URL", "")  # empty: unset
+    assert not load_settings(write_toml(tmp_path / "ok.toml", f'data_dir = "{tmp_path / "d"}"\n')).redis_url
+
+
+def test_serve_with_redis_url_exits_with_a_configuration_error(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from mistral_gateway.cli import main
+
+    cfg = write_toml(tmp_path / "gw.toml", 'redis_url = "redis://127.0.0.1:6379/0"\n')
+    assert main(["--config", str(cfg), "--data-dir", str(tmp_path / "d"), "serve", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("configuration error: redis_url") and "Traceback" not in err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from pathlib import Path
 
 from mistral_gateway.config import ModelEntry, Settings
@@ -68,3 +70,39 @@ def test_without_migration_there_are_no_tables(tmp_path: Path) -> None:
         assert TokenRepository(svc.db).count() == 0
     finally:
         svc.close()
+
+
+class _Worker:
+    def __init__(self, events: list[str], name: str) -> None:
+        self.events, self.name = events, name
+
+    def start(self) -> None:
+        self.events.append(f"start {self.name}")
+
+    def stop(self) -> None:
+        self.events.append(f"stop {self.name}")
+
+
+def _threads() -> Counter[str]:
+    """Background threads alive now, by name (other tests' may exist too: compare counts, not presence)."""
+    return Counter(t.name for t in threading.enumerate() if t.is_alive())
+
+
+def test_background_components_share_one_lifecycle(tmp_path: Path) -> None:
+    svc = build_services(Settings(data_dir=tmp_path, bootstrap_dev_token=False))
+    events: list[str] = []
+    svc.add_background(_Worker(events, "a"))
+    before = _threads()
+    try:
+        svc.usage.record_row((1, "t", "w", "default", "list_files", None, "local", "native", 200, 1.0, 0, 0))
+        assert events == [] and _threads() == before  # nothing starts on its own
+        svc.start()
+        svc.start()  # idempotent
+        assert _threads() - before == Counter({"usage-writer": 1, "lease-renewer": 1})
+        svc.add_background(_Worker(events, "b"))  # joins a running container: started at once
+        assert events == ["start a", "start b"]
+    finally:
+        svc.close()
+    assert events == ["start a", "start b", "stop b", "stop a"]  # reverse order
+    assert _threads() == before
+    assert svc.usage.pending() == 0  # the queued record was written at shutdown

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from mistral_gateway.http.handlers.registry import HANDLERS, bind
 from mistral_gateway.registry import CATEGORY_SCOPES, Operation, Registry
 from mistral_gateway.registry.spec import load_spec
 from mistral_gateway.registry.table import OPERATIONS
@@ -234,7 +235,7 @@ def test_implemented_operations(registry: Registry) -> None:
             "list_available_models", "retrieve_model", "delete_model"} <= implemented
     for op in registry:
         if op.implemented:
-            assert re.fullmatch(r"[a-z_]+:[a-z_]+", op.handler or ""), op.id
+            assert op.id in HANDLERS, op.id
 
 
 def test_success_statuses(registry: Registry) -> None:
@@ -249,3 +250,30 @@ def test_operations_are_frozen(registry: Registry) -> None:
     op: Operation = registry.get("list_files")
     with pytest.raises(dataclasses.FrozenInstanceError):
         op.path = "/x"  # type: ignore[misc]
+
+
+def test_every_handler_binds_an_implemented_row(registry: Registry) -> None:
+    assert set(bind(registry)) == {op.id for op in registry if op.implemented}
+    rows = list(registry.operations)
+    rows[0] = dataclasses.replace(rows[0], implemented=False)  # a handler whose row says "not built"
+    with pytest.raises(ValueError, match="serve no implemented row"):
+        bind(Registry(tuple(rows), load_spec()))
+
+
+def test_per_operation_facts_live_in_the_rows(registry: Registry) -> None:
+    assert {op.id for op in registry.batchable} == {"create_chat_completions", "create_fim_completions",
+                                                     "create_embeddings"}
+    assert registry.by_path("POST", "/v1/chat/completions") is registry.get("create_chat_completions")
+    assert registry.by_path("post", "/v1/embeddings").batchable
+    assert registry.by_path("POST", "/v1/audio/transcriptions").id == "create_transcription"  # twins: non-stream
+    assert registry.by_path("GET", "/v1/nowhere") is None
+    assert [op.id for op in registry if op.response_kind == "binary"] == ["download_file"]
+    assert {op.id for op in registry if op.response_kind == "empty"} == {op.id for op in registry if op.status == 204}
+    assert {op.id for op in registry if op.chunk is not None} == {"create_chat_completions", "create_fim_completions"}
+    fim = registry.get("create_fim_completions")
+    assert (fim.upstream, fim.path, fim.openai_path) == ("fim", "/v1/fim/completions", "/v1/completions")
+    assert registry.get("get_library_document").path_param_names == ("library_id", "document_id")
+    assert registry.get("list_files").client == "files.list"  # the naming rule
+    assert registry.get("create_chat_completions").client == "chat.complete"  # the row's own name
+    assert all(op.client for op in registry)
+    assert len(registry.namespaces) == 14

@@ -13,8 +13,13 @@ import pytest
 
 from mistral_gateway.config import ModelEntry, Settings, UpstreamEntry
 from mistral_gateway.errors import BadGateway, ServiceUnavailable, UpstreamError
+from mistral_gateway.registry import Registry
 from mistral_gateway.upstreams import Relayed, RelayedStream, Router, UpstreamClient, build_upstreams
 from mistral_gateway.upstreams.client import Unreachable, UpstreamTimeout
+
+_REGISTRY = Registry.load()
+CHAT = _REGISTRY.get("create_chat_completions")
+FIM = _REGISTRY.get("create_fim_completions")
 
 
 class Meter:
@@ -80,7 +85,7 @@ def run(coro: Any) -> Any:
 def test_native_kind_gets_the_body_unchanged_but_the_model() -> None:
     a = client("a", lambda: FakeExchange(200, OK))
     meter = Meter()
-    result = run(Router({"a": a}).forward("chat", entry("a"), BODY, stream=False, usage=meter, local=_no_local))
+    result = run(Router({"a": a}).forward(CHAT, entry("a"), BODY, stream=False, usage=meter, local=_no_local))
     assert isinstance(result, Relayed) and orjson.loads(result.body) == OK
     assert a.sent == [("POST", "/v1/chat/completions", {**BODY, "model": "a-model"})]  # unknown fields kept
     assert (meter.backend, meter.model, meter.prompt_tokens, meter.completion_tokens) == ("a", "m", 3, 4)
@@ -101,7 +106,7 @@ def test_fallback_to_the_next_target(failure: Any) -> None:
 
     b = client("b", lambda: FakeExchange(200, OK))
     meter = Meter()
-    result = run(Router({"a": client("a", first), "b": b}).forward("chat", entry("a", "b"), BODY, stream=False,
+    result = run(Router({"a": client("a", first), "b": b}).forward(CHAT, entry("a", "b"), BODY, stream=False,
                                                                  usage=meter, local=_no_local))
     assert isinstance(result, Relayed) and meter.backend == "b" and len(b.sent) == 1
 
@@ -112,7 +117,7 @@ def test_client_errors_do_not_fall_back() -> None:
     b = client("b", lambda: FakeExchange(200, OK))
     router = Router({"a": client("a", lambda: FakeExchange(400, bad)), "b": b})
     with pytest.raises(UpstreamError) as info:
-        run(router.forward("chat", entry("a", "b"), BODY, stream=False, usage=Meter(), local=_no_local))
+        run(router.forward(CHAT, entry("a", "b"), BODY, stream=False, usage=Meter(), local=_no_local))
     assert (info.value.status, info.value.message, info.value.code, info.value.param) == (400, "bad model", "1500",
                                                                                          "model")
     assert b.sent == []
@@ -122,14 +127,14 @@ def test_fallback_statuses_are_configurable() -> None:
     a = client("a", lambda: FakeExchange(503, {"message": "down"}), fallback_statuses=[])
     router = Router({"a": a, "b": client("b", lambda: FakeExchange(200, OK))})
     with pytest.raises(UpstreamError) as info:
-        run(router.forward("chat", entry("a", "b"), BODY, stream=False, usage=Meter(), local=_no_local))
+        run(router.forward(CHAT, entry("a", "b"), BODY, stream=False, usage=Meter(), local=_no_local))
     assert info.value.status == 503
 
 
 def test_the_last_target_answers_with_its_own_error() -> None:
     router = Router({"a": client("a", lambda: FakeExchange(503, {"message": "down"}))})
     with pytest.raises(UpstreamError) as info:
-        run(router.forward("chat", entry("a"), BODY, stream=False, usage=Meter(), local=_no_local))
+        run(router.forward(CHAT, entry("a"), BODY, stream=False, usage=Meter(), local=_no_local))
     assert (info.value.status, info.value.message) == (503, "down")
 
 
@@ -141,7 +146,7 @@ def test_last_target_failure_names_every_attempt() -> None:
 
     router = Router({"a": client("a", refuse("a")), "b": client("b", refuse("b"))})
     with pytest.raises(Unreachable) as info:
-        run(router.forward("chat", entry("a", "b"), BODY, stream=False, usage=Meter(), local=_no_local))
+        run(router.forward(CHAT, entry("a", "b"), BODY, stream=False, usage=Meter(), local=_no_local))
     assert "'a'" in info.value.message and "'b'" in info.value.message and info.value.status == 502
 
 
@@ -154,8 +159,8 @@ def test_local_target_and_busy_local_falls_back() -> None:
 
     router = Router({"a": client("a", lambda: FakeExchange(200, OK))})
     e = ModelEntry(id="m", routes=[{"upstream": "local", "model": "other"}, {"upstream": "a"}])
-    assert run(router.forward("chat", e, BODY, stream=False, usage=Meter(), local=fine)) == "local result from other"
-    assert isinstance(run(router.forward("chat", e, BODY, stream=False, usage=Meter(), local=busy)), Relayed)
+    assert run(router.forward(CHAT, e, BODY, stream=False, usage=Meter(), local=fine)) == "local result from other"
+    assert isinstance(run(router.forward(CHAT, e, BODY, stream=False, usage=Meter(), local=busy)), Relayed)
 
 
 def test_no_fallback_once_a_stream_has_started() -> None:
@@ -163,7 +168,7 @@ def test_no_fallback_once_a_stream_has_started() -> None:
     broken = FakeExchange(200, chunks=[first_event, BadGateway("upstream 'a' broke off its stream: ReadError")])
     b = client("b", lambda: FakeExchange(200, OK))
     router = Router({"a": client("a", lambda: broken), "b": b})
-    result = run(router.forward("chat", entry("a", "b"), {**BODY, "stream": True}, stream=True, usage=Meter(),
+    result = run(router.forward(CHAT, entry("a", "b"), {**BODY, "stream": True}, stream=True, usage=Meter(),
                                 local=_no_local))
     assert isinstance(result, RelayedStream)
 
@@ -183,7 +188,7 @@ def test_stream_usage_is_read_from_the_last_events() -> None:
               b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}\n\ndata: [DONE]\n\n']
     meter = Meter()
     router = Router({"a": client("a", lambda: FakeExchange(200, chunks=events))})
-    result = run(router.forward("chat", entry("a"), BODY, stream=True, usage=meter, local=_no_local))
+    result = run(router.forward(CHAT, entry("a"), BODY, stream=True, usage=meter, local=_no_local))
 
     async def drain() -> bytes:
         return b"".join([c async for c in result.chunks])
@@ -196,7 +201,7 @@ def test_openai_kind_is_translated_both_ways() -> None:
     answer = {"id": "c1", "choices": [{"index": 0, "text": "mid", "finish_reason": "stop"}],
               "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}}
     o = client("o", lambda: FakeExchange(200, answer), kind="openai")
-    result = run(Router({"o": o}).forward("fim", ModelEntry(id="m", routes=[{"upstream": "o", "model": "up"}]),
+    result = run(Router({"o": o}).forward(FIM, ModelEntry(id="m", routes=[{"upstream": "o", "model": "up"}]),
                                           {"model": "m", "prompt": "p", "suffix": "s", "random_seed": 4},
                                           stream=False, usage=Meter(), local=_no_local))
     assert o.sent == [("POST", "/completions", {"model": "up", "prompt": "p", "suffix": "s", "seed": 4})]

@@ -9,7 +9,7 @@ import pytest
 
 from mistral_gateway.errors import UpstreamError, ValidationFailed
 from mistral_gateway.protocol.chat import ChatCompletionResponse, CompletionChunk
-from mistral_gateway.services.chat import SAFE_PROMPT
+from mistral_gateway.protocol.safety import SAFE_PROMPT
 from mistral_gateway.upstreams import openai
 from mistral_gateway.upstreams.errors import upstream_error
 from mistral_gateway.upstreams.relay import sse_payloads, usage_from_tail
@@ -52,6 +52,25 @@ def test_openai_chat_request_translation() -> None:
     assert out["messages"][0] == {"role": "system", "content": SAFE_PROMPT} and len(out["messages"]) == 2
     assert "random_seed" not in out and "safe_prompt" not in out and "prompt_mode" not in out
     assert out["stream_options"] == {"include_usage": True} and out["temperature"] == 0.1
+
+
+def test_safe_prompt_joins_the_system_prompt_as_on_the_local_path() -> None:
+    """The local engines put SAFE_PROMPT at the head of an existing system prompt (``with_system``): so does the
+    ``openai`` translation, rather than adding a second system message."""
+    from mistral_gateway.engines.base import ChatMessage
+    from mistral_gateway.services.reasoning import with_system
+
+    body = {"model": "m", "safe_prompt": True,
+            "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}]}
+    out = openai.chat_request(body, "up")["messages"]
+    local = with_system([ChatMessage("system", "Be terse."), ChatMessage("user", "hi")], SAFE_PROMPT)
+    assert [(m["role"], m["content"]) for m in out] == [(m.role, m.content) for m in local]
+    assert out[0]["content"] == f"{SAFE_PROMPT}\n\nBe terse."
+    chunks = openai.chat_request({**body, "messages": [{"role": "system", "content": [{"type": "text", "text": "X"}]}]},
+                                 "up")["messages"]
+    assert chunks == [{"role": "system", "content": [{"type": "text", "text": f"{SAFE_PROMPT}\n\n"},
+                                                     {"type": "text", "text": "X"}]}]
+    assert openai.chat_request({**body, "safe_prompt": False}, "up")["messages"] == body["messages"]
 
 
 def test_openai_chat_response_is_a_valid_mistral_response() -> None:

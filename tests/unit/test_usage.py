@@ -48,6 +48,8 @@ def test_records_wait_in_memory_until_flushed(db: Database) -> None:
 def test_the_writer_thread_flushes_in_the_background(db: Database) -> None:
     log = UsageLog(UsageRepository(db), flush_seconds=0.05)
     log.record(record())
+    assert not any(t.name == "usage-writer" for t in threading.enumerate())  # no lazy thread: start() owns it
+    log.start()
     deadline = time.monotonic() + 10
     while stored(db) == 0:
         assert time.monotonic() < deadline, "the writer thread never flushed"

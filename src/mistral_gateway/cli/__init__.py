@@ -7,10 +7,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-# Both engines (llama.cpp and torch) share one OpenMP runtime, configured by whichever loads first: pin its threads
-# before either can load, so decode speed does not depend on which model happened to be asked for first.
-os.environ.setdefault("OMP_PROC_BIND", "true")
-
 from mistral_gateway.cli import admin, client_commands, models, server, upstreams, usage, worker
 
 __all__ = ["main"]
@@ -33,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Both engines (llama.cpp and torch) share one OpenMP runtime, configured by whichever loads first: pin its
+    # threads before either can load, so decode speed does not depend on which model was asked for first.
+    os.environ.setdefault("OMP_PROC_BIND", "true")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -42,9 +41,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit:
         raise
     except Exception as exc:  # a clean message instead of a traceback for expected failures
+        from pydantic import ValidationError
+
         from mistral_gateway.errors import GatewayError
 
         if isinstance(exc, GatewayError):
             print(f"error: {exc.message}", file=sys.stderr)
+            return 2
+        if isinstance(exc, ValidationError) and exc.title == "Settings":  # e.g. redis_url, refused at startup
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            print(f"configuration error: {problems}", file=sys.stderr)
             return 2
         raise

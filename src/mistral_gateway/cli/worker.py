@@ -30,6 +30,7 @@ def _worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     services = build_services(settings)
+    services.start()  # usage writer and lease renewer: jobs are metered like requests
     try:
         asyncio.run(_run(services))
     finally:

@@ -7,7 +7,6 @@ import inspect
 import io
 import json
 import os
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -20,11 +19,7 @@ from mistral_gateway.client.errors import ValidationError
 from mistral_gateway.client.progress import Progress, ProgressReader
 from mistral_gateway.registry import Operation
 
-__all__ = ["BINARY_OPERATIONS", "PreparedCall", "path_param_names", "prepare", "signature_for"]
-
-# Operations whose success body is raw bytes rather than JSON (the LowCodeAPI dialect passes them through).
-BINARY_OPERATIONS = frozenset({"download_file"})
-_PARAM = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
+__all__ = ["PreparedCall", "prepare", "signature_for"]
 
 
 @dataclass
@@ -42,7 +37,7 @@ class PreparedCall:
 
     @property
     def binary(self) -> bool:
-        return self.op.id in BINARY_OPERATIONS
+        return self.op.response_kind == "binary"
 
     @contextmanager
     def opened_files(self) -> Iterator[dict[str, Any]]:
@@ -61,10 +56,6 @@ class PreparedCall:
                                              self.progress)
                 out[name] = (filename, content, content_type) if content_type else (filename, content)
             yield out
-
-
-def path_param_names(op: Operation) -> tuple[str, ...]:
-    return tuple(p.name for p in op.path_params) or tuple(_PARAM.findall(op.path))
 
 
 def _model_names(model: type | None) -> set[str]:
@@ -121,7 +112,7 @@ def prepare(op: Operation, args: tuple[Any, ...], kwargs: dict[str, Any], *, str
         instance = positional.pop()
     if instance is not None and op.body != "json":
         raise TypeError(f"{label}() takes no request model: {op.name} has no JSON body")
-    names = path_param_names(op)
+    names = op.path_param_names
     slots = list(names) + (["file"] if op.body == "multipart" else [])
     if len(positional) > len(slots):
         raise TypeError(f"{label}() takes at most {len(slots)} positional argument(s) ({', '.join(slots) or 'none'})")
@@ -179,7 +170,7 @@ def _file_parts(value: Any, filename: str | None) -> tuple[str, Any, str | None]
 def signature_for(op: Operation, stream: bool) -> inspect.Signature:
     """A signature for ``help()`` and editors: path parameters first, then keyword-only query and body fields."""
     P = inspect.Parameter
-    params = [P(name, P.POSITIONAL_OR_KEYWORD) for name in path_param_names(op)]
+    params = [P(name, P.POSITIONAL_OR_KEYWORD) for name in op.path_param_names]
     if op.body == "multipart":
         params.append(P("file", P.POSITIONAL_OR_KEYWORD))
     seen = {p.name for p in params} | {"stream"}
@@ -188,7 +179,7 @@ def signature_for(op: Operation, stream: bool) -> inspect.Signature:
             seen.add(name)
             params.append(P(name, P.KEYWORD_ONLY, default=None))
     extras: Mapping[str, tuple[str, ...]] = {"multipart": ("filename", "progress")}
-    for name in extras.get(op.body, ()) + (("to", "progress") if op.id in BINARY_OPERATIONS else ()):
+    for name in extras.get(op.body, ()) + (("to", "progress") if op.response_kind == "binary" else ()):
         if name not in seen:
             seen.add(name)
             params.append(P(name, P.KEYWORD_ONLY, default=None))

@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
 from mistral_gateway.fileops import atomic_write_text, exclusive_lock
+from mistral_gateway.registry.operation import PATH_PARAM
 
 __all__ = ["CACHE_ENV", "Format", "FormatMemory", "default_cache_path", "format_path"]
 
@@ -31,14 +31,13 @@ Format = Literal["new", "old"]
 CACHE_ENV = "MISTRAL_GATEWAY_CLIENT_CACHE"
 
 log = logging.getLogger("mistral_gateway.client")
-_PARAM = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
 
 
 def format_path(path: str, values: dict[str, str], fmt: Format) -> tuple[str, dict[str, str]]:
     """A templated native path (``/v1/files/{file_id}``) as a LowCodeAPI path and the extra query parameters."""
     if fmt == "new":
-        return "/mistralai" + _PARAM.sub(lambda m: quote(str(values[m.group(1)]), safe=""), path), {}
-    return "/mistralai" + _PARAM.sub(lambda m: m.group(1), path), {k: str(v) for k, v in values.items()}
+        return "/mistralai" + PATH_PARAM.sub(lambda m: quote(str(values[m.group(1)]), safe=""), path), {}
+    return "/mistralai" + PATH_PARAM.sub(lambda m: m.group(1), path), {k: str(v) for k, v in values.items()}
 
 
 def default_cache_path() -> Path:

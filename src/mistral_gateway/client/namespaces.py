@@ -8,20 +8,16 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from mistral_gateway.client.calls import BINARY_OPERATIONS, path_param_names, signature_for
+from mistral_gateway.client.calls import signature_for
 from mistral_gateway.client.naming import MethodSpec, method_specs
 from mistral_gateway.registry import Operation, Registry
 
-__all__ = ["DEFAULT_BASE_URL", "NAMESPACES", "Namespace", "OperationMethod", "build_namespaces", "default_registry",
+__all__ = ["DEFAULT_BASE_URL", "Namespace", "OperationMethod", "build_namespaces", "default_registry",
            "normalize_base_url", "resolve_base_url", "resolve_token"]
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 BASE_URL_ENV = "MISTRAL_GATEWAY_BASE_URL"
 TOKEN_ENV = "MISTRAL_GATEWAY_TOKEN"  # noqa: S105 - the variable's name, not a secret
-
-# Every namespace a client has (checked against the registry by the tests).
-NAMESPACES = ("chat", "fim", "embeddings", "files", "fine_tuning", "models", "batch", "agents", "moderation",
-              "classification", "ocr", "audio", "conversations", "libraries")
 
 Invoke = Callable[[Operation, MethodSpec, tuple[Any, ...], dict[str, Any]], Any]
 
@@ -49,7 +45,7 @@ def resolve_token(api_token: str | None) -> str | None:
 
 def _doc(op: Operation, spec: MethodSpec) -> str:
     lines = [f"{op.name}: {op.method} {op.lowcode_path} (operation {op.id!r}, category {op.category})."]
-    if names := path_param_names(op):
+    if names := op.path_param_names:
         lines.append(f"Path parameters (positional or keyword): {', '.join(names)}.")
     if op.query_params:
         lines.append(f"Query parameters: {', '.join(p.name for p in op.query_params)}.")
@@ -58,7 +54,7 @@ def _doc(op: Operation, spec: MethodSpec) -> str:
     if op.body == "multipart":
         lines.append("file: a path (streamed from disk), bytes, a binary file or (name, content[, type]); "
                      "filename= overrides the name; progress=callable(done, total).")
-    if op.id in BINARY_OPERATIONS:
+    if op.response_kind == "binary":
         lines.append("Returns bytes, or writes to to= (a path, a directory or a binary file); progress= as above.")
     elif spec.stream:
         lines.append("Returns an iterator of server-sent events (typed chunks where the registry knows them).")
@@ -110,7 +106,4 @@ def build_namespaces(registry: Registry, invoke: Invoke) -> dict[str, Namespace]
     grouped: dict[str, list[OperationMethod]] = {}
     for spec in method_specs(registry.operations):
         grouped.setdefault(spec.namespace, []).append(OperationMethod(invoke, registry.get(spec.op_id), spec))
-    unknown = set(grouped) - set(NAMESPACES)
-    if unknown:  # a new registry category needs a line in NAMESPACES (and an annotation on the clients)
-        raise ValueError(f"registry categories without a client namespace: {', '.join(sorted(unknown))}")
-    return {name: Namespace(name, grouped.get(name, [])) for name in NAMESPACES}
+    return {name: Namespace(name, grouped.get(name, [])) for name in registry.namespaces}

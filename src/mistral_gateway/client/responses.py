@@ -17,18 +17,11 @@ from pydantic import TypeAdapter
 
 from mistral_gateway.client.errors import StreamError
 from mistral_gateway.client.progress import Progress
-from mistral_gateway.protocol.chat import CompletionChunk
 from mistral_gateway.registry import Operation
 
 __all__ = ["AsyncStream", "DownloadSink", "SSEDecoder", "Stream", "filename_from", "parse_json", "unwrap"]
 
 T = TypeVar("T")
-
-# The model of each event of an SSE operation; operations not listed yield plain dicts.
-STREAM_CHUNK_MODELS: dict[str, type] = {
-    "create_chat_completions": CompletionChunk,
-    "create_fim_completions": CompletionChunk,
-}
 
 
 @functools.cache
@@ -120,7 +113,7 @@ class Stream(Generic[T]):
 
     def __init__(self, response: httpx.Response, op: Operation) -> None:
         self.response = response
-        self._model = STREAM_CHUNK_MODELS.get(op.id)
+        self._model = op.chunk  # None: plain dicts
 
     def __iter__(self) -> Iterator[T]:
         events = _Events(self._model)
@@ -151,7 +144,7 @@ class AsyncStream(Generic[T]):
 
     def __init__(self, response: httpx.Response, op: Operation) -> None:
         self.response = response
-        self._model = STREAM_CHUNK_MODELS.get(op.id)
+        self._model = op.chunk  # None: plain dicts
 
     async def __aiter__(self) -> AsyncIterator[T]:
         events = _Events(self._model)

@@ -15,6 +15,7 @@ exact pip command). Tests build an :class:`AssetStore` over their own table and 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -292,17 +293,16 @@ class AssetStore:
         return weights_dir / f"{asset.id}.lock"
 
 
-_DEFAULT = AssetStore()
-
-
+@functools.cache
 def default_store() -> AssetStore:
-    return _DEFAULT
+    """The bundled assets, built on first use (not at import)."""
+    return AssetStore()
 
 
 def resolve_asset(asset_id: str, weights_dir: Path, progress: Progress | None = None) -> Path:
     """The ready path of bundled asset ``asset_id`` (assembled into, or verification remembered in, ``weights_dir``)."""
-    return _DEFAULT.resolve(asset_id, weights_dir, progress)
+    return default_store().resolve(asset_id, weights_dir, progress)
 
 
 def asset_status(asset_id: str, weights_dir: Path) -> AssetStatus:
-    return _DEFAULT.status(asset_id, weights_dir)
+    return default_store().status(asset_id, weights_dir)

@@ -35,11 +35,6 @@ from mistral_gateway.engines.worker_process import InProcessServer, Supervisor, 
 
 __all__ = ["LlamaEngine", "load"]
 
-# OpenMP threads must be pinned or decode on a small VM drops by 2-4x; read when the runtime starts.
-os.environ.setdefault("OMP_PROC_BIND", "true")
-# Importing xllamacpp with OMP_PROC_BIND pins the importing thread (and threads it starts later) to one CPU:
-# remember the real CPU set first, to size thread pools and to undo the pinning after each load.
-_CPUS = frozenset(os.sched_getaffinity(0))
 _RENDERED_KEPT = 64  # rendered prompts whose tokens wait for their stream() call
 
 
@@ -354,12 +349,18 @@ def _engine_error(error: dict[str, Any]) -> EngineError:
 def load(entry: ModelEntry, path: Path | None, settings: Settings) -> LlamaEngine:
     if path is None:
         raise EngineError(f"model {entry.id!r} has neither 'path' nor 'asset' configured")
-    threads = entry.threads or len(_CPUS)
+    # OpenMP threads must be pinned or decode on a small VM drops by 2-4x; read when the runtime starts (at the
+    # first in-process load: set here, not at import, so importing this module changes nothing).
+    os.environ.setdefault("OMP_PROC_BIND", "true")
+    # Importing xllamacpp with OMP_PROC_BIND pins the importing thread (and threads it starts later) to one CPU:
+    # remember the real CPU set first, to size thread pools and to undo the pinning after the load.
+    cpus = frozenset(os.sched_getaffinity(0))
+    threads = entry.threads or len(cpus)
     try:
         return LlamaEngine(entry, path, threads=threads, queue_limit=settings.inference_queue_limit,
                            mmproj=_projector(entry, settings))
     finally:
-        os.sched_setaffinity(0, _CPUS)  # loading pinned this worker thread to one CPU; later loads need them all
+        os.sched_setaffinity(0, cpus)  # loading pinned this worker thread to one CPU; later loads need them all
 
 
 def _projector(entry: ModelEntry, settings: Settings) -> Path | None:

@@ -34,10 +34,6 @@ __all__ = ["GROUP_OVERHEAD_TOKENS", "SentenceTransformerEngine", "load", "plan_g
 
 log = logging.getLogger("mistral_gateway.engines")
 
-# Weights come from disk only: never let the Hugging Face libraries reach the network. Read at their import.
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-
 BATCH_SIZE = 32  # texts per encode call and worker; a 64-text request runs as two calls, side by side
 MAX_WAIT_S = 0.002
 MAX_QUEUED = 4096
@@ -150,6 +146,11 @@ def load(entry: ModelEntry, path: Path | None, _settings: Settings) -> Embedding
         raise EngineError(f"model {entry.id!r}: no weights configured (give it a `path` or an `asset`)")
     if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
         raise EngineError(f"model {entry.id!r}: {path} is not a sentence-transformers model directory")
+    # Weights come from disk only: never let the Hugging Face libraries reach the network. Read at their import,
+    # which happens just below (set here, not when this module is imported).
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("OMP_PROC_BIND", "true")  # one OpenMP runtime for both engines: see cli.main
     import torch
     from transformers.utils import logging as transformers_logging
 

@@ -17,6 +17,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from mistral_gateway.app import Application
 from mistral_gateway.config import Settings
 from mistral_gateway.errors import GatewayError
 from mistral_gateway.http.admin import admin_routes
@@ -35,8 +36,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is None:
         services = build_services(settings or Settings())
     routes_table = RouteTable(services.registry)
-    native = OperationEndpoint(services, NATIVE, routes_table)
-    lowcode = OperationEndpoint(services, LOWCODE, routes_table)
+    application = Application(services)
+    native = OperationEndpoint(application, NATIVE, routes_table)
+    lowcode = OperationEndpoint(application, LOWCODE, routes_table)
 
     @cache
     def document(kind: str) -> bytes:
@@ -79,7 +81,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         # collections (which stall the event loop) walk only what requests allocate, not every module and model.
         gc.collect()
         gc.freeze()
-        if services.settings.run_embedded_worker:
+        services.start()  # background threads: usage writer, lease renewer
+        if services.settings.run_embedded_worker:  # async: the runner lives on this loop, beside the engines
             await services.job_runner.start()
         yield
         await services.job_runner.stop()  # running jobs finish or go back to the queue
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.application = application
     return FrontDoor(app, native, lowcode)
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
-from mistral_gateway.echo import shorten
+from mistral_gateway.app.validation import validate_body, validation_detail
 from mistral_gateway.errors import BadRequest, PayloadTooLarge, ValidationFailed
 
 __all__ = ["parse_query", "read_body", "read_json", "read_json_object", "validate_body", "validation_detail"]
@@ -60,13 +60,6 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     return data
 
 
-def validate_body(model: type[M], data: dict[str, Any]) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ValidationFailed(validation_detail(exc, "body")) from None
-
-
 def parse_query(model: type[M], query: QueryParams, exclude: frozenset[str] = frozenset()) -> M:
     """Arrays arrive form+explode style (``?status=A&status=B``); ``name[]`` is accepted too."""
     data: dict[str, Any] = {}
@@ -84,35 +77,6 @@ def parse_query(model: type[M], query: QueryParams, exclude: frozenset[str] = fr
         return model.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed(validation_detail(exc, "query")) from None
-
-
-MAX_ECHO_CHARS = 128  # what a 422 echoes of an input: a multi-MB input must not come back (or amplify) whole
-MAX_ERRORS = 20  # a list of 100,000 bad items is described by its first errors
-
-
-def validation_detail(exc: ValidationError, where: str) -> list[dict[str, Any]]:
-    """pydantic errors in FastAPI's shape, JSON-safe (``ctx`` values are stringified), long inputs cut short."""
-    items = []
-    for err in exc.errors(include_url=False)[:MAX_ERRORS]:
-        item: dict[str, Any] = {"type": err["type"], "loc": [where, *err["loc"]], "msg": shorten(err["msg"], 512)}
-        if "input" in err:
-            item["input"] = _json_safe(err["input"])
-        if err.get("ctx"):
-            item["ctx"] = {k: _json_safe(v) for k, v in err["ctx"].items()}
-        items.append(item)
-    return items
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, str):
-        return shorten(value, MAX_ECHO_CHARS)
-    try:
-        dumped = orjson.dumps(value)
-    except TypeError:
-        return shorten(str(value), MAX_ECHO_CHARS)
-    if len(dumped) > MAX_ECHO_CHARS:  # a big object or list: a prefix of its JSON, as text
-        return shorten(dumped.decode("utf-8", "replace"), MAX_ECHO_CHARS)
-    return value
 
 
 @functools.cache

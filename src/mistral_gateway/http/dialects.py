@@ -13,6 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mistral_gateway.app.results import error_body
 from mistral_gateway.errors import GatewayError, ValidationFailed
 
 __all__ = ["LOWCODE", "NATIVE", "Dialect"]
@@ -37,9 +38,7 @@ class Dialect:
         return body
 
     def error_body(self, err: GatewayError) -> dict[str, Any]:
-        if isinstance(err, ValidationFailed):
-            return {"detail": err.detail}
-        return {"object": "error", "message": err.message, "type": err.type, "param": err.param, "code": err.code}
+        return error_body(err)
 
     def json_response(self, body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
         return Response(self.wrap(body), status_code=status, media_type=JSON, headers=headers)

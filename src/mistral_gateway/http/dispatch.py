@@ -7,11 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mistral_gateway.errors import BadRequest
-from mistral_gateway.registry import Operation, Registry
+from mistral_gateway.registry import PATH_PARAM, Operation, Registry
 
 __all__ = ["Match", "RouteTable", "resolve_old_format"]
-
-_PARAM = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
 
 
 @dataclass
@@ -41,8 +39,8 @@ class RouteTable:
         for op in registry:
             route = routes.get(op.path)
             if route is None:
-                names = tuple(_PARAM.findall(op.path))
-                pattern = "^" + _PARAM.sub(r"(?P<\1>[^/]+)", re.escape(op.path).replace(r"\{", "{")
+                names = op.path_param_names
+                pattern = "^" + PATH_PARAM.sub(r"(?P<\1>[^/]+)", re.escape(op.path).replace(r"\{", "{")
                                            .replace(r"\}", "}")) + "$"
                 route = routes[op.path] = _Route(op.path, re.compile(pattern), names)
             if op.method in route.methods and op.stream == "always":

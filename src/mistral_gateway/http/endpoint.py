@@ -1,8 +1,9 @@
 """The ASGI endpoint serving every registry operation in one dialect.
 
 Order of checks: route (404/405) → path parameters (LowCodeAPI old/new format) → token (401) → scope (403)
-→ rate limits (429) → built yet? (501) → handler → render → usage recorded (``http.metering``). Every error leaves
-in the dialect's shape with its status.
+→ rate limits (429) → built yet? (501) → handler (parse, then the application layer: ``mistral_gateway.app``) →
+render. Usage is recorded by the application layer (``app.metering``); requests that fail before reaching it
+(422 on parsing, 501, passthrough) are finished here. Every error leaves in the dialect's shape with its status.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from mistral_gateway.app import Application
+from mistral_gateway.app.metering import Exchange
+from mistral_gateway.app.results import BinaryResult, NoContent, RawEvents, RawJSON, StreamResult
 from mistral_gateway.errors import (
     Forbidden,
     GatewayError,
@@ -31,13 +35,11 @@ from mistral_gateway.errors import (
 from mistral_gateway.http.accesslog import redact_path
 from mistral_gateway.http.dialects import Dialect
 from mistral_gateway.http.dispatch import RouteTable, resolve_old_format
-from mistral_gateway.http.handlers import Call, Handler, load_handler
-from mistral_gateway.http.metering import Exchange, Metering
+from mistral_gateway.http.handlers import Call, Handler
+from mistral_gateway.http.handlers.registry import bind
 from mistral_gateway.http.passthrough import forward
-from mistral_gateway.http.results import BinaryResult, NoContent, RawEvents, RawJSON, StreamResult
 from mistral_gateway.http.sse import relay_events, sse_events
 from mistral_gateway.registry import Operation
-from mistral_gateway.services.container import Services
 from mistral_gateway.services.tokens import Principal
 
 __all__ = ["OperationEndpoint"]
@@ -46,18 +48,17 @@ log = logging.getLogger("mistral_gateway.http")
 
 
 class OperationEndpoint:
-    def __init__(self, services: Services, dialect: Dialect, routes: RouteTable) -> None:
-        self.services = services
+    def __init__(self, app: Application, dialect: Dialect, routes: RouteTable) -> None:
+        self.app = app
+        self.services = app.services
         self.dialect = dialect
         self.routes = routes
-        self.metering = Metering(services, dialect.name)
-        self.handlers: dict[str, Handler] = {
-            op.id: load_handler(op.handler) for op in services.registry if op.handler is not None
-        }
+        self.metering = app.metering
+        self.handlers: dict[str, Handler] = bind(app.services.registry)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        exchange = Exchange(started=time.time())
+        exchange = Exchange(started=time.time(), dialect=self.dialect.name)
         try:
             response = await self.handle(request, exchange)
         except GatewayError as err:
@@ -95,22 +96,18 @@ class OperationEndpoint:
         exchange.op, exchange.principal = op, principal  # from here on the request is recorded in usage
         if not principal.allows(op.scope):
             raise Forbidden(f"this token lacks the {op.scope!r} scope needed for {op.name}", code="MISSING_SCOPE")
-        if self.services.limits.buckets(principal):  # unlimited principals skip the limiter entirely
-            await self.metering.admit(exchange)  # rate limits (429)
+        await self.metering.admit(exchange)  # rate limits (429), before the body is read
         upstream = self.services.passthrough.get(principal.workspace) if self.services.passthrough else None
-        call = Call(op=op, request=request, principal=principal, path=params, services=self.services,
-                    dialect=self.dialect.name, old_format=old, meter=exchange.meter)
         if upstream is not None:  # the workspace forwards every operation, built here or not
             settings = self.services.settings
             return await forward(upstream, op, request, params, self.dialect, json_limit=settings.max_json_body_bytes,
-                                 upload_limit=settings.max_upload_bytes, meter=call.meter)
+                                 upload_limit=settings.max_upload_bytes, meter=exchange.meter)
         handler = self.handlers.get(op.id)
         if handler is None:
             raise self._not_built(op)
-        result = await handler(call)
-        if isinstance(result, StreamResult):
-            result = self.metering.stream(result, exchange)
-        return self.render(op, result)
+        call = Call(op=op, request=request, principal=principal, path=params, app=self.app, exchange=exchange,
+                    dialect=self.dialect.name, old_format=old)
+        return self.render(op, await handler(call))
 
     async def _authenticate(self, request: Request) -> Principal:
         token = self.dialect.credentials(request)

@@ -14,10 +14,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from mistral_gateway.app.metering import Meter
 from mistral_gateway.errors import PayloadTooLarge
 from mistral_gateway.http.bodies import declared_length, read_body
 from mistral_gateway.http.dialects import Dialect
-from mistral_gateway.http.handlers import Meter
 from mistral_gateway.http.sse import relay_events
 from mistral_gateway.registry import Operation
 from mistral_gateway.upstreams.client import UpstreamClient

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import orjson
 
+from mistral_gateway.app.results import StreamResult
 from mistral_gateway.errors import GatewayError, InternalError
 from mistral_gateway.http.dialects import Dialect
-from mistral_gateway.http.results import StreamResult
 
 __all__ = ["relay_events", "sse_events"]
 

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["BodyKind", "Operation", "Param", "StreamMode"]
+__all__ = ["PATH_PARAM", "BodyKind", "Operation", "Param", "ResponseKind", "StreamMode", "UpstreamKind",
+           "path_param_names"]
 
 StreamMode = Literal["never", "optional", "always"]
 BodyKind = Literal["none", "json", "multipart"]
+ResponseKind = Literal["json", "binary", "empty"]  # the non-streamed answer; SSE is ``stream`` + ``chunk``
+UpstreamKind = Literal["chat", "fim", "embeddings"]  # how a model-routed operation is sent to an upstream
+
+# The one pattern for ``{name}`` path parameters (routing, the client, the documents all use it).
+PATH_PARAM = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
+
+
+def path_param_names(path: str) -> tuple[str, ...]:
+    return tuple(PATH_PARAM.findall(path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,20 +48,26 @@ class Operation:
     body: BodyKind = "none"
     stream: StreamMode = "never"
     status: int = 200  # success status
-    handler: str | None = None  # "module:function" under mistral_gateway.http.handlers; None = not yet built
+    implemented: bool = False  # built in this gateway (the HTTP layer binds a handler by ``id``); else 501
     request: type | None = None  # pydantic model validating the body (implemented operations)
     query: type | None = None  # pydantic model validating query parameters
     response: type | None = None  # pydantic model of the success body
     deprecated: bool = False
     twin: str | None = None  # another operation served by the same route (chosen by the body's ``stream``)
+    response_kind: ResponseKind = "json"
+    chunk: type | None = None  # pydantic model of each SSE event (streaming operations); None: plain JSON events
+    client: str | None = None  # ``namespace.method`` when the client's naming rule would name it badly
+    upstream: UpstreamKind | None = None  # model-routed: requests for upstream-routed models are forwarded
+    openai_path: str | None = None  # the path on an OpenAI-compatible upstream (native upstreams get ``path``)
+    batchable: bool = False  # a batch job may name this operation's path as its ``endpoint``
     # Derived from the spec at registry load; not written in the table.
     path_params: tuple[Param, ...] = field(default=(), compare=False)
     query_params: tuple[Param, ...] = field(default=(), compare=False)
     body_params: tuple[Param, ...] = field(default=(), compare=False)
 
     @property
-    def implemented(self) -> bool:
-        return self.handler is not None
+    def path_param_names(self) -> tuple[str, ...]:
+        return path_param_names(self.path)
 
     @property
     def lowcode_path(self) -> str:

@@ -31,6 +31,7 @@ from mistral_gateway.protocol.chat import (
     ToolMessage,
     UserMessage,
 )
+from mistral_gateway.protocol.safety import SAFE_PROMPT  # re-exported: the text the local path prepends
 from mistral_gateway.services.completions import (
     completion_id,
     engine_errors,
@@ -47,9 +48,6 @@ from mistral_gateway.services.tools import call_grammar, looks_like_call, parse_
 
 __all__ = ["SAFE_PROMPT", "ChatService"]
 
-# Mistral's documented guardrail system prompt, prepended when safe_prompt is true.
-SAFE_PROMPT = ("Always assist with care, respect, and truth. Respond with utmost utility yet securely. Avoid harmful, "
-               "unethical, prejudiced, or negative content. Ensure replies promote fairness and positivity.")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,17 @@
-"""Builds every service from the settings: the one place where the object graph is wired."""
+"""Builds every service from the settings: the one place where the object graph is wired, and where background
+components (threads, workers) are started and stopped together.
+
+A background component has ``start()`` and ``stop()`` (both idempotent, ``stop`` waits for it to end). The container
+owns the usage writer and the lease renewer; others (job workers) join with ``services.add_background(worker)``
+before ``services.start()``. The HTTP app's lifespan starts them and ``close()`` stops them in reverse order; CLI
+commands that only read or write records never start them (``close()`` still writes queued usage).
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from mistral_gateway.config import Settings
 from mistral_gateway.engines.manager import EngineManager
@@ -31,7 +40,15 @@ from mistral_gateway.storage.tokens import TokenRepository
 from mistral_gateway.storage.usage import UsageRepository
 from mistral_gateway.upstreams import Router, UpstreamClient, build_upstreams, passthrough_map
 
-__all__ = ["Services", "build_services"]
+__all__ = ["Background", "Services", "build_services"]
+
+log = logging.getLogger("mistral_gateway")
+
+
+class Background(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -54,8 +71,34 @@ class Services:
     job_runner: JobRunner  # started by the app's lifespan (run_embedded_worker) or `mistral-gateway worker`
     router: Router = field(default_factory=lambda: Router({}))
     passthrough: dict[str, UpstreamClient] = field(default_factory=dict)  # workspace name -> upstream
+    background: list[Background] = field(default_factory=list)  # started by ``start``, stopped by ``close``
+    started: bool = False
+
+    def add_background(self, component: Background) -> None:
+        """A component started and stopped with the others (started at once if the services already run)."""
+        self.background.append(component)
+        if self.started:
+            component.start()
+
+    def start(self) -> None:
+        """Start every background component, in order (idempotent)."""
+        if self.started:
+            return
+        self.started = True
+        for component in [self.usage, self.limits, *self.background]:
+            component.start()
+
+    def stop(self) -> None:
+        """Stop the background components in reverse order; each gets its turn even if another fails."""
+        for component in reversed([self.usage, self.limits, *self.background]):
+            try:
+                component.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(component).__name__)
+        self.started = False
 
     def close(self) -> None:
+        self.stop()
         self.engines.close()
         self.limits.close()
         self.usage.close()  # writes the records still queued

@@ -45,13 +45,10 @@ class Ticket:
 
 
 def make_limiter(settings: Settings, db: Database) -> RateLimiter:
-    """The limiter the settings ask for. The seam for Redis (``redis_url``) is here: a ``RedisLimiter`` with the
-    same protocol (windows as INCRBY + EXPIRE keys, leases as a sorted set scored by expiry, both in one Lua script)
-    is planned with the scale-out work; until then the database holds the counters, which replicas sharing one
-    database already share."""
-    if settings.redis_url:
-        log.warning("redis_url is set, but this build keeps rate-limit counters in the database (shared by every "
-                    "process and replica using it); the Redis limiter is not available yet")
+    """The limiter the settings ask for. The seam for Redis (``redis_url``, refused by ``Settings`` until it exists)
+    is here: a ``RedisLimiter`` with the same protocol (windows as INCRBY + EXPIRE keys, leases as a sorted set
+    scored by expiry, both in one Lua script) is planned with the scale-out work; until then the database holds the
+    counters, which replicas sharing one database already share."""
     return DatabaseLimiter(db)
 
 
@@ -130,18 +127,25 @@ class LimitService:
             self.limiter.renew(held, self._clock())
         return len(held)
 
-    def close(self) -> None:
+    def start(self) -> None:
+        """Start the lease renewer (the service container's lifecycle calls this once; idempotent)."""
+        with self._lock:
+            if self._renewer is None and not self._stop.is_set():
+                self._renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
+                self._renewer.start()
+
+    def stop(self) -> None:
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
+
+    def close(self) -> None:
+        self.stop()
         self.limiter.close()
 
     def _hold(self, lease: str) -> None:
         with self._lock:
             self._held.add(lease)
-            if self._renewer is None and not self._stop.is_set():
-                self._renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
-                self._renewer.start()
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self._lease_seconds / 3):

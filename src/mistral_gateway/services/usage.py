@@ -75,14 +75,12 @@ class UsageLog:
         self.dropped = 0
 
     def record(self, record: UsageRecord) -> None:
-        """Queue one record (event-loop safe). The writer thread starts with the first record."""
+        """Queue one record (event-loop safe); the writer thread (``start``) or ``close``/``flush`` writes it."""
         self.record_row(usage_row(record))
 
     def record_row(self, row: UsageTuple) -> None:
         """Queue one ``usage_row`` tuple: the request path's form (no object per request for the GC to track)."""
         self._pending.append(row)
-        if self._writer is None:
-            self._start()
         if len(self._pending) > self.max_pending:
             self._drop_oldest()
 
@@ -109,6 +107,17 @@ class UsageLog:
                 raise
             return len(batch)
 
+    def start(self) -> None:
+        """Start the writer thread (the service container's lifecycle calls this once; idempotent)."""
+        with self._start_lock:
+            if self._writer is None and not self._stop.is_set():
+                self._writer = threading.Thread(target=self._run, name="usage-writer", daemon=True)
+                self._writer.start()
+
+    def stop(self) -> None:
+        """Stop the writer thread and write what is still queued."""
+        self.close()
+
     def close(self) -> None:
         self._stop.set()
         if self._writer is not None:
@@ -132,12 +141,6 @@ class UsageLog:
             raise BadRequest(f"by={by!r} is not one of {', '.join(GROUPS)}", param="by")
         self.flush()
         return self._repo.summary(by, since=since, until=until)
-
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._writer is None and not self._stop.is_set():
-                self._writer = threading.Thread(target=self._run, name="usage-writer", daemon=True)
-                self._writer.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_seconds):

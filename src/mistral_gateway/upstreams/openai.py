@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from mistral_gateway.errors import BadRequest
-from mistral_gateway.services.chat import SAFE_PROMPT
+from mistral_gateway.protocol.safety import with_safe_prompt
 
 __all__ = ["ChunkTranslator", "chat_request", "chat_response", "embeddings_request", "embeddings_response",
            "fim_request", "fim_response"]
@@ -28,7 +28,7 @@ def chat_request(body: dict[str, Any], model: str) -> dict[str, Any]:
     if body.get("random_seed") is not None:
         out["seed"] = body["random_seed"]
     if body.get("safe_prompt"):
-        out["messages"] = [{"role": "system", "content": SAFE_PROMPT}, *body.get("messages", [])]
+        out["messages"] = with_safe_prompt(list(body.get("messages") or []))  # as the local path applies it
     if body.get("prediction") is not None:
         out["prediction"] = body["prediction"]
     if body.get("min_tokens"):

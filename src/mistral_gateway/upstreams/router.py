@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from mistral_gateway.config import ModelEntry
 from mistral_gateway.errors import GatewayError, ServiceUnavailable
+from mistral_gateway.registry import Operation, UpstreamKind
 from mistral_gateway.upstreams import openai
 from mistral_gateway.upstreams.client import UNANSWERED, UpstreamClient
 from mistral_gateway.upstreams.errors import upstream_error
@@ -24,12 +25,6 @@ from mistral_gateway.upstreams.relay import Usage, relay_raw, relay_translated, 
 __all__ = ["Relayed", "RelayedStream", "Router"]
 
 log = logging.getLogger("mistral_gateway.upstreams")
-
-Kind = Literal["chat", "fim", "embeddings"]
-_PATHS: dict[Kind, str] = {"chat": "/v1/chat/completions", "fim": "/v1/fim/completions",
-                           "embeddings": "/v1/embeddings"}
-_OPENAI_PATHS: dict[Kind, str] = {"chat": "/v1/chat/completions", "fim": "/v1/completions",
-                                  "embeddings": "/v1/embeddings"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +56,12 @@ class Router:
         """Whether requests for this entry go through the router (it names at least one upstream)."""
         return entry is not None and any(r.upstream != "local" for r in entry.routes)
 
-    async def forward(self, kind: Kind, entry: ModelEntry, body: dict[str, Any], *, stream: bool, usage: Usage,
+    async def forward(self, op: Operation, entry: ModelEntry, body: dict[str, Any], *, stream: bool, usage: Usage,
                       local: Callable[[str | None], Awaitable[Any]]) -> Any:
         """The first target that answers: ``local(model)``'s result (``model``: the local catalog entry to use,
-        None for this entry's own engine), a ``Relayed`` or a ``RelayedStream``."""
+        None for this entry's own engine), a ``Relayed`` or a ``RelayedStream``. ``op`` is a model-routed registry
+        row: its ``upstream`` kind, ``path`` (native upstreams) and ``openai_path`` say how it is sent."""
+        assert op.upstream is not None, f"{op.id} is not a model-routed operation"
         requested = str(body.get("model") or entry.id)
         usage.model = requested
         targets = entry.routes
@@ -81,7 +78,7 @@ class Router:
                     continue
             client = self.upstreams[target.upstream]
             try:
-                result = await self._try(client, kind, body, target.model or entry.id, requested, stream, usage,
+                result = await self._try(client, op, body, target.model or entry.id, requested, stream, usage,
                                          final=last)
             except UNANSWERED as exc:
                 if last:
@@ -99,11 +96,13 @@ class Router:
             return result
         raise AssertionError("a model with routes always has a last target")  # pragma: no cover
 
-    async def _try(self, client: UpstreamClient, kind: Kind, body: dict[str, Any], model: str, requested: str,
+    async def _try(self, client: UpstreamClient, op: Operation, body: dict[str, Any], model: str, requested: str,
                    stream: bool, usage: Usage, *, final: bool) -> Relayed | RelayedStream | GatewayError:
         is_openai = client.kind == "openai"
+        kind = op.upstream
+        assert kind is not None
         payload = _payload(kind, body, model, is_openai)
-        path = (_OPENAI_PATHS if is_openai else _PATHS)[kind]
+        path = (op.openai_path or op.path) if is_openai else op.path
         exchange = await client.open("POST", path, json=payload,
                                      headers={"Accept": "text/event-stream" if stream else "application/json",
                                               "Accept-Encoding": "identity"})
@@ -137,7 +136,7 @@ class Router:
         return Relayed(raw, client.name)
 
 
-def _payload(kind: Kind, body: dict[str, Any], model: str, is_openai: bool) -> dict[str, Any]:
+def _payload(kind: UpstreamKind, body: dict[str, Any], model: str, is_openai: bool) -> dict[str, Any]:
     if not is_openai:
         return {**body, "model": model}
     if kind == "chat":
@@ -147,7 +146,7 @@ def _payload(kind: Kind, body: dict[str, Any], model: str, is_openai: bool) -> d
     return openai.embeddings_request(body, model)
 
 
-def _from_openai(kind: Kind, data: dict[str, Any], requested: str) -> dict[str, Any]:
+def _from_openai(kind: UpstreamKind, data: dict[str, Any], requested: str) -> dict[str, Any]:
     if kind == "chat":
         return openai.chat_response(data, requested)
     if kind == "fim":

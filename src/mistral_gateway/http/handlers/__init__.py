@@ -1,45 +1,44 @@
-"""Handlers: one async function per implemented operation, named in the registry as ``module:function``."""
+"""Handlers: one async function per implemented operation, bound here by operation id (``HANDLERS``). A handler
+parses the request into the operation's model and calls the application layer; the endpoint renders the result."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 from starlette.requests import Request
 
+from mistral_gateway.app import Application, Exchange
+from mistral_gateway.app.metering import Meter
 from mistral_gateway.http.bodies import parse_query, read_json_object, validate_body
 from mistral_gateway.registry import Operation
 from mistral_gateway.services.container import Services
 from mistral_gateway.services.tokens import Principal
 
-__all__ = ["Call", "Handler", "Meter", "load_handler"]
+__all__ = ["Call", "Handler"]
 
 
-@dataclass
-class Meter:
-    """What one request used, filled in by its handler (for streams: by the time the stream ends) and recorded as
-    a usage row and against tokens-per-minute budgets. ``backend`` is ``local`` or the upstream's name."""
-
-    model: str | None = None
-    backend: str = "local"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-@dataclass
+@dataclass(slots=True)
 class Call:
     op: Operation
     request: Request
     principal: Principal
     path: dict[str, str]
-    services: Services
+    app: Application
+    exchange: Exchange
     dialect: str
     old_format: bool = False
-    meter: Meter = field(default_factory=Meter)
     body: dict[str, Any] | None = None  # the JSON body as sent, once read (upstreams get it unchanged)
+
+    @property
+    def services(self) -> Services:
+        return self.app.services
+
+    @property
+    def meter(self) -> Meter:
+        return self.exchange.meter
 
     @property
     def workspace_id(self) -> str:
@@ -59,10 +58,9 @@ class Call:
     def base_url(self) -> str:
         return self.services.settings.public_base_url or str(self.request.base_url)
 
+    async def run(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        """Service work for an operation that is not a model call, metered and recorded like one."""
+        return await self.app.run(self.exchange, work)
+
 
 Handler = Callable[[Call], Awaitable[BaseModel | Any]]
-
-
-def load_handler(ref: str) -> Handler:
-    module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(f"mistral_gateway.http.handlers.{module}"), name)

@@ -1,12 +1,12 @@
-"""Per-request admission, metering and usage recording around the operation endpoint.
+"""Per-request admission, metering and usage recording: the same for a request over HTTP and a batch line.
 
-An ``Exchange`` follows one request from authentication on. ``admit`` applies the principal's rate limits (nothing
-at all for unlimited principals); ``stream`` meters an SSE stream as it passes (the model and ``usage`` from its
-chunks; content chunks counted as completion tokens until ``usage`` arrives, so a stream cut short still records
-the tokens sent so far); ``finish`` — exactly once per request — counts the tokens against TPM budgets, releases
-the concurrency lease and queues the usage row. A stream that ends normally finishes before its ``[DONE]`` is sent,
-so a client that reads it and sends its next request never meets its own lease; a stream the client abandons
-finishes with status 499 when the response is torn down.
+An ``Exchange`` follows one request from authentication on (or one job line). ``admit`` applies the principal's rate
+limits (nothing at all for unlimited principals); ``stream`` meters an SSE stream as it passes (the model and
+``usage`` from its chunks; content chunks counted as completion tokens until ``usage`` arrives, so a stream cut
+short still records the tokens sent so far); ``finish`` — exactly once per request — counts the tokens against TPM
+budgets, releases the concurrency lease and queues the usage row. A stream that ends normally finishes before its
+``[DONE]`` is sent, so a client that reads it and sends its next request never meets its own lease; a stream the
+client abandons finishes with status 499 when the response is torn down.
 """
 
 from __future__ import annotations
@@ -21,19 +21,29 @@ import orjson
 from anyio import CancelScope
 from pydantic import BaseModel
 
+from mistral_gateway.app.results import RawEvents, StreamResult
 from mistral_gateway.errors import GatewayError
-from mistral_gateway.http.handlers import Meter
-from mistral_gateway.http.results import StreamResult
 from mistral_gateway.registry import Operation
 from mistral_gateway.services.container import Services
 from mistral_gateway.services.limits import Ticket
 from mistral_gateway.services.tokens import Principal
 
-__all__ = ["CLIENT_CLOSED", "Exchange", "Metering", "meter_completion", "meter_json_usage"]
+__all__ = ["CLIENT_CLOSED", "Exchange", "Meter", "Metering", "meter_completion", "meter_json_usage"]
 
-log = logging.getLogger("mistral_gateway.http")
+log = logging.getLogger("mistral_gateway.app")
 
 CLIENT_CLOSED = 499  # recorded when the client went away before the stream ended (nginx's convention)
+
+
+@dataclass(slots=True)
+class Meter:
+    """What one request used, filled in by its operation (for streams: by the time the stream ends) and recorded
+    as a usage row and against tokens-per-minute budgets. ``backend`` is ``local`` or the upstream's name."""
+
+    model: str | None = None
+    backend: str = "local"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 @dataclass(slots=True)
@@ -41,6 +51,8 @@ class Exchange:
     started: float = 0.0  # time.time() when the request arrived (the endpoint sets it: cheaper than factories)
     op: Operation | None = None
     principal: Principal | None = None  # None: not authenticated, nothing is recorded
+    dialect: str = "native"  # recorded with the usage row
+    admitted: bool = False  # rate limits checked (a ticket, or None for unlimited principals)
     ticket: Ticket | None = None
     meter: Meter = field(default_factory=Meter)
     stream_status: int | None = None  # set while an SSE stream is open, and if it fails
@@ -48,17 +60,29 @@ class Exchange:
 
 
 class Metering:
-    def __init__(self, services: Services, dialect: str) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
-        self.dialect = dialect
 
     async def admit(self, exchange: Exchange) -> None:
+        """Rate limits (429); unlimited principals skip the limiter entirely. Once per exchange."""
         assert exchange.principal is not None
-        exchange.ticket = await self.services.limits.admit(exchange.principal)
+        if not exchange.admitted:
+            exchange.admitted = True
+            if self.services.limits.buckets(exchange.principal):
+                exchange.ticket = await self.services.limits.admit(exchange.principal)
 
     def stream(self, result: StreamResult, exchange: Exchange) -> StreamResult:
         exchange.stream_status = CLIENT_CLOSED  # until the stream runs to its end
         return replace(result, chunks=self._metered(result.chunks, exchange))
+
+    def relay(self, result: RawEvents, exchange: Exchange) -> RawEvents:
+        """An upstream's framed stream (its usage reaches the meter through the relay): finished at its end."""
+        return RawEvents(self._relayed(result.chunks, exchange))
+
+    async def _relayed(self, chunks: AsyncIterator[bytes], exchange: Exchange) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            yield chunk
+        await self.finish(exchange, 200)
 
     async def finish(self, exchange: Exchange, status: int) -> None:
         if exchange.finished or exchange.principal is None or exchange.op is None:
@@ -67,7 +91,7 @@ class Metering:
         meter, principal = exchange.meter, exchange.principal
         self.services.usage.record_row((  # usage_row order: UsageRecord's fields
             int(exchange.started), principal.token_id, principal.workspace_id, principal.workspace, exchange.op.id,
-            meter.model, meter.backend, self.dialect, exchange.stream_status or status,
+            meter.model, meter.backend, exchange.dialect, exchange.stream_status or status,
             round((time.time() - exchange.started) * 1000, 3), meter.prompt_tokens, meter.completion_tokens))
         if exchange.ticket is not None:
             with CancelScope(shield=True):  # also when the request is being cancelled: the lease must go back

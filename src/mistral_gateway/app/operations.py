@@ -1,0 +1,101 @@
+"""The model operations: resolve the model (local, or its upstream routes with fallback), run it, fill the meter.
+
+Each takes a ``Context`` and the parsed request model and returns a result (``app.results``); nothing here knows
+whether the caller is an HTTP request or a job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from mistral_gateway.app.metering import Meter, meter_completion, meter_json_usage
+from mistral_gateway.app.results import RawEvents, RawJSON, StreamResult
+from mistral_gateway.protocol.chat import ChatCompletionRequest, FIMCompletionRequest
+from mistral_gateway.protocol.embeddings import EmbeddingRequest
+from mistral_gateway.registry import Operation
+from mistral_gateway.services.completions import resolve_text_model
+from mistral_gateway.services.container import Services
+from mistral_gateway.services.tokens import Principal
+from mistral_gateway.upstreams import Relayed, RelayedStream
+
+__all__ = ["OPERATIONS", "Context", "Guard", "routed"]
+
+T = TypeVar("T")
+Guard = Callable[[Awaitable[Any]], Awaitable[Any]]  # wraps blocking-for-an-answer work (HTTP: stop if the client left)
+
+
+@dataclass(slots=True)
+class Context:
+    services: Services
+    op: Operation
+    principal: Principal
+    meter: Meter
+    raw: dict[str, Any] | None  # the JSON body as sent (upstreams get it unchanged), if the caller has it
+    request: Any
+    guard: Guard | None = None
+
+    @property
+    def body(self) -> dict[str, Any]:
+        if self.raw is None:
+            self.raw = self.request.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        return self.raw
+
+    async def guarded(self, work: Awaitable[T]) -> T:
+        return await (self.guard(work) if self.guard is not None else work)
+
+
+async def chat_completion(ctx: Context, request: ChatCompletionRequest) -> Any:
+    return await _completion(ctx, request, ctx.services.chat, "completion_chat")
+
+
+async def fim_completion(ctx: Context, request: FIMCompletionRequest) -> Any:
+    return await _completion(ctx, request, ctx.services.fim, "completion_fim")
+
+
+async def _completion(ctx: Context, request: Any, service: Any, capability: str) -> Any:
+    async def local(model: str | None = None) -> Any:
+        req = request if model is None else request.model_copy(update={"model": model})
+        ctx.meter.model = req.model
+        if req.stream:
+            return StreamResult(await service.stream(req))  # metered as it streams
+        return meter_completion(ctx.meter, await ctx.guarded(service.complete(req)))
+
+    return await routed(ctx, request.model, stream=request.stream, capability=capability, local=local)
+
+
+async def embeddings(ctx: Context, request: EmbeddingRequest) -> Any:
+    async def local(model: str | None = None) -> RawJSON:
+        req = request if model is None else request.model_copy(update={"model": model})
+        ctx.meter.model = req.model
+        body = await ctx.services.embeddings.create(ctx.principal.workspace_id, req)
+        return RawJSON(meter_json_usage(ctx.meter, body))
+
+    return await routed(ctx, request.model, stream=False, capability=None, local=local)
+
+
+async def routed(ctx: Context, model: str, *, stream: bool, capability: str | None,
+                 local: Callable[..., Awaitable[Any]]) -> Any:
+    """``local()``'s result for a locally served model; else the first of the model's targets that answers (the
+    row's ``upstream`` kind and paths say how it is forwarded): ``RawJSON``, ``RawEvents`` or ``local(model)``'s."""
+    services = ctx.services
+    entry = services.models.catalog.resolve(model)
+    if not services.router.routes(entry):
+        return await local()
+    assert entry is not None
+    if capability is not None:
+        resolve_text_model(services.models.catalog, model, capability)  # same 400 as a local model would give
+    result = await services.router.forward(ctx.op, entry, ctx.body, stream=stream, usage=ctx.meter, local=local)
+    if isinstance(result, Relayed):
+        return RawJSON(result.body)
+    if isinstance(result, RelayedStream):
+        return RawEvents(result.chunks)
+    return result
+
+
+OPERATIONS: dict[str, Callable[[Context, Any], Awaitable[Any]]] = {
+    "create_chat_completions": chat_completion,
+    "create_fim_completions": fim_completion,
+    "create_embeddings": embeddings,
+}
