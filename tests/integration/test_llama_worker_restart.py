@@ -247,7 +247,7 @@ def test_http_in_flight_request_gets_503_then_the_next_succeeds(http: httpx.Clie
     deadline = time.monotonic() + 10
     while engine._inflight == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
-    time.sleep(0.5)  # generating by now
+    time.sleep(0.5)  # generating by now (admitted is not yet decoding; the kill must land mid-generation)
     os.kill(old, signal.SIGKILL)
     request.join(timeout=30)
     response = result["r"]

@@ -403,7 +403,7 @@ def test_supervisor_restarts_a_dead_server_once_for_concurrent_callers() -> None
     started: list[FakeServer] = []
 
     def start() -> FakeServer:
-        time.sleep(0.05 if started else 0)
+        time.sleep(0.05 if started else 0)  # a slow restart is the case under test: the others queue on it
         started.append(FakeServer())
         return started[-1]
 
