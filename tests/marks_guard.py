@@ -25,8 +25,19 @@ def server_command(args: Any) -> str | None:
     if LLAMA_WORKER in argv:
         return "a llama.cpp worker process"
     cli = next((i for i, a in enumerate(argv) if Path(a).name == "mistral-gateway" or a == "mistral_gateway"), None)
-    if cli is not None and SERVER_COMMANDS & set(argv[cli + 1:]):
+    if cli is not None and subcommand(argv[cli + 1:]) in SERVER_COMMANDS:
         return f"the CLI server ({' '.join(argv[cli:])})"
+    return None
+
+
+def subcommand(args: list[str]) -> str | None:
+    """The CLI's subcommand: the first positional argument (every global option takes a value)."""
+    rest = iter(args)
+    for arg in rest:
+        if not arg.startswith("-"):
+            return arg
+        if "=" not in arg:
+            next(rest, None)
     return None
 
 

@@ -52,6 +52,7 @@ def test_server_commands_are_recognised() -> None:
     assert "CLI server" in (server_command([sys.executable, "-m", "mistral_gateway", "--data-dir", "d", "worker"])
                             or "")
     assert server_command([sys.executable, "-m", "mistral_gateway", "tokens", "revoke", "x"]) is None
+    assert server_command(["mistral-gateway", "--config", "serve", "tokens", "create", "--name", "worker"]) is None
     assert server_command(["git", "status"]) is None
     assert server_command("echo serve") is None
 
