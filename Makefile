@@ -31,13 +31,15 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python scripts/gen_openapi.py --check
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
-# The inner loop: no real models, no live-server (e2e) tests, no fuzzing; `make test` before pushing.
+# The inner loop: no real models, no server processes or live servers (e2e), no fuzzing; `make test` before pushing.
+# tests/marks_guard.py fails any test that loads a real model or starts a server process without its mark. The
+# slowest of these took 36 s on a loaded 2-core machine: a hang fails after 2 minutes instead of the suite's 5.
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python scripts/gen_openapi.py --check
-	$(BIN)/python -m pytest -m "not slow and not e2e"
+	$(BIN)/python -m pytest -m "not slow and not e2e" --durations=10 --timeout=120
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -147,6 +147,7 @@ WEATHER = {"type": "function", "function": {
                    "required": ["city", "unit"]}}}
 
 
+@pytest.mark.timeout(600)  # the 1.5B model: up to 190 s each on a loaded 2-core machine (the default bound is 300 s)
 @pytest.mark.parametrize("tool_choice", ["any", "auto"])
 def test_tool_calls_with_the_coder_model(sdk: Mistral, tool_choice: str) -> None:
     res = sdk.chat.complete(model=CODER, temperature=0, max_tokens=80, tools=[WEATHER], tool_choice=tool_choice,

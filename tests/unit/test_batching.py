@@ -14,19 +14,27 @@ from mistral_gateway.engines.batching import MicroBatcher
 
 
 class Recorder:
-    """A batch function that records each call's items and which thread ran it; optionally slow or failing."""
+    """A batch function that records each call's items and which thread ran it; optionally slow, failing or held.
+
+    ``started`` is set when a call begins; with a ``gate``, calls wait for the test to set it (the worker is
+    provably busy meanwhile, no sleeping to get there)."""
 
     def __init__(self, delay: float = 0.0, fail_on: str | None = None) -> None:
         self.calls: list[list[str]] = []
         self.threads: set[str] = set()
         self.delay = delay
         self.fail_on = fail_on
+        self.started = threading.Event()
+        self.gate: threading.Event | None = None
 
     def __call__(self, items: list[str]) -> list[str]:
         self.threads.add(threading.current_thread().name)
         self.calls.append(list(items))
+        self.started.set()
+        if self.gate is not None:
+            self.gate.wait(10)  # bounded: a test that forgets to open it fails instead of hanging
         if self.delay:
-            time.sleep(self.delay)
+            time.sleep(self.delay)  # slow work is the behaviour under test: requests pile up meanwhile
         if self.fail_on is not None and self.fail_on in items:
             raise ValueError(f"cannot process {self.fail_on!r}")
         return [item.upper() for item in items]
@@ -77,7 +85,7 @@ def test_a_small_request_does_not_wait_for_a_whole_large_one(batcher: MicroBatch
 
     async def main() -> None:
         large = asyncio.create_task(tracked("large", [f"l{i}" for i in range(80)]))  # 10 calls
-        await asyncio.sleep(0.03)
+        await asyncio.to_thread(recorder.started.wait, 10)  # the large one is being computed
         await tracked("small", ["s"])
         await large
 
@@ -110,18 +118,21 @@ def test_a_failure_reaches_every_caller_of_that_call_and_no_other(recorder: Reco
 
 
 def test_too_much_waiting_is_busy(recorder: Recorder) -> None:
-    recorder.delay = 0.2
+    recorder.gate = gate = threading.Event()
     b: MicroBatcher[str, str] = MicroBatcher(recorder, max_batch=4, max_wait=0.0, max_queued=8, name="tight")
 
     async def main() -> list[object]:
         first = asyncio.create_task(b.run(["a"] * 4))
-        await asyncio.sleep(0.05)  # the thread is now busy with the first call
-        return await asyncio.gather(first, b.run(["b"] * 4), b.run(["c"] * 4), b.run(["d"] * 4),
-                                    return_exceptions=True)
+        await asyncio.to_thread(recorder.started.wait, 10)  # the thread is now busy with the first call
+        rest = [asyncio.create_task(b.run([x] * 4)) for x in "bcd"]
+        await asyncio.sleep(0)  # no time passes: each task's first step submits its items (or is refused)
+        gate.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
 
     try:
         results = asyncio.run(main())
     finally:
+        gate.set()
         b.close()
     busy = [r for r in results if isinstance(r, EngineBusy)]
     assert len(busy) == 1 and busy[0].retry_after > 0
@@ -130,23 +141,25 @@ def test_too_much_waiting_is_busy(recorder: Recorder) -> None:
 
 
 def test_cancelled_requests_are_skipped(recorder: Recorder) -> None:
-    recorder.delay = 0.1
+    recorder.gate = gate = threading.Event()
     b: MicroBatcher[str, str] = MicroBatcher(recorder, max_batch=2, max_wait=0.0, name="cancel")
 
     async def main() -> None:
         first = asyncio.create_task(b.run(["first"]))
-        await asyncio.sleep(0.03)
+        await asyncio.to_thread(recorder.started.wait, 10)  # the only worker holds "first"
         doomed = asyncio.create_task(b.run(["doomed", "doomed"]))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # no time passes: the task's first step queues its items
         doomed.cancel()
         with pytest.raises(asyncio.CancelledError):
             await doomed
+        gate.set()
         await first
         assert await b.run(["after"]) == ["AFTER"]
 
     try:
         asyncio.run(main())
     finally:
+        gate.set()
         b.close()
     assert ["doomed", "doomed"] not in recorder.calls
 
@@ -194,13 +207,16 @@ def test_a_large_request_runs_on_every_worker_at_once() -> None:
     running: list[int] = []
     active = 0
     lock = threading.Lock()
+    all_busy = threading.Event()
 
     def slow(items: list[str]) -> list[str]:
         nonlocal active
         with lock:
             active += 1
             running.append(active)
-        time.sleep(0.03)
+            if active == 3:
+                all_busy.set()
+        all_busy.wait(10)  # the first calls stay until every worker has one (bounded: no hang if they never do)
         with lock:
             active -= 1
         return items
@@ -216,7 +232,7 @@ def test_a_large_request_runs_on_every_worker_at_once() -> None:
 
 def test_workers_waiting_for_company_never_lose_a_job() -> None:
     """Workers in their wait window release the lock; another may drain the queue meanwhile (a real race)."""
-    recorders = [Recorder(delay=0.002) for _ in range(3)]
+    recorders = [Recorder(delay=0.002) for _ in range(3)]  # the delays and jitter below make the race: keep them
     b: MicroBatcher[str, str] = MicroBatcher(recorders, max_batch=4, max_wait=0.01, name="race")
 
     async def client(k: int) -> None:

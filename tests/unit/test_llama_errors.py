@@ -216,27 +216,28 @@ class DeadWorker(LoopbackServer):
                                  retry_after=2.0)
 
 
-def engine_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake: FakeLlama | None,
-                server: type[LoopbackServer] = LoopbackServer) -> llama.LlamaEngine:
-    """A LlamaEngine whose worker answers /tokenize and /apply-template through a mock transport and streams
-    completions from ``fake`` (None: from an address where nothing listens)."""
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/tokenize":
-            return httpx.Response(200, json={"tokens": [1, 2, 3]})
-        if request.url.path == "/apply-template":
-            return httpx.Response(200, json={"prompt": "<user>hi"})
-        return httpx.Response(404)
+def worker_json(request: httpx.Request) -> httpx.Response:
+    """The worker's JSON calls: /tokenize and /apply-template answer, anything else is a 404."""
+    if request.url.path == "/tokenize":
+        return httpx.Response(200, json={"tokens": [1, 2, 3]})
+    if request.url.path == "/apply-template":
+        return httpx.Response(200, json={"prompt": "<user>hi"})
+    return httpx.Response(404)
 
+
+def engine_with(tmp_path: Path, fake: FakeLlama | None, server: type[LoopbackServer] = LoopbackServer,
+                handler: Handler = worker_json) -> llama.LlamaEngine:
+    """A LlamaEngine whose worker answers its JSON calls through a mock transport running ``handler`` and streams
+    completions from ``fake`` (None: from an address where nothing listens)."""
     address = fake.address if fake is not None else closed_address()
 
     def start(config: dict[str, Any], model_id: str) -> LoopbackServer:
         return server(address, config["key"], model_id, transport=httpx.MockTransport(handler))
 
-    monkeypatch.setattr(llama, "WorkerProcess", start)
     weights = tmp_path / "model.gguf"
     weights.write_bytes(b"GGUF")
     return llama.LlamaEngine(ModelEntry(id=MODEL, path=str(weights), max_context_length=64, parallel=1), weights,
-                             threads=1, queue_limit=1)
+                             threads=1, queue_limit=1, server_factory=start)
 
 
 async def collect(engine: llama.LlamaEngine) -> list[str]:
@@ -246,9 +247,9 @@ async def collect(engine: llama.LlamaEngine) -> list[str]:
     return out
 
 
-def test_engine_stream_failure_midway_is_an_engine_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_engine_stream_failure_midway_is_an_engine_error(tmp_path: Path) -> None:
     with FakeLlama(lambda path, body: Reply([sse("a"), sse("b")], cut=True)) as fake:
-        engine = engine_with(monkeypatch, tmp_path, fake)
+        engine = engine_with(tmp_path, fake)
         received: list[str] = []
 
         async def run() -> None:
@@ -266,10 +267,9 @@ def test_engine_stream_failure_midway_is_an_engine_error(monkeypatch: pytest.Mon
             engine.close()
 
 
-def test_engine_stream_cut_short_without_error_is_an_engine_error(monkeypatch: pytest.MonkeyPatch,
-                                                                  tmp_path: Path) -> None:
+def test_engine_stream_cut_short_without_error_is_an_engine_error(tmp_path: Path) -> None:
     with FakeLlama(lambda path, body: Reply([sse("a")])) as fake:
-        engine = engine_with(monkeypatch, tmp_path, fake)
+        engine = engine_with(tmp_path, fake)
         try:
             with pytest.raises(EngineError, match="ended before the generation did"):
                 asyncio.run(collect(engine))
@@ -277,11 +277,11 @@ def test_engine_stream_cut_short_without_error_is_an_engine_error(monkeypatch: p
             engine.close()
 
 
-def test_engine_stream_refusal_is_the_engine_error_it_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_engine_stream_refusal_is_the_engine_error_it_names(tmp_path: Path) -> None:
     overflow = {"error": {"type": "exceed_context_size_error", "message": "too long", "n_prompt_tokens": 70,
                           "n_ctx": 64}}
     with FakeLlama(lambda path, body: Reply(status=400, body=json.dumps(overflow).encode())) as fake:
-        engine = engine_with(monkeypatch, tmp_path, fake)
+        engine = engine_with(tmp_path, fake)
         try:
             with pytest.raises(llama.ContextOverflow, match="too long") as info:
                 asyncio.run(collect(engine))
@@ -290,10 +290,8 @@ def test_engine_stream_refusal_is_the_engine_error_it_names(monkeypatch: pytest.
             engine.close()
 
 
-def test_engine_render_connect_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    engine = engine_with(monkeypatch, tmp_path, None)
-    monkeypatch.setattr(engine.server, "_http", httpx.Client(base_url="http://127.0.0.1:9",
-                                                             transport=httpx.MockTransport(raising(httpx.ConnectError))))
+def test_engine_render_connect_error(tmp_path: Path) -> None:
+    engine = engine_with(tmp_path, None, handler=raising(httpx.ConnectError))
     try:
         with pytest.raises(EngineError, match=r"apply-template failed \(ConnectError"):
             asyncio.run(engine.render([llama.ChatMessage("user", "hi")]))
@@ -301,10 +299,9 @@ def test_engine_render_connect_error(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         engine.close()
 
 
-def test_dead_worker_mid_stream_maps_to_503_and_an_error_event(monkeypatch: pytest.MonkeyPatch,
-                                                               tmp_path: Path) -> None:
+def test_dead_worker_mid_stream_maps_to_503_and_an_error_event(tmp_path: Path) -> None:
     with FakeLlama(lambda path, body: Reply([sse("a")], cut=True)) as fake:
-        engine = engine_with(monkeypatch, tmp_path, fake, server=DeadWorker)
+        engine = engine_with(tmp_path, fake, server=DeadWorker)
 
         async def chunks() -> list[Any]:
             out = []
@@ -347,7 +344,7 @@ class DyingWorker(DeadWorker):
 
 @pytest.mark.parametrize("dies_at", ["/tokenize", "/v1/completions"])
 def test_worker_found_dead_before_any_output_is_retried_once_on_a_new_one(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dies_at: str) -> None:
+        tmp_path: Path, dies_at: str) -> None:
     servers: list[LoopbackServer] = []
     fake = FakeLlama(lambda path, body: Reply([sse("a"), sse("b", "stop")]))
 
@@ -367,11 +364,10 @@ def test_worker_found_dead_before_any_output_is_retried_once_on_a_new_one(
         servers.append(kind(address, config["key"], model_id, transport=httpx.MockTransport(handler)))
         return servers[-1]
 
-    monkeypatch.setattr(llama, "WorkerProcess", start)
     weights = tmp_path / "model.gguf"
     weights.write_bytes(b"GGUF")
     engine = llama.LlamaEngine(ModelEntry(id=MODEL, max_context_length=64, parallel=1), weights, threads=1,
-                               queue_limit=1)
+                               queue_limit=1, server_factory=start)
     try:
         generation = asyncio.run(engine.complete("hi", SamplingParams(max_tokens=8)))
         assert generation.text == "ab" and generation.finish_reason == "stop" and generation.completion_tokens == 2
@@ -407,7 +403,7 @@ def test_supervisor_restarts_a_dead_server_once_for_concurrent_callers() -> None
     started: list[FakeServer] = []
 
     def start() -> FakeServer:
-        time.sleep(0.05 if started else 0)
+        time.sleep(0.05 if started else 0)  # a slow restart is the case under test: the others queue on it
         started.append(FakeServer())
         return started[-1]
 
@@ -457,11 +453,11 @@ def test_supervisor_gives_up_on_a_worker_that_keeps_failing_to_start() -> None:
     assert attempts == 7
 
 
-def test_render_tokenizes_once_for_the_stream_that_follows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_render_tokenizes_once_for_the_stream_that_follows(tmp_path: Path) -> None:
     paths: list[str] = []
 
     fake = FakeLlama(lambda path, body: Reply([sse("a"), sse("", "stop")]))
-    engine = engine_with(monkeypatch, tmp_path, fake)
+    engine = engine_with(tmp_path, fake)
     original = engine._post
 
     def counting(path: str, body: dict[str, Any]) -> Any:
@@ -511,19 +507,17 @@ def test_a_stale_keep_alive_connection_is_retried_on_a_fresh_one(stale: str) -> 
     assert len(fake.requests) == 5 and fake.resets == (2 if stale == "reset_reused" else 0)
 
 
-def test_the_worker_has_an_http_thread_for_every_connection_the_engine_may_hold(monkeypatch: pytest.MonkeyPatch,
-                                                                               tmp_path: Path) -> None:
+def test_the_worker_has_an_http_thread_for_every_connection_the_engine_may_hold(tmp_path: Path) -> None:
     """cpp-httplib holds a thread per open connection (idle keep-alive ones too). With llama.cpp's default pool
     (n_parallel + 4) a load of 40 admitted requests waited in 5 s waves for idle connections to time out."""
     from mistral_gateway.engines.llama_worker import build_params
 
     configs: list[dict[str, Any]] = []
-    monkeypatch.setattr(llama, "WorkerProcess", lambda config, model_id: configs.append(config) or LoopbackServer(
-        "http://127.0.0.1:9", config["key"], model_id))
     weights = tmp_path / "model.gguf"
     weights.write_bytes(b"GGUF")
     engine = llama.LlamaEngine(ModelEntry(id=MODEL, path=str(weights), parallel=8), weights, threads=1,
-                               queue_limit=32)
+                               queue_limit=32, server_factory=lambda config, model_id: configs.append(config) or
+                               LoopbackServer("http://127.0.0.1:9", config["key"], model_id))
     engine.close()
     streams, pool_threads = 8 + 32, engine._pool._max_workers
     assert configs[0]["http_threads"] > streams + pool_threads
@@ -534,11 +528,11 @@ def test_the_worker_has_an_http_thread_for_every_connection_the_engine_may_hold(
         os.sched_setaffinity(0, cpus)
 
 
-def test_a_seeded_request_evaluates_its_whole_prompt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_seeded_request_evaluates_its_whole_prompt(tmp_path: Path) -> None:
     """Issue 9: with the prompt cache a warm seeded call evaluated only the prompt's tail and answered differently
     from the cold one; seeded requests skip the cache, the others keep it."""
     with FakeLlama(lambda path, body: Reply([sse("a"), sse("", "stop")])) as fake:
-        engine = engine_with(monkeypatch, tmp_path, fake)
+        engine = engine_with(tmp_path, fake)
 
         async def run(seed: int | None) -> None:
             async for _ in engine.stream("hi", SamplingParams(max_tokens=8, seed=seed)):

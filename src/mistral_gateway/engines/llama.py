@@ -13,6 +13,7 @@ import asyncio
 import os
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,11 +37,14 @@ from mistral_gateway.engines.worker_process import InProcessServer, Supervisor, 
 __all__ = ["LlamaEngine", "load"]
 
 _RENDERED_KEPT = 64  # rendered prompts whose tokens wait for their stream() call
+# Starts one llama.cpp server from its config and the model id (tests inject fakes; default: per ``entry.isolate``).
+ServerFactory = Callable[[dict[str, Any], str], Any]
 
 
 class LlamaEngine:
     def __init__(self, entry: ModelEntry, path: Path, *, threads: int, queue_limit: int,
-                 mmproj: Path | None = None) -> None:
+                 mmproj: Path | None = None, server_factory: ServerFactory | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if not path.is_file():
             raise EngineError(f"model {entry.id!r}: weights file {path} does not exist")
         self._key = secrets.token_urlsafe(24)
@@ -54,8 +58,8 @@ class LlamaEngine:
                 raise EngineError(f"model {entry.id!r}: multimodal projector {mmproj} does not exist")
             marker = media_marker(isolated=entry.isolate)
             config |= {"mmproj": str(mmproj), "marker": marker}
-        server = WorkerProcess if entry.isolate else InProcessServer
-        self._servers = Supervisor(lambda: server(config, entry.id), entry.id)
+        server = server_factory or (WorkerProcess if entry.isolate else InProcessServer)
+        self._servers = Supervisor(lambda: server(config, entry.id), entry.id, clock=clock)
         self.model_id = entry.id
         self.context_length = entry.max_context_length
         self.parallel = entry.parallel

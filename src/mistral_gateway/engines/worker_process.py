@@ -237,8 +237,9 @@ class Supervisor:
     (with the worker's stderr) until the window has passed."""
 
     def __init__(self, start: Callable[[], Any], model_id: str, *, max_failed_starts: int = 3, window: float = 60.0,
-                 backoff: float = 0.5) -> None:
+                 backoff: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
         self._start = start
+        self._clock = clock  # measures the failed-starts window (tests move it instead of sleeping)
         self.model_id = model_id
         self._max_failed_starts = max_failed_starts
         self._window = window
@@ -272,7 +273,7 @@ class Supervisor:
 
     def _restart(self) -> Any:
         """A new server, trying at most as often as the failed starts of the last ``window`` seconds leave room."""
-        now = time.monotonic()
+        now = self._clock()
         self._failed_starts = [t for t in self._failed_starts if now - t < self._window]
         for attempt in range(self._max_failed_starts - len(self._failed_starts)):
             if attempt:
@@ -281,7 +282,7 @@ class Supervisor:
                 server = self._start()
             except EngineError as exc:
                 self.starts += 1
-                self._failed_starts.append(time.monotonic())
+                self._failed_starts.append(self._clock())
                 self._last_failure = exc
                 log.warning("model %r: starting a new llama.cpp worker failed (%d in a row): %s", self.model_id,
                             len(self._failed_starts), exc)
@@ -290,7 +291,7 @@ class Supervisor:
             self._failed_starts.clear()
             log.warning("model %r: llama.cpp worker restarted (pid %s)", self.model_id, getattr(server, "pid", "?"))
             return server
-        wait = max(0.0, self._failed_starts[0] + self._window - time.monotonic()) if self._failed_starts else 0.0
+        wait = max(0.0, self._failed_starts[0] + self._window - self._clock()) if self._failed_starts else 0.0
         raise EngineError(f"model {self.model_id!r}: its llama.cpp worker failed to start {len(self._failed_starts)} "
                           f"times in a row; giving up for now (next attempt in {wait:.0f} s). "
                           f"Last failure: {self._last_failure}")
