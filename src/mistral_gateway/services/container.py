@@ -8,6 +8,8 @@ from mistral_gateway.config import Settings
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.registry import Registry
 from mistral_gateway.security.signing import UrlSigner, load_or_create_secret
+from mistral_gateway.services.batch import BatchService
+from mistral_gateway.services.batch_direct import build_batch_service
 from mistral_gateway.services.chat import ChatService
 from mistral_gateway.services.embeddings import EmbeddingService
 from mistral_gateway.services.files import FileService
@@ -50,6 +52,7 @@ class Services:
     usage: UsageLog
     router: Router = field(default_factory=lambda: Router({}))
     passthrough: dict[str, UpstreamClient] = field(default_factory=dict)  # workspace name -> upstream
+    batch: BatchService | None = None
 
     def close(self) -> None:
         self.engines.close()
@@ -91,9 +94,11 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
                           default=settings.default_token_limits)
     usage = UsageLog(UsageRepository(db), flush_seconds=settings.usage_flush_seconds)
     images = ImageLoader(ImageLimits.from_settings(settings))
+    chat = ChatService(models.catalog, engines, reasoning=settings.reasoning, images=images)
+    fim, embeddings = FimService(models.catalog, engines), EmbeddingService(models.catalog, engines, fine_tuned)
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
-                    models=models, fine_tuned=fine_tuned, engines=engines,
-                    chat=ChatService(models.catalog, engines, reasoning=settings.reasoning, images=images),
-                    fim=FimService(models.catalog, engines),
-                    embeddings=EmbeddingService(models.catalog, engines, fine_tuned), limits=limits, usage=usage,
-                    router=Router(upstreams), passthrough=passthrough_map(settings, upstreams))
+                    models=models, fine_tuned=fine_tuned, engines=engines, chat=chat, fim=fim, embeddings=embeddings,
+                    limits=limits, usage=usage, router=Router(upstreams),
+                    passthrough=passthrough_map(settings, upstreams),
+                    batch=build_batch_service(db, blobs, models.catalog, chat, fim, embeddings,
+                                              settings.max_json_body_bytes))
