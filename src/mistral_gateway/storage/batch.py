@@ -80,14 +80,16 @@ class BatchRepository:
             query = query.where(BatchJobRow.created_at > flt.created_after)
         if flt.statuses:
             query = query.where(BatchJobRow.status.in_(flt.statuses))
-        order = BatchJobRow.created_at.desc() if flt.newest_first else BatchJobRow.created_at.asc()
+        # ids break ties within a second, in the same direction, so the two orders are each other's reverse
+        order = ((BatchJobRow.created_at.desc(), BatchJobRow.id.desc()) if flt.newest_first
+                 else (BatchJobRow.created_at.asc(), BatchJobRow.id.asc()))
         with self._db.session() as s:
             if flt.metadata:  # JSON columns compare differently per database: filter in Python, workspace-bounded
-                rows = [r for r in s.scalars(query.order_by(order, BatchJobRow.id))
+                rows = [r for r in s.scalars(query.order_by(*order))
                         if _has_pairs(r.metadata_, flt.metadata)]
                 return [_record(r) for r in rows[offset:offset + limit]], len(rows)
             total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-            rows = list(s.scalars(query.order_by(order, BatchJobRow.id).offset(offset).limit(limit)))
+            rows = list(s.scalars(query.order_by(*order).offset(offset).limit(limit)))
             return [_record(r) for r in rows], total
 
     def update(self, job_id: str, *, only_if: tuple[str, ...] = (), **values: Any) -> bool:
