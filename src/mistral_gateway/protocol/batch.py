@@ -47,7 +47,7 @@ class BatchRequest(RequestModel):
 
 
 class BatchJobIn(RequestModel):
-    endpoint: str = Field(max_length=128, description="A batchable operation's path, e.g. /v1/chat/completions.")
+    endpoint: str  # checked against the batchable endpoints (a 400); the spec documents it as an enum
     input_files: list[FileId] | None = Field(None, min_length=1, max_length=MAX_INPUT_FILES)
     requests: list[BatchRequest] | None = Field(None, min_length=1, max_length=MAX_BATCH_REQUESTS)
     model: str | None = Field(None, min_length=1, max_length=255)
