@@ -14,6 +14,7 @@ __all__ = [
     "BATCH_STATUSES",
     "MAX_BATCH_REQUESTS",
     "MAX_INPUT_FILES",
+    "MAX_METADATA_KEYS",
     "MAX_TIMEOUT_HOURS",
     "TERMINAL_STATUSES",
     "BatchError",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC
 from typing import Any
 
@@ -15,6 +15,7 @@ from mistral_gateway.echo import shorten
 from mistral_gateway.errors import BadRequest, GatewayError, NotFound
 from mistral_gateway.protocol.batch import (
     MAX_BATCH_REQUESTS,
+    MAX_METADATA_KEYS,
     BatchError,
     BatchJobIn,
     BatchJobOut,
@@ -131,9 +132,11 @@ class BatchService:
             out.outputs = self._outputs(record)
         return out
 
-    def list(self, workspace_id: str, token_id: str | None, query: ListBatchJobsQuery) -> BatchJobsOut:
+    def list(self, workspace_id: str, token_id: str | None, query: ListBatchJobsQuery,
+             pairs: Sequence[tuple[str, str]] = ()) -> BatchJobsOut:
+        """``pairs``: metadata filters sent one parameter per key (the SDK's form+explode style)."""
         flt = BatchFilter(
-            model=query.model, agent_id=query.agent_id, metadata=_metadata_filter(query.metadata),
+            model=query.model, agent_id=query.agent_id, metadata=_metadata_filter(query.metadata, pairs),
             created_after=None if query.created_after is None else int(
                 (query.created_after if query.created_after.tzinfo else query.created_after.replace(tzinfo=UTC))
                 .timestamp()),
@@ -172,15 +175,19 @@ class BatchService:
         return outputs
 
 
-def _metadata_filter(raw: str | None) -> dict[str, str]:
-    if not raw:
-        return {}
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        data = None
+def _metadata_filter(raw: str | None, pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    data: Any = {}
+    if raw:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = None
     if not (isinstance(data, dict) and all(isinstance(v, str) for v in data.values())):
         raise BadRequest('metadata must be a JSON object of strings, e.g. {"run":"a"}', param="metadata")
+    data.update(pairs)
+    if len(data) > MAX_METADATA_KEYS or not all(0 < len(k) <= 32 and 0 < len(v) <= 512 for k, v in data.items()):
+        raise BadRequest(f"metadata filters: at most {MAX_METADATA_KEYS} pairs, keys of 1..32 characters, values of "
+                         "1..512 (unknown query parameters are metadata filters)", param="metadata")
     return data
 
 

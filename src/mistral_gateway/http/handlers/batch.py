@@ -5,7 +5,7 @@ from __future__ import annotations
 from anyio.to_thread import run_sync
 
 from mistral_gateway.http.handlers import Call
-from mistral_gateway.protocol.batch import BatchJobOut, BatchJobsOut
+from mistral_gateway.protocol.batch import BatchJobOut, BatchJobsOut, ListBatchJobsQuery
 from mistral_gateway.services.batch import BatchService
 
 __all__ = ["cancel_batch_job", "create_batch_job", "get_batch_job", "get_batch_jobs"]
@@ -27,7 +27,10 @@ async def get_batch_job(call: Call) -> BatchJobOut:
 
 async def get_batch_jobs(call: Call) -> BatchJobsOut:
     query = call.query()
-    return await run_sync(_service(call).list, call.workspace_id, call.principal.token_id, query)
+    # The SDK sends the metadata filter form+explode style: each pair is its own parameter (?run=a)
+    known = {*ListBatchJobsQuery.model_fields, "status[]", "api_token", *call.path}
+    pairs = [(k, v) for k, v in call.request.query_params.multi_items() if k not in known]
+    return await run_sync(_service(call).list, call.workspace_id, call.principal.token_id, query, pairs)
 
 
 async def cancel_batch_job(call: Call) -> BatchJobOut:
