@@ -226,3 +226,21 @@ def test_record_fields_roundtrip(batch: BatchService, services: Services) -> Non
     record = batch.deps.repo.get(job_id, workspace)
     assert record is not None and dataclasses.asdict(record)["metadata"] is None
     assert batch.deps.repo.get(job_id, "another-workspace") is None
+
+
+def test_a_cancel_that_wins_the_race_against_the_start_runs_nothing(batch: BatchService, services: Services,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    async def execute(endpoint: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        calls.append(body)
+        return 200, {}
+
+    use(batch, execute)
+    workspace, job_id = create(batch, services, 3)
+    stale = batch.deps.repo.get(job_id)  # what the runner read while the job was still QUEUED
+    assert batch.cancel(workspace, job_id).status == "CANCELLED"
+    monkeypatch.setattr(batch.deps.repo, "get", lambda *args: stale)
+    asyncio.run(batch.handler(FakeJob({"batch_id": job_id}, workspace)))
+    monkeypatch.undo()
+    assert calls == [] and batch.get(workspace, job_id).status == "CANCELLED"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -29,6 +30,7 @@ from mistral_gateway.storage.records import FileRecord
 __all__ = ["BatchDeps", "Execute", "JobContextLike", "run_batch"]
 
 Execute = Callable[[str, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
+log = logging.getLogger(__name__)
 MAX_ERROR_KINDS = 20  # distinct messages kept in the job's ``errors``
 
 
@@ -102,7 +104,8 @@ async def run_batch(ctx: JobContextLike, deps: BatchDeps) -> None:
 
 
 async def _stop_reason(ctx: JobContextLike, deps: BatchDeps, job_id: str, deadline: float) -> str | None:
-    if ctx.cancelled() or await run_sync(deps.repo.status, job_id) == "CANCELLATION_REQUESTED":
+    # anything but RUNNING: a cancel request, or a cancel that won the race against this run's start
+    if ctx.cancelled() or await run_sync(deps.repo.status, job_id) != "RUNNING":
         return "CANCELLED"
     return "TIMEOUT_EXCEEDED" if deps.clock() >= deadline else None
 
@@ -140,6 +143,7 @@ async def _run_chunk(ctx: JobContextLike, deps: BatchDeps, job: BatchJobRecord, 
             try:
                 status, body = await execute(job.endpoint, parsed.body)
             except Exception:  # the executor maps every known error to a status; this is a bug, kept per line
+                log.exception("batch %s line %d: unexpected error", job.id, n)
                 status, body = 500, {"object": "error", "message": "internal error", "type": "server_error",
                                      "param": None, "code": "INTERNAL_ERROR"}
         if 200 <= status < 300:
