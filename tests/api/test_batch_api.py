@@ -203,3 +203,23 @@ def test_list_filters_pagination_and_isolation(env: tuple[TestClient, Services, 
     assert client.get("/v1/batch/jobs", headers=auth(token), params={"status": "NOPE"}).status_code == 422
     wrapped = client.get("/mistralai/v1/batch/jobs", params={"api_token": token}).json()
     assert wrapped["data"]["total"] == 3
+
+
+def test_metadata_filters_with_any_key_and_pages(env: tuple[TestClient, Services, str]) -> None:
+    client, _, token = env
+    keys = ['a"b', "ü k", "$[0]", "a.b"]
+    for key in keys:
+        for run in ("x", "y"):
+            r = client.post("/v1/batch/jobs", headers=auth(token), json={
+                "requests": [{"body": CHAT}], "endpoint": "/v1/chat/completions", "model": "fake-chat",
+                "metadata": {key: run, "all": "1"}})
+            assert r.status_code == 200
+    for key in keys:
+        r = client.get("/v1/batch/jobs", headers=auth(token), params={key: "x"})
+        assert r.json()["total"] == 1 and r.json()["data"][0]["metadata"][key] == "x"
+    first = client.get("/v1/batch/jobs", headers=auth(token), params={"all": "1", "page_size": 5}).json()
+    second = client.get("/v1/batch/jobs", headers=auth(token), params={"all": "1", "page_size": 5, "page": 1}).json()
+    assert first["total"] == second["total"] == 8 and (len(first["data"]), len(second["data"])) == (5, 3)
+    assert not {j["id"] for j in first["data"]} & {j["id"] for j in second["data"]}
+    too_long = client.get("/v1/batch/jobs", headers=auth(token), params={"k" * 33: "x"})
+    assert too_long.status_code == 400 and too_long.json()["param"] == "metadata"

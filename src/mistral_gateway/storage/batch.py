@@ -84,10 +84,14 @@ class BatchRepository:
         order = ((BatchJobRow.created_at.desc(), BatchJobRow.id.desc()) if flt.newest_first
                  else (BatchJobRow.created_at.asc(), BatchJobRow.id.asc()))
         with self._db.session() as s:
-            if flt.metadata:  # JSON columns compare differently per database: filter in Python, workspace-bounded
-                rows = [r for r in s.scalars(query.order_by(*order))
-                        if _has_pairs(r.metadata_, flt.metadata)]
-                return [_record(r) for r in rows[offset:offset + limit]], len(rows)
+            if flt.metadata:  # JSON paths differ per database and mangle some keys: matched here, streamed by 500
+                page, total = [], 0
+                for row in s.scalars(query.order_by(*order).execution_options(yield_per=500)):
+                    if _has_pairs(row.metadata_, flt.metadata):
+                        if offset <= total < offset + limit:
+                            page.append(_record(row))
+                        total += 1
+                return page, total
             total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = list(s.scalars(query.order_by(*order).offset(offset).limit(limit)))
             return [_record(r) for r in rows], total
