@@ -21,6 +21,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from starlette.testclient import TestClient
 
+from batch_support import run_inline, wait_done
 from mistral_gateway.config import Settings, default_models
 from mistral_gateway.registry import Registry
 from mistral_gateway.services.container import Services
@@ -227,7 +228,51 @@ def _embeddings(api: Api, dialect: str) -> None:
         assert out["usage"]["total_tokens"] == out["usage"]["prompt_tokens"] > 0
 
 
+BATCH_CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+def _batch_job(api: Api, dialect: str, run: bool = True) -> str:
+    if run:
+        run_inline(api.services)
+    body = {"endpoint": "/v1/chat/completions", "model": "mistral-small-latest", "metadata": {"k": "v"},
+            "requests": [{"custom_id": "0", "body": BATCH_CHAT}, {"custom_id": "1", "body": {"max_tokens": 1}}]}
+    return check("create_batch_job", dialect, api.call("create_batch_job", dialect, json=body))["id"]
+
+
+def _create_batch_job(api: Api, dialect: str) -> None:
+    file_id = api.upload(dialect, "requests.jsonl", b'{"custom_id": "a", "body": {"max_tokens": 2, "messages": '
+                         b'[{"role": "user", "content": "x"}]}}\n', "batch").json()
+    file_id = file_id.get("data", file_id)["id"]
+    body = {"endpoint": "/v1/chat/completions", "model": "mistral-small-latest", "input_files": [file_id]}
+    out = check("create_batch_job", dialect, api.call("create_batch_job", dialect, json=body))
+    assert out["status"] == "QUEUED" and out["input_files"] == [file_id] and out["total_requests"] == 1
+
+
+def _get_batch_job(api: Api, dialect: str) -> None:
+    job_id = _batch_job(api, dialect)
+    get = lambda i: check("get_batch_job", dialect, api.call("get_batch_job", dialect, {"job_id": i},  # noqa: E731
+                                                             params={"inline": "true"}))
+    body = wait_done(get, job_id)
+    assert body["status"] == "SUCCESS" and len(body["outputs"]) == 2 and body["output_file"] and body["error_file"]
+
+
+def _get_batch_jobs(api: Api, dialect: str) -> None:
+    ids = {_batch_job(api, dialect, run=False) for _ in range(2)}
+    body = check("get_batch_jobs", dialect, api.call("get_batch_jobs", dialect, params={"status": "QUEUED"}))
+    assert {j["id"] for j in body["data"]} == ids and body["total"] == 2
+
+
+def _cancel_batch_job(api: Api, dialect: str) -> None:
+    job_id = _batch_job(api, dialect, run=False)
+    body = check("cancel_batch_job", dialect, api.call("cancel_batch_job", dialect, {"job_id": job_id}))
+    assert body["status"] == "CANCELLED"
+
+
 PRODUCERS: dict[str, Callable[[Api, str], None]] = {
+    "create_batch_job": _create_batch_job,
+    "get_batch_job": _get_batch_job,
+    "get_batch_jobs": _get_batch_jobs,
+    "cancel_batch_job": _cancel_batch_job,
     "create_embeddings": _embeddings,
     "create_chat_completions": _chat_completions,
     "create_fim_completions": _fim_completions,

@@ -142,8 +142,8 @@ def test_models_and_typed_errors(client: Client, live_server: LiveServer, cache:
         client.models.retrieve("no-such-model")
     assert missing.value.code == "MODEL_NOT_FOUND"
     with pytest.raises(NotImplementedOperationError) as unbuilt:
-        client.batch.list_jobs()
-    assert unbuilt.value.status == 501 and "Get Batch Jobs" in unbuilt.value.message
+        client.libraries.list()
+    assert unbuilt.value.status == 501 and "List Libraries" in unbuilt.value.message
     with pytest.raises(ValidationError) as invalid:
         client.embeddings.create(model="mistral-embed", input=[])  # refused client-side, same shape as the server
     assert invalid.value.detail[0]["loc"][:2] == ["body", "input"]

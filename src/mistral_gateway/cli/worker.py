@@ -23,6 +23,8 @@ def register(sub: Any) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from mistral_gateway.app import Application
+    from mistral_gateway.app.batch import route_batches
     from mistral_gateway.services.container import build_services
 
     os.umask(0o077)  # as `serve`: whatever jobs write is owner-only
@@ -30,6 +32,7 @@ def _worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     services = build_services(settings)
+    route_batches(Application(services))  # batch lines billed and routed like requests
     services.start()  # usage writer and lease renewer: jobs are metered like requests
     try:
         asyncio.run(_run(services))

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from mistral_gateway.app import Application
+from mistral_gateway.app.batch import route_batches
 from mistral_gateway.config import Settings
 from mistral_gateway.errors import GatewayError
 from mistral_gateway.http.admin import admin_routes
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         services = build_services(settings or Settings())
     routes_table = RouteTable(services.registry)
     application = Application(services)
+    route_batches(application)
     native = OperationEndpoint(application, NATIVE, routes_table)
     lowcode = OperationEndpoint(application, LOWCODE, routes_table)
 

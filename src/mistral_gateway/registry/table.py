@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mistral_gateway.protocol import chat, embeddings, files, models
+from mistral_gateway.protocol import batch, chat, embeddings, files, models
 from mistral_gateway.registry.operation import Operation
 
 __all__ = ["CATEGORY_SCOPES", "OPERATIONS"]
@@ -108,13 +108,15 @@ OPERATIONS: tuple[Operation, ...] = (
         "jobs_api_routes_fine_tuning_create_fine_tuning_job", body="json", deprecated=True),
     # Batch
     _op("create_batch_job", "Create Batch Job", "Batch", "POST", "/v1/batch/jobs",
-        "jobs_api_routes_batch_create_batch_job", body="json"),
+        "jobs_api_routes_batch_create_batch_job", body="json", implemented=True,
+        request=batch.BatchJobIn, response=batch.BatchJobOut),
     _op("get_batch_job", "Get Batch Job", "Batch", "GET", "/v1/batch/jobs/{job_id}",
-        "jobs_api_routes_batch_get_batch_job"),
+        "jobs_api_routes_batch_get_batch_job", implemented=True, query=batch.GetBatchJobQuery,
+        response=batch.BatchJobOut),
     _op("get_batch_jobs", "Get Batch Jobs", "Batch", "GET", "/v1/batch/jobs", "jobs_api_routes_batch_get_batch_jobs",
-        client="batch.list_jobs"),
+        client="batch.list_jobs", implemented=True, query=batch.ListBatchJobsQuery, response=batch.BatchJobsOut),
     _op("cancel_batch_job", "Cancel Batch Job", "Batch", "POST", "/v1/batch/jobs/{job_id}/cancel",
-        "jobs_api_routes_batch_cancel_batch_job"),
+        "jobs_api_routes_batch_cancel_batch_job", implemented=True, response=batch.BatchJobOut),
     # Agents
     _op("create_agent", "Create Agent", "Agents", "POST", "/v1/agents", "agents_api_v1_agents_create", body="json"),
     _op("list_agents", "List Agents", "Agents", "GET", "/v1/agents", "agents_api_v1_agents_list", deprecated=True),

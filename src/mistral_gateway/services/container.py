@@ -18,6 +18,8 @@ from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.jobs import HandlerRegistry, JobRunner, RunnerOptions
 from mistral_gateway.registry import Registry
 from mistral_gateway.security.signing import UrlSigner, load_or_create_secret
+from mistral_gateway.services.batch import BatchService
+from mistral_gateway.services.batch_direct import build_batch_service
 from mistral_gateway.services.chat import ChatService
 from mistral_gateway.services.embeddings import EmbeddingService
 from mistral_gateway.services.files import FileService
@@ -96,6 +98,7 @@ class Services:
             except Exception:
                 log.exception("stopping %s failed", type(component).__name__)
         self.started = False
+    batch: BatchService | None = None
 
     def close(self) -> None:
         self.stop()
@@ -140,10 +143,14 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     images = ImageLoader(ImageLimits.from_settings(settings))
     jobs = JobRepository(db, max_attempts=settings.job_max_attempts)
     job_runner = JobRunner(jobs, HandlerRegistry(settings.job_handlers), RunnerOptions.from_settings(settings))
+    chat = ChatService(models.catalog, engines, reasoning=settings.reasoning, images=images)
+    fim, embeddings = FimService(models.catalog, engines), EmbeddingService(models.catalog, engines, fine_tuned)
+    # Lines run on the services directly until an Application takes them over (app.batch.route_batches): the
+    # application layer imports this module, so it cannot be built here.
+    batch = build_batch_service(db, blobs, models.catalog, chat, fim, embeddings, settings.max_json_body_bytes)
+    batch.submit = lambda workspace_id, payload: job_runner.submit(workspace_id, "batch", payload)
+    job_runner.handlers.register("batch", batch.handler)
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
-                    models=models, fine_tuned=fine_tuned, engines=engines,
-                    chat=ChatService(models.catalog, engines, reasoning=settings.reasoning, images=images),
-                    fim=FimService(models.catalog, engines),
-                    embeddings=EmbeddingService(models.catalog, engines, fine_tuned), limits=limits, usage=usage,
-                    jobs=jobs, job_runner=job_runner,
-                    router=Router(upstreams), passthrough=passthrough_map(settings, upstreams))
+                    models=models, fine_tuned=fine_tuned, engines=engines, chat=chat, fim=fim, embeddings=embeddings,
+                    limits=limits, usage=usage, jobs=jobs, job_runner=job_runner, router=Router(upstreams),
+                    passthrough=passthrough_map(settings, upstreams), batch=batch)

@@ -118,6 +118,14 @@ class TokenService:
     def count(self) -> int:
         return self._repo.count()
 
+    def principal(self, token_id: str) -> Principal:
+        """The principal of a token by id, for work it had accepted (a batch): revocation or expiry since does not
+        stop that work, which keeps the token's scopes, limits and usage. Blocking."""
+        record = self._repo.by_id(token_id)
+        if record is None:
+            raise NotFound(f"token {shorten(token_id)!r} not found", code="TOKEN_NOT_FOUND")
+        return _principal(record)
+
     def verify_cached(self, token: str) -> Principal | None:
         """The event-loop-safe fast path: a cache hit, or None (then call ``verify`` in a thread)."""
         epoch = self._epoch.current()
@@ -146,9 +154,7 @@ class TokenService:
             raise Unauthorized("API token revoked", code="TOKEN_REVOKED")
         if record.expires_at is not None and record.expires_at <= self._clock():
             raise Unauthorized("API token expired", code="TOKEN_EXPIRED")
-        principal = Principal(record.id, record.workspace_id, record.workspace_name, frozenset(record.scopes),
-                              record.expires_at, record.requests_per_minute, record.tokens_per_minute,
-                              record.concurrent_requests)
+        principal = _principal(record)
         with self._lock:
             # Cache only if no revocation landed while we read: otherwise a stale row could be cached.
             if epoch_before == self._epoch.current() == self._cache_epoch:
@@ -156,3 +162,9 @@ class TokenService:
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
         return principal
+
+
+def _principal(record: TokenRecord) -> Principal:
+    return Principal(record.id, record.workspace_id, record.workspace_name, frozenset(record.scopes),
+                     record.expires_at, record.requests_per_minute, record.tokens_per_minute,
+                     record.concurrent_requests)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "ApiToken",
     "Base",
+    "BatchJobRow",
     "FileRow",
     "FineTunedModelRow",
     "JobRow",
@@ -169,3 +170,32 @@ class JobRow(Base):
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class BatchJobRow(Base):
+    """A batch job. Inline requests are stored as a JSONL blob (``requests_blob``), so files and inline requests
+    execute the same way; results become files (``output_file``/``error_file``) when the job ends."""
+
+    __tablename__ = "batch_jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    token_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # who created it (created_by_me)
+    endpoint: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    agent_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, nullable=True)
+    input_files: Mapped[list[str]] = mapped_column(JSON)
+    requests_blob: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    timeout_hours: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    started_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    total_requests: Mapped[int] = mapped_column(Integer)
+    completed_requests: Mapped[int] = mapped_column(Integer, default=0)
+    succeeded_requests: Mapped[int] = mapped_column(Integer, default=0)
+    failed_requests: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    output_file: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    error_file: Mapped[str | None] = mapped_column(String(36), nullable=True)

@@ -68,6 +68,15 @@ class TokenRepository:
             ).first()
             return _record(*row) if row else None
 
+    def by_id(self, token_id: str) -> TokenRecord | None:
+        with self._db.session() as s:
+            row = s.execute(
+                select(ApiToken, Workspace.name)
+                .join(Workspace, Workspace.id == ApiToken.workspace_id)
+                .where(ApiToken.id == token_id)
+            ).first()
+            return _record(*row) if row else None
+
     def list(self) -> list[TokenRecord]:
         with self._db.session() as s:
             rows = s.execute(

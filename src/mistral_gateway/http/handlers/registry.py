@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mistral_gateway.http.handlers import Handler, chat, embeddings, files, models
+from mistral_gateway.http.handlers import Handler, batch, chat, embeddings, files, models
 from mistral_gateway.registry import Registry
 
 __all__ = ["HANDLERS", "bind"]
@@ -20,6 +20,10 @@ HANDLERS: dict[str, Handler] = {
     "list_available_models": models.list_models,
     "retrieve_model": models.retrieve_model,
     "delete_model": models.delete_model,
+    "create_batch_job": batch.create_batch_job,
+    "get_batch_job": batch.get_batch_job,
+    "get_batch_jobs": batch.get_batch_jobs,
+    "cancel_batch_job": batch.cancel_batch_job,
 }
 
 
