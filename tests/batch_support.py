@@ -1,9 +1,8 @@
-"""A stand-in for the job runner in batch tests (the real one is wired by the service container at merge): every
-submitted batch runs at once as a task on the server's event loop, with an in-memory JobContext."""
+"""Batch test helpers: an in-memory JobContext for driving the batch handler directly, holding jobs in the queue,
+and waiting for a job the real runner (embedded in the app) is running."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 from mistral_gateway.protocol.batch import TERMINAL_STATUSES
 from mistral_gateway.services.container import Services
 
-__all__ = ["FakeJob", "run_inline", "wait_done"]
+__all__ = ["FakeJob", "hold", "wait_done"]
 
 
 class FakeJob:
@@ -32,17 +31,10 @@ class FakeJob:
         return self.cancel
 
 
-def run_inline(services: Services) -> list[asyncio.Task[None]]:
-    """Make ``services.batch`` run each created job right away; returns the tasks started."""
+def hold(services: Services) -> None:
+    """Created jobs stay QUEUED: nothing is enqueued for the runner (to see a queued job's behaviour)."""
     assert services.batch is not None
-    batch = services.batch
-    tasks: list[asyncio.Task[None]] = []
-
-    def submit(workspace_id: str, payload: dict[str, Any]) -> None:
-        tasks.append(asyncio.get_running_loop().create_task(batch.handler(FakeJob(payload, workspace_id))))
-
-    batch.submit = submit
-    return tasks
+    services.batch.submit = lambda workspace_id, payload: None
 
 
 def wait_done(get: Any, job_id: str, rounds: int = 600) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from batch_support import run_inline, wait_done
+from batch_support import hold, wait_done
 from mistral_gateway.config import ModelEntry, Settings
 from mistral_gateway.http.app import create_app
 from mistral_gateway.services.container import Services, build_services
@@ -52,8 +52,7 @@ def lines(client: TestClient, token: str, file_id: str) -> list[dict[str, Any]]:
 
 
 def test_file_batch_with_a_malformed_line(env: tuple[TestClient, Services, str]) -> None:
-    client, services, token = env
-    run_inline(services)
+    client, _services, token = env
     content = b"".join(json.dumps({"custom_id": str(i), "body": CHAT}).encode() + b"\n" for i in range(5))
     content += b"{not json\n" + json.dumps({"custom_id": "nobody"}).encode() + b"\n"
     file_id = upload(client, token, content)
@@ -90,8 +89,7 @@ def test_file_batch_with_a_malformed_line(env: tuple[TestClient, Services, str])
 
 
 def test_inline_requests_and_engine_errors(env: tuple[TestClient, Services, str]) -> None:
-    client, services, token = env
-    run_inline(services)
+    client, _services, token = env
     requests = [{"custom_id": "ok", "body": CHAT},
                 {"custom_id": "bad", "body": {"messages": [{"role": "user", "content": "x"}], "max_tokens": -3}},
                 {"custom_id": "fim", "body": {"prompt": "def f(", "max_tokens": 3}}]
@@ -111,8 +109,7 @@ def test_inline_requests_and_engine_errors(env: tuple[TestClient, Services, str]
 
 
 def test_fim_and_per_line_models(env: tuple[TestClient, Services, str]) -> None:
-    client, services, token = env
-    run_inline(services)
+    client, _services, token = env
     requests = [{"custom_id": "a", "body": {"model": "fake-chat", "prompt": "def f(", "max_tokens": 3}},
                 {"custom_id": "b", "body": {"prompt": "x", "max_tokens": 3}},
                 {"custom_id": "c", "body": {"model": "fake-plain", "prompt": "x", "max_tokens": 3}}]
@@ -166,7 +163,8 @@ def test_out_of_range_is_422(env: tuple[TestClient, Services, str], body: dict[s
 
 
 def test_list_filters_pagination_and_isolation(env: tuple[TestClient, Services, str]) -> None:
-    client, services, token = env  # no runner: jobs stay QUEUED
+    client, services, token = env
+    hold(services)  # the jobs stay QUEUED
     other, _ = services.tokens.create("o", workspace="other")
     mate, _ = services.tokens.create("m")  # same workspace, another token
     ids = []

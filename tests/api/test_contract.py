@@ -21,7 +21,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from starlette.testclient import TestClient
 
-from batch_support import run_inline, wait_done
+from batch_support import hold, wait_done
 from mistral_gateway.config import Settings, default_models
 from mistral_gateway.registry import Registry
 from mistral_gateway.services.container import Services
@@ -232,8 +232,8 @@ BATCH_CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
 
 def _batch_job(api: Api, dialect: str, run: bool = True) -> str:
-    if run:
-        run_inline(api.services)
+    if not run:
+        hold(api.services)
     body = {"endpoint": "/v1/chat/completions", "model": "mistral-small-latest", "metadata": {"k": "v"},
             "requests": [{"custom_id": "0", "body": BATCH_CHAT}, {"custom_id": "1", "body": {"max_tokens": 1}}]}
     return check("create_batch_job", dialect, api.call("create_batch_job", dialect, json=body))["id"]

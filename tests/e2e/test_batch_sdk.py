@@ -12,7 +12,7 @@ import pytest
 from mistralai.client import Mistral
 from mistralai.client.errors import MistralError
 
-from batch_support import run_inline, wait_done
+from batch_support import hold, wait_done
 from mistral_gateway.config import ModelEntry, Settings
 from mistral_gateway.services.container import Services
 
@@ -29,7 +29,6 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def sdk(live_server: Any, token: str, services: Services) -> Iterator[Mistral]:
-    run_inline(services)
     with Mistral(api_key=token, server_url=live_server.base_url, timeout_ms=20_000) as client:
         yield client
 
@@ -84,7 +83,7 @@ def test_unknown_model_and_cancel(sdk: Mistral, services: Services) -> None:
     with pytest.raises(MistralError) as exc:
         sdk.batch.jobs.create(endpoint="/v1/chat/completions", model="nope", requests=[{"body": {}}])
     assert exc.value.status_code == 400
-    services.batch.submit = lambda workspace_id, payload: None  # type: ignore[union-attr]  # stays queued
+    hold(services)  # stays queued
     job = sdk.batch.jobs.create(endpoint="/v1/chat/completions", model="ministral-3b-latest",
                                 requests=[{"body": {"messages": [{"role": "user", "content": "x"}]}}])
     assert sdk.batch.jobs.cancel(job_id=job.id).status == "CANCELLED"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from mistralai.client import Mistral
 
-from batch_support import run_inline, wait_done
+from batch_support import wait_done
 from mistral_gateway.config import Settings
 from mistral_gateway.services.container import Services, build_services
 from support import LiveServer
@@ -22,7 +22,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 def stack(tmp_path: Path, weights_dir: Path) -> Iterator[tuple[LiveServer, str]]:
     settings = Settings(data_dir=tmp_path / "data", weights_path=weights_dir, bootstrap_dev_token=False)
     services: Services = build_services(settings)
-    run_inline(services)
     token, _ = services.tokens.create("real")
     server = LiveServer(services)
     server.start()
