@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core import Suite
 
-from . import chat, embeddings, models, proxy
+from . import batch, chat, embeddings, models, proxy
 
 __all__ = ["SUITES"]
 
@@ -13,4 +13,5 @@ SUITES: dict[str, Suite] = {
     "embeddings": embeddings.run,
     "chat": chat.run,
     "proxy": proxy.run,
+    "batch": batch.run,
 }
