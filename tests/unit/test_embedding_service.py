@@ -8,6 +8,7 @@ import base64
 import itertools
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -345,8 +346,23 @@ def test_adapter_merges_concurrent_requests(stub: tuple[SentenceTransformerEngin
     assert len(model.calls) < 8 and max(len(c) for c in model.calls) <= 4
 
 
+class MeetingStubModel(StubModel):
+    """Its first ``encode`` waits until the other replica's first ``encode`` has started too (at most 10 s), so a
+    test sees both replicas at work whatever the scheduling: one replica draining every batch alone breaks it."""
+
+    def __init__(self, meeting: threading.Barrier) -> None:
+        super().__init__()
+        self._meeting = meeting
+
+    def encode(self, texts: list[str], **kwargs: Any) -> np.ndarray:
+        if not self.calls:
+            self._meeting.wait()
+        return super().encode(texts, **kwargs)
+
+
 def test_adapter_replicas_work_side_by_side() -> None:
-    models = [StubModel(), StubModel()]
+    meeting = threading.Barrier(2, timeout=10)
+    models = [MeetingStubModel(meeting), MeetingStubModel(meeting)]
     engine = SentenceTransformerEngine(models[0], replicas=models[1:], name="pair", batch_size=4, max_wait=0.0)
     try:
         texts = [f"text number {i}" for i in range(16)]
