@@ -187,11 +187,13 @@ async def _commit(ctx: JobContextLike, deps: BatchDeps, job: BatchJobRecord, sta
             state.failed += 1
             state.error(message or "error")
     state.next += consumed
-    await run_sync(lambda: deps.repo.update(job.id, completed_requests=state.succeeded + state.failed,
-                                            succeeded_requests=state.succeeded, failed_requests=state.failed))
+    # The checkpoint first: counters the job shows are then never ahead of what a resumed run skips (a worker killed
+    # between the two writes would otherwise redo lines the job already counted as done).
     saved = ctx.checkpoint(state.dump())
     if inspect.isawaitable(saved):
         await saved
+    await run_sync(lambda: deps.repo.update(job.id, completed_requests=state.succeeded + state.failed,
+                                            succeeded_requests=state.succeeded, failed_requests=state.failed))
 
 
 async def _finish(deps: BatchDeps, job: BatchJobRecord, state: _State, outcome: str) -> None:
