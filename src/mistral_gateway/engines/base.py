@@ -9,7 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 __all__ = [
+    "MODERATION_CATEGORIES",
     "ChatMessage",
+    "Classification",
+    "ClassifierEngine",
+    "ClassifierTarget",
     "ContextOverflow",
     "Delta",
     "EmbeddingEngine",
@@ -108,6 +112,41 @@ class EmbeddingEngine(Protocol):
     max_tokens: int
 
     async def embed(self, texts: Sequence[str]) -> Embeddings: ...
+
+
+# Mistral's moderation categories (v1 models, mistral-moderation-2411), in the order its responses list them.
+MODERATION_CATEGORIES = ("sexual", "hate_and_discrimination", "violence_and_threats",
+                         "dangerous_and_criminal_content", "selfharm", "health", "financial", "law", "pii")
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifierTarget:
+    """One question a classifier answers. A multi-label target scores each label on its own (0-1 each, several may
+    hold: moderation's categories); a single-label one spreads 1.0 over its labels (sentiment)."""
+
+    name: str
+    labels: tuple[str, ...]
+    multi_label: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """One input's scores: target name -> label -> score in [0, 1]; ``tokens`` the encoder read (all chunks)."""
+
+    scores: dict[str, dict[str, float]]
+    tokens: int
+
+
+class ClassifierEngine(Protocol):
+    """A loaded classifier: heads over a text encoder. Inputs longer than ``max_tokens`` are scored in chunks and
+    the maximum over chunks is reported. ``thresholds`` are the head's default decision points per label of its
+    multi-label targets (configuration may override them)."""
+
+    targets: tuple[ClassifierTarget, ...]
+    thresholds: dict[str, float]
+    max_tokens: int
+
+    async def classify(self, texts: Sequence[str]) -> list[Classification]: ...
 
 
 class EngineError(Exception):

@@ -15,7 +15,10 @@ from typing import Any
 
 from mistral_gateway.config import ModelEntry, Settings
 from mistral_gateway.engines.base import (
+    MODERATION_CATEGORIES,
     ChatMessage,
+    Classification,
+    ClassifierTarget,
     ContextOverflow,
     Delta,
     Embeddings,
@@ -23,7 +26,8 @@ from mistral_gateway.engines.base import (
     SamplingParams,
 )
 
-__all__ = ["FakeEmbeddingEngine", "FakeTextEngine", "load_embedding", "load_text"]
+__all__ = ["FakeClassifierEngine", "FakeEmbeddingEngine", "FakeTextEngine", "load_classifier", "load_embedding",
+           "load_text"]
 
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett")
 
@@ -141,6 +145,36 @@ class FakeEmbeddingEngine:
             norm = math.sqrt(sum(v * v for v in raw)) or 1.0
             vectors.append([v / norm for v in raw])
         return Embeddings(vectors=vectors, token_counts=[min(self.max_tokens, _tokens(t) + 2) for t in texts])
+
+
+class FakeClassifierEngine:
+    """Scores a label 0.9 when its name (underscores as spaces) is in the text, else 0.1 — single-label targets
+    are then normalised to sum to 1. Deterministic, so service logic is testable without an encoder."""
+
+    def __init__(self, targets: Sequence[ClassifierTarget], max_tokens: int = 256,
+                 thresholds: dict[str, float] | None = None) -> None:
+        self.targets = tuple(targets)
+        self.max_tokens = max_tokens
+        self.thresholds = dict(thresholds or {label: 0.5 for t in self.targets if t.multi_label for label in t.labels})
+        self.calls: list[list[str]] = []
+
+    async def classify(self, texts: Sequence[str]) -> list[Classification]:
+        self.calls.append(list(texts))
+        return [Classification(self._scores(text.lower()), _tokens(text)) for text in texts]
+
+    def _scores(self, text: str) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for target in self.targets:
+            raw = {label: 0.9 if label.replace("_", " ") in text else 0.1 for label in target.labels}
+            if not target.multi_label:
+                total = sum(raw.values())
+                raw = {label: score / total for label, score in raw.items()}
+            out[target.name] = raw
+        return out
+
+
+def load_classifier(entry: ModelEntry, _path: Path | None, _settings: Settings) -> FakeClassifierEngine:
+    return FakeClassifierEngine([ClassifierTarget("moderation", MODERATION_CATEGORIES, multi_label=True)])
 
 
 def load_text(entry: ModelEntry, _path: Path | None, _settings: Settings) -> FakeTextEngine:
