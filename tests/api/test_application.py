@@ -5,18 +5,24 @@ spent, same rate limits — for local models and for models routed to an upstrea
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from mistral_gateway.app import Application
+from mistral_gateway.app import Application, BinaryResult, RawJSON
 from mistral_gateway.config import LimitPolicy, ModelEntry, Settings
+from mistral_gateway.errors import NotFound
 from mistral_gateway.http.app import create_app
+from mistral_gateway.protocol.batch import ListBatchJobsQuery
+from mistral_gateway.protocol.files import RetrieveFileOut, SignedUrlQuery
+from mistral_gateway.protocol.models import ListModelsQuery
 from mistral_gateway.services.container import Services, build_services
 from mistral_gateway.services.limits import LimitService
 from mistral_gateway.storage.limits import DatabaseLimiter
@@ -173,3 +179,43 @@ def test_a_routed_batch_line_goes_to_the_upstream_like_http(make_gateway: Callab
     billing, line_body = _same_billing(gw, token, endpoint, {**body, "model": "remote"})
     assert billing["backend"] == "peer" and billing["model"] == "remote" and billing["status"] == 200
     assert billing["prompt_tokens"] == line_body["usage"]["prompt_tokens"] > 0
+
+
+def test_resource_operations_run_through_the_application_without_http(make_gateway: Callable[..., Gateway]) -> None:
+    """Files, models and batch jobs are application-layer operations too: called by op id with path and query,
+    they answer what the HTTP endpoint renders, and are recorded the same way."""
+    gw = make_gateway(models=LOCAL, public_base_url="https://gw.example")
+    token, _ = gw.services.tokens.create("t", scopes=["*"])
+    principal = gw.services.tokens.verify(token)
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def call(op_id: str, request: Any = None, **kw: Any) -> Any:
+        return gw.client.portal.call(functools.partial(gw.app.call, principal, op_id, request, **kw))
+
+    uploaded = gw.client.post("/v1/files", headers=auth, files={"file": ("a.jsonl", b'{"x": 1}\n')},
+                              data={"purpose": "batch"}).json()
+    before = len(gw.records())
+    by_app = call("retrieve_file", path={"file_id": uploaded["id"]})
+    over_http = gw.client.get(f"/v1/files/{uploaded['id']}", headers=auth)
+    assert isinstance(by_app, RetrieveFileOut) and orjson.loads(by_app.model_dump_json()) == over_http.json()
+    assert over_http.json()["filename"] == "a.jsonl"
+    listing = call("list_available_models", query=ListModelsQuery())
+    assert isinstance(listing, RawJSON) and orjson.loads(listing.body) == gw.client.get("/v1/models",
+                                                                                        headers=auth).json()
+    card = call("retrieve_model", path={"model_id": "fake-chat"})
+    assert card.id == "fake-chat"
+    download = call("download_file", path={"file_id": uploaded["id"]})
+    assert isinstance(download, BinaryResult) and b"".join(download.chunks) == b'{"x": 1}\n'
+    url = call("get_signed_url", path={"file_id": uploaded["id"]}, query=SignedUrlQuery())
+    assert url.url.startswith("https://gw.example/files/signed/")  # no request: the configured address
+    jobs = call("get_batch_jobs", query=ListBatchJobsQuery())
+    assert (jobs.total, jobs.data) == (0, [])
+    with pytest.raises(NotFound):
+        call("delete_file", path={"file_id": "00000000-0000-0000-0000-000000000000"})
+
+    records = gw.records()[before:]  # the download is the caller's to finish once sent: not recorded here
+    assert [(r.operation, r.status, r.model) for r in records] == [
+        ("retrieve_file", 200, None), ("retrieve_file", 200, None), ("list_available_models", 200, None),
+        ("list_available_models", 200, None), ("retrieve_model", 200, "fake-chat"), ("get_signed_url", 200, None),
+        ("get_batch_jobs", 200, None), ("delete_file", 404, None)]
+    assert _billing(records[0]) == _billing(records[1])  # as a job would call it, and over HTTP

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 from mistral_gateway.config import ModelEntry, Settings
 from mistral_gateway.registry import Registry
@@ -83,26 +86,100 @@ class _Worker:
         self.events.append(f"stop {self.name}")
 
 
+class _LoopWorker(_Worker):
+    """A component living on the serving event loop (as the job runner does)."""
+
+    async def start(self) -> None:  # type: ignore[override]
+        asyncio.get_running_loop()
+        super().start()
+
+    async def stop(self) -> None:  # type: ignore[override]
+        await asyncio.sleep(0)
+        super().stop()
+
+
 def _threads() -> Counter[str]:
-    """Background threads alive now, by name (other tests' may exist too: compare counts, not presence)."""
-    return Counter(t.name for t in threading.enumerate() if t.is_alive())
+    """The container's background threads alive now, by name (other tests' may exist too: compare counts)."""
+    return Counter(t.name for t in threading.enumerate() if t.is_alive() and t.name in OURS)
 
 
-def test_background_components_share_one_lifecycle(tmp_path: Path) -> None:
-    svc = build_services(Settings(data_dir=tmp_path, bootstrap_dev_token=False))
+OURS = ("usage-writer", "lease-renewer")
+
+
+@pytest.mark.parametrize("embedded", [True, False])
+def test_background_components_share_one_lifecycle(tmp_path: Path, embedded: bool) -> None:
+    svc = build_services(Settings(data_dir=tmp_path, bootstrap_dev_token=False, run_embedded_worker=embedded))
     events: list[str] = []
     svc.add_background(_Worker(events, "a"))
+    svc.add_background(_LoopWorker(events, "loop"))
     before = _threads()
+
+    async def serve() -> None:
+        async with svc.running():
+            await svc.start()  # idempotent
+            assert _threads() - before == Counter({"usage-writer": 1, "lease-renewer": 1})
+            assert svc.job_runner.started is embedded  # the job workers run on this loop, with the rest
+            svc.add_background(_Worker(events, "b"))  # joins a running container: started at once
+            with pytest.raises(ValueError, match="before the services start"):
+                svc.add_background(_LoopWorker(events, "late"))
+            assert events == ["start a", "start loop", "start b"]
+        assert not svc.job_runner.started and not svc.started
+
     try:
         svc.usage.record_row((1, "t", "w", "default", "list_files", None, "local", "native", 200, 1.0, 0, 0))
         assert events == [] and _threads() == before  # nothing starts on its own
-        svc.start()
-        svc.start()  # idempotent
-        assert _threads() - before == Counter({"usage-writer": 1, "lease-renewer": 1})
-        svc.add_background(_Worker(events, "b"))  # joins a running container: started at once
-        assert events == ["start a", "start b"]
+        asyncio.run(serve())
+        assert events == ["start a", "start loop", "start b", "stop b", "stop loop", "stop a"]  # reverse order
+        assert _threads() == before
+        assert svc.usage.pending() == 0  # the queued record was written when the writer stopped
     finally:
         svc.close()
-    assert events == ["start a", "start b", "stop b", "stop a"]  # reverse order
-    assert _threads() == before
-    assert svc.usage.pending() == 0  # the queued record was written at shutdown
+
+
+def test_the_worker_lifecycle_runs_jobs_whatever_the_setting(tmp_path: Path) -> None:
+    svc = build_services(Settings(data_dir=tmp_path, bootstrap_dev_token=False, run_embedded_worker=False))
+    order: list[str] = []
+    svc.add_background(_LoopWorker(order, "x"))
+    runner_stop = svc.job_runner.stop
+
+    async def stop_runner() -> None:
+        order.append("stop jobs")
+        await runner_stop()
+
+    svc.job_runner.stop = stop_runner  # type: ignore[method-assign]
+
+    async def work() -> None:
+        async with svc.running(jobs=True):
+            assert svc.job_runner.started
+        assert not svc.job_runner.started
+
+    try:
+        asyncio.run(work())
+        assert order == ["start x", "stop jobs", "stop x"]  # job workers stop first, while usage and limits run
+    finally:
+        svc.close()
+
+
+def test_a_component_that_fails_to_start_stops_what_started(tmp_path: Path) -> None:
+    svc = build_services(Settings(data_dir=tmp_path, bootstrap_dev_token=False, run_embedded_worker=False))
+    events: list[str] = []
+
+    class Broken(_Worker):
+        def start(self) -> None:
+            raise RuntimeError("no")
+
+    svc.add_background(_Worker(events, "a"))
+    svc.add_background(Broken(events, "broken"))
+    before = _threads()
+
+    async def work() -> None:
+        async with svc.running():
+            raise AssertionError("not reached")
+
+    try:
+        with pytest.raises(RuntimeError, match="no"):
+            asyncio.run(work())
+        assert events == ["start a", "stop broken", "stop a"] and not svc.started
+        assert _threads() - before == Counter()
+    finally:
+        svc.close()

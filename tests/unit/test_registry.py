@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from mistral_gateway.app.operations import OPERATIONS as APP_OPERATIONS
+from mistral_gateway.http.handlers import standard
 from mistral_gateway.http.handlers.registry import HANDLERS, bind
 from mistral_gateway.registry import CATEGORY_SCOPES, Operation, Registry
 from mistral_gateway.registry.spec import load_spec
@@ -233,9 +235,7 @@ def test_implemented_operations(registry: Registry) -> None:
     implemented = {op.id for op in registry if op.implemented}
     assert {"list_files", "upload_file", "retrieve_file", "delete_file", "download_file", "get_signed_url",
             "list_available_models", "retrieve_model", "delete_model"} <= implemented
-    for op in registry:
-        if op.implemented:
-            assert op.id in HANDLERS, op.id
+    assert set(bind(registry, APP_OPERATIONS)) == implemented == set(APP_OPERATIONS)
 
 
 def test_success_statuses(registry: Registry) -> None:
@@ -253,11 +253,21 @@ def test_operations_are_frozen(registry: Registry) -> None:
 
 
 def test_every_handler_binds_an_implemented_row(registry: Registry) -> None:
-    assert set(bind(registry)) == {op.id for op in registry if op.implemented}
-    rows = list(registry.operations)
-    rows[0] = dataclasses.replace(rows[0], implemented=False)  # a handler whose row says "not built"
-    with pytest.raises(ValueError, match="serve no implemented row"):
-        bind(Registry(tuple(rows), load_spec()))
+    handlers = bind(registry, APP_OPERATIONS)
+    assert set(handlers) == {op.id for op in registry if op.implemented}
+    assert handlers["upload_file"] is HANDLERS["upload_file"] and handlers["list_files"] is standard
+    assert {op.id for op in registry if op.body == "multipart" and op.implemented} <= set(HANDLERS)
+
+    def changed(op_id: str, **change: object) -> Registry:
+        return Registry(tuple(dataclasses.replace(op, **change) if op.id == op_id else op for op in registry),
+                        load_spec())
+
+    with pytest.raises(ValueError, match="serve no implemented row"):  # a handler whose row says "not built"
+        bind(changed("upload_file", implemented=False))
+    with pytest.raises(ValueError, match=r"multipart rows \['create_transcription'\] need a handler"):
+        bind(changed("create_transcription", implemented=True))
+    with pytest.raises(ValueError, match=r"rows \['create_agent'\] have no application-layer operation"):
+        bind(changed("create_agent", implemented=True), APP_OPERATIONS)
 
 
 def test_per_operation_facts_live_in_the_rows(registry: Registry) -> None:

@@ -22,9 +22,16 @@ It answers any endpoint the registry marks ``batchable`` (``registry.by_path("PO
 status and the JSON body in the native dialect, errors included (422 ``{"detail": [...]}``, else
 ``{"object": "error", ...}``), billed, routed and limited exactly as the same request over HTTP.
 
-HTTP handlers (``http/handlers``) only parse, call and hand the result to the endpoint to render. Operations that
-are not model calls (files, models) run their service calls through ``Application.run`` for the same admission,
-metering and recording.
+Every implemented operation has one function here (``app.operations.OPERATIONS`` by registry id: the model calls
+in ``app.operations``, files, models and batch jobs in ``app.resources``), taking a ``Context`` (services, row,
+principal, meter, ``path`` parameters, parsed ``query``) and the parsed body::
+
+    result = await app.call(principal, "retrieve_file", path={"file_id": file_id})
+    result = await app.call(principal, "list_files", query=ListFilesQuery(page_size=10))
+
+Its return annotation declares what it answers, and ``Application(services)`` refuses to start unless that fits the
+row (``app.kinds``: the response kind, streaming and its chunk model, the response model). HTTP handlers
+(``http/handlers``) only parse, call and hand the result to the endpoint, which renders it as the row says.
 """
 
 from __future__ import annotations

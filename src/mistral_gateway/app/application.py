@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from mistral_gateway.app.context import NO_PATH, Context, Guard, Work
+from mistral_gateway.app.kinds import check_operations
 from mistral_gateway.app.metering import Exchange, Metering
-from mistral_gateway.app.operations import OPERATIONS, Context, Guard
-from mistral_gateway.app.results import BinaryResult, RawEvents, Result, StreamResult, error_body, json_of
+from mistral_gateway.app.operations import OPERATIONS
+from mistral_gateway.app.results import RawEvents, Result, StreamResult, error_body, json_of
 from mistral_gateway.app.validation import validate_body
 from mistral_gateway.errors import BadRequest, Forbidden, GatewayError, NotImplementedOperation
 from mistral_gateway.registry import Operation
@@ -19,29 +21,35 @@ __all__ = ["Application"]
 
 
 class Application:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, operations: Mapping[str, Work] | None = None) -> None:
+        """Raises ValueError when ``operations`` (default: all of ``app.operations.OPERATIONS``) and the registry's
+        implemented rows disagree, or an operation's declared results do not fit its row (``app.kinds``)."""
         self.services = services
         self.registry = services.registry
         self.metering = Metering(services)
+        self.operations: Mapping[str, Work] = OPERATIONS if operations is None else operations
+        check_operations(self.registry, self.operations)
 
     def exchange(self, principal: Principal, op: Operation, dialect: str | None = None) -> Exchange:
         """A new exchange: what one call is metered and recorded as."""
         return Exchange(started=time.time(), op=op, principal=principal, dialect=dialect or "native")
 
-    async def call(self, principal: Principal, op_id: str, request: Any, *, dialect: str | None = None,
-                   body: dict[str, Any] | None = None, exchange: Exchange | None = None,
-                   guard: Guard | None = None) -> Result:
-        """Run a model operation (``OPERATIONS``) on its parsed request model: scope, rate limits, model routing,
-        metering, usage and token budgets. ``body``: the JSON as sent, if the caller has it (upstreams get it
-        unchanged; else the model is dumped). ``exchange``: the caller's (HTTP: created at authentication, already
-        admitted); ``guard`` wraps the wait for a whole answer (HTTP: cancelled when the client leaves)."""
+    async def call(self, principal: Principal, op_id: str, request: Any = None, *, dialect: str | None = None,
+                   body: dict[str, Any] | None = None, exchange: Exchange | None = None, guard: Guard | None = None,
+                   path: Mapping[str, str] = NO_PATH, query: Any = None, base_url: str | None = None) -> Result:
+        """Run an operation on its parsed input: scope, rate limits, model routing, metering, usage and token
+        budgets. ``request``: the parsed body (the row's request model; None without a body); ``path``: the path
+        parameters by name; ``query``: the row's query model. ``body``: the JSON as sent, if the caller has it
+        (upstreams get it unchanged; else the model is dumped). ``exchange``: the caller's (HTTP: created at
+        authentication, already admitted); ``guard`` wraps the wait for a whole answer (HTTP: cancelled when the
+        client leaves); ``base_url``: where the caller reached this server (links handed out)."""
         op = self.registry.get(op_id)
-        work = OPERATIONS.get(op_id)
+        work = self.operations.get(op_id)
         if work is None:
             raise NotImplementedOperation(f"operation {op.name!r} has no application-layer implementation",
                                           code="OPERATION_NOT_IMPLEMENTED")
         ex = exchange or self.exchange(principal, op, dialect)
-        ctx = Context(self.services, op, principal, ex.meter, body, request, guard)
+        ctx = Context(self.services, op, principal, ex.meter, body, request, guard, path, query, base_url)
         return await self.run(ex, lambda: work(ctx, request))
 
     async def run(self, exchange: Exchange, work: Callable[[], Awaitable[Result]]) -> Result:
@@ -60,11 +68,12 @@ class Application:
         except Exception:
             await self.metering.finish(exchange, 500)
             raise
-        if isinstance(result, StreamResult):
-            return self.metering.stream(result, exchange)
-        if isinstance(result, RawEvents):
-            return self.metering.relay(result, exchange)
-        if not isinstance(result, BinaryResult):  # a download counts until it is sent (the caller finishes it)
+        if op.stream != "never":
+            if isinstance(result, StreamResult):
+                return self.metering.stream(result, exchange)
+            if isinstance(result, RawEvents):
+                return self.metering.relay(result, exchange)
+        if op.response_kind != "binary":  # a download counts until it is sent (the caller finishes it)
             await self.metering.finish(exchange, op.status)
         return result
 

@@ -7,50 +7,32 @@ whether the caller is an HTTP request or a job.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from mistral_gateway.app.metering import Meter, meter_completion, meter_json_usage
+from mistral_gateway.app.context import Context, Guard, Work
+from mistral_gateway.app.metering import meter_completion, meter_json_usage
+from mistral_gateway.app.resources import RESOURCES
 from mistral_gateway.app.results import RawEvents, RawJSON, StreamResult
-from mistral_gateway.protocol.chat import ChatCompletionRequest, FIMCompletionRequest
+from mistral_gateway.protocol.chat import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionChunk,
+    FIMCompletionRequest,
+)
 from mistral_gateway.protocol.embeddings import EmbeddingRequest
-from mistral_gateway.registry import Operation
 from mistral_gateway.services.completions import resolve_text_model
-from mistral_gateway.services.container import Services
-from mistral_gateway.services.tokens import Principal
 from mistral_gateway.upstreams import Relayed, RelayedStream
 
 __all__ = ["OPERATIONS", "Context", "Guard", "routed"]
 
-T = TypeVar("T")
-Guard = Callable[[Awaitable[Any]], Awaitable[Any]]  # wraps blocking-for-an-answer work (HTTP: stop if the client left)
+Completion = ChatCompletionResponse | StreamResult[CompletionChunk] | RawJSON | RawEvents
 
 
-@dataclass(slots=True)
-class Context:
-    services: Services
-    op: Operation
-    principal: Principal
-    meter: Meter
-    raw: dict[str, Any] | None  # the JSON body as sent (upstreams get it unchanged), if the caller has it
-    request: Any
-    guard: Guard | None = None
-
-    @property
-    def body(self) -> dict[str, Any]:
-        if self.raw is None:
-            self.raw = self.request.model_dump(mode="json", by_alias=True, exclude_unset=True)
-        return self.raw
-
-    async def guarded(self, work: Awaitable[T]) -> T:
-        return await (self.guard(work) if self.guard is not None else work)
-
-
-async def chat_completion(ctx: Context, request: ChatCompletionRequest) -> Any:
+async def chat_completion(ctx: Context, request: ChatCompletionRequest) -> Completion:
     return await _completion(ctx, request, ctx.services.chat, "completion_chat")
 
 
-async def fim_completion(ctx: Context, request: FIMCompletionRequest) -> Any:
+async def fim_completion(ctx: Context, request: FIMCompletionRequest) -> Completion:
     return await _completion(ctx, request, ctx.services.fim, "completion_fim")
 
 
@@ -65,7 +47,7 @@ async def _completion(ctx: Context, request: Any, service: Any, capability: str)
     return await routed(ctx, request.model, stream=request.stream, capability=capability, local=local)
 
 
-async def embeddings(ctx: Context, request: EmbeddingRequest) -> Any:
+async def embeddings(ctx: Context, request: EmbeddingRequest) -> RawJSON:
     async def local(model: str | None = None) -> RawJSON:
         req = request if model is None else request.model_copy(update={"model": model})
         ctx.meter.model = req.model
@@ -94,8 +76,11 @@ async def routed(ctx: Context, model: str, *, stream: bool, capability: str | No
     return result
 
 
-OPERATIONS: dict[str, Callable[[Context, Any], Awaitable[Any]]] = {
+# Every operation the application layer runs, by registry id; the return annotations say what each answers
+# (checked against the rows at startup: ``app.kinds``).
+OPERATIONS: dict[str, Work] = {
     "create_chat_completions": chat_completion,
     "create_fim_completions": fim_completion,
     "create_embeddings": embeddings,
+    **RESOURCES,
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 from pydantic import BaseModel
@@ -12,6 +12,8 @@ from pydantic import BaseModel
 from mistral_gateway.errors import GatewayError, ValidationFailed
 
 __all__ = ["BinaryResult", "NoContent", "RawEvents", "RawJSON", "Result", "StreamResult", "error_body", "json_of"]
+
+C = TypeVar("C", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +25,12 @@ class BinaryResult:
 
 
 @dataclass(frozen=True, slots=True)
-class StreamResult:
+class StreamResult(Generic[C]):
     """Server-sent events: each model becomes ``data: <json>``; the endpoint frames them and renders errors
-    raised mid-stream in the caller's dialect."""
+    raised mid-stream in the caller's dialect. An operation declares its chunk model (``StreamResult[Chunk]``),
+    checked against its registry row's ``chunk`` at startup (``app.kinds``)."""
 
-    chunks: AsyncIterator[BaseModel]
+    chunks: AsyncIterator[C]
     done_marker: bool = True  # chat/FIM end with ``data: [DONE]``; conversations and transcription do not
 
 

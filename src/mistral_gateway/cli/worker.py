@@ -33,7 +33,6 @@ def _worker(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     services = build_services(settings)
     route_batches(Application(services))  # batch lines billed and routed like requests
-    services.start()  # usage writer and lease renewer: jobs are metered like requests
     try:
         asyncio.run(_run(services))
     finally:
@@ -46,12 +45,10 @@ async def _run(services: Any) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = services.job_runner
-    await runner.start()
-    print(f"mistral-gateway worker {runner.worker_id}: {runner.options.workers} worker(s), job kinds: "
-          f"{', '.join(runner.handlers.kinds()) or '(none)'}", flush=True)
-    try:
+    # The services' one lifecycle, job workers included: usage and limits run as for requests (jobs are metered
+    # like them); at the end running jobs go back to the queue.
+    async with services.running(jobs=True):
+        runner = services.job_runner
+        print(f"mistral-gateway worker {runner.worker_id}: {runner.options.workers} worker(s), job kinds: "
+              f"{', '.join(runner.handlers.kinds()) or '(none)'}", flush=True)
         await stop.wait()
-    finally:
-        await runner.stop()
-        await services.router.aclose()

@@ -83,12 +83,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         # collections (which stall the event loop) walk only what requests allocate, not every module and model.
         gc.collect()
         gc.freeze()
-        services.start()  # background threads: usage writer, lease renewer
-        if services.settings.run_embedded_worker:  # async: the runner lives on this loop, beside the engines
-            await services.job_runner.start()
-        yield
-        await services.job_runner.stop()  # running jobs finish or go back to the queue
-        await services.router.aclose()
+        # Usage writer, lease renewer and (run_embedded_worker) job workers on this loop, beside the engines; at
+        # the end running jobs finish or go back to the queue, and the upstream clients close.
+        async with services.running():
+            yield
         services.close()
 
     app = Starlette(

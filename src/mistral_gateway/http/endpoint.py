@@ -2,17 +2,18 @@
 
 Order of checks: route (404/405) → path parameters (LowCodeAPI old/new format) → token (401) → scope (403)
 → rate limits (429) → built yet? (501) → handler (parse, then the application layer: ``mistral_gateway.app``) →
-render. Usage is recorded by the application layer (``app.metering``); requests that fail before reaching it
-(422 on parsing, 501, passthrough) are finished here. Every error leaves in the dialect's shape with its status.
+render, as the registry row's response kind says (JSON, SSE for a streaming row's streams, binary, empty). Usage
+is recorded by the application layer (``app.metering``); requests that fail before reaching it (422 on parsing,
+501, passthrough) are finished here. Every error leaves in the dialect's shape with its status.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from urllib.parse import quote
 
-import orjson
 from anyio.to_thread import run_sync
 from pydantic import BaseModel
 from starlette.concurrency import iterate_in_threadpool
@@ -54,7 +55,9 @@ class OperationEndpoint:
         self.dialect = dialect
         self.routes = routes
         self.metering = app.metering
-        self.handlers: dict[str, Handler] = bind(app.services.registry)
+        self.handlers: dict[str, Handler] = bind(app.services.registry, app.operations)
+        self.renderers: dict[str, Callable[[object], Response]] = {
+            op.id: self._renderer(op) for op in app.services.registry if op.id in self.handlers}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -107,7 +110,7 @@ class OperationEndpoint:
             raise self._not_built(op)
         call = Call(op=op, request=request, principal=principal, path=params, app=self.app, exchange=exchange,
                     dialect=self.dialect.name, old_format=old)
-        return self.render(op, await handler(call))
+        return self.renderers[op.id](await handler(call))
 
     async def _authenticate(self, request: Request) -> Principal:
         token = self.dialect.credentials(request)
@@ -117,26 +120,49 @@ class OperationEndpoint:
         tokens = self.services.tokens
         return tokens.verify_cached(token) or await run_sync(tokens.verify, token)
 
-    def render(self, op: Operation, result: object) -> Response:
-        if isinstance(result, BaseModel):
-            return self.dialect.json_response(result.model_dump_json().encode(), op.status)
-        if isinstance(result, RawJSON):
-            return self.dialect.json_response(result.body, op.status)
-        if isinstance(result, RawEvents):
-            return StreamingResponse(relay_events(result.chunks, self.dialect), media_type="text/event-stream",
+    def _renderer(self, op: Operation) -> Callable[[object], Response]:
+        """How ``op``'s results become responses: chosen once per row (its kinds were checked at startup)."""
+        dialect, status = self.dialect, op.status
+
+        def json(result: object) -> Response:
+            if isinstance(result, RawJSON):
+                return dialect.json_response(result.body, status)
+            if isinstance(result, BaseModel):
+                return dialect.json_response(result.model_dump_json().encode(), status)
+            raise TypeError(f"{op.id} returned {type(result).__name__} for a JSON response")
+
+        def sse(result: object) -> Response:
+            if isinstance(result, StreamResult):
+                events = sse_events(result, dialect)
+            elif isinstance(result, RawEvents):
+                events = relay_events(result.chunks, dialect)
+            else:
+                raise TypeError(f"{op.id} returned {type(result).__name__} for an event stream")
+            return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        if isinstance(result, StreamResult):
-            return StreamingResponse(sse_events(result, self.dialect), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        if isinstance(result, BinaryResult):
+
+        def json_or_sse(result: object) -> Response:  # the body's ``stream`` chose
+            return sse(result) if isinstance(result, (StreamResult, RawEvents)) else json(result)
+
+        def binary(result: object) -> Response:
+            if not isinstance(result, BinaryResult):
+                raise TypeError(f"{op.id} returned {type(result).__name__} for a binary response")
             headers = {"Content-Disposition": _content_disposition(result.filename)}
             if result.size is not None:
                 headers["Content-Length"] = str(result.size)
             return StreamingResponse(iterate_in_threadpool(result.chunks), media_type=result.media_type,
                                      headers=headers)
-        if isinstance(result, NoContent):
+
+        def empty(result: object) -> Response:
+            if not isinstance(result, NoContent):
+                raise TypeError(f"{op.id} returned {type(result).__name__} for an empty response")
             return Response(status_code=204)  # same status in both dialects; a 204 carries no body to wrap
-        return self.dialect.json_response(orjson.dumps(result), op.status)
+
+        if op.stream == "always":
+            return sse
+        if op.response_kind == "json":
+            return json if op.stream == "never" else json_or_sse
+        return binary if op.response_kind == "binary" else empty
 
     def _unknown_route(self, request: Request) -> NotFound:
         if self.dialect.name == "lowcode":

@@ -1,17 +1,27 @@
 """Builds every service from the settings: the one place where the object graph is wired, and where background
-components (threads, workers) are started and stopped together.
+components are started and stopped together.
 
-A background component has ``start()`` and ``stop()`` (both idempotent, ``stop`` waits for it to end). The container
-owns the usage writer and the lease renewer; others (job workers) join with ``services.add_background(worker)``
-before ``services.start()``. The HTTP app's lifespan starts them and ``close()`` stops them in reverse order; CLI
-commands that only read or write records never start them (``close()`` still writes queued usage).
+A background component has ``start()`` and ``stop()``, plain (a thread: the usage writer, the lease renewer) or
+async (it lives on the caller's event loop: the job runner, whose jobs call the same engines and upstream clients
+as requests). Both are idempotent and ``stop`` waits for the component to end. One lifecycle runs them all, on the
+event loop of whoever serves: ``async with services.running(): ...`` (or ``await services.start()`` ...
+``await services.stop()``) starts the usage writer, the lease renewer, components added with ``add_background``,
+then the job workers (if ``run_embedded_worker``, or ``jobs=True``), and stops them in reverse order, then closes
+the upstream clients. ``serve`` (the app's lifespan), ``worker`` and the tests all use it. CLI commands that only
+read or write records never start it; ``close()`` releases the rest (and still writes queued usage).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from anyio import CancelScope
+from anyio.to_thread import run_sync
 
 from mistral_gateway.config import Settings
 from mistral_gateway.engines.manager import EngineManager
@@ -48,9 +58,11 @@ log = logging.getLogger("mistral_gateway")
 
 
 class Background(Protocol):
-    def start(self) -> None: ...
+    """``start``/``stop`` plain (a thread) or both async (a component living on the serving event loop)."""
 
-    def stop(self) -> None: ...
+    def start(self) -> Any: ...
+
+    def stop(self) -> Any: ...
 
 
 @dataclass
@@ -70,38 +82,73 @@ class Services:
     limits: LimitService
     usage: UsageLog
     jobs: JobRepository
-    job_runner: JobRunner  # started by the app's lifespan (run_embedded_worker) or `mistral-gateway worker`
+    job_runner: JobRunner  # run by the lifecycle when run_embedded_worker is on, and by `mistral-gateway worker`
     router: Router = field(default_factory=lambda: Router({}))
     passthrough: dict[str, UpstreamClient] = field(default_factory=dict)  # workspace name -> upstream
-    background: list[Background] = field(default_factory=list)  # started by ``start``, stopped by ``close``
-    started: bool = False
+    batch: BatchService | None = None
+    background: list[Background] = field(default_factory=list)  # joined with ``add_background``
+    running_now: list[Background] = field(default_factory=list)  # started by ``start``, in order
+
+    @property
+    def started(self) -> bool:
+        return bool(self.running_now)
 
     def add_background(self, component: Background) -> None:
-        """A component started and stopped with the others (started at once if the services already run)."""
+        """A component started and stopped with the others (a plain one is started at once if they already run)."""
+        if self.started and inspect.iscoroutinefunction(component.start):
+            raise ValueError("add async background components before the services start")
         self.background.append(component)
         if self.started:
             component.start()
+            self.running_now.append(component)
 
-    def start(self) -> None:
-        """Start every background component, in order (idempotent)."""
+    async def start(self, *, jobs: bool | None = None) -> None:
+        """Start every background component, in order, on this event loop (idempotent). ``jobs``: run the job
+        workers here (default: ``settings.run_embedded_worker``)."""
         if self.started:
             return
-        self.started = True
-        for component in [self.usage, self.limits, *self.background]:
-            component.start()
+        run_jobs = self.settings.run_embedded_worker if jobs is None else jobs
+        for component in [self.usage, self.limits, *self.background, *([self.job_runner] if run_jobs else [])]:
+            self.running_now.append(component)  # before it starts: a half-started one is stopped too
+            if inspect.iscoroutinefunction(component.start):
+                await component.start()
+            else:
+                component.start()
 
-    def stop(self) -> None:
-        """Stop the background components in reverse order; each gets its turn even if another fails."""
-        for component in reversed([self.usage, self.limits, *self.background]):
-            try:
-                component.stop()
-            except Exception:
-                log.exception("stopping %s failed", type(component).__name__)
-        self.started = False
-    batch: BatchService | None = None
+    async def stop(self) -> None:
+        """Stop what ``start`` started, in reverse order (job workers first: their jobs finish or go back to the
+        queue while usage and limits still run), then close the upstream clients. Each gets its turn even if
+        another fails, and even when the caller is being cancelled."""
+        with CancelScope(shield=True):
+            while self.running_now:
+                component = self.running_now.pop()
+                try:
+                    if inspect.iscoroutinefunction(component.stop):
+                        await component.stop()
+                    else:
+                        await run_sync(component.stop)  # joins a thread: not on the event loop
+                except Exception:
+                    log.exception("stopping %s failed", type(component).__name__)
+            await self.router.aclose()
+
+    @asynccontextmanager
+    async def running(self, *, jobs: bool | None = None) -> AsyncIterator[Services]:
+        """``start`` … ``stop`` around a block: what ``serve``, ``worker`` and tests run inside."""
+        try:
+            await self.start(jobs=jobs)
+            yield self
+        finally:
+            await self.stop()
 
     def close(self) -> None:
-        self.stop()
+        """Release everything (after ``stop``; plain components still running are stopped here)."""
+        for component in reversed(self.running_now):
+            if inspect.iscoroutinefunction(component.stop):
+                log.warning("%s still runs: its services were closed without awaiting stop()",
+                            type(component).__name__)
+            else:
+                component.stop()
+        self.running_now.clear()
         self.engines.close()
         self.limits.close()
         self.usage.close()  # writes the records still queued

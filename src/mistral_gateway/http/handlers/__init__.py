@@ -1,23 +1,30 @@
-"""Handlers: one async function per implemented operation, bound here by operation id (``HANDLERS``). A handler
-parses the request into the operation's model and calls the application layer; the endpoint renders the result."""
+"""Handlers turn a request into an application-layer call: parse → call → the endpoint renders the result (by the
+registry row's response kind). Authentication, scope and admission happened before (the endpoint).
+
+Most operations need no handler of their own: ``standard`` parses what the row declares (a JSON body into
+``op.request``, the query into ``op.query``, the path parameters) and calls ``Application.call``. An operation whose
+input needs more (a multipart upload, query parameters beyond its model, the request's own address) has a handler
+in ``HANDLERS`` (``http/handlers/registry.py``) that parses it and ends with ``call.invoke(...)``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from pydantic import BaseModel
 from starlette.requests import Request
 
-from mistral_gateway.app import Application, Exchange
+from mistral_gateway.app import Application, Exchange, Result
 from mistral_gateway.app.metering import Meter
 from mistral_gateway.http.bodies import parse_query, read_json_object, validate_body
+from mistral_gateway.http.disconnect import unless_disconnected
 from mistral_gateway.registry import Operation
 from mistral_gateway.services.container import Services
 from mistral_gateway.services.tokens import Principal
 
-__all__ = ["Call", "Handler"]
+__all__ = ["Call", "Handler", "standard"]
 
 
 @dataclass(slots=True)
@@ -58,9 +65,19 @@ class Call:
     def base_url(self) -> str:
         return self.services.settings.public_base_url or str(self.request.base_url)
 
-    async def run(self, work: Callable[[], Awaitable[Any]]) -> Any:
-        """Service work for an operation that is not a model call, metered and recorded like one."""
-        return await self.app.run(self.exchange, work)
+    async def invoke(self, request: Any = None, *, query: Any = None, base_url: str | None = None) -> Result:
+        """The application layer's answer to this request (``request``: the parsed body, if any). A JSON body's
+        wait is cut short when the client leaves."""
+        guard = partial(unless_disconnected, self.request) if self.body is not None else None
+        return await self.app.call(self.principal, self.op.id, request, body=self.body, exchange=self.exchange,
+                                   guard=guard, path=self.path, query=query, base_url=base_url)
 
 
-Handler = Callable[[Call], Awaitable[BaseModel | Any]]
+Handler = Callable[[Call], Awaitable[Result]]
+
+
+async def standard(call: Call) -> Result:
+    """The handler of every operation whose row says all of its input (JSON body, query model, path)."""
+    op = call.op
+    request = await call.json() if op.request is not None else None
+    return await call.invoke(request, query=call.query() if op.query is not None else None)

@@ -1,36 +1,37 @@
-"""Which handler serves which operation: bound by operation id (the registry names no HTTP module)."""
+"""Which handler serves which operation, bound by operation id (the registry names no HTTP module).
+
+An implemented row gets its own handler from ``HANDLERS`` if it has one, else ``standard`` (which parses what the
+row declares). Multipart bodies always need their own.
+"""
 
 from __future__ import annotations
 
-from mistral_gateway.http.handlers import Handler, batch, chat, embeddings, files, models
+from collections.abc import Collection
+
+from mistral_gateway.http.handlers import Handler, batch, files, standard
 from mistral_gateway.registry import Registry
 
 __all__ = ["HANDLERS", "bind"]
 
 HANDLERS: dict[str, Handler] = {
-    "create_chat_completions": chat.create_chat_completions,
-    "create_fim_completions": chat.create_fim_completions,
-    "create_embeddings": embeddings.create_embeddings,
-    "list_files": files.list_files,
     "upload_file": files.upload_file,
-    "retrieve_file": files.retrieve_file,
-    "delete_file": files.delete_file,
-    "download_file": files.download_file,
     "get_signed_url": files.get_signed_url,
-    "list_available_models": models.list_models,
-    "retrieve_model": models.retrieve_model,
-    "delete_model": models.delete_model,
-    "create_batch_job": batch.create_batch_job,
-    "get_batch_job": batch.get_batch_job,
     "get_batch_jobs": batch.get_batch_jobs,
-    "cancel_batch_job": batch.cancel_batch_job,
 }
 
 
-def bind(registry: Registry) -> dict[str, Handler]:
-    """The handlers of the registry's implemented operations; raises when a row and this table disagree."""
-    implemented = {op.id for op in registry if op.implemented}
-    if implemented != set(HANDLERS):
-        raise ValueError(f"registry rows marked implemented {sorted(implemented - set(HANDLERS))} have no handler; "
-                         f"handlers {sorted(set(HANDLERS) - implemented)} serve no implemented row")
-    return dict(HANDLERS)
+def bind(registry: Registry, operations: Collection[str] | None = None) -> dict[str, Handler]:
+    """The handlers of the registry's implemented operations; raises ValueError when a row and the handlers (or
+    the application layer's ``operations``, if given) disagree."""
+    implemented = {op.id: op for op in registry if op.implemented}
+    problems = [f"handlers {sorted(set(HANDLERS) - set(implemented))} serve no implemented row"
+                ] if set(HANDLERS) - set(implemented) else []
+    if operations is not None and set(implemented) - set(operations):
+        problems.append(f"implemented rows {sorted(set(implemented) - set(operations))} have no application-layer "
+                        "operation")
+    multipart = sorted(i for i, op in implemented.items() if op.body == "multipart" and i not in HANDLERS)
+    if multipart:
+        problems.append(f"multipart rows {multipart} need a handler of their own (HANDLERS)")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return {op_id: HANDLERS.get(op_id, standard) for op_id in implemented}
