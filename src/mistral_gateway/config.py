@@ -242,6 +242,8 @@ class Settings(BaseSettings):
     default_token_limits: LimitPolicy = Field(default_factory=LimitPolicy)  # for tokens without their own limits
     redis_url: str | None = None  # reserved for Redis-held counters (issue 12); refused until then, see below
     usage_flush_seconds: float = 1.0  # usage records are written in batches, off the request path
+    # "package.module:function" returning epoch seconds: the rate limiter's clock (tests pin it inside one minute)
+    limits_clock: str | None = Field(None, max_length=200, pattern=r"^[\w.]+:\w+$")
     reasoning: ReasoningSettings = Field(default_factory=ReasoningSettings)
     # HTTP server limits: request line + headers, and the time a client may take to send them (slowloris)
     max_header_bytes: int = Field(32 * 1024, ge=1024, le=16 * MB)

@@ -1,9 +1,12 @@
 """``mistral-gateway usage`` and token limits end to end: a real ``serve`` process configured by TOML, real HTTP,
-usage written at shutdown, then read back by the CLI from the database."""
+usage written at shutdown, then read back by the CLI from the database. The server's rate limiter runs on a clock
+pinned inside one minute (``limits_clock``), so the per-minute counts hold whenever the test runs, without waiting
+for a fresh minute."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -13,12 +16,15 @@ from typing import Any
 import httpx
 import pytest
 
+from clocks import PINNED
 from support import CLI, clean_env, free_port
 
 pytestmark = pytest.mark.e2e
+TESTS = Path(__file__).resolve().parents[1]
 
 CONFIG = """
 usage_flush_seconds = 3600   # nothing is written while serving: only the flush at shutdown
+limits_clock = "clocks:pinned_in_a_minute"
 
 [default_token_limits]
 requests_per_minute = 1000
@@ -29,8 +35,15 @@ requests_per_minute = 2
 """
 
 
+def env() -> dict[str, str]:
+    """Every command reads the config, so each imports the pinned clock from tests/ (and the code under test from
+    the caller's PYTHONPATH)."""
+    base = clean_env() | {"PYTHONUNBUFFERED": "1"}
+    return base | {"PYTHONPATH": os.pathsep.join(p for p in (base.get("PYTHONPATH"), str(TESTS)) if p)}
+
+
 def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, env=clean_env(), timeout=60, check=False)
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, env=env(), timeout=60, check=False)
     if ok:
         assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc
@@ -40,8 +53,7 @@ def serve(data_dir: Path, config: Path, port: int, log: Path) -> tuple[subproces
     """Start ``serve`` and return it with the dev token it prints."""
     with open(log, "w") as out:
         server = subprocess.Popen([*CLI, "serve", "--port", str(port), "--data-dir", str(data_dir),
-                                   "--config", str(config)], stdout=out, stderr=subprocess.STDOUT,
-                                  env=clean_env() | {"PYTHONUNBUFFERED": "1"})
+                                   "--config", str(config)], stdout=out, stderr=subprocess.STDOUT, env=env())
     deadline = time.monotonic() + 30
     while True:
         assert server.poll() is None, f"serve exited early:\n{log.read_text()}"
@@ -73,8 +85,6 @@ def test_limits_and_usage_through_a_real_server(tmp_path: Path) -> None:
             "requests_per_minute": 5, "tokens_per_minute": 9000, "concurrent_requests": 2}
         assert rows["dev"]["requests_per_minute"] is None  # the configured default applies to it
 
-        if time.time() % 60 > 50:  # keep the team's three requests inside one rate-limit minute
-            time.sleep(60.5 - time.time() % 60)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
             assert http.get("/v1/models", headers={"Authorization": f"Bearer {dev}"}).status_code == 200
             assert http.get("/mistralai/v1/models", params={"api_token": dev}).status_code == 200
@@ -82,7 +92,7 @@ def test_limits_and_usage_through_a_real_server(tmp_path: Path) -> None:
                         for _ in range(3)]
             assert statuses == [200, 200, 429]  # the workspace allows 2 per minute, though the token allows 5
             limited = http.get("/mistralai/v1/models", params={"api_token": team})
-            assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+            assert limited.status_code == 429 and int(limited.headers["retry-after"]) == 60 - PINNED % 60 == 50
             assert "workspace 'team'" in limited.json()["data"]["error"]["message"]
             admin = http.get("/admin/usage", params={"by": "workspace"}, headers={"Authorization": f"Bearer {dev}"})
             assert {r["key"]: r["requests"] for r in admin.json()["data"]} == {"default": 2, "team": 4}

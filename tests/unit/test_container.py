@@ -8,7 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from clocks import PINNED
 from mistral_gateway.config import ModelEntry, Settings
 from mistral_gateway.registry import Registry
 from mistral_gateway.services.container import build_services
@@ -183,3 +185,16 @@ def test_a_component_that_fails_to_start_stops_what_started(tmp_path: Path) -> N
         assert _threads() - before == Counter()
     finally:
         svc.close()
+
+
+def test_the_rate_limiter_takes_its_clock_from_settings(tmp_path: Path) -> None:
+    svc = build_services(Settings(data_dir=tmp_path, bootstrap_dev_token=False,
+                                  limits_clock="clocks:pinned_in_a_minute"))
+    try:
+        assert svc.limits._clock() == PINNED
+    finally:
+        svc.close()
+    with pytest.raises(ValueError, match="limits_clock 'clocks:nowhere' is not a callable"):
+        build_services(Settings(data_dir=tmp_path, bootstrap_dev_token=False, limits_clock="clocks:nowhere"))
+    with pytest.raises(ValidationError, match="limits_clock"):
+        Settings(data_dir=tmp_path, limits_clock="no colon")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable, Mapping
 
+from mistral_gateway.dotted import load_callable
 from mistral_gateway.jobs.context import JobContext
 
 __all__ = ["Handler", "HandlerRegistry", "load_handler"]
@@ -34,10 +34,4 @@ class HandlerRegistry:
 
 def load_handler(spec: str) -> Handler:
     """``"package.module:function"`` -> that callable."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"job handler {spec!r} must look like 'package.module:function'")
-    handler = getattr(importlib.import_module(module_name), attr, None)
-    if not callable(handler):
-        raise ValueError(f"job handler {spec!r} is not a callable")
-    return handler
+    return load_callable(spec, "job handler")

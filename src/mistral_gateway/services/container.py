@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from anyio import CancelScope
 from anyio.to_thread import run_sync
 
 from mistral_gateway.config import Settings
+from mistral_gateway.dotted import load_callable
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.jobs import HandlerRegistry, JobRunner, RunnerOptions
 from mistral_gateway.registry import Registry
@@ -185,7 +187,9 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     upstream_keys = UpstreamKeyStore(UpstreamSecretRepository(db), settings)
     upstreams = build_upstreams(settings, keys=upstream_keys.load() if settings.upstreams else None)
     limits = LimitService(make_limiter(settings, db), workspaces=settings.workspaces,
-                          default=settings.default_token_limits)
+                          default=settings.default_token_limits,
+                          clock=load_callable(settings.limits_clock, "limits_clock") if settings.limits_clock
+                          else time.time)
     usage = UsageLog(UsageRepository(db), flush_seconds=settings.usage_flush_seconds)
     images = ImageLoader(ImageLimits.from_settings(settings))
     jobs = JobRepository(db, max_attempts=settings.job_max_attempts)
