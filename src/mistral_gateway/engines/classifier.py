@@ -28,7 +28,7 @@ from mistral_gateway.engines.base import Classification, EmbeddingEngine, Engine
 from mistral_gateway.engines.features import FeatureExtractor, extractor_for
 from mistral_gateway.engines.head_format import ClassifierHead, HeadError, load_head, merge_thresholds
 
-__all__ = ["CHUNK_OVERLAP", "Chunker", "HeadClassifierEngine", "bundled_head", "load"]
+__all__ = ["CHUNK_OVERLAP", "Chunker", "HeadClassifierEngine", "bundled_head", "featurize", "load"]
 
 log = logging.getLogger("mistral_gateway.engines")
 
@@ -110,23 +110,11 @@ class HeadClassifierEngine:
             return []
         chunks = await run_sync(self._split, list(texts))
         flat = [piece for pieces in chunks for piece in pieces]
-        # the extra features run on a worker thread while the encoder computes the embeddings
-        pending = asyncio.ensure_future(run_sync(self._features, flat)) if self._extractors else None
+        x, counts = await featurize(self._encoder, self._extractors, flat, self.name)
         try:
-            embedded = await self._encoder.embed(flat)
-        except BaseException:
-            if pending is not None:
-                pending.cancel()
-            raise
-        extra = await pending if pending is not None else None
-        try:
-            x = np.asarray(embedded.vectors, dtype=np.float32)
-            if extra is not None:
-                x = np.concatenate([x, extra], axis=1)
             scores = self.head.scores(x)
         except (ValueError, FloatingPointError) as exc:
             raise EngineError(f"classifier {self.name!r}: {exc}") from exc
-        counts = embedded.token_counts or [0] * len(flat)
         results, start = [], 0
         for pieces in chunks:
             end = start + len(pieces)
@@ -143,14 +131,33 @@ class HeadClassifierEngine:
         except Exception as exc:  # the tokenizer failed on this input: an engine failure, not a 500
             raise EngineError(f"classifier {self.name!r}: splitting the input failed ({exc})") from exc
 
-    def _features(self, texts: list[str]) -> np.ndarray:
-        try:
-            return np.concatenate([extract(texts) for extract in self._extractors], axis=1).astype(np.float32)
-        except Exception as exc:  # presidio/spaCy/profanity failures are engine failures
-            raise EngineError(f"classifier {self.name!r}: computing features failed ({exc})") from exc
-
     def close(self) -> None:
         """Nothing of its own to release: the encoder belongs to the manager (it also serves embeddings)."""
+
+
+async def featurize(encoder: EmbeddingEngine, extractors: Sequence[FeatureExtractor], texts: list[str],
+                    name: str = "classifier") -> tuple[np.ndarray, list[int]]:
+    """A head's input rows for ``texts`` (each read whole, up to the encoder's window) and their token counts: the
+    embedding from one ``embed`` call, the extra features computed on a worker thread meanwhile. Serving and
+    training (mistral_gateway.training) both build their features here, so a head sees the same inputs in both."""
+
+    def extra() -> np.ndarray:
+        try:
+            return np.concatenate([extract(texts) for extract in extractors], axis=1).astype(np.float32)
+        except Exception as exc:  # presidio/spaCy/profanity failures are engine failures
+            raise EngineError(f"classifier {name!r}: computing features failed ({exc})") from exc
+
+    pending = asyncio.ensure_future(run_sync(extra)) if extractors else None
+    try:
+        embedded = await encoder.embed(texts)
+    except BaseException:
+        if pending is not None:
+            pending.cancel()
+        raise
+    x = np.asarray(embedded.vectors, dtype=np.float32).reshape(len(texts), encoder.dimensions)
+    if pending is not None:
+        x = np.concatenate([x, await pending], axis=1)
+    return x, list(embedded.token_counts or [0] * len(texts))
 
 
 def bundled_head(name: str) -> Path:
