@@ -19,7 +19,7 @@ import numpy as np
 
 from mistral_gateway.config import Settings
 from mistral_gateway.engines.base import MODERATION_CATEGORIES, ClassifierEngine, ClassifierTarget, EmbeddingEngine
-from mistral_gateway.engines.classifier import featurize
+from mistral_gateway.engines.classifier import HeadClassifierEngine, encoder_tokenizer, featurize
 from mistral_gateway.engines.features import extractor_for
 from mistral_gateway.engines.head_format import ClassifierHead, EncoderInfo, FeatureSpec
 from mistral_gateway.engines.manager import EngineManager
@@ -51,10 +51,8 @@ async def train(examples: Sequence[Example], encoder: EmbeddingEngine, *, seed: 
     started = time.monotonic()
     train_rows, heldout_rows = split(examples)
     extractors = [extractor_for(spec) for spec in features]
-    texts = [e.text for e in (*train_rows, *heldout_rows)]
-    x, _ = await featurize(encoder, extractors, texts)
-    x_train, x_heldout = x[:len(train_rows)], x[len(train_rows):]
-    log(f"features for {len(texts)} texts ({x.shape[1]} each) in {time.monotonic() - started:.0f} s")
+    x_train, _ = await featurize(encoder, extractors, [e.text for e in train_rows])
+    log(f"features for {len(train_rows)} texts ({x_train.shape[1]} each) in {time.monotonic() - started:.0f} s")
     fitted = fit_head(x_train, label_matrix(train_rows), seed=seed)
     probe = (await encoder.embed([PROBE_TEXT])).vectors[0][:PROBE_VALUES]
     head = ClassifierHead(
@@ -67,8 +65,9 @@ async def train(examples: Sequence[Example], encoder: EmbeddingEngine, *, seed: 
         hidden={TARGET.name: (fitted.hidden_weight, fitted.hidden_bias)},
         thresholds=dict(zip(MODERATION_CATEGORIES, fitted.thresholds, strict=True)),
     )
-    scores = head.scores(x_heldout)[TARGET.name]
-    heldout = metrics(scores, label_matrix(heldout_rows), fitted.thresholds, MODERATION_CATEGORIES)
+    # measured through the serving engine (long lines chunked as in production), never used to choose anything
+    engine = HeadClassifierEngine(head, encoder, extractors=extractors, tokenizer=encoder_tokenizer(encoder))
+    heldout = await evaluate(engine, heldout_rows)
     training = {
         "data_sha256": data_sha256(examples), "seed": seed, "train_examples": len(train_rows),
         "heldout_examples": len(heldout_rows), "split": "sha256(normalised text) % 100 < 20 -> held-out",
