@@ -62,15 +62,23 @@ def flagged(engine: HeadClassifierEngine, row: dict[str, float]) -> set[str]:
     return {label for label, score in row.items() if score >= engine.thresholds[label]}
 
 
-def test_heldout_figures_meet_the_targets(loaded: Any) -> None:
+@pytest.fixture(scope="module")
+def heldout_figures(loaded: Any) -> dict[str, Any]:
     loop, _, engine = loaded
     _, heldout = split(load_examples(DATA))
-    figures = loop.run(evaluate(engine, heldout))
-    per_category = {k: v["f1"] for k, v in figures.items() if isinstance(v, dict)}
-    assert figures["macro_f1"] >= MACRO_TARGET, figures
-    assert min(per_category.values()) >= CATEGORY_TARGET, per_category
-    recorded = engine.head.training["heldout"]  # what README quotes, measured by the training script
-    assert abs(recorded["macro_f1"] - figures["macro_f1"]) < 0.01
+    return loop.run(evaluate(engine, heldout))  # type: ignore[no-any-return]
+
+
+def test_heldout_macro_f1_meets_the_target(loaded: Any, heldout_figures: dict[str, Any]) -> None:
+    assert heldout_figures["macro_f1"] >= MACRO_TARGET, heldout_figures
+    recorded = loaded[2].head.training["heldout"]  # what README quotes, measured by the training script
+    assert abs(recorded["macro_f1"] - heldout_figures["macro_f1"]) < 0.01
+
+
+def test_heldout_every_category_meets_the_target(heldout_figures: dict[str, Any]) -> None:
+    per_category = {k: v["f1"] for k, v in heldout_figures.items() if isinstance(v, dict)}
+    below = {k: f1 for k, f1 in per_category.items() if f1 < CATEGORY_TARGET}
+    assert not below, f"categories below F1 {CATEGORY_TARGET} on the held-out split: {below}"
 
 
 def test_the_shipped_head_was_trained_on_this_data(loaded: Any) -> None:
