@@ -187,10 +187,12 @@ def default_models() -> list[ModelEntry]:
         ),
         ModelEntry(
             id="smollm2-135m-instruct",
-            name="SmolLM2-135M-Instruct (Q4_1)",
+            name="SmolLM2-135M-Instruct (Q8_0)",
             description="Small, fast local chat model.",
             aliases=["ministral-3b-latest", "ministral-8b-latest"],
-            asset="smollm2-135m-instruct-q4_1",
+            # Q8_0, requantized from the packaged Q4_1 file at install: llama.cpp batches Q8_0 on the CPU, not Q4_1,
+            # and batching is what concurrent requests and batch jobs need (README "Performance").
+            asset="smollm2-135m-instruct-q8_0",
             max_context_length=2048,
             parallel=8,
             capabilities=["completion_chat"],

