@@ -15,7 +15,7 @@ from typing import Any
 from anyio.to_thread import run_sync
 
 from mistral_gateway.config import ModelEntry, Settings
-from mistral_gateway.engines.base import EmbeddingEngine, TextEngine
+from mistral_gateway.engines.base import ClassifierEngine, EmbeddingEngine, TextEngine
 
 __all__ = ["EngineManager", "Loader", "kind_of"]
 
@@ -27,13 +27,18 @@ _LOADERS: dict[tuple[str, str], str] = {
     ("sentence-transformers", "embedding"): "mistral_gateway.engines.sentence:load",
     ("fake", "text"): "mistral_gateway.engines.fake:load_text",
     ("fake", "embedding"): "mistral_gateway.engines.fake:load_embedding",
+    ("fake", "classifier"): "mistral_gateway.engines.fake:load_classifier",
 }
+CLASSIFIER_CAPABILITIES = frozenset({"moderation", "classification"})
 
 
 def kind_of(entry: ModelEntry) -> str:
-    """What an entry serves: embeddings (no chat capability, or an embedding engine) or text."""
+    """What an entry serves: embeddings (no chat capability, or an embedding engine), a classifier (moderation or
+    classification without chat) or text."""
     if entry.engine == "sentence-transformers":
         return "embedding"
+    if CLASSIFIER_CAPABILITIES & set(entry.capabilities) and "completion_chat" not in entry.capabilities:
+        return "classifier"
     return "text" if {"completion_chat", "completion_fim"} & set(entry.capabilities) else "embedding"
 
 
@@ -49,6 +54,9 @@ class EngineManager:
 
     async def embedding(self, entry: ModelEntry) -> EmbeddingEngine:
         return await self._get(entry, "embedding")  # type: ignore[no-any-return]
+
+    async def classifier(self, entry: ModelEntry) -> ClassifierEngine:
+        return await self._get(entry, "classifier")  # type: ignore[no-any-return]
 
     def loaded(self) -> list[str]:
         return list(self._engines)

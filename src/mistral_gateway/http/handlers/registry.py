@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mistral_gateway.http.handlers import Handler, batch, chat, embeddings, files, models
+from mistral_gateway.http.handlers import Handler, batch, chat, classifiers, embeddings, files, models
 from mistral_gateway.registry import Registry
 
 __all__ = ["HANDLERS", "bind"]
@@ -24,6 +24,10 @@ HANDLERS: dict[str, Handler] = {
     "get_batch_job": batch.get_batch_job,
     "get_batch_jobs": batch.get_batch_jobs,
     "cancel_batch_job": batch.cancel_batch_job,
+    "moderations": classifiers.moderations,
+    "chat_moderations": classifiers.chat_moderations,
+    "classifications": classifiers.classifications,
+    "chat_classifications": classifiers.chat_classifications,
 }
 
 
