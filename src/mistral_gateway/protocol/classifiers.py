@@ -3,7 +3,7 @@ ChatClassificationRequest, ModerationResponse, ModerationObject, ClassificationR
 
 ``input`` is sent under that name by the official SDK (its Python argument is ``inputs`` for three of the four
 methods). Limits: at most ``MAX_INPUTS`` inputs (texts or conversations) per request, ``MAX_INPUT_CHARS`` characters
-per text or message, ``MAX_MESSAGES`` messages per conversation (these are 422s, as any invalid field); an empty list
+per text, ``MAX_MESSAGES`` messages per conversation (these are 422s, as any invalid field); an empty list
 (400 ``EMPTY_INPUT``), more than ``MAX_TOTAL_MESSAGES`` messages or ``MAX_TOTAL_CHARS`` characters in one request
 (400 / 413) are refused by the service, before any model runs.
 """
@@ -34,8 +34,10 @@ __all__ = [
 ]
 
 MAX_INPUTS = 2048  # texts or conversations per request (the bench sends 1,000 in one)
-MAX_INPUT_CHARS = 100_000  # per text or message; longer texts are scored in encoder-sized chunks (max over chunks)
-MAX_MESSAGES = 1024  # per conversation; only the last turn and the context that fits the encoder are read
+MAX_INPUT_CHARS = 100_000  # per text; longer texts are scored in encoder-sized chunks (max over chunks)
+# Per conversation, as for chat completions; only the last turn and the context that fits the encoder are read. Equal
+# to MAX_INPUTS on purpose: the documents derive both array branches of ``input`` from one model branch.
+MAX_MESSAGES = MAX_INPUTS
 MAX_TOTAL_MESSAGES = 16_384  # over all conversations of one request
 MAX_TOTAL_CHARS = 1_000_000  # over all texts (or messages) of one request
 
@@ -133,3 +135,26 @@ class ClassificationResponse(ResponseModel):
     id: str  # 32 lowercase hex
     model: str
     results: list[dict[str, ClassificationTargetResult]]  # per input: target name -> its label scores
+
+
+def classifier_limits() -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The limits the classifier service enforces beyond these models, for the OpenAPI documents
+    (``registry.constraints.SERVICE_LIMITS``)."""
+    texts = (f"A non-empty list (400 EMPTY_INPUT otherwise) of at most {MAX_INPUTS} texts; at most "
+             f"{MAX_TOTAL_CHARS} characters in all (413 INPUT_TOO_LARGE otherwise).")
+    chats = (f"A conversation, or a non-empty list (400 EMPTY_INPUT otherwise) of at most {MAX_INPUTS}; each "
+             f"conversation has 1 to {MAX_MESSAGES} messages, at most {MAX_TOTAL_MESSAGES} messages in all (400 "
+             f"TOO_MANY_MESSAGES) and {MAX_TOTAL_CHARS} characters in all (413 INPUT_TOO_LARGE); text content only "
+             "(400 UNSUPPORTED_CONTENT). The last message is scored in the context of the earlier ones.")
+    return {
+        # one request component (ClassificationRequest) for both text operations: described once
+        ("moderations_v1_moderations_post", "body", "input"): {"minItems": 1, "x-description": texts},
+        ("chat_moderations_v1_chat_moderations_post", "body", "input"): {"minItems": 1, "x-description": chats},
+        # the spec's ChatClassificationRequestInputs is a shared component: written out here with its limit
+        ("chat_classifications_v1_chat_classifications_post", "body", "input"): {
+            "replace": {"anyOf": [{"$ref": "#/components/schemas/InstructRequest"},
+                                  {"type": "array", "items": {"$ref": "#/components/schemas/InstructRequest"},
+                                   "minItems": 1, "maxItems": MAX_INPUTS}],
+                        "title": "ChatClassificationRequestInputs", "description": "Chat to classify"},
+            "x-description": chats},
+    }
