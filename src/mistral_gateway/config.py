@@ -87,7 +87,7 @@ class ModelEntry(BaseModel):
     aliases: list[str] = Field(default_factory=list)
     name: str | None = None
     description: str | None = None
-    engine: Literal["llama.cpp", "sentence-transformers", "fake", "none"] = "llama.cpp"
+    engine: Literal["llama.cpp", "sentence-transformers", "classifier", "fake", "none"] = "llama.cpp"
     path: str | None = None
     asset: str | None = None
     max_context_length: int = 32768  # per request (one llama.cpp slot)
@@ -111,6 +111,27 @@ class ModelEntry(BaseModel):
     # model reads images and lists the 'vision' capability.
     mmproj: str | None = None
     mmproj_asset: str | None = None
+    # engine "classifier": a classifier-head file (README "Moderation model") read over the sentence encoder of the
+    # catalog model ``encoder``; the head is ``path`` (any head file) or ``head`` (one bundled in the package).
+    # ``thresholds`` override the head's default decision point per label.
+    encoder: str | None = None
+    head: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _classifier(self) -> ModelEntry:
+        if self.engine == "classifier":
+            if not self.encoder:
+                raise ValueError(f"model {self.id!r}: engine 'classifier' needs 'encoder' (an embedding model's name)")
+            if bool(self.path) == bool(self.head):
+                raise ValueError(f"model {self.id!r}: engine 'classifier' needs 'path' (a head file) or 'head' "
+                                 f"(a bundled head), exactly one")
+        elif self.encoder or self.head:
+            raise ValueError(f"model {self.id!r}: 'encoder' and 'head' belong to engine 'classifier'")
+        bad = {k: v for k, v in self.thresholds.items() if not 0 < v < 1}
+        if bad:
+            raise ValueError(f"model {self.id!r}: thresholds must be strictly between 0 and 1: {bad}")
+        return self
 
     @model_validator(mode="after")
     def _projector(self) -> ModelEntry:
@@ -184,6 +205,18 @@ def default_models() -> list[ModelEntry]:
             aliases=["mistral-embed", "codestral-embed"],
             max_context_length=256,
             capabilities=[],
+        ),
+        ModelEntry(
+            id="moderation-minilm-l6-v2",
+            name="Moderation heads over all-MiniLM-L6-v2",
+            description="Local moderation: Mistral's nine categories, logistic heads over sentence embeddings "
+                        "plus Presidio entities and a profanity score.",
+            engine="classifier",
+            head="moderation",
+            encoder="all-minilm-l6-v2",
+            aliases=["mistral-moderation-latest", "mistral-moderation-2411"],
+            max_context_length=256,
+            capabilities=["moderation", "classification"],
         ),
     ]
 

@@ -14,6 +14,7 @@ from mistral_gateway.services.model_ids import MAX_ID_LENGTH, FamilyTable
 from mistral_gateway.services.models import ModelCatalog
 
 QWEN, SMOL, MINILM = "qwen2.5-coder-1.5b-instruct", "smollm2-135m-instruct", "all-minilm-l6-v2"
+MODERATION = "moderation-minilm-l6-v2"
 
 # (id, stand-in entry id, reasoning): ids from Mistral's model list, the SDK's examples and docs, and legacy names
 KNOWN = [
@@ -39,11 +40,12 @@ KNOWN = [
     ("ministral-3b-latest", SMOL, False), ("ministral-8b-latest", SMOL, False),
     ("mistral-embed", MINILM, False), ("mistral-embed-2312", MINILM, False), ("codestral-embed-2505", MINILM, False),
     ("codestral-embed", MINILM, False),
+    ("mistral-moderation-latest", MODERATION, False), ("mistral-moderation-2411", MODERATION, False),
+    ("mistral-moderation-2603", MODERATION, False),
 ]
 # families with no local engine: they resolve (not 404) to an engine-less stand-in
 ENGINELESS = [
-    ("mistral-moderation-2411", "moderation"), ("mistral-moderation-2603", "moderation"),
-    ("mistral-moderation-latest", "moderation"), ("mistral-ocr-2505", "ocr"), ("mistral-ocr-2503", "ocr"),
+    ("mistral-ocr-2505", "ocr"), ("mistral-ocr-2503", "ocr"),
     ("mistral-ocr-latest", "ocr"), ("mistral-document-ai-2505", "ocr"), ("voxtral-small-latest", "audio"),
     ("voxtral-small-24b-2507", "audio"), ("voxtral-mini-2507", "audio"),
     ("voxtral-mini-latest", "audio"), ("voxtral-mini-transcribe-2507", "audio_transcription"),
@@ -106,7 +108,7 @@ def test_unknown_and_hostile_ids_do_not_resolve(catalog: ModelCatalog, name: str
 def test_the_listing_keeps_canonical_names_only(catalog: ModelCatalog) -> None:
     ids = [c.id for c in catalog.cards]
     assert ids == [n for e in default_models() for n in (e.id, *e.aliases)]
-    for name in ("mistral-large-2411", "open-mistral-7b", "mistral-moderation-latest"):
+    for name in ("mistral-large-2411", "open-mistral-7b", "mistral-moderation-2603"):
         assert catalog.resolve(name) is not None and name not in ids
 
 

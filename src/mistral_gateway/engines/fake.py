@@ -174,7 +174,9 @@ class FakeClassifierEngine:
 
 
 def load_classifier(entry: ModelEntry, _path: Path | None, _settings: Settings) -> FakeClassifierEngine:
-    return FakeClassifierEngine([ClassifierTarget("moderation", MODERATION_CATEGORIES, multi_label=True)])
+    engine = FakeClassifierEngine([ClassifierTarget("moderation", MODERATION_CATEGORIES, multi_label=True)])
+    engine.thresholds.update(entry.thresholds)  # as the real engine: configuration over the head's defaults
+    return engine
 
 
 def load_text(entry: ModelEntry, _path: Path | None, _settings: Settings) -> FakeTextEngine:

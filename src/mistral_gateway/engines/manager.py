@@ -15,7 +15,7 @@ from typing import Any
 from anyio.to_thread import run_sync
 
 from mistral_gateway.config import ModelEntry, Settings
-from mistral_gateway.engines.base import ClassifierEngine, EmbeddingEngine, TextEngine
+from mistral_gateway.engines.base import ClassifierEngine, EmbeddingEngine, EngineError, TextEngine
 
 __all__ = ["EngineManager", "Loader", "kind_of"]
 
@@ -28,18 +28,22 @@ _LOADERS: dict[tuple[str, str], str] = {
     ("fake", "text"): "mistral_gateway.engines.fake:load_text",
     ("fake", "embedding"): "mistral_gateway.engines.fake:load_embedding",
     ("fake", "classifier"): "mistral_gateway.engines.fake:load_classifier",
+    # needs the encoder's engine too: see EngineManager.classifier
+    ("classifier", "classifier"): "mistral_gateway.engines.classifier:load",
 }
 CLASSIFIER_CAPABILITIES = frozenset({"moderation", "classification"})
 
 
 def kind_of(entry: ModelEntry) -> str:
-    """What an entry serves: embeddings (no chat capability, or an embedding engine), a classifier (moderation or
-    classification without chat) or text."""
+    """What an entry serves: embeddings (no chat capability, or an embedding engine), text, or classifications
+    (a classifier engine, or a fake with the moderation/classification capability and no chat)."""
     if entry.engine == "sentence-transformers":
         return "embedding"
-    if CLASSIFIER_CAPABILITIES & set(entry.capabilities) and "completion_chat" not in entry.capabilities:
+    if {"completion_chat", "completion_fim"} & set(entry.capabilities):
+        return "text"
+    if entry.engine == "classifier" or CLASSIFIER_CAPABILITIES & set(entry.capabilities):
         return "classifier"
-    return "text" if {"completion_chat", "completion_fim"} & set(entry.capabilities) else "embedding"
+    return "embedding"
 
 
 class EngineManager:
@@ -56,7 +60,19 @@ class EngineManager:
         return await self._get(entry, "embedding")  # type: ignore[no-any-return]
 
     async def classifier(self, entry: ModelEntry) -> ClassifierEngine:
-        return await self._get(entry, "classifier")  # type: ignore[no-any-return]
+        """A classifier head over its encoder: the encoder entry's embedding engine (loaded once, shared with the
+        embeddings endpoint) is loaded first, then the head; the encoder is checked against the head's probe."""
+        if entry.engine != "classifier":
+            return await self._get(entry, "classifier")  # type: ignore[no-any-return]
+        if entry.id in self._engines:
+            return self._engines[entry.id]  # type: ignore[no-any-return]
+        encoder_entry = self._entry(entry.encoder or "")
+        if encoder_entry is None or kind_of(encoder_entry) != "embedding":
+            raise EngineError(f"model {entry.id!r}: its encoder {entry.encoder!r} is not an embedding model of the "
+                              f"catalog")
+        encoder = await self.embedding(encoder_entry)
+        return await self._get(entry, "classifier", verify="check_encoder",  # type: ignore[no-any-return]
+                               encoder=encoder)
 
     def loaded(self) -> list[str]:
         return list(self._engines)
@@ -64,9 +80,18 @@ class EngineManager:
     async def preload(self, entries: list[ModelEntry]) -> None:
         """Load every model now (``load_models_at_start``), one after another to bound peak memory."""
         for entry in entries:
-            await self._get(entry, kind_of(entry))
+            kind = kind_of(entry)
+            if kind == "classifier":
+                await self.classifier(entry)
+            else:
+                await self._get(entry, kind)
 
-    async def _get(self, entry: ModelEntry, kind: str) -> Any:
+    def _entry(self, name: str) -> ModelEntry | None:
+        return next((e for e in self._settings.models if name == e.id or name in e.aliases), None)
+
+    async def _get(self, entry: ModelEntry, kind: str, verify: str | None = None, **extra: Any) -> Any:
+        """The entry's engine, loaded on first use; ``verify`` names an async method of the new engine that must
+        pass before anyone gets it; ``extra`` goes to the loader."""
         engine = self._engines.get(entry.id)
         if engine is not None:
             return engine
@@ -75,7 +100,9 @@ class EngineManager:
             engine = self._engines.get(entry.id)
             if engine is None:
                 loader = self._loader(entry.engine, kind)
-                engine = await run_sync(lambda: loader(entry, self._weights(entry), self._settings))
+                engine = await run_sync(lambda: loader(entry, self._weights(entry), self._settings, **extra))
+                if verify is not None:
+                    await getattr(engine, verify)()
                 self._engines[entry.id] = engine
         return engine
 

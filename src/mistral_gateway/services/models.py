@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mistral_gateway.config import ModelEntry, ModelFamily, RouteTarget, default_model_families
+from mistral_gateway.engines.manager import kind_of
 from mistral_gateway.errors import BadRequest, Forbidden, NotFound
 from mistral_gateway.protocol.models import (
     CAPABILITY_NAMES,
@@ -44,6 +45,11 @@ class ModelCatalog:
                 if name in self._by_name:
                     raise ValueError(f"model name {name!r} is declared twice in the catalog")
                 self._by_name[name] = entry
+        for entry in self.entries:  # a classifier reads the embeddings of another entry: it must be one
+            encoder = self._by_name.get(entry.encoder) if entry.engine == "classifier" and entry.encoder else None
+            if entry.engine == "classifier" and (encoder is None or kind_of(encoder) != "embedding"):
+                raise ValueError(f"model {entry.id!r}: its encoder {entry.encoder!r} is not an embedding model of "
+                                 f"the catalog")
         defaults = default_model_families() if families is None else list(families)
         self.families = FamilyTable([*defaults, *overrides])
         # an operator's row naming a model is followed as written; default rows defer to <prefix>-latest first
