@@ -48,7 +48,7 @@ def anyio_backend() -> str:
 
 class Harness:
     def __init__(self, tmp_path: Path, engine: Any = None, *, max_total_chars: int = 10_000) -> None:
-        entries = [*default_models(),
+        entries = [*(m for m in default_models() if "moderation" not in m.capabilities),
                    ModelEntry(id="mistral-moderation-2411", aliases=[MODEL], engine="fake",
                               capabilities=["moderation", "classification"], max_context_length=256),
                    ModelEntry(id="sentiment-head", engine="fake", capabilities=["classification"])]
