@@ -15,7 +15,6 @@ inputs per second and ``CPU us/unit`` server CPU time per input.
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 from core import BenchConfig, Row, Sample, min_ratio
 from servers import Server, free_port, launched
 
+from . import embeddings
 from .embeddings import _json_process, corpus
 from .models import _create_token, _gateway_command, _gateway_env
 
@@ -40,20 +40,10 @@ MIN_BATCH_RATIO = 0.8
 BENCH_DIR = Path(__file__).resolve().parent.parent
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def _load(server: Server, token: str, corpus_file: Path, *, batch: int, clients: int, limit: int = 0
           ) -> tuple[dict[str, Any], float]:
-    before = server.cpu_seconds()
-    report = _json_process([sys.executable, str(BENCH_DIR / "embed_load.py"), "--url", server.base_url,
-                            "--token", token, "--corpus", str(corpus_file), "--model", MODEL, "--batch", str(batch),
-                            "--clients", str(clients), "--limit", str(limit), "--path", PATH, "--marker", MARKER])
-    cpu = server.cpu_seconds() - before
-    if report["errors"]:
-        _log(f"    {report['errors']} failed request(s), first: {report['first_error']}")
-    return report, cpu
+    return embeddings._load(server, token, corpus_file, batch=batch, clients=clients, limit=limit, model=MODEL,
+                            extra=("--path", PATH, "--marker", MARKER))
 
 
 def _sample(report: dict[str, Any], cpu: float, unit: str) -> Sample:
@@ -71,12 +61,7 @@ def _direct_samples(corpus_file: Path, data_dir: Path) -> list[Sample]:
 
 
 def _row(scenario: str, url: str, samples: list[Sample], unit: str, baseline: str | None = None) -> Row:
-    cpu = [s.cpu_us_per_request for s in samples if s.cpu_us_per_request is not None]
-    return Row(suite=SUITE, scenario=scenario, url=url, rps=statistics.median(s.rps for s in samples),
-               p50_ms=statistics.median(s.p50_ms for s in samples), p99_ms=statistics.median(s.p99_ms for s in samples),
-               errors=sum(s.errors for s in samples), cpu_us_per_request=statistics.median(cpu) if cpu else None,
-               server_cpu_percent=statistics.median(s.server_cpu_percent for s in samples), samples=samples,
-               baseline=baseline, unit=unit)
+    return embeddings._row(scenario, url, samples, unit, baseline, suite=SUITE)
 
 
 def run(config: BenchConfig) -> list[Row]:
@@ -95,7 +80,7 @@ def run(config: BenchConfig) -> list[Row]:
     port = free_port()
     with launched("gateway", [gateway, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
                               str(data_dir)], port=port, env=env, log_path=config.workdir / "gateway.log") as gw:
-        _log(f"  gateway {gw.base_url} (pid {gw.proc.pid}); loading {MODEL} with a warm-up request")
+        embeddings._log(f"  gateway {gw.base_url} (pid {gw.proc.pid}); loading {MODEL} with a warm-up request")
         _load(gw, token, corpus_file, batch=16, clients=1, limit=64)  # loads the model, warms it up
 
         steps: list[tuple[str, Callable[[], Sample]]] = [
@@ -109,7 +94,7 @@ def run(config: BenchConfig) -> list[Row]:
             for key, step in steps if round_no % 2 == 0 else list(reversed(steps)):
                 samples[key].append(step())
                 last = samples[key][-1]
-                _log(f"  round {round_no + 1}/{config.rounds}  {names[key]:<48} {last.rps:>8.1f}/s  "
+                embeddings._log(f"  round {round_no + 1}/{config.rounds}  {names[key]:<48} {last.rps:>8.1f}/s  "
                      f"p50 {last.p50_ms:8.1f} ms  p99 {last.p99_ms:8.1f} ms  errors {last.errors}  "
                      f"CPU {last.server_cpu_percent:3.0f}%")
 

@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from mistral_gateway.config import ModelEntry, Settings
-from mistral_gateway.services.container import build_services
-from support import LiveServer
+from support import serving
 
 pytestmark = pytest.mark.e2e
 
@@ -22,32 +21,22 @@ CAPS = ["moderation", "classification"]
 
 @pytest.fixture
 def front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
-    peer = build_services(Settings(data_dir=tmp_path / "peer", bootstrap_dev_token=False, models=[
-        ModelEntry(id="fake-moderation", engine="fake", capabilities=CAPS)]))
-    peer_token, _ = peer.tokens.create("front", scopes=["*"])
-    peer_server = LiveServer(peer)
-    peer_server.start()
-    monkeypatch.setenv("PEER_KEY", peer_token)
-    common = {"api_key_env": "PEER_KEY", "allow_private_network": True, "connect_timeout": 2}
-    front = build_services(Settings(
-        data_dir=tmp_path / "front", bootstrap_dev_token=False,
-        upstreams=[{"name": "peer", "kind": "mistral-gateway", "base_url": peer_server.base_url, **common},
-                   {"name": "peer-openai", "kind": "openai", "base_url": peer_server.base_url + "/v1", **common}],
-        models=[ModelEntry(id="remote-moderation", capabilities=CAPS, routes=[{"upstream": "peer",
-                                                                               "model": "fake-moderation"}]),
-                ModelEntry(id="oa-moderation", capabilities=CAPS, routes=[{"upstream": "peer-openai",
-                                                                           "model": "fake-moderation"}]),
-                ModelEntry(id="then-native", capabilities=CAPS, routes=[
-                    {"upstream": "peer-openai", "model": "fake-moderation"},
-                    {"upstream": "peer", "model": "fake-moderation"}])]))
-    token, _ = front.tokens.create("user", scopes=["*"])
-    front_server = LiveServer(front)
-    front_server.start()
-    yield front_server.base_url, token
-    front_server.stop()
-    peer_server.stop()
-    front.close()
-    peer.close()
+    peer_settings = Settings(data_dir=tmp_path / "peer", bootstrap_dev_token=False, models=[
+        ModelEntry(id="fake-moderation", engine="fake", capabilities=CAPS)])
+    with serving(peer_settings, "front") as (peer_server, _peer, peer_token):
+        monkeypatch.setenv("PEER_KEY", peer_token)
+        common = {"api_key_env": "PEER_KEY", "allow_private_network": True, "connect_timeout": 2}
+        native = {"upstream": "peer", "model": "fake-moderation"}
+        openai = {"upstream": "peer-openai", "model": "fake-moderation"}
+        settings = Settings(
+            data_dir=tmp_path / "front", bootstrap_dev_token=False,
+            upstreams=[{"name": "peer", "kind": "mistral-gateway", "base_url": peer_server.base_url, **common},
+                       {"name": "peer-openai", "kind": "openai", "base_url": peer_server.base_url + "/v1", **common}],
+            models=[ModelEntry(id="remote-moderation", capabilities=CAPS, routes=[native]),
+                    ModelEntry(id="oa-moderation", capabilities=CAPS, routes=[openai]),
+                    ModelEntry(id="then-native", capabilities=CAPS, routes=[openai, native])])
+        with serving(settings, "user") as (front_server, _front, token):
+            yield front_server.base_url, token
 
 
 def post(front: tuple[str, str], path: str, body: dict[str, Any]) -> httpx.Response:
