@@ -177,6 +177,7 @@ async def test_empty_inputs_are_400(h: Harness, value: Any) -> None:
     with pytest.raises(BadRequest) as err:
         await h.service.moderate_chat(chat(value))
     assert err.value.status == 400 and err.value.code == "EMPTY_INPUT"
+    assert ("empty list" if value == [] else "no messages") in err.value.message
 
 
 async def test_empty_text_list_and_empty_chat_classification_list_are_400(h: Harness) -> None:

@@ -86,7 +86,9 @@ class ChatModerationRequest(RequestModel):
 
     @property
     def conversations(self) -> list[list[Any]]:
-        if self.input and isinstance(self.input[0], list):
+        if not self.input:
+            return []  # an empty list: no conversation at all (the service's 400)
+        if isinstance(self.input[0], list):
             return self.input  # type: ignore[return-value]
         return [self.input]  # type: ignore[list-item]
 
