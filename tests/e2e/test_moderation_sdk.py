@@ -163,3 +163,5 @@ def test_real_multi_label_long_input_and_chat(real_sdk: Mistral) -> None:
     with pytest.raises(MistralError) as err:
         real_sdk.classifiers.moderate(model=MODERATION_MODEL, inputs=[])
     assert err.value.status_code == 400
+    with pytest.raises(HTTPValidationError):  # over the per-text limit: refused before the model runs
+        real_sdk.classifiers.moderate(model=MODERATION_MODEL, inputs=["x" * 100_001])
