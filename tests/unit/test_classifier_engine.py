@@ -13,33 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from classifier_support import WORDS, KeywordEncoder
 from mistral_gateway.config import ModelEntry, Settings
-from mistral_gateway.engines.base import ClassifierTarget, Embeddings, EngineError
+from mistral_gateway.engines.base import ClassifierTarget, EngineError
 from mistral_gateway.engines.classifier import Chunker, HeadClassifierEngine
 from mistral_gateway.engines.fake import FakeClassifierEngine
 from mistral_gateway.engines.head_format import ClassifierHead, EncoderInfo, FeatureSpec, save_head
 from mistral_gateway.engines.manager import EngineManager, kind_of
 from mistral_gateway.services.models import ModelCatalog
-
-WORDS = ("knife", "bank", "cancer")  # one embedding dimension each, plus a constant
-
-
-class KeywordEncoder:
-    """Dimension i is 1 when WORDS[i] is among the first ``max_tokens`` words (it truncates, as a real encoder)."""
-
-    def __init__(self, max_tokens: int = 32) -> None:
-        self.dimensions = len(WORDS) + 1
-        self.max_tokens = max_tokens
-        self.calls: list[list[str]] = []
-
-    async def embed(self, texts: Sequence[str]) -> Embeddings:
-        self.calls.append(list(texts))
-        vectors, counts = [], []
-        for text in texts:
-            words = text.lower().split()[: self.max_tokens - 2]
-            vectors.append([float(w in words) for w in WORDS] + [1.0])
-            counts.append(len(words) + 2)
-        return Embeddings(vectors=vectors, token_counts=counts)
 
 
 class ConstantFeature:

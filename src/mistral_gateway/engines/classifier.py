@@ -28,11 +28,14 @@ from mistral_gateway.engines.base import Classification, EmbeddingEngine, Engine
 from mistral_gateway.engines.features import FeatureExtractor, extractor_for
 from mistral_gateway.engines.head_format import ClassifierHead, HeadError, load_head, merge_thresholds
 
-__all__ = ["CHUNK_OVERLAP", "Chunker", "HeadClassifierEngine", "bundled_head", "load"]
+__all__ = ["CHUNK_OVERLAP", "Chunker", "HeadClassifierEngine", "bundled_head", "encoder_tokenizer", "featurize", "load"]
 
 log = logging.getLogger("mistral_gateway.engines")
 
 CHUNK_OVERLAP = 16  # tokens two neighbouring windows share
+# Longer inputs are read in windows of at most this many tokens (and the encoder's window): about the length of the
+# training lines (3-80 words), so a short harmful passage is not diluted by the mean pooling over a long window.
+CHUNK_TOKENS = 128
 PROBE_TOLERANCE = 2e-3  # an encoder whose probe embedding differs more is not the one the head was trained on
 
 
@@ -41,12 +44,15 @@ class Chunker:
     encoder's tokenizer the pieces are exact character spans of the text; without one (fakes) whitespace words
     stand for tokens."""
 
-    def __init__(self, max_tokens: int, tokenizer: Any = None, overlap: int = CHUNK_OVERLAP) -> None:
-        self.window = max(8, max_tokens - 2)  # [CLS] ... [SEP]
+    def __init__(self, max_tokens: int, tokenizer: Any = None, overlap: int = CHUNK_OVERLAP,
+                 window: int = CHUNK_TOKENS) -> None:
+        self.window = max(8, min(window, max_tokens - 2))  # [CLS] ... [SEP]
         self.overlap = min(overlap, self.window // 4)
         # A private copy: HF fast tokenizers must not be used from two threads at once, and the encoder's own
         # copies belong to its batcher threads.
         self._tokenizer = copy.deepcopy(tokenizer) if tokenizer is not None else None
+        if self._tokenizer is not None:
+            self._tokenizer.model_max_length = 1 << 30  # it only measures here: no "longer than 512" warning
         self._lock = threading.Lock()
 
     def split(self, text: str) -> list[str]:
@@ -110,23 +116,11 @@ class HeadClassifierEngine:
             return []
         chunks = await run_sync(self._split, list(texts))
         flat = [piece for pieces in chunks for piece in pieces]
-        # the extra features run on a worker thread while the encoder computes the embeddings
-        pending = asyncio.ensure_future(run_sync(self._features, flat)) if self._extractors else None
+        x, counts = await featurize(self._encoder, self._extractors, flat, self.name)
         try:
-            embedded = await self._encoder.embed(flat)
-        except BaseException:
-            if pending is not None:
-                pending.cancel()
-            raise
-        extra = await pending if pending is not None else None
-        try:
-            x = np.asarray(embedded.vectors, dtype=np.float32)
-            if extra is not None:
-                x = np.concatenate([x, extra], axis=1)
             scores = self.head.scores(x)
         except (ValueError, FloatingPointError) as exc:
             raise EngineError(f"classifier {self.name!r}: {exc}") from exc
-        counts = embedded.token_counts or [0] * len(flat)
         results, start = [], 0
         for pieces in chunks:
             end = start + len(pieces)
@@ -143,14 +137,33 @@ class HeadClassifierEngine:
         except Exception as exc:  # the tokenizer failed on this input: an engine failure, not a 500
             raise EngineError(f"classifier {self.name!r}: splitting the input failed ({exc})") from exc
 
-    def _features(self, texts: list[str]) -> np.ndarray:
-        try:
-            return np.concatenate([extract(texts) for extract in self._extractors], axis=1).astype(np.float32)
-        except Exception as exc:  # presidio/spaCy/profanity failures are engine failures
-            raise EngineError(f"classifier {self.name!r}: computing features failed ({exc})") from exc
-
     def close(self) -> None:
         """Nothing of its own to release: the encoder belongs to the manager (it also serves embeddings)."""
+
+
+async def featurize(encoder: EmbeddingEngine, extractors: Sequence[FeatureExtractor], texts: list[str],
+                    name: str = "classifier") -> tuple[np.ndarray, list[int]]:
+    """A head's input rows for ``texts`` (each read whole, up to the encoder's window) and their token counts: the
+    embedding from one ``embed`` call, the extra features computed on a worker thread meanwhile. Serving and
+    training (mistral_gateway.training) both build their features here, so a head sees the same inputs in both."""
+
+    def extra() -> np.ndarray:
+        try:
+            return np.concatenate([extract(texts) for extract in extractors], axis=1).astype(np.float32)
+        except Exception as exc:  # presidio/spaCy/profanity failures are engine failures
+            raise EngineError(f"classifier {name!r}: computing features failed ({exc})") from exc
+
+    pending = asyncio.ensure_future(run_sync(extra)) if extractors else None
+    try:
+        embedded = await encoder.embed(texts)
+    except BaseException:
+        if pending is not None:
+            pending.cancel()
+        raise
+    x = np.asarray(embedded.vectors, dtype=np.float32).reshape(len(texts), encoder.dimensions)
+    if pending is not None:
+        x = np.concatenate([x, await pending], axis=1)
+    return x, list(embedded.token_counts or [0] * len(texts))
 
 
 def bundled_head(name: str) -> Path:
@@ -172,7 +185,7 @@ def load(entry: ModelEntry, path: Path | None, _settings: Settings, *,
         head = load_head(head_path)
         extractors = [extractor_for(spec) for spec in head.features[1:]]
         engine = HeadClassifierEngine(head, encoder, extractors=extractors, thresholds=entry.thresholds,
-                                      tokenizer=_tokenizer(encoder), name=entry.id)
+                                      tokenizer=encoder_tokenizer(encoder), name=entry.id)
     except (HeadError, ImportError, OSError) as exc:  # a bad head file, or a feature's package not installed
         raise EngineError(f"model {entry.id!r}: {exc}") from exc
     log.info("loaded classifier %s from %s: targets %s, features %s", entry.id, head_path,
@@ -180,6 +193,7 @@ def load(entry: ModelEntry, path: Path | None, _settings: Settings, *,
     return engine
 
 
-def _tokenizer(encoder: EmbeddingEngine) -> Any:
+def encoder_tokenizer(encoder: EmbeddingEngine) -> Any:
+    """The encoder's tokenizer when it exposes its model (the sentence-transformers engine), else None."""
     model = getattr(encoder, "model", None)
     return getattr(model, "tokenizer", None)

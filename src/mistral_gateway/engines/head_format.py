@@ -2,13 +2,15 @@
 
 Tensors: ``<target>.weight`` (float32, labels x inputs) and ``<target>.bias`` (float32, labels) per target. The
 inputs are the features the header lists, concatenated in order (the encoder's embedding first, then extra
-features such as presidio entity scores). Metadata key ``mistral_gateway.classifier`` holds a JSON header:
+features such as presidio entity scores). A target may have one hidden ReLU layer (header ``"hidden": H``):
+``<target>.hidden.weight`` (H x inputs) and ``<target>.hidden.bias`` (H), and then its ``weight`` is labels x H.
+Metadata key ``mistral_gateway.classifier`` holds a JSON header:
 
     {"format": "mistral-gateway-classifier", "version": 1,
      "encoder": {"model": "sentence-transformers/all-MiniLM-L6-v2", "dimensions": 384, "max_tokens": 256,
                  "probe": {"text": "...", "values": [first dimensions of its embedding]}},   # probe optional
      "features": [{"name": "embedding", "size": 384}, {"name": "presidio", "size": 3, "entities": [...]}, ...],
-     "targets": [{"name": "moderation", "labels": [...], "multi_label": true}],
+     "targets": [{"name": "moderation", "labels": [...], "multi_label": true, "hidden": 64}],  # hidden: optional
      "thresholds": {"<label of a multi-label target>": 0.5, ...},
      "training": {"data_sha256": "...", "seed": 0, "heldout": {...}, ...}}                   # free-form provenance
 
@@ -74,6 +76,7 @@ class ClassifierHead:
     biases: Mapping[str, np.ndarray]  # target name -> (labels,) float32
     thresholds: Mapping[str, float]  # label -> decision point, for every label of the multi-label targets
     training: Mapping[str, Any] = field(default_factory=dict)
+    hidden: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # target -> (H x inputs, H)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -86,7 +89,11 @@ class ClassifierHead:
         """Target name -> (rows, labels) scores in [0, 1] for feature rows ``x`` (rows, inputs)."""
         out = {}
         for target in self.targets:
-            logits = x.astype(np.float64) @ self.weights[target.name].T.astype(np.float64) + self.biases[target.name]
+            rows = x.astype(np.float64)
+            if target.name in self.hidden:
+                weight, bias = self.hidden[target.name]
+                rows = np.maximum(rows @ weight.T.astype(np.float64) + bias, 0.0)
+            logits = rows @ self.weights[target.name].T.astype(np.float64) + self.biases[target.name]
             if target.multi_label:
                 out[target.name] = 0.5 * (1.0 + np.tanh(0.5 * logits))  # the logistic function, without overflow
             else:
@@ -102,6 +109,10 @@ def save_head(head: ClassifierHead, path: str | Path) -> None:
     for target in head.targets:
         tensors[f"{target.name}.weight"] = np.ascontiguousarray(head.weights[target.name], dtype=np.float32)
         tensors[f"{target.name}.bias"] = np.ascontiguousarray(head.biases[target.name], dtype=np.float32)
+        if target.name in head.hidden:
+            weight, bias = head.hidden[target.name]
+            tensors[f"{target.name}.hidden.weight"] = np.ascontiguousarray(weight, dtype=np.float32)
+            tensors[f"{target.name}.hidden.bias"] = np.ascontiguousarray(bias, dtype=np.float32)
     header = {
         "format": FORMAT,
         "version": VERSION,
@@ -110,7 +121,9 @@ def save_head(head: ClassifierHead, path: str | Path) -> None:
                     **({"probe": {"text": head.encoder.probe_text, "values": list(head.encoder.probe_values)}}
                        if head.encoder.probe_text is not None else {})},
         "features": [{"name": f.name, "size": f.size, **f.options} for f in head.features],
-        "targets": [{"name": t.name, "labels": list(t.labels), "multi_label": t.multi_label} for t in head.targets],
+        "targets": [{"name": t.name, "labels": list(t.labels), "multi_label": t.multi_label,
+                     **({"hidden": int(head.hidden[t.name][1].shape[0])} if t.name in head.hidden else {})}
+                    for t in head.targets],
         "thresholds": dict(head.thresholds),
         "training": dict(head.training),
     }
@@ -166,8 +179,12 @@ def _read(path: Path) -> ClassifierHead:
         raise HeadError(f"format {header.get('format')!r}, expected {FORMAT!r}")
     if header.get("version") != VERSION:
         raise HeadError(f"format version {header.get('version')!r}; this server reads version {VERSION}")
-    targets = tuple(_target(t) for t in _list(header, "targets"))
+    raw_targets = _list(header, "targets")
+    targets = tuple(_target(t) for t in raw_targets)
+    hidden = {t.name: _int(raw.get("hidden"), f"target {t.name!r} hidden size", 1, 65536)
+              for t, raw in zip(targets, raw_targets, strict=True) if raw.get("hidden") is not None}
     expected = {f"{t.name}.{part}" for t in targets for part in ("weight", "bias")}
+    expected |= {f"{name}.hidden.{part}" for name in hidden for part in ("weight", "bias")}
     if set(tensors) != expected:
         raise HeadError(f"tensors {sorted(tensors)} do not match its targets (want {sorted(expected)})")
     training = header.get("training", {})
@@ -184,6 +201,7 @@ def _read(path: Path) -> ClassifierHead:
         biases={t.name: tensors[f"{t.name}.bias"] for t in targets},
         thresholds=thresholds,
         training=training,
+        hidden={name: (tensors[f"{name}.hidden.weight"], tensors[f"{name}.hidden.bias"]) for name in hidden},
     )
 
 
@@ -267,16 +285,29 @@ def _validate(head: ClassifierHead) -> None:
             raise HeadError(f"target {t.name!r}: 1 to {MAX_LABELS} unique labels of 1-64 [A-Za-z0-9_.:-]")
         if not t.multi_label and len(t.labels) < 2:
             raise HeadError(f"target {t.name!r}: a single-label target needs at least two labels")
+        inputs = head.inputs
+        if t.name in head.hidden:
+            hw, hb = head.hidden[t.name]
+            if not (isinstance(hw, np.ndarray) and isinstance(hb, np.ndarray) and hw.ndim == 2
+                    and hw.shape[1] == head.inputs and hb.shape == (hw.shape[0],) and hw.shape[0] >= 1):
+                raise HeadError(f"target {t.name!r}: hidden layer shapes {getattr(hw, 'shape', None)}, "
+                                f"{getattr(hb, 'shape', None)}; expected (H, {head.inputs}) and (H,)")
+            if not (np.isfinite(hw).all() and np.isfinite(hb).all()):
+                raise HeadError(f"target {t.name!r}: weights must be finite numbers")
+            inputs = hw.shape[0]
         w, b = head.weights.get(t.name), head.biases.get(t.name)
-        if not isinstance(w, np.ndarray) or w.shape != (len(t.labels), head.inputs):
+        if not isinstance(w, np.ndarray) or w.shape != (len(t.labels), inputs):
+            per = "hidden units" if t.name in head.hidden else "features"
             raise HeadError(f"target {t.name!r}: weight shape {getattr(w, 'shape', None)}, expected "
-                            f"{(len(t.labels), head.inputs)} (labels x features: {head.inputs})")
+                            f"{(len(t.labels), inputs)} (labels x {per})")
         if not isinstance(b, np.ndarray) or b.shape != (len(t.labels),):
             raise HeadError(f"target {t.name!r}: bias shape {getattr(b, 'shape', None)}, expected {(len(t.labels),)}")
         if not (np.isfinite(w).all() and np.isfinite(b).all()):
             raise HeadError(f"target {t.name!r}: weights must be finite numbers")
         if t.multi_label:
             multi_labels += t.labels
+    if set(head.hidden) - seen:
+        raise HeadError(f"hidden layers for unknown targets {sorted(set(head.hidden) - seen)}")
     if len(set(multi_labels)) != len(multi_labels):
         raise HeadError("labels of multi-label targets must differ across targets (thresholds are keyed by label)")
     if set(head.thresholds) != set(multi_labels):
