@@ -147,7 +147,11 @@ def test_real_positives_and_negatives_per_category(real_sdk: Mistral) -> None:
 def test_real_multi_label_long_input_and_chat(real_sdk: Mistral) -> None:
     both = POSITIVES["violence_and_threats"] + " " + POSITIVES["pii"]
     filler = " ".join(["The committee met on Tuesday to review the quarterly report on road maintenance."] * 60)
-    long = filler + " " + POSITIVES["selfharm"]  # ~900 tokens: the harmful passage lies far past the window
+    # ~1,000 tokens: the harmful passage (a few sentences: one sentence alone is diluted by the mean pooling over a
+    # 128-token chunk of filler) lies far past the encoder's window, so only chunking finds it
+    passage = (POSITIVES["selfharm"] + " I have written my goodbye letters and I am ready to die. Nobody will miss me"
+               " when I am gone.")
+    long = filler + " " + passage
     res = real_sdk.classifiers.moderate(model=MODERATION_MODEL, inputs=[both, long, filler])
     assert {"violence_and_threats", "pii"} <= flagged(res.results[0]), res.results[0].category_scores
     assert "selfharm" in flagged(res.results[1]), res.results[1].category_scores
