@@ -126,7 +126,7 @@ class ModelEntry(BaseModel):
             if bool(self.path) == bool(self.head):
                 raise ValueError(f"model {self.id!r}: engine 'classifier' needs 'path' (a head file) or 'head' "
                                  f"(a bundled head), exactly one")
-        elif (self.encoder or self.head) and self.engine != "fake":  # tests swap any entry's engine for the fake
+        elif self.engine != "fake" and (self.encoder or self.head):  # a fake stands in for any entry in tests
             raise ValueError(f"model {self.id!r}: 'encoder' and 'head' belong to engine 'classifier'")
         bad = {k: v for k, v in self.thresholds.items() if not 0 < v < 1}
         if bad:

@@ -99,6 +99,17 @@ def test_chunks_overlap_so_a_phrase_on_a_boundary_is_read_whole() -> None:
     assert chunker.split("short text") == ["short text"]
 
 
+def test_long_inputs_are_read_sentence_by_sentence() -> None:
+    chunker = Chunker(max_tokens=34)
+    text = "We baked bread and talked for hours. " * 8 + "Then I took the knife!\nAnd went home"
+    pieces = chunker.split(text)
+    assert pieces[:2] == ["We baked bread and talked for hours."] * 2 and pieces[-2:] == ["Then I took the knife!",
+                                                                                           "And went home"]
+    assert chunker.split("A short one. Two sentences.") == ["A short one. Two sentences."]  # fits: whole
+    long_sentence = " ".join(f"w{i}" for i in range(70)) + "."
+    assert [len(p.split()) for p in chunker.split("Hi. " + long_sentence)] == [1, 32, 32, 22]
+
+
 def test_empty_call_and_extractors_run_on_every_chunk() -> None:
     feature = ConstantFeature()
     engine = HeadClassifierEngine(keyword_head(extra=True), KeywordEncoder(), extractors=[feature])

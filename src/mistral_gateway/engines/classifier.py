@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -36,6 +37,7 @@ CHUNK_OVERLAP = 16  # tokens two neighbouring windows share
 # Longer inputs are read in windows of at most this many tokens (and the encoder's window): about the length of the
 # training lines (3-80 words), so a short harmful passage is not diluted by the mean pooling over a long window.
 CHUNK_TOKENS = 128
+_SENTENCE_END = re.compile(r"(?<=[.!?\u3002\uff01\uff1f])\s+|\n+")
 PROBE_TOLERANCE = 2e-3  # an encoder whose probe embedding differs more is not the one the head was trained on
 
 
@@ -56,25 +58,39 @@ class Chunker:
         self._lock = threading.Lock()
 
     def split(self, text: str) -> list[str]:
+        """``text`` whole when it fits the window; else its sentences, each cut into windows when longer. Sentences,
+        not fixed windows: mean pooling over a window of mostly harmless text dilutes one harmful sentence in it
+        below its threshold (measured: a threat after 600 tokens of a recipe scored 0.07 in 128-token windows,
+        0.9998 alone)."""
+        if self._fits(text):
+            return [text]
+        pieces = [piece for sentence in _SENTENCE_END.split(text) if sentence.strip()
+                  for piece in self._windows(sentence.strip())]
+        return pieces or [text]
+
+    def _fits(self, text: str) -> bool:
+        if self._tokenizer is None:
+            return len(text.split()) <= self.window
+        # a word piece covers at least one character: a short text fits without tokenizing it
+        return len(text) <= self.window or len(self._offsets(text)) <= self.window
+
+    def _windows(self, text: str) -> list[str]:
+        step = self.window - self.overlap
         if self._tokenizer is None:
             words = text.split()
             if len(words) <= self.window:
                 return [text]
-            step = self.window - self.overlap
             return [" ".join(words[i:i + self.window]) for i in range(0, len(words) - self.overlap, step)]
-        if len(text) <= self.window:  # a word piece covers at least one character: it fits, no need to tokenize
-            return [text]
-        with self._lock:
-            offsets = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
-                                      return_attention_mask=False, return_token_type_ids=False)["offset_mapping"]
+        offsets = self._offsets(text) if len(text) > self.window else []
         if len(offsets) <= self.window:
             return [text]
-        step = self.window - self.overlap
-        chunks = []
-        for start in range(0, len(offsets) - self.overlap, step):
-            piece = offsets[start:start + self.window]
-            chunks.append(text[piece[0][0]:piece[-1][1]])
-        return chunks
+        return [text[offsets[start][0]:offsets[min(start + self.window, len(offsets)) - 1][1]]
+                for start in range(0, len(offsets) - self.overlap, step)]
+
+    def _offsets(self, text: str) -> list[tuple[int, int]]:
+        with self._lock:
+            return self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,  # type: ignore[misc]
+                                   return_attention_mask=False, return_token_type_ids=False)["offset_mapping"]
 
 
 class HeadClassifierEngine:
