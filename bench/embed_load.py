@@ -1,4 +1,5 @@
-"""Load generator for POST /v1/embeddings, run as its own process by the embeddings suite (aiohttp + uvloop).
+"""Load generator for POST /v1/embeddings (or another list-input operation: ``--path``, ``--marker``), run as its
+own process by the embeddings and moderation suites (aiohttp + uvloop).
 
     python bench/embed_load.py --url http://127.0.0.1:PORT --token T --corpus corpus.json --batch 64 --clients 1
     python bench/embed_load.py ... --batch 1 --clients 32 --limit 256
@@ -44,13 +45,13 @@ async def _run(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
         for _, batch in pending:
             body: dict[str, Any] = {"model": args.model, "input": batch if args.batch > 1 else batch[0]}
             started = time.perf_counter()
-            async with client.post("/v1/embeddings", json=body) as r:
+            async with client.post(args.path, json=body) as r:
                 content = await r.read()
             latencies.append(time.perf_counter() - started)
             if r.status != 200:
                 errors.append(f"HTTP {r.status}: {content[:200]!r}")
-            elif content.count(b'"object":"embedding"') != len(batch):
-                errors.append(f"{len(batch)} inputs, another number of vectors")
+            elif content.count(args.marker.encode()) != len(batch):
+                errors.append(f"{len(batch)} inputs, another number of results")
 
     connector = aiohttp.TCPConnector(limit=args.clients)
     async with aiohttp.ClientSession(base_url=args.url, headers=headers, connector=connector, trust_env=False,
@@ -84,6 +85,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="texts per request (1: a string, not a list)")
     parser.add_argument("--clients", type=int, default=1, help="concurrent clients")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N texts (0: all)")
+    parser.add_argument("--path", default="/v1/embeddings", help="the operation's path")
+    parser.add_argument("--marker", default='"object":"embedding"', help="appears once per input in an answer")
     args = parser.parse_args()
     texts: list[str] = json.loads(args.corpus.read_text())
     if args.limit:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core import Suite
 
-from . import batch, chat, embeddings, models, proxy
+from . import batch, chat, embeddings, models, moderation, proxy
 
 __all__ = ["SUITES"]
 
@@ -14,4 +14,5 @@ SUITES: dict[str, Suite] = {
     "chat": chat.run,
     "proxy": proxy.run,
     "batch": batch.run,
+    "moderation": moderation.run,
 }

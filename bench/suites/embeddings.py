@@ -75,13 +75,14 @@ def _json_process(argv: list[str], timeout_s: float = 900) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def _load(server: Server, token: str, corpus_file: Path, *, batch: int, clients: int, limit: int = 0
-          ) -> tuple[dict[str, Any], float]:
-    """One load-generator run; returns its report and the server's CPU seconds during it."""
+def _load(server: Server, token: str, corpus_file: Path, *, batch: int, clients: int, limit: int = 0,
+          model: str = MODEL, extra: tuple[str, ...] = ()) -> tuple[dict[str, Any], float]:
+    """One load-generator run; returns its report and the server's CPU seconds during it. ``extra``: more
+    arguments for ``embed_load.py`` (another operation's ``--path`` and ``--marker``)."""
     before = server.cpu_seconds()
     report = _json_process([sys.executable, str(BENCH_DIR / "embed_load.py"), "--url", server.base_url,
-                            "--token", token, "--corpus", str(corpus_file), "--model", MODEL, "--batch", str(batch),
-                            "--clients", str(clients), "--limit", str(limit)])
+                            "--token", token, "--corpus", str(corpus_file), "--model", model, "--batch", str(batch),
+                            "--clients", str(clients), "--limit", str(limit), *extra])
     cpu = server.cpu_seconds() - before
     if report["errors"]:
         _log(f"    {report['errors']} failed request(s), first: {report['first_error']}")
@@ -108,9 +109,10 @@ def _direct_samples(corpus_file: Path, data_dir: Path, rounds: int) -> tuple[lis
     return [sample(r["chunks"]) for r in report["rounds"]], [sample(r["whole"]) for r in report["rounds"]]
 
 
-def _row(scenario: str, url: str, samples: list[Sample], unit: str, baseline: str | None = None) -> Row:
+def _row(scenario: str, url: str, samples: list[Sample], unit: str, baseline: str | None = None,
+         suite: str = SUITE) -> Row:
     cpu = [s.cpu_us_per_request for s in samples if s.cpu_us_per_request is not None]
-    return Row(suite=SUITE, scenario=scenario, url=url, rps=statistics.median(s.rps for s in samples),
+    return Row(suite=suite, scenario=scenario, url=url, rps=statistics.median(s.rps for s in samples),
                p50_ms=statistics.median(s.p50_ms for s in samples), p99_ms=statistics.median(s.p99_ms for s in samples),
                errors=sum(s.errors for s in samples), cpu_us_per_request=statistics.median(cpu) if cpu else None,
                server_cpu_percent=statistics.median(s.server_cpu_percent for s in samples), samples=samples,

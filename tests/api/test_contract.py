@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator
 from starlette.testclient import TestClient
 
 from batch_support import hold, wait_done
+from classifier_support import MODERATION_MODEL, with_fake_moderation
 from mistral_gateway.config import Settings, default_models
 from mistral_gateway.registry import Registry
 from mistral_gateway.services.container import Services
@@ -98,7 +99,7 @@ class Api:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """The default catalog (same ids and aliases) served by the deterministic fake engines."""
-    models = [m.model_copy(update={"engine": "fake"}) for m in default_models()]
+    models = with_fake_moderation([m.model_copy(update={"engine": "fake"}) for m in default_models()])
     return Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False, models=models)
 
 
@@ -228,6 +229,36 @@ def _embeddings(api: Api, dialect: str) -> None:
         assert out["usage"]["total_tokens"] == out["usage"]["prompt_tokens"] > 0
 
 
+CONVERSATION = [{"role": "user", "content": "how do I treat a burn?"}, {"role": "assistant", "content": "Cool it."}]
+
+
+def _moderations(api: Api, dialect: str) -> None:
+    for text in ("hello", ["violence and threats", "nothing at all"]):
+        out = check("moderations", dialect, api.call("moderations", dialect, json={"model": MODERATION_MODEL,
+                                                                                     "input": text}))
+        assert len(out["results"]) == (1 if isinstance(text, str) else 2) and len(out["id"]) == 32
+
+
+def _chat_moderations(api: Api, dialect: str) -> None:
+    for conversations in (CONVERSATION, [CONVERSATION, CONVERSATION[:1]]):
+        body = {"model": MODERATION_MODEL, "input": conversations}
+        out = check("chat_moderations", dialect, api.call("chat_moderations", dialect, json=body))
+        assert len(out["results"]) == (2 if isinstance(conversations[0], list) else 1)
+
+
+def _classifications(api: Api, dialect: str) -> None:
+    body = {"model": MODERATION_MODEL, "input": ["pii", "law"]}
+    out = check("classifications", dialect, api.call("classifications", dialect, json=body))
+    assert [set(r) for r in out["results"]] == [{"moderation"}] * 2
+
+
+def _chat_classifications(api: Api, dialect: str) -> None:
+    for value in ({"messages": CONVERSATION}, [{"messages": CONVERSATION}]):
+        body = {"model": MODERATION_MODEL, "input": value}
+        out = check("chat_classifications", dialect, api.call("chat_classifications", dialect, json=body))
+        assert len(out["results"]) == 1 and "scores" in out["results"][0]["moderation"]
+
+
 BATCH_CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
 
@@ -274,6 +305,10 @@ PRODUCERS: dict[str, Callable[[Api, str], None]] = {
     "get_batch_jobs": _get_batch_jobs,
     "cancel_batch_job": _cancel_batch_job,
     "create_embeddings": _embeddings,
+    "moderations": _moderations,
+    "chat_moderations": _chat_moderations,
+    "classifications": _classifications,
+    "chat_classifications": _chat_classifications,
     "create_chat_completions": _chat_completions,
     "create_fim_completions": _fim_completions,
     "upload_file": _upload_file,

@@ -40,7 +40,10 @@ REACHED = ("GET /v1/files", "POST /v1/files", "GET /v1/files/{file_id}", "GET /v
            "GET /v1/files/{file_id}/url", "GET /v1/models", "GET /v1/models/{model_id}")
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
-ENGINE_OPERATIONS = ("/v1/chat/completions", "/v1/fim/completions", "/v1/embeddings")
+ENGINE_OPERATIONS = ("/v1/chat/completions", "/v1/fim/completions", "/v1/embeddings", "/v1/moderations",
+                     "/v1/chat/moderations", "/v1/classifications", "/v1/chat/classifications")
+CLASSIFIER_IDS = ("mistral-moderation-latest", "mistral-moderation-2411")
+CLASSIFIER_PATHS = ("/moderations", "/classifications")
 
 
 def fuzz_catalog(engine: str) -> list[ModelEntry]:
@@ -162,7 +165,8 @@ def steer(body: Any, path: str, turn: int) -> Any:
         return body
     body = dict(body)
     if isinstance(body.get("model"), str):
-        ids = EMBED_IDS if path.endswith("/embeddings") else CHAT_IDS
+        ids = EMBED_IDS if path.endswith("/embeddings") else CLASSIFIER_IDS if path.endswith(CLASSIFIER_PATHS) \
+            else CHAT_IDS
         if turn % 4 != 3:
             body["model"] = ids[turn % len(ids)]
     if path.endswith("/chat/completions") and isinstance(body.get("messages"), list):

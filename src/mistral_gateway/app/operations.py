@@ -19,6 +19,7 @@ from mistral_gateway.protocol.chat import (
     CompletionChunk,
     FIMCompletionRequest,
 )
+from mistral_gateway.protocol.classifiers import ChatClassificationRequest, ChatModerationRequest, ClassificationRequest
 from mistral_gateway.protocol.embeddings import EmbeddingRequest
 from mistral_gateway.services.completions import resolve_text_model
 from mistral_gateway.upstreams import Relayed, RelayedStream
@@ -57,6 +58,33 @@ async def embeddings(ctx: Context, request: EmbeddingRequest) -> RawJSON:
     return await routed(ctx, request.model, stream=False, capability=None, local=local)
 
 
+async def moderations(ctx: Context, request: ClassificationRequest) -> RawJSON:
+    return await _classifier(ctx, request, ctx.services.classifiers.moderate, "moderation")
+
+
+async def chat_moderations(ctx: Context, request: ChatModerationRequest) -> RawJSON:
+    return await _classifier(ctx, request, ctx.services.classifiers.moderate_chat, "moderation")
+
+
+async def classifications(ctx: Context, request: ClassificationRequest) -> RawJSON:
+    return await _classifier(ctx, request, ctx.services.classifiers.classify, "classification")
+
+
+async def chat_classifications(ctx: Context, request: ChatClassificationRequest) -> RawJSON:
+    return await _classifier(ctx, request, ctx.services.classifiers.classify_chat, "classification")
+
+
+async def _classifier(ctx: Context, request: Any, work: Callable[[Any], Awaitable[Any]], capability: str) -> RawJSON:
+    async def local(model: str | None = None) -> RawJSON:
+        req = request if model is None else request.model_copy(update={"model": model})
+        ctx.meter.model = req.model
+        scored = await ctx.guarded(work(req))
+        ctx.meter.prompt_tokens = scored.tokens  # the encoder's tokens, over all chunks
+        return RawJSON(scored.body)
+
+    return await routed(ctx, request.model, stream=False, capability=capability, local=local)
+
+
 async def routed(ctx: Context, model: str, *, stream: bool, capability: str | None,
                  local: Callable[..., Awaitable[Any]]) -> Any:
     """``local()``'s result for a locally served model; else the first of the model's targets that answers (the
@@ -82,5 +110,9 @@ OPERATIONS: dict[str, Work] = {
     "create_chat_completions": chat_completion,
     "create_fim_completions": fim_completion,
     "create_embeddings": embeddings,
+    "moderations": moderations,
+    "chat_moderations": chat_moderations,
+    "classifications": classifications,
+    "chat_classifications": chat_classifications,
     **RESOURCES,
 }

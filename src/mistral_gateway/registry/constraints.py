@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mistral_gateway.protocol.classifiers import classifier_limits
 from mistral_gateway.protocol.common import SIGNED_URL_MAX_HOURS
 from mistral_gateway.protocol.embeddings import EmbeddingData
 from mistral_gateway.protocol.files import FILE_PURPOSES, MAX_FILE_EXPIRY_HOURS
@@ -59,6 +60,7 @@ SERVICE_LIMITS: dict[tuple[str, str, str], dict[str, Any]] = {
         "x-description": "Only the model's native dimension is served (384 for the bundled `mistral-embed` "
                          "stand-in); any other value is a 400 UNSUPPORTED_OUTPUT_DIMENSION.",
     },
+    **classifier_limits(),
 }
 
 

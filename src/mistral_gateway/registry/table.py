@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mistral_gateway.protocol import batch, chat, embeddings, files, models
+from mistral_gateway.protocol import batch, chat, classifiers, embeddings, files, models
 from mistral_gateway.registry.operation import Operation
 
 __all__ = ["CATEGORY_SCOPES", "OPERATIONS"]
@@ -132,13 +132,20 @@ OPERATIONS: tuple[Operation, ...] = (
         client="agents.complete"),
     # Moderation and classification
     _op("moderations", "Moderations", "Moderation", "POST", "/v1/moderations", "moderations_v1_moderations_post",
-        body="json", client="moderation.moderate"),
+        body="json", client="moderation.moderate", implemented=True, request=classifiers.ClassificationRequest,
+        response=classifiers.ModerationResponse, upstream="classifier", batchable=True),
     _op("chat_moderations", "Chat Moderations", "Moderation", "POST", "/v1/chat/moderations",
-        "chat_moderations_v1_chat_moderations_post", body="json", client="moderation.moderate_chat"),
+        "chat_moderations_v1_chat_moderations_post", body="json", client="moderation.moderate_chat",
+        implemented=True, request=classifiers.ChatModerationRequest, response=classifiers.ModerationResponse,
+        upstream="classifier", batchable=True),
     _op("classifications", "Classifications", "Classification", "POST", "/v1/classifications",
-        "classifications_v1_classifications_post", body="json", client="classification.classify"),
+        "classifications_v1_classifications_post", body="json", client="classification.classify",
+        implemented=True, request=classifiers.ClassificationRequest, response=classifiers.ClassificationResponse,
+        upstream="classifier", batchable=True),
     _op("chat_classifications", "Chat Classifications", "Classification", "POST", "/v1/chat/classifications",
-        "chat_classifications_v1_chat_classifications_post", body="json", client="classification.classify_chat"),
+        "chat_classifications_v1_chat_classifications_post", body="json", client="classification.classify_chat",
+        implemented=True, request=classifiers.ChatClassificationRequest,
+        response=classifiers.ClassificationResponse, upstream="classifier", batchable=True),
     # OCR and audio
     _op("ocr", "OCR", "OCR", "POST", "/v1/ocr", "ocr_v1_ocr_post", body="json", client="ocr.process"),
     _op("create_transcription", "Create Transcription", "Audio", "POST", "/v1/audio/transcriptions",

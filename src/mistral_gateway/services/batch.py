@@ -36,6 +36,10 @@ BATCHABLE: dict[str, str | None] = {
     "/v1/chat/completions": "completion_chat",
     "/v1/fim/completions": "completion_fim",
     "/v1/embeddings": None,
+    "/v1/moderations": "moderation",
+    "/v1/chat/moderations": "moderation",
+    "/v1/classifications": "classification",
+    "/v1/chat/classifications": "classification",
 }
 
 Submit = Callable[[str, dict[str, Any]], None]  # (workspace_id, payload): enqueue a "batch" job

@@ -33,6 +33,7 @@ from mistral_gateway.security.signing import UrlSigner, load_or_create_secret
 from mistral_gateway.services.batch import BatchService
 from mistral_gateway.services.batch_direct import build_batch_service
 from mistral_gateway.services.chat import ChatService
+from mistral_gateway.services.classifiers import ClassifierService
 from mistral_gateway.services.embeddings import EmbeddingService
 from mistral_gateway.services.files import FileService
 from mistral_gateway.services.fim import FimService
@@ -81,6 +82,7 @@ class Services:
     chat: ChatService
     fim: FimService
     embeddings: EmbeddingService
+    classifiers: ClassifierService
     limits: LimitService
     usage: UsageLog
     jobs: JobRepository
@@ -203,5 +205,6 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     job_runner.handlers.register("batch", batch.handler)
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
                     models=models, fine_tuned=fine_tuned, engines=engines, chat=chat, fim=fim, embeddings=embeddings,
+                    classifiers=ClassifierService(models.catalog, engines),
                     limits=limits, usage=usage, jobs=jobs, job_runner=job_runner, router=Router(upstreams),
                     passthrough=passthrough_map(settings, upstreams), batch=batch)

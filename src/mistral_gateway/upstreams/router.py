@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from mistral_gateway.config import ModelEntry
-from mistral_gateway.errors import GatewayError, ServiceUnavailable
+from mistral_gateway.errors import BadGateway, GatewayError, ServiceUnavailable
 from mistral_gateway.registry import Operation, UpstreamKind
 from mistral_gateway.upstreams import openai
 from mistral_gateway.upstreams.client import UNANSWERED, UpstreamClient
@@ -101,6 +101,12 @@ class Router:
         is_openai = client.kind == "openai"
         kind = op.upstream
         assert kind is not None
+        if is_openai and op.openai_path is None:  # e.g. moderations: no OpenAI-compatible translation
+            err = BadGateway(f"upstream {client.name!r} is OpenAI-compatible and cannot serve {op.name}",
+                             code="UPSTREAM_UNSUPPORTED")
+            if not final:
+                return err
+            raise err
         payload = _payload(kind, body, model, is_openai)
         path = (op.openai_path or op.path) if is_openai else op.path
         exchange = await client.open("POST", path, json=payload,
