@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from mistral_gateway.config import Settings
+from mistral_gateway.engines.base import MODERATION_CATEGORIES
 from mistral_gateway.engines.classifier import HeadClassifierEngine, bundled_head
 from mistral_gateway.engines.head_format import load_head
 from mistral_gateway.engines.manager import EngineManager
@@ -69,25 +70,29 @@ def heldout_figures(loaded: Any) -> dict[str, Any]:
     return loop.run(evaluate(engine, heldout))  # type: ignore[no-any-return]
 
 
-def test_heldout_macro_f1_meets_the_target(loaded: Any, heldout_figures: dict[str, Any]) -> None:
-    assert heldout_figures["macro_f1"] >= MACRO_TARGET, heldout_figures
+def test_the_recorded_figures_are_what_the_serving_engine_measures(loaded: Any,
+                                                                   heldout_figures: dict[str, Any]) -> None:
     recorded = loaded[2].head.training["heldout"]  # what README quotes, measured by the training script
     assert abs(recorded["macro_f1"] - heldout_figures["macro_f1"]) < 0.01
+    for category in MODERATION_CATEGORIES:
+        assert abs(recorded[category]["f1"] - heldout_figures[category]["f1"]) < 0.02, category
 
 
-# Not met yet (issue 11 stays open): violence_and_threats 0.736 and dangerous_and_criminal_content 0.735 on the
-# held-out split. Strict, so the day both reach the target this test fails and the mark must go.
-@pytest.mark.xfail(strict=True, reason="violence_and_threats and dangerous_and_criminal_content below F1 0.75")
-def test_heldout_every_category_meets_the_target(heldout_figures: dict[str, Any]) -> None:
+# Not met yet (issue 11 stays open): macro F1 0.846 and violence_and_threats 0.723 on the held-out split (every other
+# category is at 0.75 or above). Strict, so the day the targets are met this test fails and the mark must go.
+@pytest.mark.xfail(strict=True, reason="held-out macro F1 0.846 < 0.85 and violence_and_threats 0.723 < 0.75")
+def test_heldout_meets_the_targets(heldout_figures: dict[str, Any]) -> None:
+    assert heldout_figures["macro_f1"] >= MACRO_TARGET
     assert not _below(heldout_figures, CATEGORY_TARGET), f"categories below F1 {CATEGORY_TARGET} on the held-out split"
 
 
-# Until then, a regression guard: no category may fall below what the shipped head measures today (less 0.02), and
-# the two short of the target are the only ones below it.
-FLOOR = {"violence_and_threats": 0.71, "dangerous_and_criminal_content": 0.71}
+# Until then, a regression guard at what the shipped head measures today, less a margin: a model or data change that
+# makes things worse fails here.
+MACRO_FLOOR, FLOOR = 0.83, {"violence_and_threats": 0.70}
 
 
-def test_heldout_categories_stay_at_their_measured_level(heldout_figures: dict[str, Any]) -> None:
+def test_heldout_stays_at_its_measured_level(heldout_figures: dict[str, Any]) -> None:
+    assert heldout_figures["macro_f1"] >= MACRO_FLOOR, heldout_figures["macro_f1"]
     below = _below(heldout_figures, CATEGORY_TARGET)
     assert set(below) <= set(FLOOR), f"more categories below F1 {CATEGORY_TARGET}: {below}"
     assert all(f1 >= FLOOR[k] for k, f1 in below.items()), f"below the recorded floor {FLOOR}: {below}"
