@@ -174,6 +174,10 @@ def steer(body: Any, path: str, turn: int) -> Any:
             body["messages"] = [{"role": "user", "content": "Say hi."}]
         elif turn % 4 == 1:
             body["messages"] = [*body["messages"], {"role": "user", "content": "Say hi."}]
+    if turn % 4 == 2 and path.endswith(("/chat/moderations", "/chat/classifications")):
+        # generated conversations rarely end well-formed: one in four is a plain one, so the engine is reached
+        conversation = [{"role": "user", "content": "Say hi."}]
+        body["input"] = conversation if path.endswith("/moderations") else {"messages": conversation}
     if path.endswith(("/chat/completions", "/fim/completions")):
         body["max_tokens"] = min(_int(body.get("max_tokens"), MAX_TOKENS), MAX_TOKENS)
         if isinstance(body.get("min_tokens"), int) and body["min_tokens"] > body["max_tokens"]:
