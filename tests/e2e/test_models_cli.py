@@ -42,15 +42,21 @@ def test_install_then_status_with_the_default_catalog(tmp_path: Path, weights_di
     proc = run("status", "--json", "--data-dir", data, weights=weights_dir)
     assert proc.returncode == 0, proc.stderr
     rows = {r["id"]: r for r in json.loads(proc.stdout)}
-    assert set(rows) == {"qwen2.5-coder-1.5b-instruct", "smollm2-135m-instruct", "all-minilm-l6-v2"}
-    assert all(r["ready"] and r["state"] == "ready" and r["runtime"] == "installed" for r in rows.values())
+    assert set(rows) == {"qwen2.5-coder-1.5b-instruct", "smollm2-135m-instruct", "all-minilm-l6-v2",
+                         "moderation-minilm-l6-v2"}
+    assert all(r["ready"] and r["state"] == "ready" for r in rows.values())
+    moderation = rows.pop("moderation-minilm-l6-v2")  # a head shipped in the package over the MiniLM entry
+    assert moderation["engine"] == "classifier" and moderation["weights"] is None
+    assert all(r["runtime"] == "installed" for r in rows.values())
     assert rows["all-minilm-l6-v2"]["engine"] == "sentence-transformers"
     qwen = weights_dir / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
     assert rows["qwen2.5-coder-1.5b-instruct"]["weights"] == str(qwen)
 
     table = run("status", "--data-dir", data, weights=weights_dir).stdout.splitlines()
     assert table[0].split() == ["MODEL", "ENGINE", "RUNTIME", "WEIGHTS", "STATE"]
-    assert len(table) == 4 and all(" ready " in line for line in table[1:])
+    assert len(table) == 5
+    assert all(" ready " in line for line in table[1:] if not line.startswith("moderation-"))
+    assert any(line.startswith("moderation-") and "no weights needed" in line for line in table[1:])
 
 
 def test_status_reports_path_models_and_pending_assets_without_writing(tmp_path: Path) -> None:
