@@ -1,6 +1,8 @@
-"""The model operations: resolve the model (local, or its upstream routes with fallback), run it, fill the meter.
+"""The model operations: resolve the model (local, or its upstream routes with fallback), run it, fill the meter;
+and ``OPERATIONS``, every operation the application layer runs (these, and ``app.resources``), by registry id.
 
-Each takes a ``Context`` and the parsed request model and returns a result (``app.results``); nothing here knows
+Each takes a ``Context`` and the parsed request model and returns a result (``app.results``) of the types its
+return annotation declares (checked against its registry row at startup: ``app.kinds``); nothing here knows
 whether the caller is an HTTP request or a job.
 """
 
