@@ -11,13 +11,13 @@ length first (less padding; the best case). The model is loaded and warmed up on
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
+
+import direct_args  # a sibling: this file runs as a script
 
 __all__ = ["main"]
 
@@ -29,26 +29,14 @@ def _timed(fn: Any) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, required=True)
-    parser.add_argument("--data-dir", type=Path, required=True, help="the gateway's data dir (bundled weights)")
-    parser.add_argument("--model", default="mistral-embed")
+    parser = direct_args.parser(__doc__, "mistral-embed")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: every core)")
     args = parser.parse_args()
 
     import torch
 
-    from mistral_gateway.config import load_settings
-    from mistral_gateway.engines.manager import EngineManager
-    from mistral_gateway.services.models import ModelCatalog
-
-    settings = load_settings(data_dir=args.data_dir)
-    entry = ModelCatalog(settings.models).resolve(args.model)
-    if entry is None:
-        raise SystemExit(f"unknown model {args.model!r}")
-    manager = EngineManager(settings)
+    manager, entry = direct_args.resolve(args)
     engine: Any = asyncio.run(manager.embedding(entry))  # the server's loader: the same weights and settings
     model = engine.model
     torch.set_num_threads(args.threads or os.cpu_count() or 1)  # encode's own default: every core for one call

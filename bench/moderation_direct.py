@@ -7,12 +7,12 @@ with no server in between. Run as its own process; prints one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
-from pathlib import Path
 from typing import Any
+
+import direct_args  # a sibling: this file runs as a script
 
 __all__ = ["main"]
 
@@ -30,22 +30,8 @@ async def _rounds(engine: Any, texts: list[str], rounds: int) -> list[dict[str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, required=True)
-    parser.add_argument("--data-dir", type=Path, required=True, help="the gateway's data dir (bundled weights)")
-    parser.add_argument("--model", default="mistral-moderation-latest")
-    parser.add_argument("--rounds", type=int, default=1)
-    args = parser.parse_args()
-
-    from mistral_gateway.config import load_settings
-    from mistral_gateway.engines.manager import EngineManager
-    from mistral_gateway.services.models import ModelCatalog
-
-    settings = load_settings(data_dir=args.data_dir)
-    entry = ModelCatalog(settings.models).resolve(args.model)
-    if entry is None:
-        raise SystemExit(f"unknown model {args.model!r}")
-    manager = EngineManager(settings)
+    args = direct_args.parser(__doc__, "mistral-moderation-latest").parse_args()
+    manager, entry = direct_args.resolve(args)
     texts: list[str] = json.loads(args.corpus.read_text())
 
     async def run() -> list[dict[str, float]]:
