@@ -10,6 +10,7 @@ from typing import Any, Literal, Protocol
 
 __all__ = [
     "MODERATION_CATEGORIES",
+    "SAMPLE_RATE",
     "ChatMessage",
     "Classification",
     "ClassifierEngine",
@@ -25,7 +26,12 @@ __all__ = [
     "ImageInput",
     "InvalidInput",
     "SamplingParams",
+    "Segment",
+    "SpeechEngine",
     "TextEngine",
+    "Transcript",
+    "TranscriptionOptions",
+    "Word",
 ]
 
 FinishReason = Literal["stop", "length", "tool_calls"]
@@ -147,6 +153,48 @@ class ClassifierEngine(Protocol):
     max_tokens: int
 
     async def classify(self, texts: Sequence[str]) -> list[Classification]: ...
+
+
+SAMPLE_RATE = 16_000  # what speech engines read: mono float32 PCM in [-1, 1] at 16 kHz
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionOptions:
+    language: str | None = None  # ISO 639-1; None: detected from the audio
+    temperature: float = 0.0
+    word_timestamps: bool = False
+    prompt: str | None = None  # initial prompt (the request's context_bias): spellings the decoder should prefer
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    start: float  # seconds from the start of the audio
+    end: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(slots=True)
+class Transcript:
+    """A transcription under way: ``language`` and ``duration`` are known before any text; ``segments`` yields each
+    segment as soon as it is decoded (closing it early stops the decoding)."""
+
+    language: str
+    duration: float  # seconds of audio
+    segments: AsyncIterator[Segment]
+
+
+class SpeechEngine(Protocol):
+    """A loaded speech-to-text model. ``audio`` is mono float32 PCM at ``SAMPLE_RATE``."""
+
+    async def transcribe(self, audio: Any, options: TranscriptionOptions) -> Transcript: ...
 
 
 class EngineError(Exception):

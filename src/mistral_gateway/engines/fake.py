@@ -16,6 +16,7 @@ from typing import Any
 from mistral_gateway.config import ModelEntry, Settings
 from mistral_gateway.engines.base import (
     MODERATION_CATEGORIES,
+    SAMPLE_RATE,
     ChatMessage,
     Classification,
     ClassifierTarget,
@@ -24,10 +25,14 @@ from mistral_gateway.engines.base import (
     Embeddings,
     Generation,
     SamplingParams,
+    Segment,
+    Transcript,
+    TranscriptionOptions,
+    Word,
 )
 
-__all__ = ["FakeClassifierEngine", "FakeEmbeddingEngine", "FakeTextEngine", "load_classifier", "load_embedding",
-           "load_text"]
+__all__ = ["FakeClassifierEngine", "FakeEmbeddingEngine", "FakeSpeechEngine", "FakeTextEngine", "load_classifier",
+           "load_embedding", "load_speech", "load_text"]
 
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett")
 
@@ -173,6 +178,33 @@ class FakeClassifierEngine:
         return out
 
 
+class FakeSpeechEngine:
+    """"Hears" one word of ``_WORDS`` per second of audio whose mean absolute amplitude is above 0.01 (silence is
+    skipped), in segments of ``words_per_segment`` words; the language is the requested one, else "en". Deterministic,
+    so the transcription service, its streaming and the realtime session are testable without a model."""
+
+    def __init__(self, words_per_segment: int = 3) -> None:
+        self.words_per_segment = words_per_segment
+        self.calls: list[tuple[int, TranscriptionOptions]] = []
+
+    async def transcribe(self, audio: Any, options: TranscriptionOptions) -> Transcript:
+        samples = list(audio)
+        self.calls.append((len(samples), options))
+        heard = [(second, _WORDS[second % len(_WORDS)]) for second in range(len(samples) // SAMPLE_RATE)
+                 if _loud(samples[second * SAMPLE_RATE:(second + 1) * SAMPLE_RATE])]
+        return Transcript(options.language or "en", len(samples) / SAMPLE_RATE, self._segments(heard, options))
+
+    async def _segments(self, heard: list[tuple[int, str]], options: TranscriptionOptions) -> AsyncIterator[Segment]:
+        for first in range(0, len(heard), self.words_per_segment):
+            group = heard[first:first + self.words_per_segment]
+            words = tuple(Word(float(s), s + 1.0, f" {w}") for s, w in group) if options.word_timestamps else ()
+            yield Segment(float(group[0][0]), group[-1][0] + 1.0, " " + " ".join(w for _, w in group), words)
+
+
+def _loud(samples: Sequence[float]) -> bool:
+    return bool(samples) and sum(abs(x) for x in samples) / len(samples) > 0.01
+
+
 def load_classifier(entry: ModelEntry, _path: Path | None, _settings: Settings) -> FakeClassifierEngine:
     engine = FakeClassifierEngine([ClassifierTarget("moderation", MODERATION_CATEGORIES, multi_label=True)])
     engine.thresholds.update(entry.thresholds)  # as the real engine: configuration over the head's defaults
@@ -185,3 +217,7 @@ def load_text(entry: ModelEntry, _path: Path | None, _settings: Settings) -> Fak
 
 def load_embedding(entry: ModelEntry, _path: Path | None, _settings: Settings) -> FakeEmbeddingEngine:
     return FakeEmbeddingEngine(max_tokens=entry.max_context_length)
+
+
+def load_speech(entry: ModelEntry, _path: Path | None, _settings: Settings) -> FakeSpeechEngine:
+    return FakeSpeechEngine()
