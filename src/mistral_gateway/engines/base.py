@@ -25,6 +25,11 @@ __all__ = [
     "Generation",
     "ImageInput",
     "InvalidInput",
+    "OcrEngine",
+    "OcrImage",
+    "OcrOptions",
+    "OcrPage",
+    "OcrTable",
     "SamplingParams",
     "Segment",
     "SpeechEngine",
@@ -153,6 +158,55 @@ class ClassifierEngine(Protocol):
     max_tokens: int
 
     async def classify(self, texts: Sequence[str]) -> list[Classification]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OcrOptions:
+    pages: tuple[int, ...] | None = None  # 0-based page indexes, in the order asked; None: every page
+    max_pages: int = 1000  # more pages selected than this: InvalidInput, raised before any page is read
+    image_limit: int | None = None  # at most this many images extracted from the whole document
+    image_min_size: int | None = None  # images narrower or shorter than this many pixels are not extracted
+    include_image_base64: bool = False
+    table_format: Literal["markdown", "html"] | None = None  # None: tables inline in the page's markdown
+    extract_header: bool = False
+    extract_footer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OcrImage:
+    id: str  # "img-0.jpeg": numbered across the document; the markdown links it as ![img-0.jpeg](img-0.jpeg)
+    top_left_x: int  # pixels of the page at its ``dpi``
+    top_left_y: int
+    bottom_right_x: int
+    bottom_right_y: int
+    image_base64: str | None = None  # a data URL, only when include_image_base64
+
+
+@dataclass(frozen=True, slots=True)
+class OcrTable:
+    id: str  # "tbl-0.md" / "tbl-0.html": the markdown links it as [tbl-0.md](tbl-0.md) when tables are separate
+    content: str
+    format: Literal["markdown", "html"]
+
+
+@dataclass(frozen=True, slots=True)
+class OcrPage:
+    index: int  # 0-based, of the document
+    markdown: str
+    images: tuple[OcrImage, ...]
+    width: int  # pixels at ``dpi``
+    height: int
+    dpi: int
+    tables: tuple[OcrTable, ...] = ()  # only with OcrOptions.table_format
+    header: str | None = None  # only with extract_header
+    footer: str | None = None
+
+
+class OcrEngine(Protocol):
+    """Reads a document (PDF, or one image: PNG, JPEG, WebP, TIFF; recognised by its bytes) into markdown pages.
+    An unreadable document or a bad page selection raises InvalidInput, whose message is safe to show."""
+
+    async def read(self, document: bytes, options: OcrOptions) -> list[OcrPage]: ...
 
 
 SAMPLE_RATE = 16_000  # what speech engines read: mono float32 PCM in [-1, 1] at 16 kHz
