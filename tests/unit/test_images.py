@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from mistral_gateway.config import Settings
 from mistral_gateway.engines.base import ChatMessage
 from mistral_gateway.errors import BadRequest
 from mistral_gateway.protocol.chat import ChatCompletionRequest
@@ -293,3 +294,28 @@ def test_https_is_pinned_and_verified_against_the_name(
     assert messages[0].images[0].data == IMAGE and seen == [("/red.png", f"images.test:{port}")]
     assert "could not be fetched" in refused(tls, f"https://other.test:{port}/red.png")  # certificate mismatch
     assert len(seen) == 1
+
+
+# -- settings: the container's fetcher, the allow-list, the deprecated allow_private_image_urls ---------------------
+
+@pytest.mark.parametrize(("settings", "fetched"), [
+    ({}, False), ({"fetch_allow": ["127.0.0.0/8"]}, True), ({"allow_private_image_urls": True}, True),
+    ({"fetch_allow": ["10.0.0.0/8"]}, False)])
+def test_image_urls_follow_the_fetch_settings(server: tuple[str, list[tuple[str, str]], int],
+                                              settings: dict[str, Any], fetched: bool) -> None:
+    base, seen, _ = server
+    configured = Settings(**settings)
+    images = ImageLoader.from_settings(configured, SafeFetcher(FetchPolicy.from_settings(configured)))
+    if fetched:
+        assert attach(images, request(user("x", f"{base}/red.png")))[0].images[0].data == IMAGE
+    else:
+        assert "is refused" in refused(images, f"{base}/red.png")
+    assert len(seen) == fetched
+
+
+def test_the_deprecated_setting_widens_image_urls_only() -> None:
+    shared = SafeFetcher(FetchPolicy.from_settings(Settings()))
+    assert ImageLoader.from_settings(Settings(), shared).fetcher is shared
+    widened = ImageLoader.from_settings(Settings(allow_private_image_urls=True), shared).fetcher
+    assert widened is not shared and widened.policy.allow.permits_address("10.0.0.1")
+    assert not shared.policy.allow.permits_address("10.0.0.1")

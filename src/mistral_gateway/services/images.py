@@ -44,7 +44,7 @@ class _Bad(Exception):
 class ImageLoader:
     def __init__(self, limits: ImageLimits, fetcher: SafeFetcher) -> None:
         self.limits = limits
-        self._fetcher = fetcher
+        self.fetcher = fetcher
 
     @classmethod
     def from_settings(cls, settings: Settings, fetcher: SafeFetcher | None = None) -> ImageLoader:
@@ -90,7 +90,7 @@ class ImageLoader:
             if url[:5].lower() == "data:":
                 data = decode_data_url(url, what="image_url", max_bytes=self.limits.max_bytes).data
             elif url.partition(":")[0].lower() in ("http", "https"):
-                data = (await self._fetcher.fetch(url, what="image_url", max_bytes=self.limits.max_bytes,
+                data = (await self.fetcher.fetch(url, what="image_url", max_bytes=self.limits.max_bytes,
                                                   accept=_ACCEPT)).data
             else:
                 raise _Bad("image_url must be an http(s) URL or a base64 data URL")
