@@ -256,7 +256,8 @@ def test_data_urls_are_decoded_bounded_and_sniffed() -> None:
     (b"OggS\x00\x02", "audio/ogg"), (b"\x00\x00\x00\x20ftypM4A \x00", "audio/mp4"),
     (b"\x00\x00\x00\x18ftypmp42", "audio/mp4"), (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81", "audio/webm"),
     (b"<!DOCTYPE html><html>", None), (b"RIFF\x24\x00\x00\x00AVI ", None), (b"", None), (b"\xff", None),
-    (b"PK\x03\x04", None),
+    (b"PK\x03\x04", None), (b"\xff\xfea\x00b\x00", None), (b"\xff\xfb\xf0\x64", None), (b"\xff\xeb\x90", None),
+    (b"\xff\xf3\x64\x00", "audio/mpeg"), (b"\xff\xfb", None),
 ])
 def test_sniff_kind(head: bytes, kind: str | None) -> None:
     assert sniff_kind(head) == kind

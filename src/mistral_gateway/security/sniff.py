@@ -33,7 +33,17 @@ def sniff_kind(data: bytes) -> str | None:
         return "audio/wav" if head[8:12] == b"WAVE" else "image/webp"
     if head[4:8] == b"ftyp":
         return "audio/mp4"
-    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # an MPEG audio frame header (sync bits)
-        layer = (head[1] >> 1) & 3
-        return "audio/aac" if layer == 0 else "audio/mpeg"  # layer 0 is ADTS (AAC); 1-3 are MPEG layers III-I
+    if len(head) >= 3 and head[0] == 0xFF:
+        return _frame(head[1], head[2])
     return None
+
+
+def _frame(second: int, third: int) -> str | None:
+    """An MPEG audio (MP3) or ADTS (AAC) frame header after its 0xFF, checked field by field, so that other data
+    starting with 0xFF (a UTF-16 byte order mark, say) is not taken for audio."""
+    if second & 0xF6 == 0xF0:  # ADTS: sync, MPEG-4/2 id, layer 00
+        return "audio/aac"
+    version, layer = (second >> 3) & 3, (second >> 1) & 3
+    if second & 0xE0 != 0xE0 or version == 1 or layer == 0 or second == 0xFE:
+        return None
+    return "audio/mpeg" if third >> 4 not in (0, 15) and (third >> 2) & 3 != 3 else None
