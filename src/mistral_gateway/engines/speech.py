@@ -73,6 +73,11 @@ class WhisperSpeechEngine:
         self.stats = SpeechStats()
 
     @property
+    def model(self) -> Any:
+        """The loaded faster-whisper model (another engine may share it, e.g. with other limits)."""
+        return self._model
+
+    @property
     def active(self) -> int:
         """Transcriptions admitted and not finished (queued or decoding)."""
         with self._lock:
