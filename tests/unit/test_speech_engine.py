@@ -62,7 +62,7 @@ class ScriptedWhisper:
         with self._lock:
             self.running += 1
             self.most_running = max(self.most_running, self.running)
-        self.calls.append({"samples": audio.size, **options})
+        self.calls.append({"samples": audio.size, "thread": threading.get_ident(), **options})
         self.started.set()
         if self.hold:
             assert self.release.wait(BOUND)
@@ -180,6 +180,21 @@ def test_an_abandoned_transcript_stops_and_frees_its_slot() -> None:
 
     asyncio.run(run())
     assert engine.stats.stopped == 1
+
+
+def test_transcriptions_reuse_the_engines_threads() -> None:
+    """Regression: a new thread per transcription made CTranslate2 abort the process at exit ("terminate called
+    without an active exception") after a few transcriptions; the engine's ``parallel`` threads do all the work."""
+    model = ScriptedWhisper(1)
+    engine = WhisperSpeechEngine(model, parallel=1)
+
+    async def run() -> None:
+        for _ in range(6):
+            await collect(engine)
+
+    asyncio.run(run())
+    assert len(model.calls) == 6 and len({call["thread"] for call in model.calls}) == 1
+    assert threading.get_ident() not in {call["thread"] for call in model.calls}  # never the event loop's
 
 
 def test_concurrency_is_bounded_then_queued_then_refused() -> None:
