@@ -273,6 +273,28 @@ def test_bad_input_is_invalid_input(audio: Any, options: TranscriptionOptions, m
     assert model.calls == []
 
 
+def test_close_tells_queued_callers_instead_of_leaving_them_waiting() -> None:
+    model = ScriptedWhisper(2)
+    model.hold = True
+    engine = WhisperSpeechEngine(model, parallel=1, queue_limit=1)
+
+    async def run() -> None:
+        first = asyncio.create_task(engine.transcribe(AUDIO, PLAIN))
+        await until(model.started.is_set)
+        queued = asyncio.create_task(engine.transcribe(AUDIO, PLAIN))
+        await until(lambda: engine.active == 2)
+        engine.close()
+        model.release.set()
+        with pytest.raises(EngineUnavailable, match="stopped before"):
+            await queued
+        transcript = await first  # it had started: it ends at its next segment
+        assert [s async for s in transcript.segments] == []
+        await until(lambda: engine.active == 0)
+
+    asyncio.run(run())
+    assert len(model.calls) == 1
+
+
 def test_close_stops_decodings_and_refuses_new_ones() -> None:
     model = ScriptedWhisper(50)
     engine = WhisperSpeechEngine(model, lookahead=1)

@@ -96,6 +96,10 @@ class WhisperSpeechEngine:
         self._admit(decoding)
         try:
             self._pool.submit(self._run, decoding, samples, options)
+        except RuntimeError as exc:  # closed since admission
+            self._discard(decoding)
+            raise EngineUnavailable(f"{self.model_id} is shutting down") from exc
+        try:
             first = await decoding.items.get()
         except BaseException:  # cancelled while queued or detecting: nobody will read the segments
             decoding.cancel()
@@ -112,7 +116,7 @@ class WhisperSpeechEngine:
             active = list(self._active)
         for decoding in active:
             decoding.cancel()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=False)  # queued ones still run, see they are stopped and tell their reader
 
     def _admit(self, decoding: _Decoding) -> None:
         with self._lock:
@@ -124,16 +128,19 @@ class WhisperSpeechEngine:
             self._active.add(decoding)
 
     def _run(self, decoding: _Decoding, samples: np.ndarray, options: TranscriptionOptions) -> None:
-        """The decoding thread: a slot, the features and language, then the segments one by one. The slot and the
-        admission are given back before the reader hears of the end, so a reader that saw it may start another."""
-        last: Any = _END
+        """On a decoding thread: the features and language, then the segments one by one. The admission is given
+        back before the reader hears of the end, so a reader that saw it may start another at once."""
+        last: Any = EngineUnavailable(f"{self.model_id} stopped before this transcription started", retry_after=5.0)
         try:
-            if not decoding.stopped:  # else cancelled while it waited in the queue
+            if not decoding.stopped:  # else cancelled, or the engine closed, while it waited in the queue
                 last = self._decode(decoding, samples, options)
         finally:
-            with self._lock:
-                self._active.discard(decoding)
+            self._discard(decoding)
             decoding.put(last)
+
+    def _discard(self, decoding: _Decoding) -> None:
+        with self._lock:
+            self._active.discard(decoding)
 
     def _decode(self, decoding: _Decoding, samples: np.ndarray, options: TranscriptionOptions) -> Any:
         """Hands over the language and each segment; returns what ends the stream: the end, or the failure."""
