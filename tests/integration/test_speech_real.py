@@ -44,7 +44,16 @@ def engine(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Itera
                         bootstrap_dev_token=False)  # the default catalog
     manager = EngineManager(settings)
     entry = next(e for e in settings.models if "voxtral-mini-latest" in e.aliases)
-    loaded = asyncio.run(manager.speech(entry))
+    import faster_whisper.transcribe
+    import tokenizers
+
+    def hub(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the speech model reached for a model hub")
+
+    with pytest.MonkeyPatch.context() as patch:  # the bundled directory is all it reads
+        patch.setattr(faster_whisper.transcribe, "download_model", hub)
+        patch.setattr(tokenizers.Tokenizer, "from_pretrained", hub)
+        loaded = asyncio.run(manager.speech(entry))
     assert isinstance(loaded, WhisperSpeechEngine)
     yield loaded
     manager.close()
