@@ -15,7 +15,7 @@ from typing import Any
 from anyio.to_thread import run_sync
 
 from mistral_gateway.config import ModelEntry, Settings
-from mistral_gateway.engines.base import ClassifierEngine, EmbeddingEngine, EngineError, TextEngine
+from mistral_gateway.engines.base import ClassifierEngine, EmbeddingEngine, EngineError, SpeechEngine, TextEngine
 
 __all__ = ["EngineManager", "Loader", "kind_of"]
 
@@ -28,6 +28,7 @@ _LOADERS: dict[tuple[str, str], str] = {
     ("fake", "text"): "mistral_gateway.engines.fake:load_text",
     ("fake", "embedding"): "mistral_gateway.engines.fake:load_embedding",
     ("fake", "classifier"): "mistral_gateway.engines.fake:load_classifier",
+    ("fake", "speech"): "mistral_gateway.engines.fake:load_speech",
     # needs the encoder's engine too: see EngineManager.classifier
     ("classifier", "classifier"): "mistral_gateway.engines.classifier:load",
 }
@@ -35,12 +36,15 @@ CLASSIFIER_CAPABILITIES = frozenset({"moderation", "classification"})
 
 
 def kind_of(entry: ModelEntry) -> str:
-    """What an entry serves: embeddings (no chat capability, or an embedding engine), text, or classifications
-    (a classifier engine, or a fake with the moderation/classification capability and no chat)."""
+    """What an entry serves: embeddings (no chat capability, or an embedding engine), text, speech (capability
+    audio_transcription, no chat), or classifications (a classifier engine, or a fake with the
+    moderation/classification capability and no chat)."""
     if entry.engine == "sentence-transformers":
         return "embedding"
     if {"completion_chat", "completion_fim"} & set(entry.capabilities):
         return "text"
+    if "audio_transcription" in entry.capabilities:
+        return "speech"
     if entry.engine == "classifier" or CLASSIFIER_CAPABILITIES & set(entry.capabilities):
         return "classifier"
     return "embedding"
@@ -58,6 +62,9 @@ class EngineManager:
 
     async def embedding(self, entry: ModelEntry) -> EmbeddingEngine:
         return await self._get(entry, "embedding")  # type: ignore[no-any-return]
+
+    async def speech(self, entry: ModelEntry) -> SpeechEngine:
+        return await self._get(entry, "speech")  # type: ignore[no-any-return]
 
     async def classifier(self, entry: ModelEntry) -> ClassifierEngine:
         """A classifier head over its encoder: the encoder entry's embedding engine (loaded once, shared with the
