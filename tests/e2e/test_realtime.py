@@ -5,8 +5,10 @@ dialects, refused handshakes, usage, and no token in the server's handshake log 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +25,8 @@ from realtime_support import REALTIME_MODEL, Client, append, fake_speech_models,
 from support import LiveServer, serving
 
 pytestmark = pytest.mark.e2e
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def recorded(services: Services, count: int) -> list[UsageRecord]:
@@ -312,3 +316,17 @@ def test_encodings(live: tuple[LiveServer, str]) -> None:
 
     for encoding in ("pcm_s16le", "pcm_s32le", "pcm_f16le", "pcm_f32le", "pcm_mulaw", "pcm_alaw"):
         assert asyncio.run(heard(encoding)) == _WORDS[0], encoding
+
+
+def test_the_bench_session(live: tuple[LiveServer, str]) -> None:
+    """The realtime bench's client (``bench/suites/realtime.py``) measures a paced session end to end."""
+    server, token = live
+    sys.path.insert(0, str(BENCH))  # bench modules import each other by top-level name, as bench/run.py runs them
+    try:
+        bench = importlib.import_module("suites.realtime")
+    finally:
+        sys.path.remove(str(BENCH))
+    result = asyncio.run(bench.session(server.base_url, token, tone(2.0) + silence(0.5), 16_000, model=REALTIME_MODEL,
+                                       chunk_s=0.25))
+    assert result["text"].split() == [_WORDS[0], _WORDS[1]] and result["audio_s"] == 2.5
+    assert result["first_partial_s"] > 0 and 0 < result["audio_sent_s"] <= 2.5 and result["final_s"] >= 0
