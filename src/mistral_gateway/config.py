@@ -87,7 +87,7 @@ class ModelEntry(BaseModel):
     aliases: list[str] = Field(default_factory=list)
     name: str | None = None
     description: str | None = None
-    engine: Literal["llama.cpp", "sentence-transformers", "classifier", "fake", "none"] = "llama.cpp"
+    engine: Literal["llama.cpp", "sentence-transformers", "classifier", "faster-whisper", "fake", "none"] = "llama.cpp"
     path: str | None = None
     asset: str | None = None
     max_context_length: int = 32768  # per request (one llama.cpp slot)
@@ -220,6 +220,18 @@ def default_models() -> list[ModelEntry]:
             max_context_length=256,
             capabilities=["moderation", "classification"],
         ),
+        ModelEntry(
+            id="whisper-base",
+            name="Whisper base (faster-whisper, int8)",
+            description="Local speech-to-text: OpenAI Whisper base on CTranslate2, language detection, segment and "
+                        "word timestamps.",
+            engine="faster-whisper",
+            asset="whisper-base",
+            # the other voxtral ids (dated ones, voxtral-mini-transcribe...) resolve here by family (model_families)
+            aliases=["voxtral-mini-latest", "voxtral-small-latest"],
+            parallel=1,  # transcriptions decoding at once (each on every core); the rest queue
+            capabilities=["audio_transcription", "audio"],
+        ),
     ]
 
 
@@ -291,6 +303,10 @@ class Settings(BaseSettings):
     image_fetch_timeout: float = Field(10.0, gt=0, le=120)  # seconds for one image URL, redirects included
     image_max_redirects: int = Field(3, ge=0, le=10)
     allow_private_image_urls: bool = False  # True lets image URLs reach loopback/LAN addresses (tests, intranets)
+    # Audio for speech models (engines.audio): encoded bytes, and seconds (from the container's header when it says,
+    # else counted while decoding); longer audio is refused with 413 naming the limit
+    audio_max_bytes: int = Field(100 * MB, ge=1024, le=2048 * MB)
+    audio_max_seconds: float = Field(1800.0, ge=1, le=6 * 3600)
     # Durable jobs (README "Jobs"): `serve` runs these workers in-process unless run_embedded_worker is off;
     # `mistral-gateway worker` runs them alone. A job's lease lapses job_lease_seconds after its worker's last
     # heartbeat; then another worker resumes it from its checkpoint (or it fails after job_max_attempts).

@@ -28,25 +28,28 @@ _LOADERS: dict[tuple[str, str], str] = {
     ("fake", "text"): "mistral_gateway.engines.fake:load_text",
     ("fake", "embedding"): "mistral_gateway.engines.fake:load_embedding",
     ("fake", "classifier"): "mistral_gateway.engines.fake:load_classifier",
-    ("fake", "speech"): "mistral_gateway.engines.fake:load_speech",
     # needs the encoder's engine too: see EngineManager.classifier
     ("classifier", "classifier"): "mistral_gateway.engines.classifier:load",
+    ("faster-whisper", "speech"): "mistral_gateway.engines.speech:load",
+    ("fake", "speech"): "mistral_gateway.engines.fake:load_speech",
 }
 CLASSIFIER_CAPABILITIES = frozenset({"moderation", "classification"})
 
 
 def kind_of(entry: ModelEntry) -> str:
-    """What an entry serves: embeddings (no chat capability, or an embedding engine), text, speech (capability
-    audio_transcription, no chat), or classifications (a classifier engine, or a fake with the
-    moderation/classification capability and no chat)."""
+    """What an entry serves: embeddings (no chat capability, or an embedding engine), text, classifications
+    (a classifier engine, or a fake with the moderation/classification capability and no chat), or speech (a speech
+    engine, or a fake with the audio_transcription capability and no chat)."""
     if entry.engine == "sentence-transformers":
         return "embedding"
+    if entry.engine == "faster-whisper":
+        return "speech"
     if {"completion_chat", "completion_fim"} & set(entry.capabilities):
         return "text"
-    if "audio_transcription" in entry.capabilities:
-        return "speech"
     if entry.engine == "classifier" or CLASSIFIER_CAPABILITIES & set(entry.capabilities):
         return "classifier"
+    if "audio_transcription" in entry.capabilities:
+        return "speech"
     return "embedding"
 
 
