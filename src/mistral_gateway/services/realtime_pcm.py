@@ -1,9 +1,10 @@
 """Raw PCM as the realtime protocol sends it (``audio_format``: six encodings, 8-96 kHz) to what speech engines read:
-mono float32 in [-1, 1] at ``SAMPLE_RATE``. Streamed: bytes of a sample split across two messages and the
-resampler's phase carry over to the next chunk.
+mono float32 in [-1, 1] at ``SAMPLE_RATE``. Streamed: bytes of a sample split across two messages wait for the next
+one, and the resampler (``engines.audio.Pcm16Resampler``, PyAV's: filtered, not aliased) keeps its state between
+chunks. Other encodings are read here and handed to it as 16-bit samples (ample for speech).
 
-A minimal stand-in until the speech helper's ``engines/audio.py`` lands (lead: swap for its PCM helper then).
-numpy is imported lazily: a server without the local runtimes still starts (and refuses realtime sessions).
+numpy and PyAV are imported lazily: a server without the local runtimes still starts (and refuses realtime
+sessions, having no speech model).
 """
 
 from __future__ import annotations
@@ -22,36 +23,36 @@ SAMPLE_BYTES = {"pcm_s16le": 2, "pcm_s32le": 4, "pcm_f16le": 2, "pcm_f32le": 4, 
 
 
 class PcmStream:
-    """Decodes successive chunks of one stream of ``encoding`` at ``rate`` Hz."""
+    """Decodes successive chunks of one stream of ``encoding`` at ``rate`` Hz; ``end`` gives what the resampler
+    still holds (once, at the end of the stream)."""
 
     def __init__(self, encoding: str, rate: int) -> None:
+        from mistral_gateway.engines.audio import Pcm16Resampler
+
         self.encoding = encoding
         self.rate = rate
         self._width = SAMPLE_BYTES[encoding]
         self._rest = b""  # the bytes of an incomplete sample at the end of the last chunk
-        self._step = rate / SAMPLE_RATE  # source samples per output sample
-        self._pos = 0.0  # where the next output sample falls, in source samples from ``_last`` (or the start)
-        self._last: Any = None  # the previous chunk's last source sample: interpolation spans the boundary
+        self._resampler: Any = Pcm16Resampler(rate) if rate != SAMPLE_RATE else None
 
     def decode(self, data: bytes) -> np.ndarray:
         data = self._rest + data
         whole = len(data) - len(data) % self._width
-        self._rest = data[whole:]
-        return self._resample(_samples(data[:whole], self.encoding))
+        self._rest, data = data[whole:], data[:whole]
+        if self._resampler is None:
+            return _samples(data, self.encoding)
+        return self._resampler.feed(data if self.encoding == "pcm_s16le" else _s16(_samples(data, self.encoding)))
 
-    def _resample(self, x: np.ndarray) -> np.ndarray:
+    def end(self) -> np.ndarray:
         import numpy as np
 
-        if self.rate == SAMPLE_RATE or not len(x):
-            return x
-        src = x if self._last is None else np.concatenate([np.asarray([self._last], dtype=np.float32), x])
-        end = len(src) - 1  # the last position with both neighbours
-        count = int((end - self._pos) // self._step) + 1 if end >= self._pos else 0
-        at = self._pos + np.arange(count) * self._step
-        out = np.interp(at, np.arange(len(src)), src).astype(np.float32)
-        self._pos = self._pos + count * self._step - end
-        self._last = src[-1]
-        return out
+        return self._resampler.flush() if self._resampler is not None else np.zeros(0, np.float32)
+
+
+def _s16(samples: np.ndarray) -> bytes:
+    import numpy as np
+
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
 def _samples(data: bytes, encoding: str) -> np.ndarray:

@@ -104,6 +104,9 @@ class Session:
         if self._received + len(samples) > self.limits.max_audio_seconds * SAMPLE_RATE:
             raise PayloadTooLarge(f"the session reached {self.limits.max_audio_seconds:g} s of audio, the limit per "
                                   "session", code="AUDIO_TOO_LONG")
+        self._take(samples)
+
+    def _take(self, samples: np.ndarray) -> None:
         if not len(samples):
             return
         self._chunks.append(samples)
@@ -119,6 +122,8 @@ class Session:
         self._wake.set()
 
     def end(self) -> None:
+        if self._pcm is not None:
+            self._take(self._pcm.end())  # the resampler's last samples
         self._ending = True
         self._wake.set()
 
