@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["GUARD_SECONDS", "Session"]
 
 GUARD_SECONDS = 1.0  # a segment ending this close to the window's end may still grow: it stays
+# Below this RMS (about -50 dBFS) audio is silence: a window of it is not decoded, and a segment over it is dropped
+# (Whisper "hears" words such as "you" in silence, and a microphone sends plenty of it).
+SILENCE_RMS = 0.003
 CATCH_UP_SECONDS = 10.0  # audio beyond the window the reader may buffer while a decoding runs
 
 
@@ -175,6 +178,8 @@ class Session:
 
     async def _hear(self, audio: np.ndarray) -> list[Piece]:
         self._since = 0
+        if _rms(audio) < SILENCE_RMS:
+            return []
         prompt = ", ".join(self.context_bias) if self.context_bias else None
         options = TranscriptionOptions(language=self.language or self._heard, prompt=prompt)
         transcript = await self.engine.transcribe(audio, options)
@@ -184,6 +189,8 @@ class Session:
             close = getattr(transcript.segments, "aclose", None)
             if close is not None:
                 await close()
+        pieces = [p for p in pieces if _rms(audio[round(p.start * SAMPLE_RATE):round(p.end * SAMPLE_RATE)])
+                  >= SILENCE_RMS]
         if self._heard is None and any(p.words for p in pieces):
             self._heard = self.language or transcript.language
             await self.send({"type": "transcription.language", "audio_language": self._heard})
@@ -231,3 +238,10 @@ class Session:
         return {"request_id": self.request_id, "model": self.model,
                 "audio_format": self.audio_format.model_dump(), "target_streaming_delay_ms": self.step_ms,
                 "diarize": False, "context_bias": self.context_bias, "language": self.language}
+
+
+def _rms(audio: np.ndarray) -> float:
+    """Root mean square; an empty span counts as audible (a segment without a usable time span is kept)."""
+    import numpy as np
+
+    return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if len(audio) else 1.0
