@@ -8,6 +8,7 @@ import asyncio
 import base64
 import itertools
 import json
+import logging
 import struct
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from mistral_gateway.config import ModelEntry, Settings
 from mistral_gateway.engines.base import SAMPLE_RATE, EngineBusy, Segment, Transcript, TranscriptionOptions
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.services.models import ModelCatalog
-from mistral_gateway.services.realtime import Outcome, RealtimeLimits, RealtimeService
+from mistral_gateway.services.realtime import ClientGone, Outcome, RealtimeLimits, RealtimeService
 from mistral_gateway.services.realtime_pcm import PcmStream
 from mistral_gateway.services.realtime_text import Piece, WindowText
 
@@ -186,3 +187,22 @@ def test_pcm_streams() -> None:
         [-32124 / 32768, 32124 / 32768, 0.0])
     assert PcmStream("pcm_alaw", SAMPLE_RATE).decode(bytes([0x2A, 0xAA, 0xD5])).tolist() == pytest.approx(
         [-32256 / 32768, 32256 / 32768, 8 / 32768])
+
+
+def test_a_client_gone_while_events_are_sent(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The transport's ``send`` raises ClientGone: the session ends as 499, quietly (no error logged)."""
+    svc = service(ScriptedEngine(lambda n: [(0.0, float(n), "word " * n)]), tmp_path)
+    queue = [audio_message(1.0)] * 4
+    sent: list[str] = []
+
+    async def receive() -> str | None:
+        return queue.pop(0) if queue else None
+
+    async def send(event: dict[str, Any]) -> None:
+        if event["type"] == "transcription.text.delta":
+            raise ClientGone("connection reset")
+        sent.append(event["type"])
+
+    outcome = asyncio.run(svc.serve(MODEL, receive, send))
+    assert (outcome.status, outcome.close_code) == (499, None) and "transcription.language" in sent
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -24,6 +24,7 @@ from mistral_gateway.errors import GatewayError
 from mistral_gateway.http.accesslog import redact_target
 from mistral_gateway.http.dialects import LOWCODE, NATIVE, Dialect
 from mistral_gateway.http.endpoint import authenticate
+from mistral_gateway.services.realtime import ClientGone
 
 __all__ = ["RedactWebSocketTargets", "realtime_routes"]
 
@@ -62,12 +63,12 @@ async def _serve(websocket: WebSocket, calls: RealtimeCalls, dialect: Dialect) -
         return text if text is not None else message.get("bytes") or b""
 
     async def send(event: dict[str, Any]) -> None:
-        await websocket.send_text(orjson.dumps(event).decode())
+        try:
+            await websocket.send_text(orjson.dumps(event).decode())
+        except (WebSocketDisconnect, OSError, RuntimeError) as exc:  # gone (uvicorn), or the socket closed already
+            raise ClientGone(str(exc)) from exc
 
-    try:
-        outcome = await calls.run(exchange, websocket.query_params.get("model"), receive, send)
-    except (WebSocketDisconnect, OSError):  # the client left while an event was being sent
-        return
+    outcome = await calls.run(exchange, websocket.query_params.get("model"), receive, send)
     if outcome.close_code is not None:
         with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):  # already closed by the client
             await websocket.close(outcome.close_code, outcome.reason[:120])

@@ -39,7 +39,8 @@ from mistral_gateway.services.completions import engine_errors, resolve_text_mod
 from mistral_gateway.services.models import ModelCatalog
 from mistral_gateway.services.realtime_session import Session
 
-__all__ = ["CLOSE_NORMAL", "Outcome", "RealtimeLimits", "RealtimeService", "Receive", "Send", "SessionTimeout"]
+__all__ = ["CLOSE_NORMAL", "ClientGone", "Outcome", "RealtimeLimits", "RealtimeService", "Receive", "Send",
+           "SessionTimeout"]
 
 log = logging.getLogger("mistral_gateway.realtime")
 
@@ -119,8 +120,13 @@ class RealtimeService:
 
 
 async def _refuse(send: Send, err: GatewayError, close_code: int) -> Outcome:
-    await send(error_event(err.message, err.status))
+    with contextlib.suppress(ClientGone):
+        await send(error_event(err.message, err.status))
     return Outcome(err.status, close_code, reason=err.message[:120])
+
+
+class ClientGone(Exception):
+    """Raised by ``send`` when the client is no longer there to receive the event (the transport says how)."""
 
 
 class SessionTimeout(GatewayError):
@@ -148,10 +154,14 @@ class _Run:
 
     async def run(self, receive: Receive) -> Outcome:
         session = self.session
-        await session.send(session.created())
+        outcome = Outcome(model=session.model)
+        try:
+            await session.send(session.created())
+        except ClientGone:
+            outcome.status, outcome.close_code = 499, None
+            return outcome
         reader = asyncio.create_task(self._read(receive))
         decoder = asyncio.create_task(self._decode())
-        outcome = Outcome(model=session.model)
         try:
             async with asyncio.timeout(self.limits.max_session_seconds):
                 pending: set[asyncio.Task[Any]] = {reader, decoder}
@@ -168,6 +178,8 @@ class _Run:
                 code="SESSION_TOO_LONG"), CLOSE_POLICY))
         except _Fatal as fatal:
             await self._fail(outcome, fatal)
+        except ClientGone:
+            outcome.status, outcome.close_code = 499, None
         except Exception:  # a bug, not the client's doing: logged, and the client still gets the protocol's error
             log.exception("realtime session %s failed", session.request_id)
             await self._fail(outcome, _Fatal(InternalError("internal server error"), CLOSE_SERVER))
