@@ -18,7 +18,14 @@ import numpy as np
 import pytest
 
 from mistral_gateway.config import ModelEntry, Settings
-from mistral_gateway.engines.base import SAMPLE_RATE, EngineBusy, Segment, Transcript, TranscriptionOptions
+from mistral_gateway.engines.base import (
+    SAMPLE_RATE,
+    EngineBusy,
+    EngineUnavailable,
+    Segment,
+    Transcript,
+    TranscriptionOptions,
+)
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.services.models import ModelCatalog
 from mistral_gateway.services.realtime import ClientGone, Outcome, RealtimeLimits, RealtimeService
@@ -136,11 +143,14 @@ def test_backpressure_while_the_engine_is_behind(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("failure", "status", "close"), [(EngineBusy("busy", retry_after=2.0), 503, 1011),
+                                                          (EngineUnavailable("restarting"), 503, 1011),
                                                           (RuntimeError("a bug"), 500, 1011)])
 def test_engine_failures_end_the_session(tmp_path: Path, failure: Exception, status: int, close: int) -> None:
+    """A failed decoding ends the session; a busy engine only at the end (a partial decoding waits a step)."""
     engine = ScriptedEngine(lambda n: [])
     engine.fail = failure
-    outcome, events = asyncio.run(serve(service(engine, tmp_path), [audio_message(1.0)] * 3))
+    end = json.dumps({"type": "input_audio.end"})
+    outcome, events = asyncio.run(serve(service(engine, tmp_path), [audio_message(1.0)] * 3 + [end]))
     assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == status
     assert (outcome.status, outcome.close_code) == (status, close)
 
@@ -206,3 +216,19 @@ def test_a_client_gone_while_events_are_sent(tmp_path: Path, caplog: pytest.LogC
     outcome = asyncio.run(svc.serve(MODEL, receive, send))
     assert (outcome.status, outcome.close_code) == (499, None) and "transcription.language" in sent
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_busy_engine_skips_partial_decodings(tmp_path: Path) -> None:
+    engine = ScriptedEngine(lambda n: [(0.0, float(n), "word " * n)])
+    busy = iter([True, True, False, False, False])
+
+    async def transcribe(audio: Any, options: TranscriptionOptions) -> Transcript:
+        if next(busy, False):
+            raise EngineBusy("queue full", retry_after=1.0)
+        return await ScriptedEngine.transcribe(engine, audio, options)
+
+    engine.transcribe = transcribe  # type: ignore[method-assign]
+    end = json.dumps({"type": "input_audio.end"})
+    outcome, events = asyncio.run(serve(service(engine, tmp_path), [audio_message(1.0)] * 4 + [end]))
+    assert outcome.status == 200 and events[-1]["text"] == "word word word word"
+    assert engine.lengths == [3, 4, 4]  # the first two decodings were refused; the session went on

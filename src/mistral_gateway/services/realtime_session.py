@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from mistral_gateway.engines.base import SAMPLE_RATE, SpeechEngine, TranscriptionOptions
+from mistral_gateway.engines.base import SAMPLE_RATE, EngineBusy, SpeechEngine, TranscriptionOptions
 from mistral_gateway.errors import BadRequest, PayloadTooLarge
 from mistral_gateway.protocol.realtime import AudioFormat, SessionUpdatePayload
 from mistral_gateway.services.realtime_pcm import PcmStream
@@ -155,7 +155,10 @@ class Session:
     async def _partial(self) -> None:
         audio = self._snapshot()
         window = len(audio) / SAMPLE_RATE
-        pieces = await self._hear(audio)
+        try:
+            pieces = await self._hear(audio)
+        except EngineBusy:  # the engine's queue is full (other sessions, transcriptions): try at the next step
+            return
         words = self._text.agreed(pieces)
         until = window - GUARD_SECONDS
         if window >= self.limits.window_seconds:  # full: finished segments leave now, agreed or not
