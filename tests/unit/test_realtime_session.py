@@ -232,3 +232,12 @@ def test_a_busy_engine_skips_partial_decodings(tmp_path: Path) -> None:
     outcome, events = asyncio.run(serve(service(engine, tmp_path), [audio_message(1.0)] * 4 + [end]))
     assert outcome.status == 200 and events[-1]["text"] == "word word word word"
     assert engine.lengths == [3, 4, 4]  # the first two decodings were refused; the session went on
+
+
+def test_errors_echo_only_a_prefix_of_what_the_client_wrote(tmp_path: Path) -> None:
+    long = "x" * 100_000
+    bad = [json.dumps({"type": long}), json.dumps({"type": "input_audio.flush", long: 1}),
+           json.dumps({"type": "session.update", "session": {"language": long}})]
+    _, events = asyncio.run(serve(service(ScriptedEngine(lambda n: []), tmp_path), bad))
+    errors = [e["error"] for e in events if e["type"] == "error"]
+    assert len(errors) == 3 and all(e["code"] == 400 and len(e["message"]) < 500 for e in errors), errors

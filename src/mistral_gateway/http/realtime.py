@@ -71,7 +71,8 @@ async def _serve(websocket: WebSocket, calls: RealtimeCalls, dialect: Dialect) -
     outcome = await calls.run(exchange, websocket.query_params.get("model"), receive, send)
     if outcome.close_code is not None:
         with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):  # already closed by the client
-            await websocket.close(outcome.close_code, outcome.reason[:120])
+            # a close reason is at most 123 bytes of UTF-8
+            await websocket.close(outcome.close_code, outcome.reason.encode()[:120].decode("utf-8", "ignore"))
 
 
 async def _deny(websocket: WebSocket, dialect: Dialect, err: GatewayError) -> None:

@@ -23,6 +23,7 @@ import orjson
 from pydantic import ValidationError
 
 from mistral_gateway.config import ModelEntry, Settings
+from mistral_gateway.echo import shorten
 from mistral_gateway.engines.base import EngineError, SpeechEngine
 from mistral_gateway.engines.manager import EngineManager, kind_of
 from mistral_gateway.errors import BadRequest, GatewayError, InternalError, PayloadTooLarge, ServiceUnavailable
@@ -248,10 +249,10 @@ def _parse(raw: str | bytes) -> AudioAppend | SessionUpdate | AudioFlush | Audio
     try:
         return client_message.validate_python(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "message"
-        kind = data["type"][:40]
-        raise BadRequest(f"invalid {kind!r} message: {where}: {first['msg']}", code="INVALID_MESSAGE") from None
+        first = exc.errors(include_url=False)[0]  # names and tags the caller wrote are echoed short
+        where = shorten(".".join(str(p) for p in first["loc"]), 100) or "message"
+        raise BadRequest(f"invalid {shorten(data['type'], 40)!r} message: {where}: {shorten(first['msg'], 200)}",
+                         code="INVALID_MESSAGE") from None
 
 
 def _audio(text: str) -> bytes:
