@@ -43,6 +43,7 @@ class ScriptedEngine:
         self.gate: asyncio.Event | None = None  # set: decodings wait for it
         self.fail: Exception | None = None
         self.lengths: list[int] = []
+        self.prompts: list[str | None] = []
 
     async def transcribe(self, audio: Any, options: TranscriptionOptions) -> Transcript:
         if self.fail is not None:
@@ -51,6 +52,7 @@ class ScriptedEngine:
             await self.gate.wait()
         seconds = len(audio) // SAMPLE_RATE
         self.lengths.append(seconds)
+        self.prompts.append(options.prompt)
         return Transcript(options.language or "en", len(audio) / SAMPLE_RATE, self._segments(seconds))
 
     async def _segments(self, seconds: int) -> AsyncIterator[Segment]:
@@ -119,6 +121,7 @@ def test_finished_segments_leave_the_window(tmp_path: Path) -> None:
     segments = [(e["text"], e["start"], e["end"]) for e in events if e["type"] == "transcription.segment"]
     assert segments[0] == ("one", 0.0, 1.0)
     assert engine.lengths[:3] == [1, 2, 2]  # after "one" left at 2 s, the window starts at 1 s
+    assert engine.prompts[:3] == [None, None, "one"]  # the text said before the window is the decoder's context
     assert all(a[2] <= b[1] for a, b in itertools.pairwise(segments))  # in order, no overlap
 
 
@@ -241,3 +244,15 @@ def test_errors_echo_only_a_prefix_of_what_the_client_wrote(tmp_path: Path) -> N
     _, events = asyncio.run(serve(service(ScriptedEngine(lambda n: []), tmp_path), bad))
     errors = [e["error"] for e in events if e["type"] == "error"]
     assert len(errors) == 3 and all(e["code"] == 400 and len(e["message"]) < 500 for e in errors), errors
+
+
+def test_the_prompt_holds_context_bias_and_the_end_of_the_text_said(tmp_path: Path) -> None:
+    engine = ScriptedEngine(lambda n: [(0.0, 1.0, "word"), (1.0, n - 0.1, "more")][: 1 if n < 2 else 2])
+    bias = json.dumps({"type": "session.update", "session": {"context_bias": ["Mistral", "Voxtral"]}})
+    _, events = asyncio.run(serve(service(engine, tmp_path), [bias] + [audio_message(1.0)] * 80))
+    assert engine.prompts[0] == "Mistral, Voxtral"
+    last = engine.prompts[-1]
+    assert last is not None and last.startswith("Mistral, Voxtral ")
+    tail = last.removeprefix("Mistral, Voxtral ")
+    said = "".join(deltas(events))
+    assert 150 < len(tail) <= 200 and tail in said and tail.split()[0] in ("word", "more")  # whole words

@@ -34,6 +34,7 @@ GUARD_SECONDS = 1.0  # a segment ending this close to the window's end may still
 # Below this RMS (about -50 dBFS) audio is silence: a window of it is not decoded, and a segment over it is dropped
 # (Whisper "hears" words such as "you" in silence, and a microphone sends plenty of it).
 SILENCE_RMS = 0.003
+PROMPT_CHARS = 200  # of the text already said, given to the decoder as context
 CATCH_UP_SECONDS = 10.0  # audio beyond the window the reader may buffer while a decoding runs
 
 
@@ -183,8 +184,7 @@ class Session:
         self._since = 0
         if _rms(audio) < SILENCE_RMS:
             return []
-        prompt = ", ".join(self.context_bias) if self.context_bias else None
-        options = TranscriptionOptions(language=self.language or self._heard, prompt=prompt)
+        options = TranscriptionOptions(language=self.language or self._heard, prompt=self._prompt())
         transcript = await self.engine.transcribe(audio, options)
         try:
             pieces = [Piece(s.start, s.end, tuple(s.text.split())) async for s in transcript.segments]
@@ -198,6 +198,14 @@ class Session:
             self._heard = self.language or transcript.language
             await self.send({"type": "transcription.language", "audio_language": self._heard})
         return pieces
+
+    def _prompt(self) -> str | None:
+        """The decoder's prompt: the context_bias phrases, then the end of the text said before this window (what
+        Whisper's own decoding carries from one 30 s window to the next: spelling, casing, punctuation)."""
+        said = " ".join(self._words[:len(self._words) - len(self._text.said)])
+        tail = said if len(said) <= PROMPT_CHARS else said[-PROMPT_CHARS:].partition(" ")[2]  # whole words only
+        parts = [", ".join(self.context_bias) if self.context_bias else "", tail]
+        return " ".join(p for p in parts if p) or None
 
     async def _say(self, words: list[str], released: Released, decoded: int) -> None:
         if words:
