@@ -327,6 +327,17 @@ class Settings(BaseSettings):
     job_cancel_grace_seconds: float = Field(10.0, ge=0, le=3600)  # then a handler ignoring a cancel is cut off
     job_stop_grace_seconds: float = Field(5.0, ge=0, le=3600)  # running jobs may finish; then they are requeued
     job_handlers: dict[str, str] = Field(default_factory=dict)  # extra kinds: {"kind": "package.module:function"}
+    # Realtime transcription over a WebSocket (README "Realtime transcription"; docs/realtime.md). Partial text comes
+    # from re-decoding the growing audio window every step: a session holds at most realtime_window_seconds of
+    # undecided audio (plus 10 s while the engine catches up, then the socket is no longer read: backpressure).
+    realtime_max_sessions: int = Field(4, ge=1, le=1024)  # open sessions per server process; more get error 503
+    realtime_max_audio_seconds: float = Field(1800.0, gt=0, le=86_400)  # audio per session
+    realtime_max_session_seconds: float = Field(3600.0, gt=0, le=86_400)  # wall clock per session
+    realtime_idle_seconds: float = Field(30.0, gt=0, le=3600)  # a session without any client message is closed
+    realtime_max_message_bytes: int = Field(MB, ge=512 * 1024, le=16 * MB)  # one WebSocket message (uvicorn's bound)
+    realtime_window_seconds: float = Field(20.0, ge=5, le=30)  # Whisper reads at most 30 s at once
+    realtime_step_ms: int = Field(1000, ge=100, le=10_000)  # re-decode after this much new audio (default)
+    realtime_min_step_ms: int = Field(500, ge=100, le=10_000)  # the floor for a session's target_streaming_delay_ms
 
     config_file: Path | None = None  # recorded by load_settings() for diagnostics
 

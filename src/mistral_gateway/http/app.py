@@ -26,6 +26,7 @@ from mistral_gateway.http.dialects import LOWCODE, NATIVE
 from mistral_gateway.http.dispatch import RouteTable
 from mistral_gateway.http.endpoint import OperationEndpoint, _content_disposition
 from mistral_gateway.http.openapi import build_definition, build_openapi
+from mistral_gateway.http.realtime import RedactWebSocketTargets, realtime_routes
 from mistral_gateway.services.container import Services, build_services
 
 __all__ = ["FrontDoor", "create_app"]
@@ -73,6 +74,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        handshakes = logging.getLogger("uvicorn.error")  # configured by uvicorn by now: the filter stays
+        if not any(isinstance(f, RedactWebSocketTargets) for f in handshakes.filters):
+            handshakes.addFilter(RedactWebSocketTargets())
         removed = await run_sync(services.blobs.sweep_partials)
         if removed:
             log.info("removed %d partial upload(s) left by an earlier crash", removed)
@@ -97,6 +101,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             Route("/openapi.json", native_openapi, methods=["GET"]),
             Route("/files/signed/{file_id}", signed_download, methods=["GET"]),
             *admin_routes(services),
+            *realtime_routes(application),
         ],
         lifespan=lifespan,
     )

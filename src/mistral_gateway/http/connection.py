@@ -100,4 +100,5 @@ def guarded_protocol(max_header_bytes: int, header_timeout: float) -> type[Guard
 def uvicorn_options(settings: Any) -> dict[str, Any]:
     """The uvicorn settings every server of this project runs with (``serve`` and the tests' live servers)."""
     return {"http": guarded_protocol(settings.max_header_bytes, settings.header_timeout_seconds),
-            "h11_max_incomplete_event_size": settings.max_header_bytes}
+            "h11_max_incomplete_event_size": settings.max_header_bytes,
+            "ws_max_size": settings.realtime_max_message_bytes}  # a bigger WebSocket message closes it (1009)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from mistral_gateway.app.results import error_body
@@ -25,7 +25,7 @@ class Dialect:
     name = "native"
     prefix = ""
 
-    def credentials(self, request: Request) -> str | None:
+    def credentials(self, request: HTTPConnection) -> str | None:
         auth = request.headers.get("authorization")
         if auth:
             scheme, _, value = auth.partition(" ")
@@ -52,7 +52,7 @@ class LowCodeDialect(Dialect):
     name = "lowcode"
     prefix = "/mistralai"
 
-    def credentials(self, request: Request) -> str | None:
+    def credentials(self, request: HTTPConnection) -> str | None:
         return request.query_params.get("api_token") or request.headers.get("x-api-token") or None
 
     def wrap(self, body: bytes) -> bytes:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from anyio.to_thread import run_sync
 from pydantic import BaseModel
 from starlette.concurrency import iterate_in_threadpool
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -41,9 +41,9 @@ from mistral_gateway.http.handlers.registry import bind
 from mistral_gateway.http.passthrough import forward
 from mistral_gateway.http.sse import relay_events, sse_events
 from mistral_gateway.registry import Operation
-from mistral_gateway.services.tokens import Principal
+from mistral_gateway.services.tokens import Principal, TokenService
 
-__all__ = ["OperationEndpoint"]
+__all__ = ["OperationEndpoint", "authenticate"]
 
 log = logging.getLogger("mistral_gateway.http")
 
@@ -113,12 +113,7 @@ class OperationEndpoint:
         return self.renderers[op.id](await handler(call))
 
     async def _authenticate(self, request: Request) -> Principal:
-        token = self.dialect.credentials(request)
-        if not token:
-            where = "?api_token=..." if self.dialect.name == "lowcode" else "an 'Authorization: Bearer' header"
-            raise Unauthorized(f"missing API token: pass it as {where}", code="MISSING_TOKEN")
-        tokens = self.services.tokens
-        return tokens.verify_cached(token) or await run_sync(tokens.verify, token)
+        return await authenticate(self.services.tokens, self.dialect, request)
 
     def _renderer(self, op: Operation) -> Callable[[object], Response]:
         """How ``op``'s results become responses: chosen once per row (its kinds were checked at startup)."""
@@ -178,6 +173,15 @@ class OperationEndpoint:
         return NotImplementedOperation(
             f"operation '{names}' ({op.method} {op.path}) is not implemented yet in this mistral-gateway build",
             code="OPERATION_NOT_IMPLEMENTED")
+
+
+async def authenticate(tokens: TokenService, dialect: Dialect, connection: HTTPConnection) -> Principal:
+    """The caller's principal from the dialect's credentials (401 when missing or not valid); WebSockets too."""
+    token = dialect.credentials(connection)
+    if not token:
+        where = "?api_token=..." if dialect.name == "lowcode" else "an 'Authorization: Bearer' header"
+        raise Unauthorized(f"missing API token: pass it as {where}", code="MISSING_TOKEN")
+    return tokens.verify_cached(token) or await run_sync(tokens.verify, token)
 
 
 def _content_disposition(filename: str) -> str:

@@ -41,6 +41,7 @@ from mistral_gateway.services.fim import FimService
 from mistral_gateway.services.images import ImageLoader
 from mistral_gateway.services.limits import LimitService, make_limiter
 from mistral_gateway.services.models import ModelCatalog, ModelService
+from mistral_gateway.services.realtime import RealtimeLimits, RealtimeService
 from mistral_gateway.services.tokens import TokenService
 from mistral_gateway.services.upstream_keys import UpstreamKeyStore
 from mistral_gateway.services.usage import UsageLog
@@ -92,6 +93,7 @@ class Services:
     passthrough: dict[str, UpstreamClient] = field(default_factory=dict)  # workspace name -> upstream
     batch: BatchService | None = None
     fetcher: SafeFetcher | None = None  # the one fetcher for URLs named in requests (security/fetch.py)
+    realtime: RealtimeService | None = None  # realtime transcription sessions (WebSocket)
     background: list[Background] = field(default_factory=list)  # joined with ``add_background``
     running_now: list[Background] = field(default_factory=list)  # started by ``start``, in order
 
@@ -210,4 +212,5 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
                     models=models, fine_tuned=fine_tuned, engines=engines, chat=chat, fim=fim, embeddings=embeddings,
                     classifiers=ClassifierService(models.catalog, engines),
                     limits=limits, usage=usage, jobs=jobs, job_runner=job_runner, router=Router(upstreams),
-                    passthrough=passthrough_map(settings, upstreams), batch=batch, fetcher=fetcher)
+                    passthrough=passthrough_map(settings, upstreams), batch=batch, fetcher=fetcher,
+                    realtime=RealtimeService(models.catalog, engines, RealtimeLimits.from_settings(settings)))
