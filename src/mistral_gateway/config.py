@@ -291,6 +291,12 @@ class Settings(BaseSettings):
     image_fetch_timeout: float = Field(10.0, gt=0, le=120)  # seconds for one image URL, redirects included
     image_max_redirects: int = Field(3, ge=0, le=10)
     allow_private_image_urls: bool = False  # True lets image URLs reach loopback/LAN addresses (tests, intranets)
+    # OCR (README "OCR"): documents by URL, data URL or uploaded file; larger ones are a 413 naming the limit
+    ocr_max_document_bytes: int = Field(50 * MB, ge=1024, le=1024 * MB)
+    ocr_max_pages: int = Field(1000, ge=1, le=1000)  # pages read per request (the request's own cap is 1000)
+    # document_annotation_format is filled by this chat model (JSON-schema constrained) from the document's markdown
+    ocr_annotation_model: str = Field("mistral-small-latest", min_length=1, max_length=256)
+    ocr_annotation_max_tokens: int = Field(1024, ge=16, le=32768)
     # Durable jobs (README "Jobs"): `serve` runs these workers in-process unless run_embedded_worker is off;
     # `mistral-gateway worker` runs them alone. A job's lease lapses job_lease_seconds after its worker's last
     # heartbeat; then another worker resumes it from its checkpoint (or it fails after job_max_attempts).

@@ -15,7 +15,7 @@ from typing import Any
 from anyio.to_thread import run_sync
 
 from mistral_gateway.config import ModelEntry, Settings
-from mistral_gateway.engines.base import ClassifierEngine, EmbeddingEngine, EngineError, TextEngine
+from mistral_gateway.engines.base import ClassifierEngine, EmbeddingEngine, EngineError, OcrEngine, TextEngine
 
 __all__ = ["EngineManager", "Loader", "kind_of"]
 
@@ -28,6 +28,7 @@ _LOADERS: dict[tuple[str, str], str] = {
     ("fake", "text"): "mistral_gateway.engines.fake:load_text",
     ("fake", "embedding"): "mistral_gateway.engines.fake:load_embedding",
     ("fake", "classifier"): "mistral_gateway.engines.fake:load_classifier",
+    ("fake", "ocr"): "mistral_gateway.engines.fake:load_ocr",
     # needs the encoder's engine too: see EngineManager.classifier
     ("classifier", "classifier"): "mistral_gateway.engines.classifier:load",
 }
@@ -35,14 +36,17 @@ CLASSIFIER_CAPABILITIES = frozenset({"moderation", "classification"})
 
 
 def kind_of(entry: ModelEntry) -> str:
-    """What an entry serves: embeddings (no chat capability, or an embedding engine), text, or classifications
-    (a classifier engine, or a fake with the moderation/classification capability and no chat)."""
+    """What an entry serves: embeddings (no chat capability, or an embedding engine), text, classifications
+    (a classifier engine, or a fake with the moderation/classification capability and no chat) or OCR (the
+    ``ocr`` capability and no chat)."""
     if entry.engine == "sentence-transformers":
         return "embedding"
     if {"completion_chat", "completion_fim"} & set(entry.capabilities):
         return "text"
     if entry.engine == "classifier" or CLASSIFIER_CAPABILITIES & set(entry.capabilities):
         return "classifier"
+    if "ocr" in entry.capabilities:
+        return "ocr"
     return "embedding"
 
 
@@ -73,6 +77,9 @@ class EngineManager:
         encoder = await self.embedding(encoder_entry)
         return await self._get(entry, "classifier", verify="check_encoder",  # type: ignore[no-any-return]
                                encoder=encoder)
+
+    async def ocr(self, entry: ModelEntry) -> OcrEngine:
+        return await self._get(entry, "ocr")  # type: ignore[no-any-return]
 
     def loaded(self) -> list[str]:
         return list(self._engines)

@@ -24,6 +24,7 @@ from mistral_gateway.protocol.classifiers import classifier_limits
 from mistral_gateway.protocol.common import SIGNED_URL_MAX_HOURS
 from mistral_gateway.protocol.embeddings import EmbeddingData
 from mistral_gateway.protocol.files import FILE_PURPOSES, MAX_FILE_EXPIRY_HOURS
+from mistral_gateway.protocol.ocr import ocr_limits
 from mistral_gateway.registry.operation import Operation
 
 __all__ = ["COMPONENT_ENUMS", "RESPONSE_FIELDS", "SERVICE_LIMITS", "numeric_keywords", "tighten_operations"]
@@ -61,6 +62,7 @@ SERVICE_LIMITS: dict[tuple[str, str, str], dict[str, Any]] = {
                          "stand-in); any other value is a 400 UNSUPPORTED_OUTPUT_DIMENSION.",
     },
     **classifier_limits(),
+    **ocr_limits(),
 }
 
 

@@ -40,6 +40,7 @@ from mistral_gateway.services.fim import FimService
 from mistral_gateway.services.images import ImageLimits, ImageLoader
 from mistral_gateway.services.limits import LimitService, make_limiter
 from mistral_gateway.services.models import ModelCatalog, ModelService
+from mistral_gateway.services.ocr import OcrLimits, OcrService
 from mistral_gateway.services.tokens import TokenService
 from mistral_gateway.services.upstream_keys import UpstreamKeyStore
 from mistral_gateway.services.usage import UsageLog
@@ -83,6 +84,7 @@ class Services:
     fim: FimService
     embeddings: EmbeddingService
     classifiers: ClassifierService
+    ocr: OcrService
     limits: LimitService
     usage: UsageLog
     jobs: JobRepository
@@ -206,5 +208,8 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
                     models=models, fine_tuned=fine_tuned, engines=engines, chat=chat, fim=fim, embeddings=embeddings,
                     classifiers=ClassifierService(models.catalog, engines),
+                    ocr=OcrService(models.catalog, engines, files, chat, OcrLimits(
+                        settings.ocr_max_document_bytes, settings.ocr_max_pages, settings.ocr_annotation_model,
+                        settings.ocr_annotation_max_tokens)),
                     limits=limits, usage=usage, jobs=jobs, job_runner=job_runner, router=Router(upstreams),
                     passthrough=passthrough_map(settings, upstreams), batch=batch)
