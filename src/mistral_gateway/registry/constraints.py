@@ -233,7 +233,9 @@ def _apply_service_limits(operation_id: str, spec_op: dict[str, Any], schemas: d
         schema = limits.pop("replace", None) or dict(holder[key])
         schema.update(limits)
         if note:
-            schema["description"] = (holder[key].get("description", "") + " " + note).strip()
+            base = holder[key].get("description", "").strip()
+            # the spec's sentences often lack their final stop: the note must not run on from them
+            schema["description"] = f"{base}{'' if not base or base.endswith(('.', ':')) else '.'} {note}".strip()
         holder[key] = schema
 
 
