@@ -134,8 +134,7 @@ def parse_pages(value: str | list[int] | None) -> tuple[int, ...] | None:
 class OCRRequest(RequestModel):
     model_config = _Strict
 
-    model: str | None = Field(None, min_length=1, max_length=256,
-                              description=f"null means {DEFAULT_OCR_MODEL}.")
+    model: str | None = Field(min_length=1, max_length=256, description=f"Required; null means {DEFAULT_OCR_MODEL}.")
     id: str | None = Field(None, max_length=256)
     document: Document
     pages: Annotated[str, Field(min_length=1, max_length=MAX_PAGES_CHARS)] | Annotated[
