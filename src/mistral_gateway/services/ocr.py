@@ -115,8 +115,8 @@ class OcrService:
         return await run_sync(self._file, workspace_id, str(document.file_id))
 
     async def _url(self, url: str, what: str) -> bytes:
-        if url[:5].lower() == "data:":
-            return _data_url(url, what, self.limits.max_document_bytes)
+        if url[:5].lower() == "data:":  # up to tens of MB of base64: decoded off the event loop
+            return await run_sync(_data_url, url, what, self.limits.max_document_bytes)
         if self._fetcher is None:
             raise BadRequest(f"{what}: only base64 data URLs are accepted by this server (URL fetching is off)",
                              code="INVALID_DOCUMENT", param="document")
