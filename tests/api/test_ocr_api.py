@@ -21,6 +21,7 @@ from mistral_gateway.http.app import create_app
 from mistral_gateway.protocol.ocr import MAX_PAGES
 from mistral_gateway.services.container import Services, build_services
 from ocr_support import OCR_MODEL, data_url, with_fake_ocr
+from url_server import UrlServer
 
 DIALECTS = ("native", "lowcode")
 THREE_PAGES = "first page\fsecond page\fthird page"
@@ -239,11 +240,53 @@ def test_include_blocks_is_accepted_without_blocks(env: Env, dialect: str) -> No
     assert markdowns(out) == [(0, "x")] and "blocks" not in out["pages"][0]
 
 
+@pytest.fixture(scope="module")
+def docs() -> Iterator[UrlServer]:
+    """A document server on loopback (a private address: refused unless fetch_allow lets it through)."""
+    routes = {"/three.pdf": (200, "application/pdf", THREE_PAGES.encode()),
+              "/scan": (200, "application/octet-stream", b"a scanned page"),
+              "/page.html": (200, "text/html", b"<html>not a document</html>"),
+              "/big.pdf": (200, "application/pdf", b"b" * 3000)}
+    with UrlServer(routes) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def fetching(tmp_path_factory: pytest.TempPathFactory, docs: UrlServer) -> Iterator[Env]:
+    """The loopback document server allowed by host:port; 2 KiB documents."""
+    yield from _env(tmp_path_factory.mktemp("ocr-fetch"), fetch_allow=[f"127.0.0.1:{docs.port}"],
+                    ocr_max_document_bytes=2048)
+
+
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_url_fetching_without_a_fetcher_is_400(env: Env, dialect: str) -> None:
-    err = error(env.post(dialect, {"model": OCR_MODEL, "document": {"document_url": "ftp://example.com/a.pdf"}}),
+def test_document_urls_are_fetched_when_allowed(fetching: Env, docs: UrlServer, dialect: str) -> None:
+    out = data(fetching.post(dialect, {"model": OCR_MODEL, "document": {"document_url": docs.url("/three.pdf")},
+                                       "pages": [2]}), dialect)
+    assert markdowns(out) == [(2, "third page")]
+    out = data(fetching.post(dialect, {"model": OCR_MODEL, "document": {"image_url": {"url": docs.url("/scan")}}}),
+               dialect)
+    assert markdowns(out) == [(0, "a scanned page")]  # octet-stream is taken: the engine knows the bytes
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(("path", "words"), [("/page.html", "text/html"), ("/big.pdf", "2048"),
+                                             ("/missing.pdf", "HTTP 404"), ("/to/http://10.0.0.1/x.pdf", "private")])
+def test_refused_document_urls_say_why(fetching: Env, docs: UrlServer, dialect: str, path: str, words: str) -> None:
+    err = error(fetching.post(dialect, {"model": OCR_MODEL, "document": {"document_url": docs.url(path)}}),
                 dialect, 400)
-    assert err["code"] in ("INVALID_DOCUMENT", "DOCUMENT_URL_REFUSED")
+    assert err["code"] == "DOCUMENT_URL_REFUSED" and words in err["message"]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("url", ["http://127.0.0.1:{port}/three.pdf", "http://[::1]:{port}/three.pdf",
+                                 "http://169.254.169.254/latest/meta-data", "http://10.1.2.3/a.pdf",
+                                 "file:///etc/passwd", "ftp://example.com/a.pdf", "gopher://127.0.0.1/"])
+def test_private_and_non_http_urls_are_refused_by_default(env: Env, docs: UrlServer, dialect: str, url: str) -> None:
+    body = {"model": OCR_MODEL, "document": {"document_url": url.format(port=docs.port)}}
+    before = len(docs.seen)
+    err = error(env.post(dialect, body), dialect, 400)
+    assert err["code"] == "DOCUMENT_URL_REFUSED" and ("private" in err["message"] or "http" in err["message"])
+    assert len(docs.seen) == before  # refused before any connection
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

@@ -9,10 +9,8 @@ json_schema`` (grammar-constrained output), over the document's markdown; its an
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from anyio.to_thread import run_sync
 
@@ -32,12 +30,13 @@ from mistral_gateway.protocol.ocr import (
     OCRTableObject,
     OCRUsageInfo,
 )
+from mistral_gateway.security.fetch import FetchRefused, SafeFetcher, decode_data_url
 from mistral_gateway.services.chat import ChatService
 from mistral_gateway.services.completions import ENGINE_RETRY_AFTER, engine_errors, resolve_text_model
 from mistral_gateway.services.files import FileService
 from mistral_gateway.services.models import ModelCatalog
 
-__all__ = ["ACCEPTED_TYPES", "CHARS_PER_TOKEN", "Fetcher", "OcrLimits", "OcrResult", "OcrService"]
+__all__ = ["ACCEPTED_TYPES", "CHARS_PER_TOKEN", "OcrLimits", "OcrResult", "OcrService"]
 
 # What a document URL may serve (the fetcher also takes octet-stream); the engine recognises the bytes themselves.
 ACCEPTED_TYPES = ("application/pdf", "image/")
@@ -45,12 +44,6 @@ CHARS_PER_TOKEN = 3  # conservative: the document's markdown is cut to what fits
 _PROMPT_RESERVE = 256  # tokens for the instructions around the document
 _INSTRUCTIONS = ("Extract structured data from the document below. Answer with one JSON value that follows the "
                  "given JSON schema, using only information found in the document.")
-
-
-class Fetcher(Protocol):
-    """The shared safe fetcher (``security.fetch.SafeFetcher``): refuses private addresses, bounds size and time."""
-
-    async def fetch(self, url: str, *, what: str, max_bytes: int, accept: tuple[str, ...]) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +65,7 @@ class OcrResult:
 
 class OcrService:
     def __init__(self, catalog: ModelCatalog, engines: EngineManager, files: FileService, chat: ChatService,
-                 limits: OcrLimits, fetcher: Fetcher | None = None) -> None:
+                 limits: OcrLimits, fetcher: SafeFetcher) -> None:
         self._catalog = catalog
         self._engines = engines
         self._files = files
@@ -115,14 +108,19 @@ class OcrService:
         return await run_sync(self._file, workspace_id, str(document.file_id))
 
     async def _url(self, url: str, what: str) -> bytes:
-        if url[:5].lower() == "data:":  # up to tens of MB of base64: decoded off the event loop
-            return await run_sync(_data_url, url, what, self.limits.max_document_bytes)
-        if self._fetcher is None:
-            raise BadRequest(f"{what}: only base64 data URLs are accepted by this server (URL fetching is off)",
-                             code="INVALID_DOCUMENT", param="document")
-        fetched = await self._fetcher.fetch(url, what=what, max_bytes=self.limits.max_document_bytes,
-                                            accept=ACCEPTED_TYPES)
-        return bytes(fetched.data)
+        """A data URL (its size checked before decoding: a 413 naming the limit) or an http(s) URL read through the
+        shared fetcher (private addresses refused unless allowed; bounded in bytes and time)."""
+        limit = self.limits.max_document_bytes
+        if url[:5].lower() == "data:":
+            _check_size(len(url.partition(",")[2]) // 4 * 3, f"the {what} data", limit)
+            try:  # up to tens of MB of base64: decoded off the event loop
+                return (await run_sync(lambda: decode_data_url(url, what=what, max_bytes=limit))).data
+            except FetchRefused as exc:
+                raise BadRequest(str(exc), code="INVALID_DOCUMENT", param="document") from None
+        try:
+            return (await self._fetcher.fetch(url, what=what, max_bytes=limit, accept=ACCEPTED_TYPES)).data
+        except FetchRefused as exc:  # says what was refused and why (a private address, the size limit, ...)
+            raise BadRequest(str(exc), code="DOCUMENT_URL_REFUSED", param="document") from None
 
     def _file(self, workspace_id: str, file_id: str) -> bytes:
         info = self._files.retrieve(workspace_id, file_id)  # another workspace's file: 404, as a missing one
@@ -209,17 +207,3 @@ def _check_size(size: int, what: str, limit: int) -> None:
     if size > limit:
         raise PayloadTooLarge(f"{what} is {size} bytes; OCR reads documents of at most {limit} bytes",
                               code="DOCUMENT_TOO_LARGE")
-
-
-def _data_url(url: str, what: str, max_bytes: int) -> bytes:
-    """A base64 data URL's bytes, bounded before decoding."""
-    header, comma, payload = url[5:].partition(",")
-    if not comma or not header.lower().endswith(";base64"):
-        raise BadRequest(f"{what}: a data URL must be base64-encoded (data:application/pdf;base64,...)",
-                         code="INVALID_DOCUMENT", param="document")
-    _check_size(len(payload) // 4 * 3, f"the {what} data", max_bytes)
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequest(f"{what}: the data URL is not valid base64", code="INVALID_DOCUMENT",
-                         param="document") from None
