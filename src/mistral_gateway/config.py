@@ -87,7 +87,7 @@ class ModelEntry(BaseModel):
     aliases: list[str] = Field(default_factory=list)
     name: str | None = None
     description: str | None = None
-    engine: Literal["llama.cpp", "sentence-transformers", "classifier", "fake", "none"] = "llama.cpp"
+    engine: Literal["llama.cpp", "sentence-transformers", "classifier", "rapidocr", "fake", "none"] = "llama.cpp"
     path: str | None = None
     asset: str | None = None
     max_context_length: int = 32768  # per request (one llama.cpp slot)
@@ -220,6 +220,16 @@ def default_models() -> list[ModelEntry]:
             max_context_length=256,
             capabilities=["moderation", "classification"],
         ),
+        ModelEntry(
+            id="rapidocr-pp-ocrv6",
+            name="RapidOCR (PP-OCRv6 small) with PDF text layers",
+            description="Local OCR: PDF text layers read directly, scans and images recognized by PP-OCRv6 "
+                        "(ONNX models shipped in the rapidocr package).",
+            engine="rapidocr",
+            aliases=["mistral-ocr-latest", "mistral-ocr-2505", "mistral-ocr-2512"],
+            parallel=8,  # pages recognized at once, at most the core count (README "OCR")
+            capabilities=["ocr"],
+        ),
     ]
 
 
@@ -291,6 +301,10 @@ class Settings(BaseSettings):
     image_fetch_timeout: float = Field(10.0, gt=0, le=120)  # seconds for one image URL, redirects included
     image_max_redirects: int = Field(3, ge=0, le=10)
     allow_private_image_urls: bool = False  # True lets image URLs reach loopback/LAN addresses (tests, intranets)
+    # OCR (README "OCR"): PDF pages are rendered at this resolution; a page (rendered, or an image) holds at most
+    # this many pixels (larger PDF pages are rendered at a lower dpi, larger images are refused)
+    ocr_dpi: int = Field(150, ge=50, le=600)
+    ocr_max_page_pixels: int = Field(5000 * 5000, ge=64 * 64, le=16384 * 16384)
     # Durable jobs (README "Jobs"): `serve` runs these workers in-process unless run_embedded_worker is off;
     # `mistral-gateway worker` runs them alone. A job's lease lapses job_lease_seconds after its worker's last
     # heartbeat; then another worker resumes it from its checkpoint (or it fails after job_max_attempts).
