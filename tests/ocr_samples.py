@@ -13,8 +13,8 @@ import io
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["PAGE_H", "PAGE_W", "PdfWriter", "Sample", "image_pdf", "jpeg", "multi_page_pdf", "scan_pdf", "scan_png",
-           "similarity", "table_pdf", "text_pdf", "tiff_pages", "two_column_pdf"]
+__all__ = ["PAGE_H", "PAGE_W", "PdfWriter", "Sample", "image_pdf", "jpeg", "multi_page_pdf", "report_pdf", "scan_pdf",
+           "scan_png", "similarity", "table_pdf", "text_pdf", "tiff_pages", "two_column_pdf"]
 
 PAGE_W, PAGE_H = 612, 792  # US letter, points
 
@@ -120,15 +120,20 @@ SECOND = ["Every result lists the images found on the page with their",
           "bounding boxes, and the size of the page in pixels."]
 
 
-def text_pdf() -> Sample:
-    """One page: a title (24 pt), a heading (16 pt) and two body paragraphs (11 pt)."""
-    pdf = PdfWriter().page()
-    pdf.text(72, 72, "Quarterly Report", 24, bold=True)
+def _text_page(pdf: PdfWriter) -> str:
+    pdf.page().text(72, 72, "Quarterly Report", 24, bold=True)
     pdf.text(72, 130, "Introduction", 16, bold=True)
     top = pdf.lines(72, 165, INTRO)
     pdf.lines(72, top + 12, SECOND)
-    return Sample(pdf.bytes(), " ".join(["Quarterly Report", "Introduction", *INTRO, *SECOND]),
-                  title="Quarterly Report", heading="Introduction")
+    return " ".join(["Quarterly Report", "Introduction", *INTRO, *SECOND])
+
+
+def text_pdf() -> Sample:
+    """One page: a title (24 pt), a heading (16 pt) and two body paragraphs (11 pt)."""
+    pdf = PdfWriter()
+    text = _text_page(pdf)
+    return Sample(pdf.bytes(), text, title="Quarterly Report",
+                  heading="Introduction")
 
 
 PAGE_WORDS = ["alpha", "bravo", "charlie", "delta", "echo"]
@@ -148,29 +153,46 @@ RIGHT = ["Deserts receive little rain,", "yet many plants and animals", "have le
          "storing water and resting in", "the shade during the day."]
 
 
-def two_column_pdf() -> Sample:
-    """A full-width title, then two columns whose lines sit on the same baselines."""
-    pdf = PdfWriter().page()
-    pdf.text(72, 72, "Landscapes of the World", 20, bold=True)
+def _two_column_page(pdf: PdfWriter) -> str:
+    pdf.page().text(72, 72, "Landscapes of the World", 20, bold=True)
     pdf.lines(72, 120, LEFT)
     pdf.lines(320, 120, RIGHT)
-    return Sample(pdf.bytes(), " ".join(["Landscapes of the World", *LEFT, *RIGHT]), title="Landscapes of the World")
+    return " ".join(["Landscapes of the World", *LEFT, *RIGHT])
+
+
+def two_column_pdf() -> Sample:
+    """A full-width title, then two columns whose lines sit on the same baselines."""
+    pdf = PdfWriter()
+    text = _two_column_page(pdf)
+    return Sample(pdf.bytes(), text, title="Landscapes of the World")
 
 
 TABLE = [["Item", "Quantity", "Price"], ["Apples", "12", "3.50"], ["Pears", "7", "2.10"], ["Plums", "30", "4.75"]]
 
 
-def table_pdf() -> Sample:
-    pdf = PdfWriter().page()
-    pdf.text(72, 72, "Fruit order", 16, bold=True)
+def _table_page(pdf: PdfWriter) -> str:
+    pdf.page().text(72, 72, "Fruit order", 16, bold=True)
     top = 120.0
     for row in TABLE:
         for x, cell in zip((72, 250, 400), row, strict=True):
             pdf.text(x, top, cell, 11)
         top += 20
     pdf.text(72, top + 20, "Prices are in euros per kilogram.", 11)
-    text = " ".join(["Fruit order", *(" ".join(row) for row in TABLE), "Prices are in euros per kilogram."])
+    return " ".join(["Fruit order", *(" ".join(row) for row in TABLE), "Prices are in euros per kilogram."])
+
+
+def table_pdf() -> Sample:
+    pdf = PdfWriter()
+    text = _table_page(pdf)
     return Sample(pdf.bytes(), text, heading="Fruit order")
+
+
+def report_pdf(pages: int = 4) -> Sample:
+    """``pages`` pages cycling through the text, two-column and table pages (the benchmark's document)."""
+    pdf = PdfWriter()
+    makers = (_text_page, _two_column_page, _table_page)
+    texts = [makers[i % len(makers)](pdf) for i in range(pages)]
+    return Sample(pdf.bytes(), " ".join(texts))
 
 
 def jpeg(width: int, height: int, rgb: tuple[int, int, int] = (40, 120, 200)) -> bytes:

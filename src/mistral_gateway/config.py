@@ -134,6 +134,15 @@ class ModelEntry(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _ocr(self) -> ModelEntry:
+        if self.engine == "rapidocr":
+            if "capabilities" not in self.model_fields_set:
+                self.capabilities = ["ocr"]
+            elif self.capabilities != ["ocr"]:
+                raise ValueError(f"model {self.id!r}: engine 'rapidocr' serves OCR only (capabilities = [\"ocr\"])")
+        return self
+
+    @model_validator(mode="after")
     def _projector(self) -> ModelEntry:
         if self.mmproj and self.mmproj_asset:
             raise ValueError(f"model {self.id!r}: give 'mmproj' (a path) or 'mmproj_asset', not both")
@@ -227,7 +236,7 @@ def default_models() -> list[ModelEntry]:
                         "(ONNX models shipped in the rapidocr package).",
             engine="rapidocr",
             aliases=["mistral-ocr-latest", "mistral-ocr-2505", "mistral-ocr-2512"],
-            parallel=8,  # pages recognized at once, at most the core count (README "OCR")
+            parallel=8,  # pages recognized at once, at most the core count (README "OCR engine")
             capabilities=["ocr"],
         ),
     ]
@@ -301,8 +310,8 @@ class Settings(BaseSettings):
     image_fetch_timeout: float = Field(10.0, gt=0, le=120)  # seconds for one image URL, redirects included
     image_max_redirects: int = Field(3, ge=0, le=10)
     allow_private_image_urls: bool = False  # True lets image URLs reach loopback/LAN addresses (tests, intranets)
-    # OCR (README "OCR"): PDF pages are rendered at this resolution; a page (rendered, or an image) holds at most
-    # this many pixels (larger PDF pages are rendered at a lower dpi, larger images are refused)
+    # OCR (README "OCR engine"): PDF pages are rendered at this resolution; a page (rendered, or an image) holds at
+    # most this many pixels (larger PDF pages are rendered at a lower dpi, larger images are refused)
     ocr_dpi: int = Field(150, ge=50, le=600)
     ocr_max_page_pixels: int = Field(5000 * 5000, ge=64 * 64, le=16384 * 16384)
     # Durable jobs (README "Jobs"): `serve` runs these workers in-process unless run_embedded_worker is off;

@@ -139,3 +139,13 @@ def test_tables_are_numbered_across_the_document() -> None:
                                            "[tbl-2.html](tbl-2.html)"]
     assert [t.id for p in pages for t in p.tables] == ["tbl-0.html", "tbl-1.html", "tbl-2.html"]
     assert [t.content for p in pages for t in p.tables] == ["t0.0", "t0.1", "t1.0"]
+
+
+def test_an_ocr_entry_serves_ocr_only() -> None:
+    from mistral_gateway.config import ModelEntry
+    from mistral_gateway.engines.manager import kind_of
+
+    entry = ModelEntry(id="my-ocr", engine="rapidocr")
+    assert entry.capabilities == ["ocr"] and kind_of(entry) == "ocr"
+    with pytest.raises(ValueError, match="serves OCR only"):
+        ModelEntry(id="my-ocr", engine="rapidocr", capabilities=["completion_chat"])

@@ -37,9 +37,9 @@ __all__ = ["MODEL_FILES", "RapidOcrEngine", "load", "sniff"]
 log = logging.getLogger("mistral_gateway.engines")
 
 # The models rapidocr 3.10 ships in its wheel (its default configuration): passed by path, so rapidocr never
-# consults its download table.
-MODEL_FILES = {"Det": "PP-OCRv6_det_small.onnx", "Rec": "PP-OCRv6_rec_small.onnx",
-               "Cls": "ch_ppocr_mobile_v2.0_cls_mobile.onnx"}
+# consults its download table. Its text-direction classifier stays off (``use_cls``): document lines are upright,
+# and it would cost a third model pass per line.
+MODEL_FILES = {"Det": "PP-OCRv6_det_small.onnx", "Rec": "PP-OCRv6_rec_small.onnx"}
 OCR_HEADING_RATIO = 1.35  # OCR line heights vary with ascenders and descenders: headings need a clear margin
 SCAN_COVER = 0.8  # an image covering this share of a PDF page is the page's scan, not a picture in it
 MAX_IMAGES = 1000  # images extracted from one document when the request sets no image_limit
@@ -299,11 +299,12 @@ def _numbered_tables(pages: list[OcrPage], options: OcrOptions) -> list[OcrPage]
     return out
 
 
-def load(entry: ModelEntry, _path: Path | None, settings: Settings) -> RapidOcrEngine:
-    """The catalog's loader for engine ``rapidocr``: pages in parallel up to ``entry.parallel`` and the cores."""
+def load(entry: ModelEntry, path: Path | None, settings: Settings) -> RapidOcrEngine:
+    """The catalog's loader for engine ``rapidocr``: pages in parallel up to ``entry.parallel`` and the cores;
+    ``path`` (optional) a directory holding the three model files instead of the wheel's."""
     workers, threads = workers_and_threads(entry)
     engine = RapidOcrEngine(workers=workers, threads=threads, dpi=settings.ocr_dpi,
-                            max_pixels=settings.ocr_max_page_pixels)
+                            max_pixels=settings.ocr_max_page_pixels, models=path)
     log.info("model %s: rapidocr loaded in %.2f s (%d page workers x %d threads)", entry.id, engine.load_seconds,
              workers, threads)
     return engine
