@@ -27,7 +27,15 @@ from typing import Any
 from anyio.to_thread import run_sync
 
 from mistral_gateway.config import ModelEntry, Settings
-from mistral_gateway.engines.base import EngineError, InvalidInput, OcrImage, OcrOptions, OcrPage, OcrTable
+from mistral_gateway.engines.base import (
+    EngineError,
+    EngineUnavailable,
+    InvalidInput,
+    OcrImage,
+    OcrOptions,
+    OcrPage,
+    OcrTable,
+)
 from mistral_gateway.engines.ocr_layout import TABLE_MARK, Figure, Span, page_markdown
 from mistral_gateway.engines.pdf import MIN_TEXT_CHARS, PdfFile, PdfImageRef
 from mistral_gateway.engines.sentence import workers_and_threads
@@ -130,12 +138,15 @@ class RapidOcrEngine:
                     nxt = next(queued, None)
                     if nxt is None:
                         break
-                    running[self._pool.submit(nxt[1])] = nxt[0]
+                    try:
+                        running[self._pool.submit(nxt[1])] = nxt[0]
+                    except RuntimeError:  # the pool was shut down: the server is stopping
+                        raise EngineUnavailable("the OCR engine is shutting down") from None
                 if not running:
                     break
                 done, _ = cf.wait(running, timeout=0.5, return_when=cf.FIRST_COMPLETED)
                 for future in done:
-                    results[running.pop(future)] = future.result()  # raises the first page error
+                    results[running.pop(future)] = _result(future)
             if cancel.is_set():
                 raise EngineError("the OCR request was cancelled")
             return [page for page in results if page is not None]
@@ -143,6 +154,17 @@ class RapidOcrEngine:
             for future in running:
                 future.cancel()
             cf.wait(running)
+
+
+def _result(future: cf.Future[OcrPage]) -> OcrPage:
+    """A page's result; its first error raised as an engine error (input errors as they are)."""
+    try:
+        return future.result()
+    except EngineError:
+        raise
+    except Exception as exc:
+        log.exception("OCR page failed")
+        raise EngineError(f"the OCR engine failed on a page: {type(exc).__name__}") from exc
 
 
 class _PdfSource:
