@@ -31,22 +31,23 @@ _LOADERS: dict[tuple[str, str], str] = {
     ("fake", "ocr"): "mistral_gateway.engines.fake:load_ocr",
     # needs the encoder's engine too: see EngineManager.classifier
     ("classifier", "classifier"): "mistral_gateway.engines.classifier:load",
+    ("rapidocr", "ocr"): "mistral_gateway.engines.ocr:load",
 }
 CLASSIFIER_CAPABILITIES = frozenset({"moderation", "classification"})
 
 
 def kind_of(entry: ModelEntry) -> str:
     """What an entry serves: embeddings (no chat capability, or an embedding engine), text, classifications
-    (a classifier engine, or a fake with the moderation/classification capability and no chat) or OCR (the
-    ``ocr`` capability and no chat)."""
+    (a classifier engine, or a fake with the moderation/classification capability and no chat), or OCR (the
+    rapidocr engine, or a fake with the ocr capability)."""
     if entry.engine == "sentence-transformers":
         return "embedding"
+    if entry.engine == "rapidocr" or (entry.engine == "fake" and "ocr" in entry.capabilities):
+        return "ocr"
     if {"completion_chat", "completion_fim"} & set(entry.capabilities):
         return "text"
     if entry.engine == "classifier" or CLASSIFIER_CAPABILITIES & set(entry.capabilities):
         return "classifier"
-    if "ocr" in entry.capabilities:
-        return "ocr"
     return "embedding"
 
 
@@ -63,6 +64,9 @@ class EngineManager:
     async def embedding(self, entry: ModelEntry) -> EmbeddingEngine:
         return await self._get(entry, "embedding")  # type: ignore[no-any-return]
 
+    async def ocr(self, entry: ModelEntry) -> OcrEngine:
+        return await self._get(entry, "ocr")  # type: ignore[no-any-return]
+
     async def classifier(self, entry: ModelEntry) -> ClassifierEngine:
         """A classifier head over its encoder: the encoder entry's embedding engine (loaded once, shared with the
         embeddings endpoint) is loaded first, then the head; the encoder is checked against the head's probe."""
@@ -77,9 +81,6 @@ class EngineManager:
         encoder = await self.embedding(encoder_entry)
         return await self._get(entry, "classifier", verify="check_encoder",  # type: ignore[no-any-return]
                                encoder=encoder)
-
-    async def ocr(self, entry: ModelEntry) -> OcrEngine:
-        return await self._get(entry, "ocr")  # type: ignore[no-any-return]
 
     def loaded(self) -> list[str]:
         return list(self._engines)
