@@ -220,8 +220,10 @@ def ocr_limits() -> dict[tuple[str, str, str], dict[str, Any]]:
             "`type` may be left out: the form follows from the key present. `document_url`/`image_url`: an "
             "http(s) URL (public addresses only, unless the fetch allow-list permits) or a base64 `data:` URL; "
             "`file_id`: a file of this workspace uploaded with purpose `ocr` (404 otherwise). A PDF or an image "
-            "(PNG, JPEG, WebP, TIFF) of at most `ocr_max_document_bytes` (configuration; 413 "
-            "DOCUMENT_TOO_LARGE); an unreadable one is a 400 INVALID_DOCUMENT.")},
+            "(PNG, JPEG, WebP, TIFF) of at most `ocr_max_document_bytes` (configuration; over it: 413 "
+            "DOCUMENT_TOO_LARGE for a data URL or a file, 400 DOCUMENT_URL_REFUSED for a fetched URL, both stating "
+            "the limit; a refused fetch is a 400 DOCUMENT_URL_REFUSED saying why); an unreadable document is a 400 "
+            "INVALID_DOCUMENT.")},
         ("ocr_v1_ocr_post", "body", "pages"): {"x-description": (
             f"At most {MAX_PAGES} pages, indexes 0 to {MAX_PAGE_INDEX}; a page the document lacks is a 400 "
             "INVALID_DOCUMENT.")},

@@ -112,7 +112,8 @@ class OcrService:
         shared fetcher (private addresses refused unless allowed; bounded in bytes and time)."""
         limit = self.limits.max_document_bytes
         if url[:5].lower() == "data:":
-            _check_size(len(url.partition(",")[2]) // 4 * 3, f"the {what} data", limit)
+            payload = url.partition(",")[2]
+            _check_size(len(payload) // 4 * 3 - payload[-2:].count("="), f"the {what} data", limit)  # decoded size
             try:  # up to tens of MB of base64: decoded off the event loop
                 return (await run_sync(lambda: decode_data_url(url, what=what, max_bytes=limit))).data
             except FetchRefused as exc:
