@@ -211,8 +211,6 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
                     models=models, fine_tuned=fine_tuned, engines=engines, chat=chat, fim=fim, embeddings=embeddings,
                     classifiers=ClassifierService(models.catalog, engines),
-                    ocr=OcrService(models.catalog, engines, files, chat, OcrLimits(
-                        settings.ocr_max_document_bytes, settings.ocr_max_pages, settings.ocr_annotation_model,
-                        settings.ocr_annotation_max_tokens), fetcher),
+                    ocr=OcrService(models.catalog, engines, files, chat, OcrLimits.from_settings(settings), fetcher),
                     limits=limits, usage=usage, jobs=jobs, job_runner=job_runner, router=Router(upstreams),
                     passthrough=passthrough_map(settings, upstreams), batch=batch, fetcher=fetcher)

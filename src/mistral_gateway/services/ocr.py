@@ -14,6 +14,7 @@ from typing import Any
 
 from anyio.to_thread import run_sync
 
+from mistral_gateway.config import Settings
 from mistral_gateway.engines.base import EngineError, InvalidInput, OcrEngine, OcrOptions, OcrPage
 from mistral_gateway.engines.manager import EngineManager, kind_of
 from mistral_gateway.errors import BadGateway, BadRequest, GatewayError, PayloadTooLarge, ServiceUnavailable
@@ -52,6 +53,11 @@ class OcrLimits:
     max_pages: int
     annotation_model: str
     annotation_max_tokens: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OcrLimits:
+        return cls(settings.ocr_max_document_bytes, settings.ocr_max_pages, settings.ocr_annotation_model,
+                   settings.ocr_annotation_max_tokens)
 
 
 @dataclass(frozen=True, slots=True)
