@@ -1,6 +1,7 @@
 """OCR through the official SDK (mistralai 3.7.0: ``client.ocr.process`` / ``process_async``, and a batch with
 endpoint ``/v1/ocr``) against a live server on loopback, on the fake OCR engine (a document is UTF-8 text, pages
-split by form feeds): the SDK sends its defaults (``include_blocks: true``) and parses every answer and error."""
+split by form feeds): the SDK sends its defaults (``include_blocks: true``) and parses every answer and error. The
+LowCodeAPI dialect through the project's own client (``mistral_gateway.client``: ``client.ocr.process``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from mistralai.client import Mistral
@@ -15,6 +17,7 @@ from mistralai.client.errors import HTTPValidationError, MistralError
 from mistralai.extra import response_format_from_pydantic_model
 from pydantic import BaseModel
 
+from mistral_gateway.client import BadRequestError, Client
 from mistral_gateway.config import Settings, default_models
 from ocr_support import OCR_MODEL, data_url, with_fake_ocr
 from support import serving
@@ -30,12 +33,18 @@ class Report(BaseModel):
 
 
 @pytest.fixture(scope="module")
-def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mistral]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(base URL, token) of a live server on the fake engines."""
     models = with_fake_ocr([m.model_copy(update={"engine": "fake", "asset": None}) for m in default_models()])
     settings = Settings(data_dir=tmp_path_factory.mktemp("ocr-sdk") / "data", bootstrap_dev_token=False,
                         models=models)
-    with serving(settings) as (server, _services, token), \
-            Mistral(api_key=token, server_url=server.base_url, timeout_ms=30_000) as client:
+    with serving(settings) as (server, _services, token):
+        yield server.base_url, token
+
+
+@pytest.fixture(scope="module")
+def sdk(live: tuple[str, str]) -> Iterator[Mistral]:
+    with Mistral(api_key=live[1], server_url=live[0], timeout_ms=30_000) as client:
         yield client
 
 
@@ -112,3 +121,17 @@ def test_batch_of_ocr_requests(sdk: Mistral) -> None:
     by_id = {r["custom_id"]: r["response"]["body"] for r in results}
     assert [by_id[str(i)]["pages"][0]["index"] for i in range(3)] == [0, 1, 2]
     assert all(Report.model_validate_json(body["document_annotation"]).title == "x" for body in by_id.values())
+
+
+def test_lowcode_dialect_through_the_project_client(live: tuple[str, str], tmp_path: Path) -> None:
+    with Client(live[0], live[1], cache_path=tmp_path / "formats.json") as client:
+        uploaded = client.files.upload(DOCUMENT.encode(), filename="report.pdf", purpose="ocr")
+        res = client.ocr.process(model=OCR_MODEL, document={"file_id": uploaded.id}, pages=[2, 0],
+                                 include_image_base64=True)
+        assert [(p.index, p.markdown) for p in res.pages] == [(2, "Outlook"),
+                                                              (0, "Quarterly report\n![img-0.jpeg](img-0.jpeg)")]
+        assert res.pages[1].images[0].image_base64 is not None and res.usage_info.pages_processed == 2
+        with pytest.raises(BadRequestError) as refused:
+            client.ocr.process(model=OCR_MODEL, document={"document_url": data_url("x")},
+                               confidence_scores_granularity="word")
+        assert refused.value.code == "UNSUPPORTED_OPTION"
