@@ -168,7 +168,7 @@ def test_images_tables_header_footer(env: Env, dialect: str) -> None:
 def test_model_names(env: Env, dialect: str) -> None:
     body = {"document": {"document_url": data_url("x")}}
     assert data(env.post(dialect, {**body, "model": None}), dialect)["model"] == OCR_MODEL  # null: the default
-    for dated in ("mistral-ocr-2505", "mistral-ocr-2512"):
+    for dated in ("mistral-ocr-2505", "mistral-ocr-2512", "mistral-document-ai-2505"):
         assert data(env.post(dialect, {**body, "model": dated}), dialect)["model"] == dated
     err = error(env.post(dialect, {**body, "model": "mistral-small-latest"}), dialect, 400)
     assert err["code"] == "UNSUPPORTED_MODEL_CAPABILITY" and "'ocr'" in err["message"]

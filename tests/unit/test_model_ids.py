@@ -44,11 +44,12 @@ KNOWN = [
     ("mistral-moderation-latest", MODERATION, False), ("mistral-moderation-2411", MODERATION, False),
     ("mistral-moderation-2603", MODERATION, False),
     ("mistral-ocr-latest", OCR, False), ("mistral-ocr-2505", OCR, False), ("mistral-ocr-2503", OCR, False),
-    ("mistral-ocr-2512", OCR, False),
+    ("mistral-ocr-2512", OCR, False), ("mistral-document-ai-2505", OCR, False),
+    ("mistral-document-ai-latest", OCR, False),
 ]
 # families with no local engine: they resolve (not 404) to an engine-less stand-in
 ENGINELESS = [
-    ("mistral-document-ai-2505", "ocr"), ("voxtral-small-latest", "audio"),
+    ("voxtral-small-latest", "audio"),
     ("voxtral-small-24b-2507", "audio"), ("voxtral-mini-2507", "audio"),
     ("voxtral-mini-latest", "audio"), ("voxtral-mini-transcribe-2507", "audio_transcription"),
     ("voxtral-mini-transcribe-realtime-2602", "audio_transcription"),
