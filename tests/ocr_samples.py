@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = ["PAGE_H", "PAGE_W", "PdfWriter", "Sample", "image_pdf", "jpeg", "multi_page_pdf", "report_pdf", "scan_pdf",
-           "scan_png", "similarity", "table_pdf", "text_pdf", "tiff_pages", "two_column_pdf"]
+           "scan_png", "similarity", "small_print_pdf", "table_pdf", "text_pdf", "tiff_pages", "two_column_pdf"]
 
 PAGE_W, PAGE_H = 612, 792  # US letter, points
 
@@ -185,6 +185,14 @@ def table_pdf() -> Sample:
     pdf = PdfWriter()
     text = _table_page(pdf)
     return Sample(pdf.bytes(), text, heading="Fruit order")
+
+
+def small_print_pdf(size: float = 5) -> Sample:
+    """One page of fine print: the known lines three times over at ``size`` points."""
+    lines = (INTRO + SECOND + LEFT + RIGHT) * 3
+    pdf = PdfWriter().page()
+    pdf.lines(40, 40, lines, size=size)
+    return Sample(pdf.bytes(), " ".join(lines))
 
 
 def report_pdf(pages: int = 4) -> Sample:

@@ -28,6 +28,7 @@ from ocr_samples import (
     scan_pdf,
     scan_png,
     similarity,
+    small_print_pdf,
     table_pdf,
     text_pdf,
     tiff_pages,
@@ -78,6 +79,12 @@ def test_a_png_with_known_text_is_recognized(engine: RapidOcrEngine) -> None:
     [page] = read(engine, scan_png(sample))
     assert similarity(sample.text, page.markdown) >= SCAN_SIMILARITY, page.markdown
     assert (page.width, page.height) == (1275, 1651)
+
+
+def test_fine_print_survives_the_detector_s_scaling(engine: RapidOcrEngine) -> None:
+    sample = small_print_pdf(5)  # 10 px high at 150 dpi; detection sees the page at 1280 px (960 lost it)
+    [page] = read(engine, scan_png(sample))
+    assert similarity(sample.text, page.markdown) >= SCAN_SIMILARITY, page.markdown
 
 
 @pytest.mark.parametrize("scanned", [False, True], ids=["text-layer", "scanned"])

@@ -68,7 +68,7 @@ def sniff(document: bytes) -> str:
 
 
 class RapidOcrEngine:
-    def __init__(self, *, workers: int, threads: int, dpi: int, max_pixels: int,
+    def __init__(self, *, workers: int, threads: int, dpi: int, max_pixels: int, detect_side: int = 1280,
                  models: Path | None = None) -> None:
         from rapidocr import RapidOCR
 
@@ -77,6 +77,7 @@ class RapidOcrEngine:
         self.workers = workers
         root = models or Path(__import__("rapidocr").__file__).parent / "models"
         params: dict[str, Any] = {"Global.log_level": "error", "Global.use_cls": False,
+                                  "Det.limit_type": "max", "Det.limit_side_len": detect_side,
                                   "EngineConfig.onnxruntime.intra_op_num_threads": threads,
                                   "EngineConfig.onnxruntime.inter_op_num_threads": 1}
         for stage, name in MODEL_FILES.items():
@@ -326,7 +327,8 @@ def load(entry: ModelEntry, path: Path | None, settings: Settings) -> RapidOcrEn
     ``path`` (optional) a directory holding the three model files instead of the wheel's."""
     workers, threads = workers_and_threads(entry)
     engine = RapidOcrEngine(workers=workers, threads=threads, dpi=settings.ocr_dpi,
-                            max_pixels=settings.ocr_max_page_pixels, models=path)
+                            max_pixels=settings.ocr_max_page_pixels, detect_side=settings.ocr_detect_max_side,
+                            models=path)
     log.info("model %s: rapidocr loaded in %.2f s (%d page workers x %d threads)", entry.id, engine.load_seconds,
              workers, threads)
     return engine
