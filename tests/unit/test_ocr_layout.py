@@ -149,3 +149,12 @@ def test_an_ocr_entry_serves_ocr_only() -> None:
     assert entry.capabilities == ["ocr"] and kind_of(entry) == "ocr"
     with pytest.raises(ValueError, match="serves OCR only"):
         ModelEntry(id="my-ocr", engine="rapidocr", capabilities=["completion_chat"])
+
+
+def test_body_text_near_the_top_is_not_a_header() -> None:
+    spans = [*lines(["Running head"], 600, 90), *lines(["First body line near the top,", "and the second."], 150, 150)]
+    split = page_markdown(spans, [], H, extract_header=True)
+    assert (split.header, split.markdown) == ("Running head", "First body line near the top, and the second.")
+    tight = lines(["Body starts at the margin", "and goes on."], 150, 120)  # normal leading: no header here
+    split = page_markdown(tight, [], H, extract_header=True)
+    assert (split.header, split.markdown) == (None, "Body starts at the margin and goes on.")
