@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from mistral_gateway.engines.base import InvalidInput, OcrOptions, OcrPage, OcrTable
-from mistral_gateway.engines.ocr import _numbered_tables, _selected, sniff
+from mistral_gateway.engines.ocr import _numbered_tables, sniff
 from mistral_gateway.engines.ocr_layout import TABLE_MARK, Figure, Span, page_markdown
+from mistral_gateway.engines.ocr_pages import selected
 from mistral_gateway.engines.pdf import PdfFile
 from ocr_samples import jpeg, multi_page_pdf, text_pdf
 
@@ -110,12 +111,12 @@ def test_documents_are_recognized_by_their_bytes() -> None:
 
 
 def test_page_selection_is_checked_against_the_document() -> None:
-    assert _selected(OcrOptions(pages=(3, 1)), 5) == [3, 1]
-    assert _selected(OcrOptions(), 3) == [0, 1, 2]
+    assert selected(OcrOptions(pages=(3, 1)), 5) == [3, 1]
+    assert selected(OcrOptions(), 3) == [0, 1, 2]
     with pytest.raises(InvalidInput, match="page 5 does not exist: the document has 5 pages"):
-        _selected(OcrOptions(pages=(0, 5)), 5)
+        selected(OcrOptions(pages=(0, 5)), 5)
     with pytest.raises(InvalidInput, match="4 pages selected; at most 3"):
-        _selected(OcrOptions(max_pages=3), 4)
+        selected(OcrOptions(max_pages=3), 4)
 
 
 def test_a_corrupt_pdf_is_invalid_input() -> None:
