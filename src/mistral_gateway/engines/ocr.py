@@ -42,14 +42,14 @@ MODEL_FILES = {"Det": "PP-OCRv6_det_small.onnx", "Rec": "PP-OCRv6_rec_small.onnx
 def sniff(document: bytes) -> str:
     """The document's type from its first bytes: pdf, png, jpeg, webp or tiff."""
     head = document[:1024]
-    if b"%PDF-" in head:
-        return "pdf"
     for kind, magic in (("png", b"\x89PNG\r\n\x1a\n"), ("jpeg", b"\xff\xd8\xff"), ("tiff", b"II*\x00"),
                         ("tiff", b"MM\x00*")):
         if head.startswith(magic):
             return kind
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
+    if b"%PDF-" in head:  # PDF readers accept a header anywhere in the first kilobyte
+        return "pdf"
     raise InvalidInput("the document is neither a PDF nor a PNG, JPEG, WebP or TIFF image")
 
 
