@@ -159,3 +159,11 @@ def test_body_text_near_the_top_is_not_a_header() -> None:
     tight = lines(["Body starts at the margin", "and goes on."], 150, 120)  # normal leading: no header here
     split = page_markdown(tight, [], H, extract_header=True)
     assert (split.header, split.markdown) == (None, "Body starts at the margin and goes on.")
+
+
+def test_a_long_two_column_region_is_read_whole() -> None:
+    left = [f"left line {k} of the first column text" for k in range(400)]
+    right = [f"right line {k} of the second column text" for k in range(400)]
+    spans = [*lines(left, 150, 100, size=3, pitch=4), *lines(right, 660, 100, size=3, pitch=4)]
+    md = page_markdown(spans, [], 2000).markdown
+    assert md == " ".join(left) + "\n\n" + " ".join(right)

@@ -210,13 +210,14 @@ def _join(lines: Sequence[_Line]) -> _Line:
                  max(s.x1 for s in lines), max(s.y1 for s in lines), max(s.size for s in lines))
 
 
-def _intervals(segments: Sequence[_Line]) -> list[tuple[float, float]]:
+def _intervals(segments: Sequence[_Line], cover: Sequence[tuple[float, float]] = ()) -> list[tuple[float, float]]:
+    """The x-intervals the segments (and an earlier ``cover``) occupy, overlapping ones merged, left to right."""
     merged: list[tuple[float, float]] = []
-    for s in sorted(segments, key=lambda s: s.x0):
-        if merged and s.x0 <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], s.x1))
+    for x0, x1 in sorted([*cover, *((s.x0, s.x1) for s in segments)]):
+        if merged and x0 <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], x1))
         else:
-            merged.append((s.x0, s.x1))
+            merged.append((x0, x1))
     return merged
 
 
@@ -224,14 +225,15 @@ def _region_end(rows: list[_Row], start: int) -> int:
     """The end (exclusive) of the region starting at ``rows[start]``: rows that keep a vertical gutter free."""
     if len(rows[start].segments) < 2:
         return start + 1
-    segments = list(rows[start].segments)
-    height = statistics.median(s.y1 - s.y0 for s in segments)
+    cover = _intervals(rows[start].segments)
+    height = statistics.median(s.y1 - s.y0 for s in rows[start].segments)
     end = start + 1
     while end < len(rows):
         row = rows[end]
-        if row.y0 - rows[end - 1].y1 > REGION_GAP * height or len(_intervals(segments + row.segments)) < 2:
+        grown = _intervals(row.segments, cover)  # the cover only: a long region stays linear
+        if row.y0 - rows[end - 1].y1 > REGION_GAP * height or len(grown) < 2:
             break
-        segments += row.segments
+        cover = grown
         end += 1
     return end
 
@@ -287,8 +289,8 @@ class _Writer:
 
     def columns(self, region: list[_Row], figures: list[Figure]) -> str:
         segments = [s for row in region for s in row.segments]
-        columns: list[list[_Line]] = [[] for _ in _intervals(segments)]
         bounds = _intervals(segments)
+        columns: list[list[_Line]] = [[] for _ in bounds]
         for line in [*segments, *map(_figure_line, figures)]:
             centre = (line.x0 + line.x1) / 2
             index = min(range(len(bounds)), key=lambda k: 0 if bounds[k][0] <= centre <= bounds[k][1]
