@@ -33,8 +33,11 @@ class PdfWriter:
     """A PDF with text (Helvetica, Helvetica-Bold) and JPEG images at given places; coordinates in points from the
     page's top-left corner (``top`` is the top of the text's em box)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rotate: int = 0) -> None:
         self.pages: list[_Page] = []
+        # 90: every page is stored landscape with /Rotate 90 and its text drawn turned, so that it displays (and
+        # renders) exactly like the unrotated page: what a scanner's or a landscape writer's PDF looks like
+        self.rotate = rotate
 
     def page(self) -> PdfWriter:
         self.pages.append(_Page())
@@ -43,8 +46,9 @@ class PdfWriter:
     def text(self, x: float, top: float, text: str, size: float = 11, bold: bool = False) -> PdfWriter:
         baseline = PAGE_H - top - size * 0.8
         font = "F2" if bold else "F1"
-        self.pages[-1].ops.append(b"BT /%s %.1f Tf 1 0 0 1 %.1f %.1f Tm (%s) Tj ET" % (
-            font.encode(), size, x, baseline, _escape(text)))
+        matrix = b"0 1 -1 0 %.1f %.1f" % (top + size * 0.8, x) if self.rotate == 90 else b"1 0 0 1 %.1f %.1f" % (
+            x, baseline)
+        self.pages[-1].ops.append(b"BT /%s %.1f Tf %s Tm (%s) Tj ET" % (font.encode(), size, matrix, _escape(text)))
         return self
 
     def lines(self, x: float, top: float, lines: list[str], size: float = 11, leading: float = 1.35) -> float:
@@ -81,9 +85,10 @@ class PdfWriter:
                                           b"/DeviceRGB /BitsPerComponent 8 /Filter /DCTDecode /Length %d >>\n"
                                           b"stream\n%s\nendstream" % (w, h, len(data), data)))
                 for i, (data, w, h) in enumerate(page.images))
-            kids.append(add(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Contents %d 0 R /Resources "
-                            b"<< /Font << /F1 %d 0 R /F2 %d 0 R >> /XObject << %s >> >> >>"
-                            % (PAGE_W, PAGE_H, content_ref, fonts[0], fonts[1], xobjects)))
+            box = (PAGE_H, PAGE_W) if self.rotate == 90 else (PAGE_W, PAGE_H)
+            kids.append(add(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Rotate %d /Contents %d 0 R "
+                            b"/Resources << /Font << /F1 %d 0 R /F2 %d 0 R >> /XObject << %s >> >> >>"
+                            % (*box, self.rotate, content_ref, fonts[0], fonts[1], xobjects)))
         objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(b"%d 0 R" % k for k in kids), len(kids))
         out = io.BytesIO()
         out.write(b"%PDF-1.4\n")
@@ -128,9 +133,9 @@ def _text_page(pdf: PdfWriter) -> str:
     return " ".join(["Quarterly Report", "Introduction", *INTRO, *SECOND])
 
 
-def text_pdf() -> Sample:
+def text_pdf(rotate: int = 0) -> Sample:
     """One page: a title (24 pt), a heading (16 pt) and two body paragraphs (11 pt)."""
-    pdf = PdfWriter()
+    pdf = PdfWriter(rotate)
     text = _text_page(pdf)
     return Sample(pdf.bytes(), text, title="Quarterly Report",
                   heading="Introduction")

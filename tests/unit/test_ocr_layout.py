@@ -167,3 +167,18 @@ def test_a_long_two_column_region_is_read_whole() -> None:
     spans = [*lines(left, 150, 100, size=3, pitch=4), *lines(right, 660, 100, size=3, pitch=4)]
     md = page_markdown(spans, [], 2000).markdown
     assert md == " ".join(left) + "\n\n" + " ".join(right)
+
+
+def test_a_rotated_page_s_text_layer_is_placed_as_displayed() -> None:
+    """/Rotate 90 with the text drawn turned displays like the plain page: same spans, same pixel boxes."""
+    def spans(rotate: int) -> list[Span]:
+        pdf = PdfFile(text_pdf(rotate).data)
+        try:
+            return pdf.text_spans(0, 150 / 72)[0]
+        finally:
+            pdf.close()
+
+    plain, rotated = spans(0), spans(90)
+    assert [s.text for s in rotated] == [s.text for s in plain] and len(plain) == 7
+    for a, b in zip(plain, rotated, strict=True):
+        assert max(abs(a.x0 - b.x0), abs(a.y0 - b.y0), abs(a.x1 - b.x1), abs(a.y1 - b.y1), abs(a.size - b.size)) < 1
