@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = ["PAGE_H", "PAGE_W", "PdfWriter", "Sample", "image_pdf", "jpeg", "multi_page_pdf", "report_pdf", "scan_pdf",
-           "scan_png", "similarity", "small_print_pdf", "table_pdf", "text_pdf", "tiff_pages", "two_column_pdf"]
+           "scan_png", "similarity", "small_print_pdf", "stamped_scan_pdf", "table_pdf", "text_pdf", "tiff_pages",
+           "two_column_pdf"]
 
 PAGE_W, PAGE_H = 612, 792  # US letter, points
 
@@ -229,6 +230,16 @@ def image_pdf() -> Sample:
     pdf.text(72, 260, AFTER, 11)
     pdf.image(500, 700, 10, 10, jpeg(20, 20, (200, 20, 20)), (20, 20))
     return Sample(pdf.bytes(), f"{BEFORE} {AFTER}")
+
+
+def stamped_scan_pdf(sample: Sample, stamp: str = "Received 12 May") -> bytes:
+    """The sample's first page scanned (a JPEG filling the page) with a short text-layer stamp over it: a scan
+    whose few characters of text must not pass for the page's text layer."""
+    out = io.BytesIO()
+    _render(sample.data)[0].save(out, "JPEG", quality=90)  # type: ignore[attr-defined]
+    pdf = PdfWriter().page().image(0, 0, PAGE_W, PAGE_H, out.getvalue(), (1275, 1651))
+    pdf.text(420, 740, stamp, 9)
+    return pdf.bytes()
 
 
 def _render(pdf: bytes, dpi: int = 150) -> list[object]:
