@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = ["PAGE_H", "PAGE_W", "PdfWriter", "Sample", "image_pdf", "jpeg", "multi_page_pdf", "report_pdf", "scan_pdf",
-           "scan_png", "similarity", "table_pdf", "text_pdf", "tiff_pages", "two_column_pdf"]
+           "scan_png", "similarity", "small_print_pdf", "stamped_scan_pdf", "table_pdf", "text_pdf", "tiff_pages",
+           "two_column_pdf"]
 
 PAGE_W, PAGE_H = 612, 792  # US letter, points
 
@@ -33,8 +34,11 @@ class PdfWriter:
     """A PDF with text (Helvetica, Helvetica-Bold) and JPEG images at given places; coordinates in points from the
     page's top-left corner (``top`` is the top of the text's em box)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rotate: int = 0) -> None:
         self.pages: list[_Page] = []
+        # 90: every page is stored landscape with /Rotate 90 and its text drawn turned, so that it displays (and
+        # renders) exactly like the unrotated page: what a scanner's or a landscape writer's PDF looks like
+        self.rotate = rotate
 
     def page(self) -> PdfWriter:
         self.pages.append(_Page())
@@ -43,8 +47,9 @@ class PdfWriter:
     def text(self, x: float, top: float, text: str, size: float = 11, bold: bool = False) -> PdfWriter:
         baseline = PAGE_H - top - size * 0.8
         font = "F2" if bold else "F1"
-        self.pages[-1].ops.append(b"BT /%s %.1f Tf 1 0 0 1 %.1f %.1f Tm (%s) Tj ET" % (
-            font.encode(), size, x, baseline, _escape(text)))
+        matrix = b"0 1 -1 0 %.1f %.1f" % (top + size * 0.8, x) if self.rotate == 90 else b"1 0 0 1 %.1f %.1f" % (
+            x, baseline)
+        self.pages[-1].ops.append(b"BT /%s %.1f Tf %s Tm (%s) Tj ET" % (font.encode(), size, matrix, _escape(text)))
         return self
 
     def lines(self, x: float, top: float, lines: list[str], size: float = 11, leading: float = 1.35) -> float:
@@ -81,9 +86,10 @@ class PdfWriter:
                                           b"/DeviceRGB /BitsPerComponent 8 /Filter /DCTDecode /Length %d >>\n"
                                           b"stream\n%s\nendstream" % (w, h, len(data), data)))
                 for i, (data, w, h) in enumerate(page.images))
-            kids.append(add(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Contents %d 0 R /Resources "
-                            b"<< /Font << /F1 %d 0 R /F2 %d 0 R >> /XObject << %s >> >> >>"
-                            % (PAGE_W, PAGE_H, content_ref, fonts[0], fonts[1], xobjects)))
+            box = (PAGE_H, PAGE_W) if self.rotate == 90 else (PAGE_W, PAGE_H)
+            kids.append(add(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Rotate %d /Contents %d 0 R "
+                            b"/Resources << /Font << /F1 %d 0 R /F2 %d 0 R >> /XObject << %s >> >> >>"
+                            % (*box, self.rotate, content_ref, fonts[0], fonts[1], xobjects)))
         objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(b"%d 0 R" % k for k in kids), len(kids))
         out = io.BytesIO()
         out.write(b"%PDF-1.4\n")
@@ -128,9 +134,9 @@ def _text_page(pdf: PdfWriter) -> str:
     return " ".join(["Quarterly Report", "Introduction", *INTRO, *SECOND])
 
 
-def text_pdf() -> Sample:
+def text_pdf(rotate: int = 0) -> Sample:
     """One page: a title (24 pt), a heading (16 pt) and two body paragraphs (11 pt)."""
-    pdf = PdfWriter()
+    pdf = PdfWriter(rotate)
     text = _text_page(pdf)
     return Sample(pdf.bytes(), text, title="Quarterly Report",
                   heading="Introduction")
@@ -187,6 +193,14 @@ def table_pdf() -> Sample:
     return Sample(pdf.bytes(), text, heading="Fruit order")
 
 
+def small_print_pdf(size: float = 5) -> Sample:
+    """One page of fine print: the known lines three times over at ``size`` points."""
+    lines = (INTRO + SECOND + LEFT + RIGHT) * 3
+    pdf = PdfWriter().page()
+    pdf.lines(40, 40, lines, size=size)
+    return Sample(pdf.bytes(), " ".join(lines))
+
+
 def report_pdf(pages: int = 4) -> Sample:
     """``pages`` pages cycling through the text, two-column and table pages (the benchmark's document)."""
     pdf = PdfWriter()
@@ -216,6 +230,16 @@ def image_pdf() -> Sample:
     pdf.text(72, 260, AFTER, 11)
     pdf.image(500, 700, 10, 10, jpeg(20, 20, (200, 20, 20)), (20, 20))
     return Sample(pdf.bytes(), f"{BEFORE} {AFTER}")
+
+
+def stamped_scan_pdf(sample: Sample, stamp: str = "Received 12 May") -> bytes:
+    """The sample's first page scanned (a JPEG filling the page) with a short text-layer stamp over it: a scan
+    whose few characters of text must not pass for the page's text layer."""
+    out = io.BytesIO()
+    _render(sample.data)[0].save(out, "JPEG", quality=90)  # type: ignore[attr-defined]
+    pdf = PdfWriter().page().image(0, 0, PAGE_W, PAGE_H, out.getvalue(), (1275, 1651))
+    pdf.text(420, 740, stamp, 9)
+    return pdf.bytes()
 
 
 def _render(pdf: bytes, dpi: int = 150) -> list[object]:

@@ -28,6 +28,8 @@ from ocr_samples import (
     scan_pdf,
     scan_png,
     similarity,
+    small_print_pdf,
+    stamped_scan_pdf,
     table_pdf,
     text_pdf,
     tiff_pages,
@@ -73,11 +75,33 @@ def test_an_image_only_pdf_is_recognized(engine: RapidOcrEngine) -> None:
     assert (page.width, page.height, page.dpi) == (1275, 1651, 150)
 
 
+def test_a_scan_with_a_text_stamp_is_recognized_not_read_as_its_stamp(engine: RapidOcrEngine) -> None:
+    sample = text_pdf()
+    [page] = read(engine, stamped_scan_pdf(sample, "Received 12 May"))
+    assert page.markdown.startswith("# Quarterly Report"), page.markdown
+    assert similarity(sample.text + " Received 12 May", page.markdown) >= SCAN_SIMILARITY, page.markdown
+    assert page.images == ()  # the page-sized picture is the scan
+
+
+def test_a_webp_image_is_recognized(engine: RapidOcrEngine) -> None:
+    png = Image.open(io.BytesIO(scan_png(multi_page_pdf())))
+    out = io.BytesIO()
+    png.save(out, "WEBP", quality=90)
+    [page] = read(engine, out.getvalue())
+    assert similarity(f"This is page 0: {PAGE_WORDS[0]}.", page.markdown) >= SCAN_SIMILARITY, page.markdown
+
+
 def test_a_png_with_known_text_is_recognized(engine: RapidOcrEngine) -> None:
     sample = text_pdf()
     [page] = read(engine, scan_png(sample))
     assert similarity(sample.text, page.markdown) >= SCAN_SIMILARITY, page.markdown
     assert (page.width, page.height) == (1275, 1651)
+
+
+def test_fine_print_survives_the_detector_s_scaling(engine: RapidOcrEngine) -> None:
+    sample = small_print_pdf(5)  # 10 px high at 150 dpi; detection sees the page at 1280 px (960 lost it)
+    [page] = read(engine, scan_png(sample))
+    assert similarity(sample.text, page.markdown) >= SCAN_SIMILARITY, page.markdown
 
 
 @pytest.mark.parametrize("scanned", [False, True], ids=["text-layer", "scanned"])

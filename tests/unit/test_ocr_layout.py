@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from mistral_gateway.engines.base import InvalidInput, OcrOptions, OcrPage, OcrTable
-from mistral_gateway.engines.ocr import _numbered_tables, _selected, sniff
+from mistral_gateway.engines.ocr import _numbered_tables, sniff
 from mistral_gateway.engines.ocr_layout import TABLE_MARK, Figure, Span, page_markdown
+from mistral_gateway.engines.ocr_pages import selected
 from mistral_gateway.engines.pdf import PdfFile
 from ocr_samples import jpeg, multi_page_pdf, text_pdf
 
@@ -110,12 +111,12 @@ def test_documents_are_recognized_by_their_bytes() -> None:
 
 
 def test_page_selection_is_checked_against_the_document() -> None:
-    assert _selected(OcrOptions(pages=(3, 1)), 5) == [3, 1]
-    assert _selected(OcrOptions(), 3) == [0, 1, 2]
+    assert selected(OcrOptions(pages=(3, 1)), 5) == [3, 1]
+    assert selected(OcrOptions(), 3) == [0, 1, 2]
     with pytest.raises(InvalidInput, match="page 5 does not exist: the document has 5 pages"):
-        _selected(OcrOptions(pages=(0, 5)), 5)
+        selected(OcrOptions(pages=(0, 5)), 5)
     with pytest.raises(InvalidInput, match="4 pages selected; at most 3"):
-        _selected(OcrOptions(max_pages=3), 4)
+        selected(OcrOptions(max_pages=3), 4)
 
 
 def test_a_corrupt_pdf_is_invalid_input() -> None:
@@ -149,3 +150,35 @@ def test_an_ocr_entry_serves_ocr_only() -> None:
     assert entry.capabilities == ["ocr"] and kind_of(entry) == "ocr"
     with pytest.raises(ValueError, match="serves OCR only"):
         ModelEntry(id="my-ocr", engine="rapidocr", capabilities=["completion_chat"])
+
+
+def test_body_text_near_the_top_is_not_a_header() -> None:
+    spans = [*lines(["Running head"], 600, 90), *lines(["First body line near the top,", "and the second."], 150, 150)]
+    split = page_markdown(spans, [], H, extract_header=True)
+    assert (split.header, split.markdown) == ("Running head", "First body line near the top, and the second.")
+    tight = lines(["Body starts at the margin", "and goes on."], 150, 120)  # normal leading: no header here
+    split = page_markdown(tight, [], H, extract_header=True)
+    assert (split.header, split.markdown) == (None, "Body starts at the margin and goes on.")
+
+
+def test_a_long_two_column_region_is_read_whole() -> None:
+    left = [f"left line {k} of the first column text" for k in range(400)]
+    right = [f"right line {k} of the second column text" for k in range(400)]
+    spans = [*lines(left, 150, 100, size=3, pitch=4), *lines(right, 660, 100, size=3, pitch=4)]
+    md = page_markdown(spans, [], 2000).markdown
+    assert md == " ".join(left) + "\n\n" + " ".join(right)
+
+
+def test_a_rotated_page_s_text_layer_is_placed_as_displayed() -> None:
+    """/Rotate 90 with the text drawn turned displays like the plain page: same spans, same pixel boxes."""
+    def spans(rotate: int) -> list[Span]:
+        pdf = PdfFile(text_pdf(rotate).data)
+        try:
+            return pdf.text_spans(0, 150 / 72)[0]
+        finally:
+            pdf.close()
+
+    plain, rotated = spans(0), spans(90)
+    assert [s.text for s in rotated] == [s.text for s in plain] and len(plain) == 7
+    for a, b in zip(plain, rotated, strict=True):
+        assert max(abs(a.x0 - b.x0), abs(a.y0 - b.y0), abs(a.x1 - b.x1), abs(a.y1 - b.y1), abs(a.size - b.size)) < 1

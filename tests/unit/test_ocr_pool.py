@@ -80,3 +80,31 @@ def test_a_stopped_engine_is_unavailable(engine: RapidOcrEngine) -> None:
     engine.close()
     with pytest.raises(EngineUnavailable, match="shutting down"):
         engine._run([lambda: page(0)], threading.Event())
+
+
+def test_a_long_document_does_not_hold_the_pool_against_a_later_request() -> None:
+    bare = object.__new__(RapidOcrEngine)
+    bare.workers = 1
+    bare._pool = cf.ThreadPoolExecutor(max_workers=1)
+    finished: list[str] = []
+    first_started = threading.Event()
+
+    def task(name: str) -> Callable[[], OcrPage]:
+        def run() -> OcrPage:
+            first_started.set()
+            time.sleep(0.02)
+            finished.append(name)
+            return page(0)
+        return run
+
+    try:
+        with cf.ThreadPoolExecutor(max_workers=2) as clients:
+            long = clients.submit(bare._run, [task(f"long-{i}") for i in range(5)], threading.Event())
+            first_started.wait()
+            short = clients.submit(bare._run, [task("short")], threading.Event())
+            long.result()
+            short.result()
+    finally:
+        bare.close()
+    # the long document had one page queued at a time: the short request's page ran right after that one
+    assert finished.index("short") <= 2 and finished[-1] == "long-4"

@@ -20,7 +20,8 @@ from typing import Literal
 __all__ = ["TABLE_MARK", "Figure", "PageText", "Span", "page_markdown"]
 
 TABLE_MARK = "\x00tbl{}\x00"  # where table k of the page stands, until the engine numbers tables across the document
-BAND = 0.06  # header and footer bands: this share of the page's height at the top and at the bottom
+BAND = 0.1  # header and footer bands: this share of the page's height at the top and at the bottom
+HEADER_GAP = 1.0  # a header (footer) is set apart from the body by at least this many of its line heights
 SEGMENT_GAP = 1.2  # spans of one row further apart than this many ems are separate segments (cells, columns)
 PARAGRAPH_GAP = 0.6  # a vertical gap larger than this many line heights starts a new paragraph
 SIZE_CHANGE = 0.2  # so does a size change of this share of the body size (OCR line heights vary by ~10%)
@@ -92,13 +93,9 @@ def page_markdown(spans: Sequence[Span], figures: Sequence[Figure], height: floa
     spans = [Span(t, s.x0, s.y0, s.x1, s.y1, s.size) for s in spans if (t := _clean(s.text))]
     header = footer = None
     if extract_header:
-        top = [s for s in spans if s.y1 <= height * BAND]
-        spans = [s for s in spans if s.y1 > height * BAND]
-        header = _band_text(top)
+        header, spans = _band(spans, height, top=True)
     if extract_footer:
-        bottom = [s for s in spans if s.y0 >= height * (1 - BAND)]
-        spans = [s for s in spans if s.y0 < height * (1 - BAND)]
-        footer = _band_text(bottom)
+        footer, spans = _band(spans, height, top=False)
     body = _body_size(spans)
     writer = _Writer(body, heading_ratio, table_format)
     blocks: list[tuple[float, str]] = []  # (top, markdown) of each top-level block
@@ -134,9 +131,26 @@ def _clean(text: str) -> str:
     return _CONTROL.sub("", text).strip()
 
 
-def _band_text(spans: list[Span]) -> str | None:
+def _band(spans: list[Span], height: float, *, top: bool) -> tuple[str | None, list[Span]]:
+    """(the header's or footer's text, the other spans): the rows inside the band nearest the edge, up to the
+    last one set apart from the body by a gap of at least a line (body text in the band stays body text)."""
     rows = _rows(spans)
-    return "\n".join(_join(r.segments).text for r in rows) or None
+    if not top:
+        rows.reverse()
+    taken = 0
+    for k, row in enumerate(rows):
+        if (row.y1 > height * BAND) if top else (row.y0 < height * (1 - BAND)):
+            break
+        after = rows[k + 1] if k + 1 < len(rows) else None
+        gap = float("inf") if after is None else (after.y0 - row.y1) if top else (row.y0 - after.y1)
+        if gap >= HEADER_GAP * (row.y1 - row.y0):
+            taken = k + 1
+    if not taken:
+        return None, spans
+    band = rows[:taken] if top else rows[:taken][::-1]
+    cut = band[-1].y1 if top else band[0].y0
+    inside = [s for s in spans if ((s.y0 + s.y1) / 2 <= cut) == top]
+    return "\n".join(_join(r.segments).text for r in band), [s for s in spans if s not in inside]
 
 
 def _body_size(spans: Sequence[Span]) -> float:
@@ -196,13 +210,14 @@ def _join(lines: Sequence[_Line]) -> _Line:
                  max(s.x1 for s in lines), max(s.y1 for s in lines), max(s.size for s in lines))
 
 
-def _intervals(segments: Sequence[_Line]) -> list[tuple[float, float]]:
+def _intervals(segments: Sequence[_Line], cover: Sequence[tuple[float, float]] = ()) -> list[tuple[float, float]]:
+    """The x-intervals the segments (and an earlier ``cover``) occupy, overlapping ones merged, left to right."""
     merged: list[tuple[float, float]] = []
-    for s in sorted(segments, key=lambda s: s.x0):
-        if merged and s.x0 <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], s.x1))
+    for x0, x1 in sorted([*cover, *((s.x0, s.x1) for s in segments)]):
+        if merged and x0 <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], x1))
         else:
-            merged.append((s.x0, s.x1))
+            merged.append((x0, x1))
     return merged
 
 
@@ -210,14 +225,15 @@ def _region_end(rows: list[_Row], start: int) -> int:
     """The end (exclusive) of the region starting at ``rows[start]``: rows that keep a vertical gutter free."""
     if len(rows[start].segments) < 2:
         return start + 1
-    segments = list(rows[start].segments)
-    height = statistics.median(s.y1 - s.y0 for s in segments)
+    cover = _intervals(rows[start].segments)
+    height = statistics.median(s.y1 - s.y0 for s in rows[start].segments)
     end = start + 1
     while end < len(rows):
         row = rows[end]
-        if row.y0 - rows[end - 1].y1 > REGION_GAP * height or len(_intervals(segments + row.segments)) < 2:
+        grown = _intervals(row.segments, cover)  # the cover only: a long region stays linear
+        if row.y0 - rows[end - 1].y1 > REGION_GAP * height or len(grown) < 2:
             break
-        segments += row.segments
+        cover = grown
         end += 1
     return end
 
@@ -273,8 +289,8 @@ class _Writer:
 
     def columns(self, region: list[_Row], figures: list[Figure]) -> str:
         segments = [s for row in region for s in row.segments]
-        columns: list[list[_Line]] = [[] for _ in _intervals(segments)]
         bounds = _intervals(segments)
+        columns: list[list[_Line]] = [[] for _ in bounds]
         for line in [*segments, *map(_figure_line, figures)]:
             centre = (line.x0 + line.x1) / 2
             index = min(range(len(bounds)), key=lambda k: 0 if bounds[k][0] <= centre <= bounds[k][1]

@@ -64,14 +64,13 @@ class PdfFile:
         with PDFIUM_LOCK:
             page = self._page(index)
             try:
-                height = page.get_height()
+                frame = _Frame(page, scale)
                 out = []
                 for k, obj in enumerate(page.get_objects(max_depth=1)):
                     if obj.type != raw.FPDF_PAGEOBJ_IMAGE:
                         continue
-                    left, bottom, right, top = obj.get_bounds()
-                    out.append(PdfImageRef(index, k, (round(left * scale), round((height - top) * scale),
-                                                      round(right * scale), round((height - bottom) * scale))))
+                    box = frame.box(*obj.get_bounds())
+                    out.append(PdfImageRef(index, k, (round(box[0]), round(box[1]), round(box[2]), round(box[3]))))
                     if len(out) >= MAX_IMAGES_PER_PAGE:
                         break
                 return out
@@ -106,7 +105,7 @@ class PdfFile:
             page = self._page(index)
             textpage = page.get_textpage()
             try:
-                return _spans(raw, textpage, page.get_height(), scale)
+                return _spans(raw, textpage, _Frame(page, scale))
             finally:
                 textpage.close()
                 page.close()
@@ -138,11 +137,34 @@ def _readable(ch: str) -> bool:
     return ch.isprintable() and ch != "\ufffd" and not 0xE000 <= code <= 0xF8FF
 
 
-def _spans(raw: Any, textpage: Any, height: float, scale: float) -> tuple[list[Span], int]:
+class _Frame:
+    """PDF user space to page pixels as rendered: the crop box's origin, the page's rotation (clockwise, as
+    displayed), the top-left corner as origin, ``scale`` pixels per point."""
+
+    def __init__(self, page: Any, scale: float) -> None:
+        self.left, self.bottom, right, top = page.get_cropbox()
+        self.width, self.height = right - self.left, top - self.bottom
+        self.rotation = page.get_rotation() % 360
+        self.scale = scale
+
+    def point(self, x: float, y: float) -> tuple[float, float]:
+        x, y = x - self.left, y - self.bottom
+        u, v = {90: (y, x), 180: (self.width - x, y), 270: (self.height - y, self.width - x)}.get(
+            self.rotation, (x, self.height - y))
+        return u * self.scale, v * self.scale
+
+    def box(self, left: float, bottom: float, right: float, top: float) -> tuple[float, float, float, float]:
+        (u0, v0), (u1, v1) = self.point(left, bottom), self.point(right, top)
+        return min(u0, u1), min(v0, v1), max(u0, u1), max(v0, v1)
+
+
+def _spans(raw: Any, textpage: Any, frame: _Frame) -> tuple[list[Span], int]:
+    """Characters in reading order grouped into runs, in page pixels: a run ends at PDFium's line breaks, at a gap
+    wider than 1.2 em, when the text goes back left, or when the baseline moves by half an em."""
     count = textpage.count_chars()
     rect = raw.FS_RECTF()
     spans: list[Span] = []
-    run: list[tuple[str, float, float, float, float, float]] = []  # char, left, top, right, bottom, size
+    run: list[tuple[str, float, float, float, float, float]] = []  # char, x0, y0, x1, y1 (pixels), size (pixels)
     readable = 0
 
     def flush() -> None:
@@ -150,9 +172,8 @@ def _spans(raw: Any, textpage: Any, height: float, scale: float) -> tuple[list[S
         boxes = [c for c in run if c[3] > c[1]]
         if text and boxes:
             sizes = sorted(c[5] for c in boxes)
-            spans.append(Span(text, min(c[1] for c in boxes) * scale, (height - max(c[2] for c in boxes)) * scale,
-                              max(c[3] for c in boxes) * scale, (height - min(c[4] for c in boxes)) * scale,
-                              sizes[len(sizes) // 2] * scale))
+            spans.append(Span(text, min(c[1] for c in boxes), min(c[2] for c in boxes), max(c[3] for c in boxes),
+                              max(c[4] for c in boxes), sizes[len(sizes) // 2]))
         run.clear()
 
     for i in range(count):
@@ -163,13 +184,13 @@ def _spans(raw: Any, textpage: Any, height: float, scale: float) -> tuple[list[S
         if not ch.isspace():
             readable += _readable(ch)
         raw.FPDFText_GetLooseCharBox(textpage, i, ctypes.byref(rect))
-        size = raw.FPDFText_GetFontSize(textpage, i) or (rect.top - rect.bottom)
-        char = (ch, rect.left, rect.top, rect.right, rect.bottom, size)
+        x0, y0, x1, y1 = frame.box(rect.left, rect.bottom, rect.right, rect.top)
+        size = (raw.FPDFText_GetFontSize(textpage, i) * frame.scale) or (y1 - y0)
         last = next((c for c in reversed(run) if c[3] > c[1] and not c[0].isspace()), None)
-        if last is not None and not ch.isspace() and (rect.left - last[3] > 1.2 * max(size, last[5])
-                                                       or rect.right < last[1]  # went back: a new line
-                                                       or abs(rect.bottom - last[4]) > 0.5 * max(size, last[5])):
+        if last is not None and not ch.isspace() and (x0 - last[3] > 1.2 * max(size, last[5])
+                                                       or x1 < last[1]  # went back: a new line
+                                                       or abs(y1 - last[4]) > 0.5 * max(size, last[5])):
             flush()
-        run.append(char)
+        run.append((ch, x0, y0, x1, y1, size))
     flush()
     return spans, readable
