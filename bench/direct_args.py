@@ -1,5 +1,5 @@
-"""What the in-process baselines (``embed_direct.py``, ``moderation_direct.py``) share: their common arguments and
-the server's own model loader, so a baseline runs the same weights and settings as ``serve``."""
+"""What the in-process baselines (``embed_direct.py``, ``moderation_direct.py``, ``ocr_direct.py``) share: their
+common arguments and the server's own model loader, so a baseline runs the same weights and settings as ``serve``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 
-def parser(doc: str | None, model: str) -> argparse.ArgumentParser:
+def parser(doc: str | None, model: str, *, corpus: bool = True) -> argparse.ArgumentParser:
     out = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    out.add_argument("--corpus", type=Path, required=True)
+    if corpus:
+        out.add_argument("--corpus", type=Path, required=True)
     out.add_argument("--data-dir", type=Path, required=True, help="the gateway's data dir (bundled weights)")
     out.add_argument("--model", default=model)
     out.add_argument("--rounds", type=int, default=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core import Suite
 
-from . import batch, chat, embeddings, models, moderation, proxy, realtime, speech
+from . import batch, chat, embeddings, models, moderation, ocr, proxy, realtime, speech
 
 __all__ = ["SUITES"]
 
@@ -17,4 +17,5 @@ SUITES: dict[str, Suite] = {
     "moderation": moderation.run,
     "speech": speech.run,
     "realtime": realtime.run,
+    "ocr": ocr.run,
 }

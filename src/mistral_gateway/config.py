@@ -88,7 +88,8 @@ class ModelEntry(BaseModel):
     aliases: list[str] = Field(default_factory=list)
     name: str | None = None
     description: str | None = None
-    engine: Literal["llama.cpp", "sentence-transformers", "classifier", "faster-whisper", "fake", "none"] = "llama.cpp"
+    engine: Literal["llama.cpp", "sentence-transformers", "classifier", "faster-whisper", "rapidocr", "fake",
+                    "none"] = "llama.cpp"
     path: str | None = None
     asset: str | None = None
     max_context_length: int = 32768  # per request (one llama.cpp slot)
@@ -132,6 +133,15 @@ class ModelEntry(BaseModel):
         bad = {k: v for k, v in self.thresholds.items() if not 0 < v < 1}
         if bad:
             raise ValueError(f"model {self.id!r}: thresholds must be strictly between 0 and 1: {bad}")
+        return self
+
+    @model_validator(mode="after")
+    def _ocr(self) -> ModelEntry:
+        if self.engine == "rapidocr":
+            if "capabilities" not in self.model_fields_set:
+                self.capabilities = ["ocr"]
+            elif self.capabilities != ["ocr"]:
+                raise ValueError(f"model {self.id!r}: engine 'rapidocr' serves OCR only (capabilities = [\"ocr\"])")
         return self
 
     @model_validator(mode="after")
@@ -233,6 +243,16 @@ def default_models() -> list[ModelEntry]:
             parallel=1,  # transcriptions decoding at once (each on every core); the rest queue
             capabilities=["audio_transcription", "audio"],
         ),
+        ModelEntry(
+            id="rapidocr-pp-ocrv6",
+            name="RapidOCR (PP-OCRv6 small) with PDF text layers",
+            description="Local OCR: PDF text layers read directly, scans and images recognized by PP-OCRv6 "
+                        "(ONNX models shipped in the rapidocr package).",
+            engine="rapidocr",
+            aliases=["mistral-ocr-latest", "mistral-ocr-2505", "mistral-ocr-2512"],
+            parallel=8,  # pages recognized at once, at most the core count (README "OCR engine")
+            capabilities=["ocr"],
+        ),
     ]
 
 
@@ -315,6 +335,19 @@ class Settings(BaseSettings):
     # else counted while decoding); longer audio is refused with 413 naming the limit
     audio_max_bytes: int = Field(100 * MB, ge=1024, le=2048 * MB)
     audio_max_seconds: float = Field(1800.0, ge=1, le=6 * 3600)
+    # OCR (README "OCR"): documents by URL, data URL or uploaded file; larger ones are a 413 naming the limit
+    ocr_max_document_bytes: int = Field(50 * MB, ge=1024, le=1024 * MB)
+    ocr_max_pages: int = Field(1000, ge=1, le=1000)  # pages read per request (the request's own cap is 1000)
+    # document_annotation_format is filled by this chat model (JSON-schema constrained) from the document's markdown
+    ocr_annotation_model: str = Field("mistral-small-latest", min_length=1, max_length=256)
+    ocr_annotation_max_tokens: int = Field(1024, ge=16, le=32768)
+    # OCR (README "OCR engine"): PDF pages are rendered at this resolution; a page (rendered, or an image) holds at
+    # most this many pixels (larger PDF pages are rendered at a lower dpi, larger images are refused)
+    ocr_dpi: int = Field(150, ge=50, le=600)
+    ocr_max_page_pixels: int = Field(5000 * 5000, ge=64 * 64, le=16384 * 16384)
+    # text detection sees the page scaled to at most this many pixels on its longer side: 1280 keeps 5 pt text of a
+    # 150 dpi page (0.998 similarity; 960 lost it) at ~30% less CPU than rapidocr's default of no scaling
+    ocr_detect_max_side: int = Field(1280, ge=320, le=4096)
     # Durable jobs (README "Jobs"): `serve` runs these workers in-process unless run_embedded_worker is off;
     # `mistral-gateway worker` runs them alone. A job's lease lapses job_lease_seconds after its worker's last
     # heartbeat; then another worker resumes it from its checkpoint (or it fails after job_max_attempts).

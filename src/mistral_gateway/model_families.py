@@ -45,7 +45,8 @@ def default_model_families() -> list[ModelFamily]:
         *_rows(SMALL, "ministral"),
         *_rows(EMBED, "mistral-embed codestral-embed"),
         *_rows(None, "mistral-moderation", capabilities=["moderation", "classification"]),
-        *_rows(None, "mistral-ocr mistral-document-ai", capabilities=["ocr"]),
+        # mistral-document-ai is Mistral's OCR with annotations (POST /v1/ocr): the catalog's OCR model serves it
+        *_rows(None, "mistral-ocr mistral-document-ai", capabilities=["ocr"], prefer="ocr"),
         *_rows(SPEECH, "voxtral-mini voxtral-small voxtral-mini-transcribe voxtral-mini-transcribe-realtime"),
         *_rows(None, "voxtral-tts", capabilities=["audio"]),
     ]

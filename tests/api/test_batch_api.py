@@ -124,7 +124,7 @@ def test_fim_and_per_line_models(env: tuple[TestClient, Services, str]) -> None:
 
 @pytest.mark.parametrize(("body", "param"), [
     ({"endpoint": "/v1/nope", "requests": [{"body": CHAT}], "model": "fake-chat"}, "endpoint"),
-    ({"endpoint": "/v1/ocr", "requests": [{"body": CHAT}], "model": "fake-chat"}, "endpoint"),
+    ({"endpoint": "/v1/ocr", "requests": [{"body": CHAT}], "model": "fake-chat"}, "model"),  # no OCR
     ({"endpoint": "/v1/moderations", "requests": [{"body": CHAT}], "model": "fake-chat"}, "model"),  # no moderation
     ({"endpoint": "/v1/chat/completions", "requests": [{"body": CHAT}], "model": "no-such-model"}, "model"),
     ({"endpoint": "/v1/fim/completions", "requests": [{"body": CHAT}], "model": "fake-plain"}, "model"),

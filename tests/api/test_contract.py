@@ -27,6 +27,7 @@ from mistral_gateway.config import Settings, default_models
 from mistral_gateway.registry import Registry
 from mistral_gateway.services.container import Services
 from mistral_gateway.storage.records import FineTunedModelRecord
+from ocr_support import OCR_MODEL, data_url, with_fake_ocr
 
 REGISTRY = Registry.load()
 SPEC = REGISTRY.spec
@@ -99,7 +100,7 @@ class Api:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """The default catalog (same ids and aliases) served by the deterministic fake engines."""
-    models = with_fake_moderation([m.model_copy(update={"engine": "fake"}) for m in default_models()])
+    models = with_fake_ocr(with_fake_moderation([m.model_copy(update={"engine": "fake"}) for m in default_models()]))
     return Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False, models=models)
 
 
@@ -259,6 +260,18 @@ def _chat_classifications(api: Api, dialect: str) -> None:
         assert len(out["results"]) == 1 and "scores" in out["results"][0]["moderation"]
 
 
+def _ocr(api: Api, dialect: str) -> None:
+    schema = {"type": "json_schema", "json_schema": {"name": "doc", "schema": {
+        "type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}}}
+    for extra in ({}, {"include_image_base64": True, "table_format": "html", "extract_header": True,
+                       "extract_footer": True, "document_annotation_format": schema}):
+        body = {"model": OCR_MODEL, "document": {"type": "document_url", "document_url": data_url(
+            "head\n| a |\n<img> one\nfoot\fpage two")}, **extra}
+        out = check("ocr", dialect, api.call("ocr", dialect, json=body))
+        assert [p["index"] for p in out["pages"]] == [0, 1] and out["usage_info"]["pages_processed"] == 2
+        assert ("document_annotation" in out) == bool(extra) and out["pages"][0]["images"][0]["id"] == "img-0.jpeg"
+
+
 BATCH_CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
 
@@ -309,6 +322,7 @@ PRODUCERS: dict[str, Callable[[Api, str], None]] = {
     "chat_moderations": _chat_moderations,
     "classifications": _classifications,
     "chat_classifications": _chat_classifications,
+    "ocr": _ocr,
     "create_chat_completions": _chat_completions,
     "create_fim_completions": _fim_completions,
     "upload_file": _upload_file,

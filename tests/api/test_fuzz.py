@@ -28,6 +28,7 @@ from schemathesis.specs.openapi.checks import (
 
 from mistral_gateway.config import ModelEntry, Settings, default_models
 from mistral_gateway.services.container import build_services
+from ocr_support import OCR_MODEL, data_url, white_png, with_fake_ocr
 from support import LiveServer
 
 pytestmark = [pytest.mark.e2e]
@@ -41,9 +42,11 @@ REACHED = ("GET /v1/files", "POST /v1/files", "GET /v1/files/{file_id}", "GET /v
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
 ENGINE_OPERATIONS = ("/v1/chat/completions", "/v1/fim/completions", "/v1/embeddings", "/v1/moderations",
-                     "/v1/chat/moderations", "/v1/classifications", "/v1/chat/classifications")
+                     "/v1/chat/moderations", "/v1/classifications", "/v1/chat/classifications", "/v1/ocr")
 CLASSIFIER_IDS = ("mistral-moderation-latest", "mistral-moderation-2411")
 CLASSIFIER_PATHS = ("/moderations", "/classifications")
+OCR_IDS = (OCR_MODEL, "mistral-ocr-2512")
+OCR_KEPT = ("model", "include_image_base64", "table_format", "extract_header", "extract_footer", "include_blocks")
 
 
 def fuzz_catalog(engine: str) -> list[ModelEntry]:
@@ -59,7 +62,7 @@ def fuzz_catalog(engine: str) -> list[ModelEntry]:
         "fim_template": fim, "parallel": 2, "max_context_length": 1024})
     embed = [m for m in bundled if "completion_chat" not in m.capabilities]
     if engine == "fake":
-        return [m.model_copy(update={"engine": "fake", "asset": None}) for m in [tiny, *embed]]
+        return with_fake_ocr([m.model_copy(update={"engine": "fake", "asset": None}) for m in [tiny, *embed]])
     return [tiny, *embed]
 
 
@@ -166,7 +169,7 @@ def steer(body: Any, path: str, turn: int) -> Any:
     body = dict(body)
     if isinstance(body.get("model"), str):
         ids = EMBED_IDS if path.endswith("/embeddings") else CLASSIFIER_IDS if path.endswith(CLASSIFIER_PATHS) \
-            else CHAT_IDS
+            else OCR_IDS if path.endswith("/ocr") else CHAT_IDS
         if turn % 4 != 3:
             body["model"] = ids[turn % len(ids)]
     if path.endswith("/chat/completions") and isinstance(body.get("messages"), list):
@@ -178,6 +181,11 @@ def steer(body: Any, path: str, turn: int) -> Any:
         # generated conversations rarely end well-formed: one in four is a plain one, so the engine is reached
         conversation = [{"role": "user", "content": "Say hi."}]
         body["input"] = conversation if path.endswith("/moderations") else {"messages": conversation}
+    if path.endswith("/ocr") and turn % 4 in (1, 2):
+        # a document each engine reads: text pages for the fake one, a blank page image for rapidocr
+        # (without the options refused here and the annotations, which would run the chat model)
+        body = {k: v for k, v in body.items() if k in OCR_KEPT}
+        body["document"] = {"document_url": data_url("fuzz page") if turn % 4 == 1 else white_png()}
     if path.endswith(("/chat/completions", "/fim/completions")):
         body["max_tokens"] = min(_int(body.get("max_tokens"), MAX_TOKENS), MAX_TOKENS)
         if isinstance(body.get("min_tokens"), int) and body["min_tokens"] > body["max_tokens"]:

@@ -44,10 +44,14 @@ def test_install_then_status_with_the_default_catalog(tmp_path: Path, weights_di
     assert proc.returncode == 0, proc.stderr
     rows = {r["id"]: r for r in json.loads(proc.stdout)}
     assert set(rows) == {"qwen2.5-coder-1.5b-instruct", "smollm2-135m-instruct", "all-minilm-l6-v2",
-                         "moderation-minilm-l6-v2", "whisper-base"}
+                         "moderation-minilm-l6-v2", "whisper-base",
+                         "rapidocr-pp-ocrv6"}
     assert all(r["ready"] and r["state"] == "ready" for r in rows.values())
     moderation = rows.pop("moderation-minilm-l6-v2")  # a head shipped in the package over the MiniLM entry
     assert moderation["engine"] == "classifier" and moderation["weights"] is None
+    ocr = rows["rapidocr-pp-ocrv6"]  # its models ship inside the rapidocr wheel
+    assert (ocr["engine"], ocr["runtime"], ocr["weights"], ocr["detail"]) == ("rapidocr", "installed", None,
+                                                                           "no weights needed")
     assert all(r["runtime"] == "installed" for r in rows.values())
     assert rows["all-minilm-l6-v2"]["engine"] == "sentence-transformers"
     qwen = weights_dir / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
@@ -57,8 +61,8 @@ def test_install_then_status_with_the_default_catalog(tmp_path: Path, weights_di
     table = run("status", "--data-dir", data, weights=weights_dir).stdout.splitlines()
     assert table[0].split() == ["MODEL", "ENGINE", "RUNTIME", "WEIGHTS", "STATE"]
     assert len(table) == 6
-    assert all(" ready " in line for line in table[1:] if not line.startswith("moderation-"))
-    assert any(line.startswith("moderation-") and "no weights needed" in line for line in table[1:])
+    assert all(" ready " in line for line in table[1:] if not line.startswith(("moderation-", "rapidocr-")))
+    assert all("no weights needed" in line for line in table[1:] if line.startswith(("moderation-", "rapidocr-")))
 
 
 def test_status_reports_path_models_and_pending_assets_without_writing(tmp_path: Path) -> None:

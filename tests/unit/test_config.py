@@ -41,7 +41,8 @@ def test_default_models_catalog_shape() -> None:
     models = default_models()
     ids = [m.id for m in models]
     assert ids == ["qwen2.5-coder-1.5b-instruct", "smollm2-135m-instruct", "all-minilm-l6-v2",
-                   "moderation-minilm-l6-v2", "whisper-base"]
+                   "moderation-minilm-l6-v2", "whisper-base",
+                   "rapidocr-pp-ocrv6"]
     names = [n for m in models for n in (m.id, *m.aliases)]
     assert len(names) == len(set(names)), "a model name is declared twice"
     assert {"mistral-small-latest", "codestral-latest", "mistral-embed", "ministral-8b-latest"} <= set(names)
@@ -55,6 +56,9 @@ def test_default_models_catalog_shape() -> None:
     assert (whisper.engine, whisper.asset, whisper.parallel) == ("faster-whisper", "whisper-base", 1)
     assert {"voxtral-mini-latest", "voxtral-small-latest"} <= set(whisper.aliases)
     assert set(whisper.capabilities) == {"audio_transcription", "audio"}
+    ocr = models[5]
+    assert (ocr.engine, ocr.capabilities, ocr.asset, ocr.path) == ("rapidocr", ["ocr"], None, None)  # no weights
+    assert {"mistral-ocr-latest", "mistral-ocr-2505", "mistral-ocr-2512"} <= set(ocr.aliases)
 
 
 def test_model_entry_defaults() -> None:

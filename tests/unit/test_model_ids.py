@@ -16,6 +16,7 @@ from mistral_gateway.services.models import ModelCatalog
 QWEN, SMOL, MINILM = "qwen2.5-coder-1.5b-instruct", "smollm2-135m-instruct", "all-minilm-l6-v2"
 MODERATION = "moderation-minilm-l6-v2"
 WHISPER = "whisper-base"
+OCR = "rapidocr-pp-ocrv6"
 
 # (id, stand-in entry id, reasoning): ids from Mistral's model list, the SDK's examples and docs, and legacy names
 KNOWN = [
@@ -47,11 +48,13 @@ KNOWN = [
     ("voxtral-mini-2507", WHISPER, False), ("voxtral-mini-2602", WHISPER, False),
     ("voxtral-mini-latest", WHISPER, False), ("voxtral-mini-transcribe-2507", WHISPER, False),
     ("voxtral-mini-transcribe-realtime-2602", WHISPER, False),
+    ("mistral-ocr-latest", OCR, False), ("mistral-ocr-2505", OCR, False), ("mistral-ocr-2503", OCR, False),
+    ("mistral-ocr-2512", OCR, False), ("mistral-document-ai-2505", OCR, False),
+    ("mistral-document-ai-latest", OCR, False),
 ]
 # families with no local engine: they resolve (not 404) to an engine-less stand-in
 ENGINELESS = [
-    ("mistral-ocr-2505", "ocr"), ("mistral-ocr-2503", "ocr"),
-    ("mistral-ocr-latest", "ocr"), ("mistral-document-ai-2505", "ocr"), ("voxtral-tts-latest", "audio"),
+    ("voxtral-tts-latest", "audio"),
     ("voxtral-tts-2603", "audio"),
 ]
 UNKNOWN = [

@@ -23,6 +23,7 @@ from mistral_gateway.protocol.chat import (
 )
 from mistral_gateway.protocol.classifiers import ChatClassificationRequest, ChatModerationRequest, ClassificationRequest
 from mistral_gateway.protocol.embeddings import EmbeddingRequest
+from mistral_gateway.protocol.ocr import DEFAULT_OCR_MODEL, OCRRequest
 from mistral_gateway.services.completions import resolve_text_model
 from mistral_gateway.upstreams import Relayed, RelayedStream
 
@@ -87,6 +88,19 @@ async def _classifier(ctx: Context, request: Any, work: Callable[[Any], Awaitabl
     return await routed(ctx, request.model, stream=False, capability=capability, local=local)
 
 
+async def ocr(ctx: Context, request: OCRRequest) -> RawJSON:
+    async def local(model: str | None = None) -> RawJSON:
+        req = request if model is None else request.model_copy(update={"model": model})
+        ctx.meter.model = req.model or DEFAULT_OCR_MODEL
+        done = await ctx.guarded(ctx.services.ocr.process(ctx.workspace_id, req))
+        if done.usage is not None:  # the document annotation's chat tokens
+            ctx.meter.prompt_tokens, ctx.meter.completion_tokens = done.usage.prompt_tokens, \
+                done.usage.completion_tokens
+        return RawJSON(done.body)
+
+    return await routed(ctx, request.model or DEFAULT_OCR_MODEL, stream=False, capability="ocr", local=local)
+
+
 async def routed(ctx: Context, model: str, *, stream: bool, capability: str | None,
                  local: Callable[..., Awaitable[Any]]) -> Any:
     """``local()``'s result for a locally served model; else the first of the model's targets that answers (the
@@ -116,5 +130,6 @@ OPERATIONS: dict[str, Work] = {
     "chat_moderations": chat_moderations,
     "classifications": classifications,
     "chat_classifications": chat_classifications,
+    "ocr": ocr,
     **RESOURCES,
 }

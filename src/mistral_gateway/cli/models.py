@@ -18,7 +18,7 @@ __all__ = ["register"]
 
 # engine -> the Python module that runs it (installed by the `local` extra)
 _RUNTIMES = {"llama.cpp": "xllamacpp", "sentence-transformers": "sentence_transformers",
-             "faster-whisper": "faster_whisper"}
+             "faster-whisper": "faster_whisper", "rapidocr": "rapidocr"}
 
 
 def register(sub: Any) -> None:

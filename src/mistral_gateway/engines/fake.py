@@ -24,6 +24,11 @@ from mistral_gateway.engines.base import (
     Delta,
     Embeddings,
     Generation,
+    InvalidInput,
+    OcrImage,
+    OcrOptions,
+    OcrPage,
+    OcrTable,
     SamplingParams,
     Segment,
     Transcript,
@@ -31,8 +36,8 @@ from mistral_gateway.engines.base import (
     Word,
 )
 
-__all__ = ["FakeClassifierEngine", "FakeEmbeddingEngine", "FakeSpeechEngine", "FakeTextEngine", "load_classifier",
-           "load_embedding", "load_speech", "load_text"]
+__all__ = ["FakeClassifierEngine", "FakeEmbeddingEngine", "FakeOcrEngine", "FakeSpeechEngine", "FakeTextEngine",
+           "load_classifier", "load_embedding", "load_ocr", "load_speech", "load_text"]
 
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett")
 
@@ -205,6 +210,67 @@ def _loud(samples: Sequence[float]) -> bool:
     return bool(samples) and sum(abs(x) for x in samples) / len(samples) > 0.01
 
 
+class FakeOcrEngine:
+    """Reads a document that is UTF-8 text: pages are separated by form feeds (``b"page1\\fpage2"`` is two pages
+    whose markdown is ``page1`` and ``page2``, stripped). Each ``<img>`` in a page is an extracted 10x10-pixel image
+    (numbered ``img-N.jpeg`` across the document, linked in the markdown as ``![img-N.jpeg](img-N.jpeg)``;
+    ``image_limit``/``image_min_size``/``include_image_base64`` honoured); with ``table_format`` each line starting
+    with ``|`` moves to one table of the page (``[tbl-N.md](tbl-N.md)`` in its place); ``extract_header``/
+    ``extract_footer`` take the page's first/last line. Every page is 612x792 at 72 dpi. Bytes that are not UTF-8,
+    an empty document, a page that does not exist or more pages than ``max_pages`` raise ``InvalidInput``, as the
+    real engine does. Deterministic, so the OCR operation is testable without rapidocr."""
+
+    WIDTH, HEIGHT, DPI, IMAGE = 612, 792, 72, 10
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, OcrOptions]] = []
+
+    async def read(self, document: bytes, options: OcrOptions) -> list[OcrPage]:
+        self.calls.append((len(document), options))
+        try:
+            texts = document.decode("utf-8").split("\f")
+        except UnicodeDecodeError:
+            raise InvalidInput("the document is not a PDF or an image this engine can read") from None
+        if not document.strip():
+            raise InvalidInput("the document is empty")
+        wanted = options.pages if options.pages is not None else tuple(range(len(texts)))
+        missing = [p for p in wanted if not 0 <= p < len(texts)]
+        if missing:
+            raise InvalidInput(f"page {missing[0]} does not exist: the document has {len(texts)} page(s), "
+                               f"numbered from 0")
+        if len(wanted) > options.max_pages:
+            raise InvalidInput(f"{len(wanted)} pages selected; at most {options.max_pages} are read per request")
+        counter = [0]
+        return [self._page(i, texts[i], options, counter) for i in wanted]
+
+    def _page(self, index: int, text: str, options: OcrOptions, counter: list[int]) -> OcrPage:
+        lines = text.strip().split("\n")
+        header = lines.pop(0) if options.extract_header and lines else None
+        footer = lines.pop() if options.extract_footer and lines else None
+        tables: list[OcrTable] = []
+        if options.table_format is not None and any(line.startswith("|") for line in lines):
+            rows = [line for line in lines if line.startswith("|")]
+            table_id = f"tbl-{index}.{'md' if options.table_format == 'markdown' else 'html'}"
+            tables.append(OcrTable(table_id, "\n".join(rows), options.table_format))
+            at = next(i for i, line in enumerate(lines) if line.startswith("|"))
+            lines = [line for line in lines if not line.startswith("|")]
+            lines.insert(at, f"[{table_id}]({table_id})")
+        markdown, images = "\n".join(lines), []
+        while "<img>" in markdown:
+            keep = (options.image_min_size or 0) <= self.IMAGE and (
+                options.image_limit is None or counter[0] < options.image_limit)
+            link = ""
+            if keep:
+                name = f"img-{counter[0]}.jpeg"
+                counter[0] += 1
+                data = "data:image/jpeg;base64,/9j/" + name.encode().hex() if options.include_image_base64 else None
+                images.append(OcrImage(name, 0, 0, self.IMAGE, self.IMAGE, data))
+                link = f"![{name}]({name})"
+            markdown = markdown.replace("<img>", link, 1)
+        return OcrPage(index, markdown, tuple(images), self.WIDTH, self.HEIGHT, self.DPI, tuple(tables), header,
+                       footer)
+
+
 def load_classifier(entry: ModelEntry, _path: Path | None, _settings: Settings) -> FakeClassifierEngine:
     engine = FakeClassifierEngine([ClassifierTarget("moderation", MODERATION_CATEGORIES, multi_label=True)])
     engine.thresholds.update(entry.thresholds)  # as the real engine: configuration over the head's defaults
@@ -221,3 +287,7 @@ def load_embedding(entry: ModelEntry, _path: Path | None, _settings: Settings) -
 
 def load_speech(entry: ModelEntry, _path: Path | None, _settings: Settings) -> FakeSpeechEngine:
     return FakeSpeechEngine()
+
+
+def load_ocr(entry: ModelEntry, _path: Path | None, _settings: Settings) -> FakeOcrEngine:
+    return FakeOcrEngine()

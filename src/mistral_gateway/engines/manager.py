@@ -15,7 +15,14 @@ from typing import Any
 from anyio.to_thread import run_sync
 
 from mistral_gateway.config import ModelEntry, Settings
-from mistral_gateway.engines.base import ClassifierEngine, EmbeddingEngine, EngineError, SpeechEngine, TextEngine
+from mistral_gateway.engines.base import (
+    ClassifierEngine,
+    EmbeddingEngine,
+    EngineError,
+    OcrEngine,
+    SpeechEngine,
+    TextEngine,
+)
 
 __all__ = ["EngineManager", "Loader", "kind_of"]
 
@@ -28,22 +35,27 @@ _LOADERS: dict[tuple[str, str], str] = {
     ("fake", "text"): "mistral_gateway.engines.fake:load_text",
     ("fake", "embedding"): "mistral_gateway.engines.fake:load_embedding",
     ("fake", "classifier"): "mistral_gateway.engines.fake:load_classifier",
+    ("fake", "ocr"): "mistral_gateway.engines.fake:load_ocr",
     # needs the encoder's engine too: see EngineManager.classifier
     ("classifier", "classifier"): "mistral_gateway.engines.classifier:load",
     ("faster-whisper", "speech"): "mistral_gateway.engines.speech:load",
     ("fake", "speech"): "mistral_gateway.engines.fake:load_speech",
+    ("rapidocr", "ocr"): "mistral_gateway.engines.ocr:load",
 }
 CLASSIFIER_CAPABILITIES = frozenset({"moderation", "classification"})
 
 
 def kind_of(entry: ModelEntry) -> str:
     """What an entry serves: embeddings (no chat capability, or an embedding engine), text, classifications
-    (a classifier engine, or a fake with the moderation/classification capability and no chat), or speech (a speech
-    engine, or a fake with the audio_transcription capability and no chat)."""
+    (a classifier engine, or a fake with the moderation/classification capability and no chat), speech (a speech
+    engine, or a fake with the audio_transcription capability and no chat), or OCR (the rapidocr engine, or a fake
+    with the ocr capability)."""
     if entry.engine == "sentence-transformers":
         return "embedding"
     if entry.engine == "faster-whisper":
         return "speech"
+    if entry.engine == "rapidocr" or (entry.engine == "fake" and "ocr" in entry.capabilities):
+        return "ocr"
     if {"completion_chat", "completion_fim"} & set(entry.capabilities):
         return "text"
     if entry.engine == "classifier" or CLASSIFIER_CAPABILITIES & set(entry.capabilities):
@@ -68,6 +80,8 @@ class EngineManager:
 
     async def speech(self, entry: ModelEntry) -> SpeechEngine:
         return await self._get(entry, "speech")  # type: ignore[no-any-return]
+    async def ocr(self, entry: ModelEntry) -> OcrEngine:
+        return await self._get(entry, "ocr")  # type: ignore[no-any-return]
 
     async def classifier(self, entry: ModelEntry) -> ClassifierEngine:
         """A classifier head over its encoder: the encoder entry's embedding engine (loaded once, shared with the

@@ -24,6 +24,7 @@ from mistral_gateway.protocol.classifiers import classifier_limits
 from mistral_gateway.protocol.common import SIGNED_URL_MAX_HOURS
 from mistral_gateway.protocol.embeddings import EmbeddingData
 from mistral_gateway.protocol.files import FILE_PURPOSES, MAX_FILE_EXPIRY_HOURS
+from mistral_gateway.protocol.ocr import ocr_limits
 from mistral_gateway.registry.operation import Operation
 
 __all__ = ["COMPONENT_ENUMS", "RESPONSE_FIELDS", "SERVICE_LIMITS", "numeric_keywords", "tighten_operations"]
@@ -61,6 +62,7 @@ SERVICE_LIMITS: dict[tuple[str, str, str], dict[str, Any]] = {
                          "stand-in); any other value is a 400 UNSUPPORTED_OUTPUT_DIMENSION.",
     },
     **classifier_limits(),
+    **ocr_limits(),
 }
 
 
@@ -231,7 +233,9 @@ def _apply_service_limits(operation_id: str, spec_op: dict[str, Any], schemas: d
         schema = limits.pop("replace", None) or dict(holder[key])
         schema.update(limits)
         if note:
-            schema["description"] = (holder[key].get("description", "") + " " + note).strip()
+            base = holder[key].get("description", "").strip()
+            # the spec's sentences often lack their final stop: the note must not run on from them
+            schema["description"] = f"{base}{'' if not base or base.endswith(('.', ':')) else '.'} {note}".strip()
         holder[key] = schema
 
 

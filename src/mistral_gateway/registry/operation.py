@@ -12,8 +12,8 @@ __all__ = ["PATH_PARAM", "BodyKind", "Operation", "Param", "ResponseKind", "Stre
 StreamMode = Literal["never", "optional", "always"]
 BodyKind = Literal["none", "json", "multipart"]
 ResponseKind = Literal["json", "binary", "empty"]  # the non-streamed answer; SSE is ``stream`` + ``chunk``
-# How a model-routed operation is sent to an upstream ("classifier": native upstreams only, the body unchanged).
-UpstreamKind = Literal["chat", "fim", "embeddings", "classifier"]
+# How a model-routed operation is sent to an upstream ("classifier", "ocr": native upstreams only, the body unchanged).
+UpstreamKind = Literal["chat", "fim", "embeddings", "classifier", "ocr"]
 
 # The one pattern for ``{name}`` path parameters (routing, the client, the documents all use it).
 PATH_PARAM = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")

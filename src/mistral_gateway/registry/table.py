@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mistral_gateway.protocol import batch, chat, classifiers, embeddings, files, models
+from mistral_gateway.protocol import batch, chat, classifiers, embeddings, files, models, ocr
 from mistral_gateway.registry.operation import Operation
 
 __all__ = ["CATEGORY_SCOPES", "OPERATIONS"]
@@ -147,7 +147,9 @@ OPERATIONS: tuple[Operation, ...] = (
         implemented=True, request=classifiers.ChatClassificationRequest,
         response=classifiers.ClassificationResponse, upstream="classifier", batchable=True),
     # OCR and audio
-    _op("ocr", "OCR", "OCR", "POST", "/v1/ocr", "ocr_v1_ocr_post", body="json", client="ocr.process"),
+    _op("ocr", "OCR", "OCR", "POST", "/v1/ocr", "ocr_v1_ocr_post", body="json", client="ocr.process",
+        implemented=True, request=ocr.OCRRequest, response=ocr.OCRResponse, upstream="ocr",
+        batchable=True),
     _op("create_transcription", "Create Transcription", "Audio", "POST", "/v1/audio/transcriptions",
         "audio_api_v1_transcriptions_post", body="multipart", twin="create_streaming_transcription",
         client="audio.transcribe"),

@@ -41,6 +41,7 @@ from mistral_gateway.services.fim import FimService
 from mistral_gateway.services.images import ImageLoader
 from mistral_gateway.services.limits import LimitService, make_limiter
 from mistral_gateway.services.models import ModelCatalog, ModelService
+from mistral_gateway.services.ocr import OcrLimits, OcrService
 from mistral_gateway.services.realtime import RealtimeLimits, RealtimeService
 from mistral_gateway.services.tokens import TokenService
 from mistral_gateway.services.upstream_keys import UpstreamKeyStore
@@ -85,6 +86,7 @@ class Services:
     fim: FimService
     embeddings: EmbeddingService
     classifiers: ClassifierService
+    ocr: OcrService
     limits: LimitService
     usage: UsageLog
     jobs: JobRepository
@@ -211,6 +213,7 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
                     models=models, fine_tuned=fine_tuned, engines=engines, chat=chat, fim=fim, embeddings=embeddings,
                     classifiers=ClassifierService(models.catalog, engines),
+                    ocr=OcrService(models.catalog, engines, files, chat, OcrLimits.from_settings(settings), fetcher),
                     limits=limits, usage=usage, jobs=jobs, job_runner=job_runner, router=Router(upstreams),
                     passthrough=passthrough_map(settings, upstreams), batch=batch, fetcher=fetcher,
                     realtime=RealtimeService(models.catalog, engines, RealtimeLimits.from_settings(settings)))
