@@ -120,7 +120,7 @@ def test_page_selection_is_checked_against_the_document() -> None:
 
 
 def test_a_corrupt_pdf_is_invalid_input() -> None:
-    with pytest.raises(InvalidInput, match="not a readable PDF"):
+    with pytest.raises(InvalidInput, match=r"not a readable PDF \(data format error\)"):
         PdfFile(b"%PDF-1.4\n garbage")
     pdf = PdfFile(multi_page_pdf().data)
     try:
@@ -199,3 +199,11 @@ def test_bulleted_lines_are_list_items_even_when_the_bullet_stands_apart() -> No
 def test_numbered_items_start_new_paragraphs() -> None:
     md = page_markdown(lines(["1. Mix the flour", "2. Add the water"], 150, 300), [], H).markdown
     assert md == "1. Mix the flour\n\n2. Add the water"
+
+
+def test_pdfium_s_reasons_are_told_plainly() -> None:
+    from mistral_gateway.engines.pdf import _reason
+
+    assert _reason(Exception("Failed to load document (PDFium: Data format error).")) == "data format error"
+    assert _reason(Exception("Failed to load document (PDFium: Incorrect password error).")) == (
+        "it is encrypted: send it without a password")
