@@ -91,6 +91,17 @@ def test_a_webp_image_is_recognized(engine: RapidOcrEngine) -> None:
     assert similarity(f"This is page 0: {PAGE_WORDS[0]}.", page.markdown) >= SCAN_SIMILARITY, page.markdown
 
 
+def test_a_jpeg_is_read_upright_as_its_exif_orientation_says(engine: RapidOcrEngine) -> None:
+    sideways = Image.open(io.BytesIO(scan_png(multi_page_pdf()))).rotate(90, expand=True).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to view (the page was stored turned the other way)
+    out = io.BytesIO()
+    sideways.save(out, "JPEG", quality=90, exif=exif.tobytes())
+    [page] = read(engine, out.getvalue())
+    assert (page.width, page.height) == (1275, 1651)
+    assert similarity(f"This is page 0: {PAGE_WORDS[0]}.", page.markdown) >= SCAN_SIMILARITY, page.markdown
+
+
 def test_a_png_with_known_text_is_recognized(engine: RapidOcrEngine) -> None:
     sample = text_pdf()
     [page] = read(engine, scan_png(sample))

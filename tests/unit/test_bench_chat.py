@@ -3,25 +3,11 @@ median of round-by-round ratios of adjacent engine/gateway windows, and the scal
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from bench_modules import bench_module
 
-
-def _load_suite() -> ModuleType:
-    sys.path.insert(0, str(BENCH))  # bench modules import each other by top-level name, as bench/run.py runs them
-    try:
-        return importlib.import_module("suites.chat")
-    finally:
-        sys.path.remove(str(BENCH))
-
-
-chat = _load_suite()
+chat = bench_module("suites.chat")
 
 
 def window(tok_s: float, *, decode: float | None = None, ttft: float = 10.0) -> object:

@@ -3,23 +3,9 @@ accuracy check (1.0 for a text layer, >= 0.9 for scans)."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-from types import ModuleType
+from bench_modules import bench_module
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load_suite() -> ModuleType:
-    sys.path.insert(0, str(BENCH))  # bench modules import each other by top-level name, as bench/run.py runs them
-    try:
-        return importlib.import_module("suites.ocr")
-    finally:
-        sys.path.remove(str(BENCH))
-
-
-ocr = _load_suite()
+ocr = bench_module("suites.ocr")
 
 
 def test_rows_give_pages_per_second_time_per_page_and_the_accuracy_check() -> None:

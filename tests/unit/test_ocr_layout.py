@@ -120,7 +120,7 @@ def test_page_selection_is_checked_against_the_document() -> None:
 
 
 def test_a_corrupt_pdf_is_invalid_input() -> None:
-    with pytest.raises(InvalidInput, match="not a readable PDF"):
+    with pytest.raises(InvalidInput, match=r"not a readable PDF \(data format error\)"):
         PdfFile(b"%PDF-1.4\n garbage")
     pdf = PdfFile(multi_page_pdf().data)
     try:
@@ -182,3 +182,28 @@ def test_a_rotated_page_s_text_layer_is_placed_as_displayed() -> None:
     assert [s.text for s in rotated] == [s.text for s in plain] and len(plain) == 7
     for a, b in zip(plain, rotated, strict=True):
         assert max(abs(a.x0 - b.x0), abs(a.y0 - b.y0), abs(a.x1 - b.x1), abs(a.y1 - b.y1), abs(a.size - b.size)) < 1
+
+
+def test_bulleted_lines_are_list_items_even_when_the_bullet_stands_apart() -> None:
+    items = ["first item of the list", "second item that wraps onto", "the next line", "third item"]
+    spans = []
+    for k, text in enumerate(items):
+        y = 300 + 27 * k
+        if k != 2:  # a wrapped line has no bullet of its own
+            spans.append(line("\u2022", 150, y))
+        spans.append(line(text, 200, y))  # 2.5 ems after the bullet: wider than a word gap
+    md = page_markdown(spans, [], H).markdown
+    assert md == "- first item of the list\n\n- second item that wraps onto the next line\n\n- third item"
+
+
+def test_numbered_items_start_new_paragraphs() -> None:
+    md = page_markdown(lines(["1. Mix the flour", "2. Add the water"], 150, 300), [], H).markdown
+    assert md == "1. Mix the flour\n\n2. Add the water"
+
+
+def test_pdfium_s_reasons_are_told_plainly() -> None:
+    from mistral_gateway.engines.pdf import _reason
+
+    assert _reason(Exception("Failed to load document (PDFium: Data format error).")) == "data format error"
+    assert _reason(Exception("Failed to load document (PDFium: Incorrect password error).")) == (
+        "it is encrypted: send it without a password")

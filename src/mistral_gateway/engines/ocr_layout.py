@@ -28,6 +28,10 @@ SIZE_CHANGE = 0.2  # so does a size change of this share of the body size (OCR l
 REGION_GAP = 2.5  # a gap of this many line heights ends a table or a column region
 TABLE_MAX_WORDS = 4  # segments of a region with fewer words than this (median) are table cells, not lines of text
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_BULLET = "\u2022\u25e6\u25aa\u2023\u25cf\u25cb\u25a0\u25a1\u00b7\u2013*-"  # bullets, middle dot, en dash, * and -
+_MARKER = re.compile(rf"[{re.escape(_BULLET)}]|\(?\d{{1,3}}[.)]|[a-z][.)]")  # a list item's marker, alone
+_ITEM = re.compile(rf"(?:[{re.escape(_BULLET)}]|\(?\d{{1,3}}[.)]|[a-z][.)])\s")  # a line that starts a list item
+LIST_GAP = 4.0  # a marker this many ems at most before its text belongs to it (list indents are wider than gaps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,12 +191,19 @@ def _rows(spans: Sequence[Span]) -> list[_Row]:
     for row in rows:
         segments: list[list[Span]] = []
         for span in sorted(row, key=lambda s: s.x0):
-            if segments and span.x0 - segments[-1][-1].x1 <= SEGMENT_GAP * max(span.size, segments[-1][-1].size):
+            if segments and _joins(segments[-1], span):
                 segments[-1].append(span)
             else:
                 segments.append([span])
         out.append(_Row([_merge(seg) for seg in segments]))
     return out
+
+
+def _joins(segment: list[Span], span: Span) -> bool:
+    """Whether ``span`` continues ``segment`` on its row: near enough, or the segment is a list marker alone."""
+    gap, em = span.x0 - segment[-1].x1, max(span.size, segment[-1].size)
+    return gap <= SEGMENT_GAP * em or (len(segment) == 1 and _MARKER.fullmatch(segment[0].text) is not None
+                                       and gap <= LIST_GAP * em)
 
 
 def _merge(spans: Sequence[Span]) -> _Line:
@@ -271,7 +282,7 @@ class _Writer:
     def _breaks(self, prev: _Line, line: _Line) -> bool:
         height = max(prev.y1 - prev.y0, line.y1 - line.y0)
         return (line.y0 - prev.y1 > PARAGRAPH_GAP * height or abs(line.size - prev.size) > SIZE_CHANGE * self.body
-                or self._level(prev) != self._level(line))
+                or self._level(prev) != self._level(line) or _ITEM.match(line.text) is not None)
 
     def _level(self, line: _Line) -> int:
         ratio = line.size / self.body if self.body else 1.0
@@ -285,6 +296,8 @@ class _Writer:
             else:
                 text += " " + line.text
         level = 0 if lines[0].figure else self._level(lines[0])
+        if not level and text[:1] in _BULLET and _ITEM.match(text):
+            text = "- " + text[2:].lstrip()  # a bulleted item as a markdown list item
         return lines[0].y0, ("#" * level + " " if level else "") + text
 
     def columns(self, region: list[_Row], figures: list[Figure]) -> str:

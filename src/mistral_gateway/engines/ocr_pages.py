@@ -120,6 +120,8 @@ class ImageSource:
         return [lambda i=index: self._page(i, options) for index in indexes]
 
     def _frame(self, index: int) -> tuple[Any, int]:
+        from PIL import ImageOps
+
         with self._lock:
             try:
                 self.image.seek(index)
@@ -127,7 +129,8 @@ class ImageSource:
                 if width * height > self.engine.max_pixels:
                     raise InvalidInput(f"page {index} is {width}x{height} pixels; the limit is "
                                        f"{self.engine.max_pixels} pixels per page")
-                frame = self.image.convert("RGB")
+                # upright as a viewer shows it: phone photos store their rotation in EXIF
+                frame = ImageOps.exif_transpose(self.image).convert("RGB")
                 dpi = self.image.info.get("dpi", (72, 72))[0]
             except InvalidInput:
                 raise

@@ -129,7 +129,12 @@ class PdfFile:
 
 
 def _reason(exc: Exception) -> str:
-    return str(exc).split("(", 1)[0].strip() or type(exc).__name__
+    """PDFium's own reason ("Failed to load document (PDFium: Data format error)." -> "data format error")."""
+    text = str(exc)
+    reason = text.split("PDFium:", 1)[1].strip(" ).") if "PDFium:" in text else text.split("(", 1)[0].strip()
+    if "password" in reason.lower():
+        return "it is encrypted: send it without a password"
+    return reason.lower() or type(exc).__name__
 
 
 def _readable(ch: str) -> bool:
