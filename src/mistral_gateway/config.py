@@ -291,6 +291,12 @@ class Settings(BaseSettings):
     image_fetch_timeout: float = Field(10.0, gt=0, le=120)  # seconds for one image URL, redirects included
     image_max_redirects: int = Field(3, ge=0, le=10)
     allow_private_image_urls: bool = False  # True lets image URLs reach loopback/LAN addresses (tests, intranets)
+    # Audio (transcription, and input_audio parts in chat): bytes of one audio input, and its length once decoded
+    max_audio_bytes: int = Field(100 * MB, ge=1024, le=2048 * MB)
+    max_audio_seconds: float = Field(3 * 3600.0, gt=0, le=24 * 3600)
+    # Chat with a speech model (voxtral ids) is a cascade: input_audio parts are transcribed by the speech model,
+    # then this model (any catalog name or Mistral id) answers
+    audio_chat_model: str = Field("mistral-small-latest", min_length=1, max_length=256)
     # Durable jobs (README "Jobs"): `serve` runs these workers in-process unless run_embedded_worker is off;
     # `mistral-gateway worker` runs them alone. A job's lease lapses job_lease_seconds after its worker's last
     # heartbeat; then another worker resumes it from its checkpoint (or it fails after job_max_attempts).

@@ -15,7 +15,7 @@ from typing import Any
 from anyio.to_thread import run_sync
 
 from mistral_gateway.config import ModelEntry, Settings
-from mistral_gateway.engines.base import ClassifierEngine, EmbeddingEngine, EngineError, TextEngine
+from mistral_gateway.engines.base import ClassifierEngine, EmbeddingEngine, EngineError, SpeechEngine, TextEngine
 
 __all__ = ["EngineManager", "Loader", "kind_of"]
 
@@ -28,6 +28,7 @@ _LOADERS: dict[tuple[str, str], str] = {
     ("fake", "text"): "mistral_gateway.engines.fake:load_text",
     ("fake", "embedding"): "mistral_gateway.engines.fake:load_embedding",
     ("fake", "classifier"): "mistral_gateway.engines.fake:load_classifier",
+    ("fake", "speech"): "mistral_gateway.engines.fake:load_speech",
     # needs the encoder's engine too: see EngineManager.classifier
     ("classifier", "classifier"): "mistral_gateway.engines.classifier:load",
 }
@@ -39,6 +40,8 @@ def kind_of(entry: ModelEntry) -> str:
     (a classifier engine, or a fake with the moderation/classification capability and no chat)."""
     if entry.engine == "sentence-transformers":
         return "embedding"
+    if entry.engine == "speech" or "audio_transcription" in entry.capabilities:  # chat on one is a cascade
+        return "speech"
     if {"completion_chat", "completion_fim"} & set(entry.capabilities):
         return "text"
     if entry.engine == "classifier" or CLASSIFIER_CAPABILITIES & set(entry.capabilities):
@@ -73,6 +76,9 @@ class EngineManager:
         encoder = await self.embedding(encoder_entry)
         return await self._get(entry, "classifier", verify="check_encoder",  # type: ignore[no-any-return]
                                encoder=encoder)
+
+    async def speech(self, entry: ModelEntry) -> SpeechEngine:
+        return await self._get(entry, "speech")  # type: ignore[no-any-return]
 
     def loaded(self) -> list[str]:
         return list(self._engines)

@@ -41,6 +41,7 @@ from mistral_gateway.services.images import ImageLimits, ImageLoader
 from mistral_gateway.services.limits import LimitService, make_limiter
 from mistral_gateway.services.models import ModelCatalog, ModelService
 from mistral_gateway.services.tokens import TokenService
+from mistral_gateway.services.transcription import AudioLimits, TranscriptionService
 from mistral_gateway.services.upstream_keys import UpstreamKeyStore
 from mistral_gateway.services.usage import UsageLog
 from mistral_gateway.storage.blobs import LocalBlobStore
@@ -83,6 +84,7 @@ class Services:
     fim: FimService
     embeddings: EmbeddingService
     classifiers: ClassifierService
+    transcription: TranscriptionService
     limits: LimitService
     usage: UsageLog
     jobs: JobRepository
@@ -196,6 +198,7 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     images = ImageLoader(ImageLimits.from_settings(settings))
     jobs = JobRepository(db, max_attempts=settings.job_max_attempts)
     job_runner = JobRunner(jobs, HandlerRegistry(settings.job_handlers), RunnerOptions.from_settings(settings))
+    transcription = TranscriptionService(models.catalog, engines, files, AudioLimits.from_settings(settings))
     chat = ChatService(models.catalog, engines, reasoning=settings.reasoning, images=images)
     fim, embeddings = FimService(models.catalog, engines), EmbeddingService(models.catalog, engines, fine_tuned)
     # Lines run on the services directly until an Application takes them over (app.batch.route_batches): the
@@ -205,6 +208,6 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     job_runner.handlers.register("batch", batch.handler)
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
                     models=models, fine_tuned=fine_tuned, engines=engines, chat=chat, fim=fim, embeddings=embeddings,
-                    classifiers=ClassifierService(models.catalog, engines),
+                    classifiers=ClassifierService(models.catalog, engines), transcription=transcription,
                     limits=limits, usage=usage, jobs=jobs, job_runner=job_runner, router=Router(upstreams),
                     passthrough=passthrough_map(settings, upstreams), batch=batch)
