@@ -33,6 +33,7 @@ from mistral_gateway.security.signing import UrlSigner, load_or_create_secret
 from mistral_gateway.services.batch import BatchService
 from mistral_gateway.services.batch_direct import build_batch_service
 from mistral_gateway.services.chat import ChatService
+from mistral_gateway.services.chat_audio import ChatAudio
 from mistral_gateway.services.classifiers import ClassifierService
 from mistral_gateway.services.embeddings import EmbeddingService
 from mistral_gateway.services.files import FileService
@@ -199,7 +200,8 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     jobs = JobRepository(db, max_attempts=settings.job_max_attempts)
     job_runner = JobRunner(jobs, HandlerRegistry(settings.job_handlers), RunnerOptions.from_settings(settings))
     transcription = TranscriptionService(models.catalog, engines, files, AudioLimits.from_settings(settings))
-    chat = ChatService(models.catalog, engines, reasoning=settings.reasoning, images=images)
+    chat = ChatService(models.catalog, engines, reasoning=settings.reasoning, images=images,
+                       audio=ChatAudio(models.catalog, transcription, settings.audio_chat_model))
     fim, embeddings = FimService(models.catalog, engines), EmbeddingService(models.catalog, engines, fine_tuned)
     # Lines run on the services directly until an Application takes them over (app.batch.route_batches): the
     # application layer imports this module, so it cannot be built here.

@@ -129,9 +129,10 @@ class TranscriptionService:
         events follow the engine's segments as they come."""
         return self._events(await self._start(workspace_id, request, upload))
 
-    async def transcribe_bytes(self, model: str, data: bytes, *, language: str | None = None) -> str:
-        """The text of ``data`` (any audio the decoder reads) by ``model``: the audio-in-chat cascade's first step."""
-        job = await self._run(model, data, TranscriptionOptions(language=language), words=False, timestamps=False)
+    async def transcribe_bytes(self, model: str, data: bytes, *, param: str = "messages") -> str:
+        """The text of ``data`` (any audio the decoder reads) by ``model``: the audio-in-chat cascade's first step
+        (``param`` names the request's part in errors)."""
+        job = await self._run(model, data, TranscriptionOptions(), words=False, timestamps=False, param=param)
         return "".join([s.text async for s in self._segments(job)]).strip()
 
     def speech_entry(self, model: str, capability: str = "audio_transcription") -> ModelEntry:
@@ -187,13 +188,13 @@ class TranscriptionService:
                                timestamps=bool(request.timestamp_granularities))
 
     async def _run(self, model: str, data: bytes, options: TranscriptionOptions, *, words: bool,
-                   timestamps: bool) -> _Job:
+                   timestamps: bool, param: str = "file") -> _Job:
         engine = await self._engine(self.speech_entry(model), model)
-        audio = await self._decoded(data)
+        audio = await self._decoded(data, param)
         try:
             transcript = await engine.transcribe(audio, options)
         except InvalidInput as exc:
-            raise BadRequest(str(exc), code="INVALID_AUDIO", param="file") from exc
+            raise BadRequest(str(exc), code="INVALID_AUDIO", param=param) from exc
         except EngineError as exc:
             raise engine_errors(exc) from exc
         return _Job(model, transcript, words, timestamps)
@@ -205,15 +206,15 @@ class TranscriptionService:
             raise ServiceUnavailable(f"model {model!r} could not be loaded: {exc}", retry_after=30.0,
                                      code="MODEL_LOAD_FAILED") from exc
 
-    async def _decoded(self, data: bytes) -> Any:
+    async def _decoded(self, data: bytes, param: str) -> Any:
         if not data:
-            raise BadRequest("the audio is empty", code="INVALID_AUDIO", param="file")
+            raise BadRequest("the audio is empty", code="INVALID_AUDIO", param=param)
         try:
             return await run_sync(self._decode, data, self.limits.max_seconds)
         except AudioTooLong as exc:
             raise PayloadTooLarge(f"{exc}; the server's max_audio_seconds", code="AUDIO_TOO_LONG") from exc
         except InvalidInput as exc:
-            raise BadRequest(str(exc), code="INVALID_AUDIO", param="file") from exc
+            raise BadRequest(str(exc), code="INVALID_AUDIO", param=param) from exc
 
     async def _audio(self, workspace_id: str, request: AnyRequest, upload: Upload | None) -> bytes:
         given = [name for name, value in (("file", upload), ("file_url", request.file_url),
