@@ -38,5 +38,8 @@ def speech_entry() -> ModelEntry:
 
 
 def with_fake_speech(models: list[ModelEntry]) -> list[ModelEntry]:
-    """``models`` (already on fake engines) plus the fake speech entry."""
+    """``models`` (already on fake engines) plus the fake speech entry, unless one of them serves transcription
+    (the default catalog's speech model, switched to the fake engine)."""
+    if any("audio_transcription" in m.capabilities and m.engine == "fake" for m in models):
+        return models
     return [*models, speech_entry()]

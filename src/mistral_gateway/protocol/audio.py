@@ -20,7 +20,7 @@ from mistral_gateway.protocol.common import RequestModel, ResponseModel
 __all__ = ["FORM_ARRAYS", "MAX_CONTEXT_BIAS", "TimestampGranularity", "TranscriptionDone", "TranscriptionEvent",
            "TranscriptionLanguage", "TranscriptionRequest", "TranscriptionResponse", "TranscriptionSegment",
            "TranscriptionSegmentEvent", "TranscriptionStreamRequest", "TranscriptionTextDelta", "TranscriptionUsage",
-           "form_body"]
+           "form_body", "transcription_limits"]
 
 MAX_CONTEXT_BIAS = 100  # Mistral's documented limit on context_bias items
 MAX_BIAS_CHARS = 100  # per item: a word or an underscore-joined phrase
@@ -104,6 +104,21 @@ class TranscriptionDone(TranscriptionResponse, TranscriptionEvent):
     """The whole response, last."""
 
     type: Literal["transcription.done"] = "transcription.done"
+
+
+def transcription_limits() -> dict[tuple[str, str, str], dict[str, Any]]:
+    """What the transcription service enforces beyond these models, for the OpenAPI documents
+    (``registry.constraints.SERVICE_LIMITS``)."""
+    notes = {
+        "file": "Exactly one of `file`, `file_url`, `file_id` (400 INVALID_AUDIO_SOURCE otherwise). At most "
+                "`max_audio_bytes` bytes (413 FILE_TOO_LARGE) and `max_audio_seconds` of audio (413 AUDIO_TOO_LONG); "
+                "audio the decoder cannot read: 400 INVALID_AUDIO.",
+        "file_id": "A file of the caller's workspace uploaded with purpose `audio` (404 / 400 otherwise).",
+        "diarize": "Only `false`: no diarization model is installed (400 UNSUPPORTED_FEATURE).",
+    }
+    return {(op, "body", name): {"x-description": note} for op in ("audio_api_v1_transcriptions_post",
+                                                                    "audio_api_v1_transcriptions_post_stream")
+            for name, note in notes.items()}
 
 
 def form_body(fields: Mapping[str, Sequence[str]]) -> dict[str, Any]:
