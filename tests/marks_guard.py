@@ -61,7 +61,7 @@ class MarksGuard:
         self._undo.append(lambda: setattr(owner, name, original))
 
     def install(self) -> None:
-        from mistral_gateway.engines import sentence, worker_process
+        from mistral_gateway.engines import sentence, speech, worker_process
 
         def popen(original: Any) -> Any:
             def init(proc: Any, args: Any, *rest: Any, **kwargs: Any) -> None:
@@ -82,6 +82,7 @@ class MarksGuard:
         self.patch(subprocess.Popen, "__init__", popen)
         self.patch(worker_process.InProcessServer, "__init__", real_model)  # llama.cpp in this process
         self.patch(sentence, "load", real_model)  # the engine manager looks loaders up by name at each load
+        self.patch(speech, "whisper_model", real_model)  # looked up by name too, by speech.load and tests
 
     def uninstall(self) -> None:
         while self._undo:

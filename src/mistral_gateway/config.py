@@ -87,7 +87,7 @@ class ModelEntry(BaseModel):
     aliases: list[str] = Field(default_factory=list)
     name: str | None = None
     description: str | None = None
-    engine: Literal["llama.cpp", "sentence-transformers", "classifier", "fake", "none"] = "llama.cpp"
+    engine: Literal["llama.cpp", "sentence-transformers", "classifier", "faster-whisper", "fake", "none"] = "llama.cpp"
     path: str | None = None
     asset: str | None = None
     max_context_length: int = 32768  # per request (one llama.cpp slot)
@@ -220,6 +220,19 @@ def default_models() -> list[ModelEntry]:
             max_context_length=256,
             capabilities=["moderation", "classification"],
         ),
+        ModelEntry(
+            id="whisper-base",
+            name="Whisper base (faster-whisper, int8)",
+            description="Local speech-to-text: OpenAI Whisper base on CTranslate2, language detection, segment and "
+                        "word timestamps. Chat (with input_audio parts) is a cascade: the audio is transcribed here, "
+                        "then the audio_chat_model answers.",
+            engine="faster-whisper",
+            asset="whisper-base",
+            # the other voxtral ids (dated ones, voxtral-mini-transcribe...) resolve here by family (model_families)
+            aliases=["voxtral-mini-latest", "voxtral-small-latest"],
+            parallel=1,  # transcriptions decoding at once (each on every core); the rest queue
+            capabilities=["audio_transcription", "audio", "completion_chat"],  # chat: the cascade (chat_audio)
+        ),
     ]
 
 
@@ -291,9 +304,10 @@ class Settings(BaseSettings):
     image_fetch_timeout: float = Field(10.0, gt=0, le=120)  # seconds for one image URL, redirects included
     image_max_redirects: int = Field(3, ge=0, le=10)
     allow_private_image_urls: bool = False  # True lets image URLs reach loopback/LAN addresses (tests, intranets)
-    # Audio (transcription, and input_audio parts in chat): bytes of one audio input, and its length once decoded
-    max_audio_bytes: int = Field(100 * MB, ge=1024, le=2048 * MB)
-    max_audio_seconds: float = Field(3 * 3600.0, gt=0, le=24 * 3600)
+    # Audio for speech models (engines.audio): encoded bytes, and seconds (from the container's header when it says,
+    # else counted while decoding); longer audio is refused with 413 naming the limit
+    audio_max_bytes: int = Field(100 * MB, ge=1024, le=2048 * MB)
+    audio_max_seconds: float = Field(1800.0, ge=1, le=6 * 3600)
     # Chat with a speech model (voxtral ids) is a cascade: input_audio parts are transcribed by the speech model,
     # then this model (any catalog name or Mistral id) answers
     audio_chat_model: str = Field("mistral-small-latest", min_length=1, max_length=256)

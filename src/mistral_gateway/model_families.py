@@ -14,6 +14,7 @@ __all__ = ["ModelFamily", "default_model_families"]
 CHAT = "qwen2.5-coder-1.5b-instruct"
 SMALL = "smollm2-135m-instruct"
 EMBED = "all-minilm-l6-v2"
+SPEECH = "whisper-base"
 
 
 class ModelFamily(BaseModel):
@@ -45,6 +46,6 @@ def default_model_families() -> list[ModelFamily]:
         *_rows(EMBED, "mistral-embed codestral-embed"),
         *_rows(None, "mistral-moderation", capabilities=["moderation", "classification"]),
         *_rows(None, "mistral-ocr mistral-document-ai", capabilities=["ocr"]),
-        *_rows(None, "voxtral-mini voxtral-small voxtral-tts", capabilities=["audio"]),
-        *_rows(None, "voxtral-mini-transcribe voxtral-mini-transcribe-realtime", capabilities=["audio_transcription"]),
+        *_rows(SPEECH, "voxtral-mini voxtral-small voxtral-mini-transcribe voxtral-mini-transcribe-realtime"),
+        *_rows(None, "voxtral-tts", capabilities=["audio"]),
     ]

@@ -109,7 +109,7 @@ def test_usage_records_the_id_the_caller_sent(env: Env) -> None:
 
 
 @pytest.mark.parametrize(("model", "capability"), [("mistral-moderation-2411", "moderation"),
-                                                   ("mistral-ocr-2505", "ocr"), ("voxtral-small-latest", "audio")])
+                                                   ("mistral-ocr-2505", "ocr"), ("voxtral-tts-latest", "audio")])
 def test_engineless_families_are_400_naming_the_capability(env: Env, model: str, capability: str) -> None:
     r = post(env, "/v1/chat/completions", ask(model))
     assert r.status_code == 400

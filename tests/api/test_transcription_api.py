@@ -5,6 +5,7 @@ tests/e2e/test_transcription_sdk.py."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,8 +62,8 @@ def settings_for(data_dir: Any, **extra: Any) -> Settings:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    settings = settings_for(tmp_path_factory.mktemp("transcribe") / "data", max_audio_seconds=30.0,
-                            max_audio_bytes=2 * 1024 * 1024)
+    settings = settings_for(tmp_path_factory.mktemp("transcribe") / "data", audio_max_seconds=30.0,
+                            audio_max_bytes=2 * 1024 * 1024)
     services = build_services(settings)
     token, _ = services.tokens.create("t")
     other, _ = services.tokens.create("o", workspace="elsewhere")
@@ -127,7 +128,7 @@ def test_segments_and_words(env: Env, dialect: str) -> None:
 def test_options_reach_the_engine(env: Env) -> None:
     unwrap(env.transcribe("native", {"language": "fr", "temperature": "0.4",
                                      "context_bias": ["Voxtral", "Mistral_AI"]}), "native")
-    engine = env.services.engines._engines["voxtral-mini-2507"]
+    engine = asyncio.run(env.services.engines.speech(env.services.models.catalog.resolve(SPEECH_MODEL)))
     options = engine.calls[-1][1]
     assert (options.language, options.temperature, options.prompt) == ("fr", 0.4, "Voxtral, Mistral AI")
     assert not options.word_timestamps
@@ -277,8 +278,6 @@ async def _chat_engine(env: Env) -> Any:
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_audio_in_chat_is_transcribed_for_the_chat_model(env: Env, dialect: str) -> None:
-    import asyncio
-
     audio = base64.b64encode(tone_wav([True, True, True])).decode()
     out = unwrap(env.post_json(dialect, "/v1/chat/completions", chat_body(SPEECH_MODEL, audio)), dialect)
     assert out["model"] == SPEECH_MODEL and out["choices"][0]["message"]["content"]
@@ -302,7 +301,7 @@ def test_audio_in_chat_refusals(env: Env, dialect: str) -> None:
     assert err["code"] == "INVALID_AUDIO"
     big = base64.b64encode(b"\0" * (2 * 1024 * 1024 + 3)).decode()
     err = error(env.post_json(dialect, "/v1/chat/completions", chat_body(SPEECH_MODEL, big)), dialect, 413)
-    assert "max_audio_bytes" in err["message"]
+    assert "audio_max_bytes" in err["message"]
 
 
 def test_text_only_chat_with_a_speech_model_is_answered_by_the_chat_model(env: Env) -> None:

@@ -14,7 +14,7 @@ from support import CLI, clean_env
 
 pytestmark = pytest.mark.e2e
 
-DEFAULT_ASSETS = ("qwen2.5-coder-1.5b-instruct-q4_k_m", "smollm2-135m-instruct-q8_0", "all-minilm-l6-v2")
+DEFAULT_ASSETS = ("qwen2.5-coder-1.5b-instruct-q4_k_m", "smollm2-135m-instruct-q8_0", "all-minilm-l6-v2", "whisper-base")
 
 
 def run(*args: str, weights: Path, config: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -43,7 +43,7 @@ def test_install_then_status_with_the_default_catalog(tmp_path: Path, weights_di
     assert proc.returncode == 0, proc.stderr
     rows = {r["id"]: r for r in json.loads(proc.stdout)}
     assert set(rows) == {"qwen2.5-coder-1.5b-instruct", "smollm2-135m-instruct", "all-minilm-l6-v2",
-                         "moderation-minilm-l6-v2"}
+                         "moderation-minilm-l6-v2", "whisper-base"}
     assert all(r["ready"] and r["state"] == "ready" for r in rows.values())
     moderation = rows.pop("moderation-minilm-l6-v2")  # a head shipped in the package over the MiniLM entry
     assert moderation["engine"] == "classifier" and moderation["weights"] is None
@@ -51,10 +51,11 @@ def test_install_then_status_with_the_default_catalog(tmp_path: Path, weights_di
     assert rows["all-minilm-l6-v2"]["engine"] == "sentence-transformers"
     qwen = weights_dir / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
     assert rows["qwen2.5-coder-1.5b-instruct"]["weights"] == str(qwen)
+    assert rows["whisper-base"]["weights"] == str(weights_dir / "whisper-base")  # a model directory
 
     table = run("status", "--data-dir", data, weights=weights_dir).stdout.splitlines()
     assert table[0].split() == ["MODEL", "ENGINE", "RUNTIME", "WEIGHTS", "STATE"]
-    assert len(table) == 5
+    assert len(table) == 6
     assert all(" ready " in line for line in table[1:] if not line.startswith("moderation-"))
     assert any(line.startswith("moderation-") and "no weights needed" in line for line in table[1:])
 

@@ -15,7 +15,7 @@ import pytest
 
 from mistral_gateway.config import default_models
 from mistral_gateway.engines import assets as assets_module
-from mistral_gateway.engines.assets import BUNDLED_ASSETS, Asset, AssetError, AssetStore, resolve_asset
+from mistral_gateway.engines.assets import BUNDLED_ASSETS, Asset, AssetError, AssetStore, Companion, resolve_asset
 from mistral_gateway.engines.packaged import PackageFile
 from mistral_gateway.errors import ServiceUnavailable
 from mistral_gateway.fileops import exclusive_lock
@@ -290,6 +290,55 @@ def test_in_place_checksum_mismatch_and_missing_files(tmp_path: Path, site: Fake
     assert status.state == "missing" and status.missing == ("pkg-file==1.0",)
 
 
+# -- a model directory: an assembled file with companions ----------------------------------------------------------
+
+
+def _directory_asset(site: FakeSite, blob: bytes, companion_sha: str | None = None) -> Asset:
+    files = {"config.json": b'{"a": 1}', "tokenizer.json": b"{}" * 1000}
+    companions = []
+    for name, data in files.items():
+        source = PackageFile("fake-part1", "1.0", f"fake_part1/data/{name}")
+        (site.root / source.path).write_bytes(data)
+        companions.append(Companion(source, len(data), companion_sha or hashlib.sha256(data).hexdigest()))
+    return Asset(id="fake-dir-model", kind="assembled", sources=_sources(len(PART_SIZES)),
+                 filename="fake-dir-model/model.bin", size=len(blob), sha256=hashlib.sha256(blob).hexdigest(),
+                 companions=tuple(companions))
+
+
+def test_assembled_directory_gets_its_companions(tmp_path: Path, site: FakeSite, blob: bytes) -> None:
+    weights = tmp_path / "weights"
+    store = _store(site, _directory_asset(site, blob))
+    assert store.status("fake-dir-model", weights).state == "pending"
+    log = Log()
+    path = store.resolve("fake-dir-model", weights, log)
+    assert path == weights / "fake-dir-model"
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.bin", "tokenizer.json"]
+    assert (path / "model.bin").read_bytes() == blob and (path / "config.json").read_bytes() == b'{"a": 1}'
+    assert log.count("assembling") == 1 and log.count("copying") == 2
+    status = store.status("fake-dir-model", weights)
+    assert (status.state, status.path) == ("ready", path)
+    again = Log()
+    assert store.resolve("fake-dir-model", weights, again) == path and again == []
+    (path / "tokenizer.json").unlink()  # a companion lost: only it is copied again, the big file is trusted
+    assert store.status("fake-dir-model", weights).state == "pending"
+    repair = Log()
+    assert store.resolve("fake-dir-model", weights, repair) == path
+    assert (repair.count("copying tokenizer.json"), repair.count("assembling"), repair.count("verifying")) == (1, 0, 0)
+    assert not list(path.glob(".*.tmp"))
+
+
+def test_a_companion_with_the_wrong_checksum_is_refused(tmp_path: Path, site: FakeSite, blob: bytes) -> None:
+    store = _store(site, _directory_asset(site, blob, companion_sha="0" * 64))
+    with pytest.raises(AssetError, match=r"config\.json does not match the expected checksum"):
+        store.resolve("fake-dir-model", tmp_path / "weights", Log())
+    directory = tmp_path / "weights" / "fake-dir-model"
+    assert not (directory / "config.json").exists() and not list(directory.glob(".*.tmp"))
+    assert store.status("fake-dir-model", tmp_path / "weights").state == "pending"
+    with pytest.raises(ValueError, match="companions are for assembled assets"):
+        Asset(id="x", kind="assembled", sources=_sources(1), filename="flat.bin", size=1, sha256="0" * 64,
+              companions=_directory_asset(site, blob).companions)
+
+
 # -- the real table ------------------------------------------------------------------------------------------------
 
 
@@ -325,6 +374,9 @@ def test_real_bundled_assets_resolve(weights_dir: Path) -> None:
     assert qwen.stat().st_size == 1_117_320_768
     with open(qwen, "rb") as fh:
         assert fh.read(4) == b"GGUF"
+    whisper = resolve_asset("whisper-base", weights_dir)  # model.bin from two parts, its config and tokenizer beside
+    assert whisper == weights_dir / "whisper-base" and (whisper / "model.bin").stat().st_size == 145_217_532
+    assert sorted(p.name for p in whisper.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]
     started = time.monotonic()
     assert resolve_asset("qwen2.5-coder-1.5b-instruct-q4_k_m", weights_dir) == qwen
     assert time.monotonic() - started < 0.5  # the marker is trusted: no re-hash of 1 GiB

@@ -41,7 +41,7 @@ def test_default_models_catalog_shape() -> None:
     models = default_models()
     ids = [m.id for m in models]
     assert ids == ["qwen2.5-coder-1.5b-instruct", "smollm2-135m-instruct", "all-minilm-l6-v2",
-                   "moderation-minilm-l6-v2"]
+                   "moderation-minilm-l6-v2", "whisper-base"]
     names = [n for m in models for n in (m.id, *m.aliases)]
     assert len(names) == len(set(names)), "a model name is declared twice"
     assert {"mistral-small-latest", "codestral-latest", "mistral-embed", "ministral-8b-latest"} <= set(names)
@@ -51,6 +51,10 @@ def test_default_models_catalog_shape() -> None:
     moderation = models[3]
     assert (moderation.engine, moderation.encoder, moderation.head) == ("classifier", embed.id, "moderation")
     assert {"mistral-moderation-latest", "mistral-moderation-2411"} <= set(moderation.aliases)
+    whisper = models[4]
+    assert (whisper.engine, whisper.asset, whisper.parallel) == ("faster-whisper", "whisper-base", 1)
+    assert {"voxtral-mini-latest", "voxtral-small-latest"} <= set(whisper.aliases)
+    assert set(whisper.capabilities) == {"audio_transcription", "audio", "completion_chat"}  # chat: a cascade
 
 
 def test_model_entry_defaults() -> None:

@@ -165,7 +165,7 @@ def test_fine_tuned_model_is_400_not_404(h: Harness, db: Database) -> None:
 def test_which_entries_serve_embeddings() -> None:
     kinds = {e.id: serves_embeddings(e) for e in default_models()}
     assert kinds == {"qwen2.5-coder-1.5b-instruct": False, "smollm2-135m-instruct": False, "all-minilm-l6-v2": True,
-                     "moderation-minilm-l6-v2": False}
+                     "moderation-minilm-l6-v2": False, "whisper-base": False}
     assert serves_embeddings(ModelEntry(id="f", engine="fake", capabilities=[]))
     assert not serves_embeddings(ModelEntry(id="f", engine="fake"))  # completion_chat by default
 

@@ -15,6 +15,7 @@ from mistral_gateway.services.models import ModelCatalog
 
 QWEN, SMOL, MINILM = "qwen2.5-coder-1.5b-instruct", "smollm2-135m-instruct", "all-minilm-l6-v2"
 MODERATION = "moderation-minilm-l6-v2"
+WHISPER = "whisper-base"
 
 # (id, stand-in entry id, reasoning): ids from Mistral's model list, the SDK's examples and docs, and legacy names
 KNOWN = [
@@ -42,14 +43,16 @@ KNOWN = [
     ("codestral-embed", MINILM, False),
     ("mistral-moderation-latest", MODERATION, False), ("mistral-moderation-2411", MODERATION, False),
     ("mistral-moderation-2603", MODERATION, False),
+    ("voxtral-small-latest", WHISPER, False), ("voxtral-small-24b-2507", WHISPER, False),
+    ("voxtral-mini-2507", WHISPER, False), ("voxtral-mini-2602", WHISPER, False),
+    ("voxtral-mini-latest", WHISPER, False), ("voxtral-mini-transcribe-2507", WHISPER, False),
+    ("voxtral-mini-transcribe-realtime-2602", WHISPER, False),
 ]
 # families with no local engine: they resolve (not 404) to an engine-less stand-in
 ENGINELESS = [
     ("mistral-ocr-2505", "ocr"), ("mistral-ocr-2503", "ocr"),
-    ("mistral-ocr-latest", "ocr"), ("mistral-document-ai-2505", "ocr"), ("voxtral-small-latest", "audio"),
-    ("voxtral-small-24b-2507", "audio"), ("voxtral-mini-2507", "audio"),
-    ("voxtral-mini-latest", "audio"), ("voxtral-mini-transcribe-2507", "audio_transcription"),
-    ("voxtral-mini-transcribe-realtime-2602", "audio_transcription"),
+    ("mistral-ocr-latest", "ocr"), ("mistral-document-ai-2505", "ocr"), ("voxtral-tts-latest", "audio"),
+    ("voxtral-tts-2603", "audio"),
 ]
 UNKNOWN = [
     "nope", "gpt-4o", "mistral", "mistral-foo-latest", "mistral-7b", "mistral-large-2413",  # month 13

@@ -17,7 +17,8 @@ from mistral_gateway.config import ModelEntry, Settings
 __all__ = ["register"]
 
 # engine -> the Python module that runs it (installed by the `local` extra)
-_RUNTIMES = {"llama.cpp": "xllamacpp", "sentence-transformers": "sentence_transformers"}
+_RUNTIMES = {"llama.cpp": "xllamacpp", "sentence-transformers": "sentence_transformers",
+             "faster-whisper": "faster_whisper"}
 
 
 def register(sub: Any) -> None:

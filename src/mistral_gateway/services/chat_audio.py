@@ -62,7 +62,7 @@ class ChatAudio:
         limit = self._transcription.limits.max_bytes
         if value.startswith("data:"):  # a data URL: its payload is the base64 audio
             value = value.partition(",")[2]
-        too_large = PayloadTooLarge(f"{where}: the audio exceeds the limit of {limit} bytes (max_audio_bytes)",
+        too_large = PayloadTooLarge(f"{where}: the audio exceeds the limit of {limit} bytes (audio_max_bytes)",
                                     code="FILE_TOO_LARGE")
         if len(value) > 4 * -(-limit // 3):  # before decoding: a huge string is refused unread
             raise too_large

@@ -2,7 +2,7 @@
 
 The audio comes from exactly one of: the uploaded ``file`` part, ``file_url`` (fetched by the shared safe fetcher),
 or ``file_id`` (a file of the caller's workspace uploaded with purpose ``audio``). It is decoded off the event loop
-to mono float32 at 16 kHz (its length checked against ``max_audio_seconds``: 413), then the engine decodes
+to mono float32 at 16 kHz (its length checked against ``audio_max_seconds``: 413), then the engine decodes
 segments one by one: a stream sends each segment's text as soon as the engine yields it, never all at the end.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 from anyio.to_thread import run_sync
 
 from mistral_gateway.config import ModelEntry, Settings
+from mistral_gateway.engines.audio import AudioTooLarge, decode_audio
 from mistral_gateway.engines.base import (
     EngineError,
     InvalidInput,
@@ -41,18 +42,17 @@ from mistral_gateway.protocol.audio import (
 from mistral_gateway.services.completions import engine_errors, resolve_text_model
 from mistral_gateway.services.files import FileService
 from mistral_gateway.services.models import ModelCatalog
-from mistral_gateway.services.wav import AudioTooLong, decode_wav
 
 __all__ = ["AudioLimits", "AudioRequest", "Decoder", "TranscriptionService", "Upload"]
 
-Decoder = Callable[[bytes, float], Any]  # (bytes, max seconds) -> mono float32 at 16 kHz; blocking
+Decoder = Callable[[bytes, "AudioLimits"], Any]  # -> mono float32 at 16 kHz (engines.audio); blocking
 AnyRequest = TranscriptionRequest | TranscriptionStreamRequest
 AUDIO_CONTENT_TYPES = ("audio/", "video/")  # file_url answers taken (plus octet-stream, by the fetcher)
 
 
 @dataclass(frozen=True, slots=True)
 class Upload:
-    """The request's ``file`` part, read whole (within ``max_audio_bytes``)."""
+    """The request's ``file`` part, read whole (within ``audio_max_bytes``)."""
 
     data: bytes
     filename: str | None = None
@@ -74,7 +74,7 @@ class AudioLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AudioLimits:
-        return cls(settings.max_audio_bytes, settings.max_audio_seconds)
+        return cls(settings.audio_max_bytes, settings.audio_max_seconds)
 
 
 @dataclass(slots=True)
@@ -105,12 +105,12 @@ class _Job:
 
 class TranscriptionService:
     def __init__(self, catalog: ModelCatalog, engines: EngineManager, files: FileService, limits: AudioLimits, *,
-                 decoder: Decoder = decode_wav, fetcher: Any = None) -> None:
+                 decoder: Decoder | None = None, fetcher: Any = None) -> None:
         self._catalog = catalog
         self._engines = engines
         self._files = files
         self.limits = limits
-        self._decode = decoder
+        self._decode = decoder or _decode
         self._fetcher = fetcher  # security.fetch.SafeFetcher: None refuses file_url
 
     async def transcribe(self, workspace_id: str, request: AnyRequest, upload: Upload | None) -> TranscriptionResponse:
@@ -210,9 +210,10 @@ class TranscriptionService:
         if not data:
             raise BadRequest("the audio is empty", code="INVALID_AUDIO", param=param)
         try:
-            return await run_sync(self._decode, data, self.limits.max_seconds)
-        except AudioTooLong as exc:
-            raise PayloadTooLarge(f"{exc}; the server's max_audio_seconds", code="AUDIO_TOO_LONG") from exc
+            return await run_sync(self._decode, data, self.limits)
+        except AudioTooLarge as exc:  # the message states the limit
+            raise PayloadTooLarge(str(exc), code="AUDIO_TOO_LONG" if exc.unit == "seconds" else "FILE_TOO_LARGE") \
+                from exc
         except InvalidInput as exc:
             raise BadRequest(str(exc), code="INVALID_AUDIO", param=param) from exc
 
@@ -256,8 +257,12 @@ class TranscriptionService:
         return bytes(fetched.data)
 
     def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"the audio exceeds the limit of {self.limits.max_bytes} bytes (max_audio_bytes)",
+        return PayloadTooLarge(f"the audio exceeds the limit of {self.limits.max_bytes} bytes (audio_max_bytes)",
                                code="FILE_TOO_LARGE")
+
+
+def _decode(data: bytes, limits: AudioLimits) -> Any:
+    return decode_audio(data, max_seconds=limits.max_seconds, max_bytes=limits.max_bytes)
 
 
 def _join(chunks: Iterator[bytes], limit: int) -> bytes:

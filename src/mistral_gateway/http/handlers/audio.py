@@ -30,7 +30,7 @@ class _Buffer:
 
     def write(self, data: bytes) -> None:
         if len(self.data) + len(data) > self.limit:
-            raise PayloadTooLarge(f"the audio exceeds the limit of {self.limit} bytes (max_audio_bytes)",
+            raise PayloadTooLarge(f"the audio exceeds the limit of {self.limit} bytes (audio_max_bytes)",
                                   code="FILE_TOO_LARGE")
         self.data += data
 
