@@ -36,7 +36,7 @@ from support import serving
 pytestmark = pytest.mark.e2e
 
 MIRROR = Path("/work/.mirror/mistralai+client-python/repo")
-SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank"
+SENTENCE = "Please send the report to the finance team before Friday afternoon"
 
 
 def fake_settings(data_dir: Path) -> Settings:
@@ -200,9 +200,12 @@ def fixture_mp3(workdir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Iterator[tuple[Mistral, Any, str, str]]:
-    """The default catalog: whisper-base for the voxtral ids; the chat cascade answered by SmolLM2 (the smallest)."""
+    """The default catalog: whisper-base for the voxtral ids; the chat cascade answered by SmolLM2 (the smallest),
+    its window cut to 512 tokens so that the SDK's chat example (no max_tokens) ends soon."""
+    models = [m.model_copy(update={"max_context_length": 512}) if m.id == "smollm2-135m-instruct" else m
+              for m in default_models()]
     settings = Settings(data_dir=tmp_path_factory.mktemp("transcribe-real") / "data", bootstrap_dev_token=False,
-                        weights_path=weights_dir, audio_chat_model="ministral-3b-latest")
+                        weights_path=weights_dir, audio_chat_model="ministral-3b-latest", models=models)
     with serving(settings) as (server, services, token), \
             Mistral(api_key=token, server_url=server.base_url, timeout_ms=300_000) as client:
         yield client, services, server.base_url, token
@@ -244,7 +247,7 @@ def test_real_audio_in_chat(real: tuple[Mistral, Any, str, str], speech: bytes) 
     client = real[0]
     res = client.chat.complete(model="voxtral-small-latest", max_tokens=16, messages=[{"role": "user", "content": [
         {"type": "input_audio", "input_audio": base64.b64encode(speech).decode()},
-        {"type": "text", "text": "Which animal is mentioned?"}]}])
+        {"type": "text", "text": "Who gets the report?"}]}])
     assert res.model == "voxtral-small-latest" and res.choices[0].message.content is not None
     assert res.usage.prompt_tokens > 20  # the transcript reached the chat model's prompt
 
