@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mistral_gateway.model_families import ModelFamily, default_model_families
 from mistral_gateway.protocol.common import SIGNED_URL_MAX_HOURS
+from mistral_gateway.security.allowlist import AllowList
 
 __all__ = [
     "LimitPolicy",
@@ -301,9 +302,16 @@ class Settings(BaseSettings):
     # width x height, read from the header before anything decodes it: llama.cpp holds each image as RGB (3 B/pixel)
     image_max_pixels: int = Field(4096 * 4096, ge=64 * 64, le=16384 * 16384)
     images_per_request: int = Field(8, ge=1, le=64)
-    image_fetch_timeout: float = Field(10.0, gt=0, le=120)  # seconds for one image URL, redirects included
-    image_max_redirects: int = Field(3, ge=0, le=10)
-    allow_private_image_urls: bool = False  # True lets image URLs reach loopback/LAN addresses (tests, intranets)
+    # Every URL the server fetches (image URLs, OCR and transcription URLs; security/fetch.py): private, loopback,
+    # link-local and reserved addresses are refused unless fetch_allow lists their network (CIDR) or host:port
+    fetch_allow: list[str] = Field(default_factory=list, max_length=256)
+    fetch_timeout: float = Field(10.0, gt=0, le=300)  # seconds for one URL, redirects included
+    fetch_max_redirects: int = Field(3, ge=0, le=10)
+    # Deprecated aliases: image_* set fetch_timeout/fetch_max_redirects (when those are not set themselves);
+    # allow_private_image_urls = true lets image URLs (only) reach every address (fetch_allow 0.0.0.0/0 and ::/0)
+    image_fetch_timeout: float | None = Field(None, gt=0, le=120)
+    image_max_redirects: int | None = Field(None, ge=0, le=10)
+    allow_private_image_urls: bool = False
     # Audio for speech models (engines.audio): encoded bytes, and seconds (from the container's header when it says,
     # else counted while decoding); longer audio is refused with 413 naming the limit
     audio_max_bytes: int = Field(100 * MB, ge=1024, le=2048 * MB)
@@ -336,6 +344,20 @@ class Settings(BaseSettings):
         if self.job_heartbeat_seconds * 2 > self.job_lease_seconds:
             raise ValueError("job_heartbeat_seconds must be at most half of job_lease_seconds, or a busy worker "
                              "loses its jobs' leases")
+        return self
+
+    @field_validator("fetch_allow", mode="after")
+    @classmethod
+    def _fetch_allow(cls, value: list[str]) -> list[str]:
+        AllowList.parse(value)  # raises naming the bad entry
+        return value
+
+    @model_validator(mode="after")
+    def _deprecated_fetch_names(self) -> Settings:
+        if self.image_fetch_timeout is not None and "fetch_timeout" not in self.model_fields_set:
+            self.fetch_timeout = self.image_fetch_timeout
+        if self.image_max_redirects is not None and "fetch_max_redirects" not in self.model_fields_set:
+            self.fetch_max_redirects = self.image_max_redirects
         return self
 
     @field_validator("redis_url", mode="after")

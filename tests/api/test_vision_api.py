@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from starlette.testclient import TestClient
@@ -27,10 +28,14 @@ def data_url(data: bytes) -> str:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
+    yield from _serving(tmp_path)
+
+
+def _serving(tmp_path: Path, **extra: Any) -> Iterator[tuple[TestClient, str]]:
     settings = Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False, image_max_bytes=1024,
                         images_per_request=2, models=[
                             ModelEntry(id="fake-vision", engine="fake", capabilities=["completion_chat", "vision"]),
-                            ModelEntry(id="fake-text", engine="fake", capabilities=["completion_chat"])])
+                            ModelEntry(id="fake-text", engine="fake", capabilities=["completion_chat"])], **extra)
     services = build_services(settings)
     token, _ = services.tokens.create("t")
     with TestClient(create_app(services=services)) as client:
@@ -86,6 +91,16 @@ def test_loopback_image_url_is_refused_by_default(env: tuple[TestClient, str],
     assert status == 400 and error["code"] == "INVALID_IMAGE"
     assert "messages[0].content[1]" in error["message"] and "refused" in error["message"]
     assert seen == []
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.0/8", "127.0.0.1:PORT"])
+def test_fetch_allow_lets_a_loopback_image_url_through(tmp_path: Path, loopback_image: tuple[str, list[str]],
+                                                       entry: str) -> None:
+    url, seen = loopback_image
+    for allowed in _serving(tmp_path, fetch_allow=[entry.replace("PORT", str(urlsplit(url).port))]):
+        status, body = chat(allowed, url)
+        assert status == 200 and body["choices"][0]["message"]["content"]
+    assert seen == ["/red.png"]
 
 
 @pytest.mark.parametrize(("urls", "problem"), [

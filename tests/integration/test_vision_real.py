@@ -82,9 +82,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path,
         ModelEntry(id=IN_PROCESS, asset="smollm2-135m-instruct-q4_1", mmproj=str(projector), max_context_length=512,
                    parallel=1, isolate=False),
     ]
-    # the test's image server is on loopback: allowed here only (the default refuses it, see test_images.py)
+    # the test's image server is on loopback: allowed here by fetch_allow (the default refuses it, see test_images.py)
     settings = Settings(data_dir=data, weights_path=weights_dir, bootstrap_dev_token=False, models=models,
-                        allow_private_image_urls=True)
+                        fetch_allow=["127.0.0.0/8"])
     with serving(settings, "vision") as (server, _, token):
         yield server, token
 

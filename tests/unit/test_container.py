@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from clocks import PINNED
 from mistral_gateway.config import ModelEntry, Settings
 from mistral_gateway.registry import Registry
+from mistral_gateway.security.fetch import FetchPolicy
 from mistral_gateway.services.container import build_services
 from mistral_gateway.storage.tokens import TokenRepository
 
@@ -29,6 +30,9 @@ def test_build_services_creates_data_dir_db_and_secret(tmp_path: Path) -> None:
         token, _ = svc.tokens.create("t")
         assert svc.tokens.verify(token).workspace == "default"
         assert svc.files.max_upload_bytes == settings.max_upload_bytes
+        # one fetcher, built from the settings, which the chat images use too
+        assert svc.fetcher is not None and svc.fetcher.policy == FetchPolicy.from_settings(settings)
+        assert svc.chat._images.fetcher is svc.fetcher
     finally:
         svc.close()
 

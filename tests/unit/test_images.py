@@ -19,9 +19,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from mistral_gateway.config import Settings
 from mistral_gateway.engines.base import ChatMessage
 from mistral_gateway.errors import BadRequest
 from mistral_gateway.protocol.chat import ChatCompletionRequest
+from mistral_gateway.security.allowlist import AllowList
+from mistral_gateway.security.fetch import FetchPolicy, SafeFetcher
 from mistral_gateway.security.netcheck import resolve_url
 from mistral_gateway.services.images import ImageLimits, ImageLoader, sniff
 from vision_assets import gif, jpeg_header, png, webp_header
@@ -34,10 +37,14 @@ def data_url(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode()
 
 
-def limits(**kw: Any) -> ImageLimits:
-    base = {"max_bytes": 4096, "max_pixels": 1000 * 1000, "per_request": 3, "timeout": 5.0, "max_redirects": 2,
-            "allow_private": False}
-    return ImageLimits(**{**base, **kw})
+def loader(*, per_request: int = 3, timeout: float = 5.0, allow: tuple[str, ...] = (), **fetcher: Any) -> ImageLoader:
+    """4096 bytes and 3 images at most; fetches with 2 redirects, the allow-list ``allow`` (loopback is private, so
+    the test server is refused without it) and, in ``fetcher``, a resolver or transport."""
+    policy = FetchPolicy(timeout, 2, AllowList.parse(allow))
+    return ImageLoader(ImageLimits(4096, 1000 * 1000, per_request), SafeFetcher(policy, **fetcher))
+
+
+LOOPBACK = ("127.0.0.0/8",)
 
 
 def request(*messages: dict[str, Any]) -> ChatCompletionRequest:
@@ -50,14 +57,14 @@ def user(*parts: Any) -> dict[str, Any]:
                                          else {"type": "image_url", "image_url": p}) for p in parts]}
 
 
-def attach(loader: ImageLoader, req: ChatCompletionRequest) -> list[ChatMessage]:
+def attach(images: ImageLoader, req: ChatCompletionRequest) -> list[ChatMessage]:
     texts = [ChatMessage(m.role, "") for m in req.messages]  # the loader only adds images
-    return asyncio.run(loader.attach(req.messages, texts))
+    return asyncio.run(images.attach(req.messages, texts))
 
 
-def refused(loader: ImageLoader, url: Any) -> str:
+def refused(images: ImageLoader, url: Any) -> str:
     with pytest.raises(BadRequest) as info:
-        attach(loader, request(user("look", url)))
+        attach(images, request(user("look", url)))
     assert info.value.code == "INVALID_IMAGE" and info.value.param == "messages"
     assert info.value.message.startswith("messages[0].content[1]: ")
     return info.value.message
@@ -76,7 +83,7 @@ def test_images_are_attached_at_their_place_in_the_text() -> None:
     req = request({"role": "system", "content": "be brief"},
                   user("abc", data_url(IMAGE), "de", {"type": "image_url", "image_url": {"url": data_url(IMAGE),
                                                                                          "detail": "high"}}))
-    messages = attach(ImageLoader(limits()), req)
+    messages = attach(loader(), req)
     assert messages[0].images == ()
     assert [(i.offset, i.mime, i.data) for i in messages[1].images] == [(3, "image/png", IMAGE),
                                                                          (5, "image/png", IMAGE)]
@@ -85,7 +92,7 @@ def test_images_are_attached_at_their_place_in_the_text() -> None:
 @pytest.mark.parametrize(("url", "problem"), [
     (data_url(b"hello, not an image", "image/png"), "not a png, jpeg, webp or gif"),
     (data_url(b"%PDF-1.7 ...", "application/pdf"), "not a png, jpeg, webp or gif"),
-    ("data:image/png," + "x" * 10, "must be base64"),
+    ("data:image/png," + "x" * 10, "must be a base64 data URL"),
     ("data:image/png;base64,@@@@", "not valid base64"),
     (data_url(BIG), "larger than 4096 bytes"),
     (data_url(png(2000, 1000, (0, 0, 0))[:200]), "2000x1000 pixels"),  # the header alone is enough to refuse
@@ -93,22 +100,22 @@ def test_images_are_attached_at_their_place_in_the_text() -> None:
     ({"type": "image_url", "image_url": "ftp://example.com/a.png"}, "http(s) URL or a base64 data URL"),
 ])
 def test_bad_data_urls_are_400s_naming_the_part(url: Any, problem: str) -> None:
-    assert problem in refused(ImageLoader(limits()), url)
+    assert problem in refused(loader(), url)
 
 
 @pytest.mark.parametrize(("image_url", "problem"), [
     ({"url": data_url(IMAGE), "detail": "ultra"}, "detail"), ({"url": data_url(IMAGE), "x": 1}, "unknown fields"),
     ({"detail": "low"}, "'url' string"), ("", "'url' string")])
 def test_malformed_image_url_objects(image_url: Any, problem: str) -> None:
-    assert problem in refused(ImageLoader(limits()), {"type": "image_url", "image_url": image_url})
+    assert problem in refused(loader(), {"type": "image_url", "image_url": image_url})
 
 
 def test_too_many_images_and_images_outside_user_messages() -> None:
-    loader = ImageLoader(limits(per_request=2))
+    two = loader(per_request=2)
     with pytest.raises(BadRequest, match=r"messages\[1\]\.content\[0\]: more than 2 images"):
-        attach(loader, request(user(data_url(IMAGE), data_url(IMAGE)), user(data_url(IMAGE))))
+        attach(two, request(user(data_url(IMAGE), data_url(IMAGE)), user(data_url(IMAGE))))
     with pytest.raises(BadRequest, match="user messages only"):
-        attach(loader, request({"role": "system", "content": [{"type": "image_url", "image_url": data_url(IMAGE)}]}))
+        attach(two, request({"role": "system", "content": [{"type": "image_url", "image_url": data_url(IMAGE)}]}))
 
 
 # -- fetched URLs: a real HTTP server on loopback --------------------------------------------------------------
@@ -166,8 +173,8 @@ def server() -> Iterator[tuple[str, list[tuple[str, str]], int]]:
 
 def test_fetches_when_private_networks_are_allowed(server: tuple[str, list[tuple[str, str]], int]) -> None:
     base, seen, _ = server
-    loader = ImageLoader(limits(allow_private=True))
-    messages = attach(loader, request(user("x", f"{base}/red.png", f"{base}/to/{base}/red.png")))
+    allowed = loader(allow=LOOPBACK)
+    messages = attach(allowed, request(user("x", f"{base}/red.png", f"{base}/to/{base}/red.png")))
     assert [i.data for i in messages[0].images] == [IMAGE, IMAGE]
     assert sorted(p for p, _ in seen) == ["/red.png", "/red.png", f"/to/{base}/red.png"]
 
@@ -179,7 +186,7 @@ def test_fetches_when_private_networks_are_allowed(server: tuple[str, list[tuple
     ("/slow.png", "longer than 0.5 s")])
 def test_fetch_failures_are_400s(server: tuple[str, list[tuple[str, str]], int], path: str, problem: str) -> None:
     base, _, _ = server
-    assert problem in refused(ImageLoader(limits(allow_private=True, timeout=0.5)), f"{base}{path}")
+    assert problem in refused(loader(allow=LOOPBACK, timeout=0.5), f"{base}{path}")
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "[::ffff:127.0.0.1]", "2130706433", "0x7f.1",
@@ -187,13 +194,13 @@ def test_fetch_failures_are_400s(server: tuple[str, list[tuple[str, str]], int],
                                   "[64:ff9b::7f00:1]", "100.64.0.1", "0.0.0.0"])  # noqa: S104
 def test_private_hosts_are_refused_by_default(server: tuple[str, list[tuple[str, str]], int], host: str) -> None:
     _, seen, port = server
-    assert "refused" in refused(ImageLoader(limits()), f"http://{host}:{port}/red.png")
+    assert "refused" in refused(loader(), f"http://{host}:{port}/red.png")
     assert seen == []  # never connected
 
 
 def _pinning_resolver(calls: list[str]) -> Any:
-    """``images.test`` stands for a public name whose address is the test server's (checked as public); every
-    other host is resolved and checked for real."""
+    """``images.test`` stands for a name (in no DNS) whose address is the test server's; the tests allow it by
+    host:port. Every other host is resolved for real (and its addresses checked by the fetcher)."""
     def resolve(url: str, *, allow_private: bool) -> list[str]:
         calls.append(url)
         if "//images.test" in url:
@@ -205,7 +212,7 @@ def _pinning_resolver(calls: list[str]) -> Any:
 def test_connection_goes_to_the_checked_address(server: tuple[str, list[tuple[str, str]], int]) -> None:
     _, seen, port = server
     calls: list[str] = []
-    messages = attach(ImageLoader(limits(), resolver=_pinning_resolver(calls)),
+    messages = attach(loader(allow=(f"images.test:{port}",), resolver=_pinning_resolver(calls)),
                       request(user("x", f"http://images.test:{port}/red.png")))
     assert messages[0].images[0].data == IMAGE
     # resolved once, by us; the name is not in any DNS, so the connection used the checked address
@@ -218,8 +225,8 @@ def test_connection_goes_to_the_checked_address(server: tuple[str, list[tuple[st
                                     "http://169.254.169.254/latest/meta-data"])
 def test_redirects_to_private_hosts_are_refused(server: tuple[str, list[tuple[str, str]], int], target: str) -> None:
     _, seen, port = server
-    loader = ImageLoader(limits(), resolver=_pinning_resolver([]))
-    assert "refused" in refused(loader, f"http://images.test:{port}/to/{target}")
+    only_the_name = loader(allow=(f"images.test:{port}",), resolver=_pinning_resolver([]))
+    assert "refused" in refused(only_the_name, f"http://images.test:{port}/to/{target}")
     assert [p for p, _ in seen] == [f"/to/{target}"]  # the first hop only: the redirect's target was not fetched
 
 
@@ -279,10 +286,36 @@ def _public(names: dict[str, str]) -> Any:
 def test_https_is_pinned_and_verified_against_the_name(
         tls_server: tuple[int, list[tuple[str, str]], ssl.SSLContext]) -> None:
     port, seen, client = tls_server
-    # both names stand for public hosts whose address is the test server's; only images.test is on its certificate
-    loader = ImageLoader(limits(), resolver=_public({"images.test": "127.0.0.1", "other.test": "127.0.0.1"}),
-                         transport=httpx.AsyncHTTPTransport(verify=client))
-    messages = attach(loader, request(user("x", f"https://images.test:{port}/red.png")))
+    # both names stand for hosts (allowed by host:port) at the test server; only images.test is on its certificate
+    tls = loader(allow=(f"images.test:{port}", f"other.test:{port}"),
+                 resolver=_public({"images.test": "127.0.0.1", "other.test": "127.0.0.1"}),
+                 transport=httpx.AsyncHTTPTransport(verify=client))
+    messages = attach(tls, request(user("x", f"https://images.test:{port}/red.png")))
     assert messages[0].images[0].data == IMAGE and seen == [("/red.png", f"images.test:{port}")]
-    assert "could not be fetched" in refused(loader, f"https://other.test:{port}/red.png")  # certificate mismatch
+    assert "could not be fetched" in refused(tls, f"https://other.test:{port}/red.png")  # certificate mismatch
     assert len(seen) == 1
+
+
+# -- settings: the container's fetcher, the allow-list, the deprecated allow_private_image_urls ---------------------
+
+@pytest.mark.parametrize(("settings", "fetched"), [
+    ({}, False), ({"fetch_allow": ["127.0.0.0/8"]}, True), ({"allow_private_image_urls": True}, True),
+    ({"fetch_allow": ["10.0.0.0/8"]}, False)])
+def test_image_urls_follow_the_fetch_settings(server: tuple[str, list[tuple[str, str]], int],
+                                              settings: dict[str, Any], fetched: bool) -> None:
+    base, seen, _ = server
+    configured = Settings(**settings)
+    images = ImageLoader.from_settings(configured, SafeFetcher(FetchPolicy.from_settings(configured)))
+    if fetched:
+        assert attach(images, request(user("x", f"{base}/red.png")))[0].images[0].data == IMAGE
+    else:
+        assert "is refused" in refused(images, f"{base}/red.png")
+    assert len(seen) == fetched
+
+
+def test_the_deprecated_setting_widens_image_urls_only() -> None:
+    shared = SafeFetcher(FetchPolicy.from_settings(Settings()))
+    assert ImageLoader.from_settings(Settings(), shared).fetcher is shared
+    widened = ImageLoader.from_settings(Settings(allow_private_image_urls=True), shared).fetcher
+    assert widened is not shared and widened.policy.allow.permits_address("10.0.0.1")
+    assert not shared.policy.allow.permits_address("10.0.0.1")

@@ -42,7 +42,7 @@ from mistral_gateway.services.completions import (
     sampling,
     stream_chunks,
 )
-from mistral_gateway.services.images import ImageLimits, ImageLoader
+from mistral_gateway.services.images import ImageLoader
 from mistral_gateway.services.models import ModelCatalog
 from mistral_gateway.services.reasoning import Thinking, effective_effort, fold_thinking, plan_thinking, with_system
 from mistral_gateway.services.tools import call_grammar, looks_like_call, parse_tool_calls
@@ -121,7 +121,7 @@ class ChatService:
         self._engines = engines
         self._clock = clock
         self._reasoning = reasoning or ReasoningSettings()
-        self._images = images or ImageLoader(ImageLimits.from_settings(Settings()))
+        self._images = images or ImageLoader.from_settings(Settings())
         self._audio = audio  # None: audio parts are refused like any unsupported content
 
     async def complete(self, request: ChatCompletionRequest) -> ChatCompletionResponse:

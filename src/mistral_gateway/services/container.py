@@ -29,6 +29,7 @@ from mistral_gateway.dotted import load_callable
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.jobs import HandlerRegistry, JobRunner, RunnerOptions
 from mistral_gateway.registry import Registry
+from mistral_gateway.security.fetch import FetchPolicy, SafeFetcher
 from mistral_gateway.security.signing import UrlSigner, load_or_create_secret
 from mistral_gateway.services.batch import BatchService
 from mistral_gateway.services.batch_direct import build_batch_service
@@ -38,7 +39,7 @@ from mistral_gateway.services.classifiers import ClassifierService
 from mistral_gateway.services.embeddings import EmbeddingService
 from mistral_gateway.services.files import FileService
 from mistral_gateway.services.fim import FimService
-from mistral_gateway.services.images import ImageLimits, ImageLoader
+from mistral_gateway.services.images import ImageLoader
 from mistral_gateway.services.limits import LimitService, make_limiter
 from mistral_gateway.services.models import ModelCatalog, ModelService
 from mistral_gateway.services.tokens import TokenService
@@ -93,6 +94,7 @@ class Services:
     router: Router = field(default_factory=lambda: Router({}))
     passthrough: dict[str, UpstreamClient] = field(default_factory=dict)  # workspace name -> upstream
     batch: BatchService | None = None
+    fetcher: SafeFetcher | None = None  # the one fetcher for URLs named in requests (security/fetch.py)
     background: list[Background] = field(default_factory=list)  # joined with ``add_background``
     running_now: list[Background] = field(default_factory=list)  # started by ``start``, in order
 
@@ -196,10 +198,12 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
                           clock=load_callable(settings.limits_clock, "limits_clock") if settings.limits_clock
                           else time.time)
     usage = UsageLog(UsageRepository(db), flush_seconds=settings.usage_flush_seconds)
-    images = ImageLoader(ImageLimits.from_settings(settings))
+    fetcher = SafeFetcher(FetchPolicy.from_settings(settings))  # every URL a request names is read through it
+    images = ImageLoader.from_settings(settings, fetcher)
     jobs = JobRepository(db, max_attempts=settings.job_max_attempts)
     job_runner = JobRunner(jobs, HandlerRegistry(settings.job_handlers), RunnerOptions.from_settings(settings))
-    transcription = TranscriptionService(models.catalog, engines, files, AudioLimits.from_settings(settings))
+    transcription = TranscriptionService(models.catalog, engines, files, AudioLimits.from_settings(settings),
+                                         fetcher=fetcher)
     chat = ChatService(models.catalog, engines, reasoning=settings.reasoning, images=images,
                        audio=ChatAudio(models.catalog, transcription, settings.audio_chat_model))
     fim, embeddings = FimService(models.catalog, engines), EmbeddingService(models.catalog, engines, fine_tuned)
@@ -212,4 +216,4 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
                     models=models, fine_tuned=fine_tuned, engines=engines, chat=chat, fim=fim, embeddings=embeddings,
                     classifiers=ClassifierService(models.catalog, engines), transcription=transcription,
                     limits=limits, usage=usage, jobs=jobs, job_runner=job_runner, router=Router(upstreams),
-                    passthrough=passthrough_map(settings, upstreams), batch=batch)
+                    passthrough=passthrough_map(settings, upstreams), batch=batch, fetcher=fetcher)

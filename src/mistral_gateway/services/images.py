@@ -1,36 +1,29 @@
 """Image content parts of chat requests, for models with the 'vision' capability: decoded (data URLs) or fetched
 (http/https URLs), checked, and attached to the normalised messages with their place in the text.
 
-A fetched URL is checked like every URL the server fetches (``security.netcheck``): its host is resolved once,
-every address must be public (unless ``allow_private_image_urls``), and the connection goes to the checked address
-(the URL's host stays in the Host header and TLS SNI), so a DNS answer that changes between check and connect
-cannot reach another host. Redirects are followed by hand, each hop checked the same way. Every image is bounded:
-bytes, pixels (read from its header, before anything decodes it), count per request, and fetch time.
+A fetched URL goes through the server's one fetcher (``security.fetch.SafeFetcher``): every address checked against
+private ranges (unless ``fetch_allow`` permits it), the connection pinned to the checked address, redirects checked
+hop by hop, bounded in bytes and time. Every image is bounded: bytes, pixels (read from its header, before anything
+decodes it) and count per request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
-
-import httpx
 
 from mistral_gateway.config import Settings
 from mistral_gateway.engines.base import ChatMessage, ImageInput
 from mistral_gateway.errors import BadRequest
-from mistral_gateway.security.netcheck import PrivateAddressError, resolve_url
+from mistral_gateway.security.fetch import FetchPolicy, FetchRefused, SafeFetcher, decode_data_url
 
 __all__ = ["ImageLimits", "ImageLoader", "sniff"]
 
-Resolver = Callable[..., list[str]]  # (url, *, allow_private) -> checked addresses; raises PrivateAddressError
 _DETAILS = (None, "auto", "low", "high")
-_CONTENT_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
+_ACCEPT = ("image/",)
 
 
 @dataclass(frozen=True)
@@ -38,14 +31,10 @@ class ImageLimits:
     max_bytes: int
     max_pixels: int
     per_request: int
-    timeout: float
-    max_redirects: int
-    allow_private: bool
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ImageLimits:
-        return cls(settings.image_max_bytes, settings.image_max_pixels, settings.images_per_request,
-                   settings.image_fetch_timeout, settings.image_max_redirects, settings.allow_private_image_urls)
+        return cls(settings.image_max_bytes, settings.image_max_pixels, settings.images_per_request)
 
 
 class _Bad(Exception):
@@ -53,11 +42,18 @@ class _Bad(Exception):
 
 
 class ImageLoader:
-    def __init__(self, limits: ImageLimits, *, resolver: Resolver = resolve_url,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, limits: ImageLimits, fetcher: SafeFetcher) -> None:
         self.limits = limits
-        self._resolve = resolver
-        self._transport = transport  # tests only
+        self.fetcher = fetcher
+
+    @classmethod
+    def from_settings(cls, settings: Settings, fetcher: SafeFetcher | None = None) -> ImageLoader:
+        """With ``fetcher`` (the container's), unless the deprecated ``allow_private_image_urls`` widens its policy
+        for image URLs."""
+        if fetcher is None or settings.allow_private_image_urls:
+            policy = fetcher.policy if fetcher else FetchPolicy.from_settings(settings)
+            fetcher = SafeFetcher(policy.allowing_everything() if settings.allow_private_image_urls else policy)
+        return cls(ImageLimits.from_settings(settings), fetcher)
 
     async def attach(self, raw: Sequence[Any], messages: list[ChatMessage]) -> list[ChatMessage]:
         """``messages`` (normalised from ``raw``, the request's messages, one for one) with the images of ``raw``
@@ -91,79 +87,21 @@ class ImageLoader:
 
     async def _load(self, url: str, where: str) -> tuple[bytes, str]:
         try:
-            data = _data_url(url, self.limits.max_bytes) if url[:5].lower() == "data:" else await self._fetch(url)
+            if url[:5].lower() == "data:":
+                data = decode_data_url(url, what="image_url", max_bytes=self.limits.max_bytes).data
+            elif url.partition(":")[0].lower() in ("http", "https"):
+                data = (await self.fetcher.fetch(url, what="image_url", max_bytes=self.limits.max_bytes,
+                                                  accept=_ACCEPT)).data
+            else:
+                raise _Bad("image_url must be an http(s) URL or a base64 data URL")
             mime, width, height = sniff(data)
-        except _Bad as exc:
+        except (_Bad, FetchRefused) as exc:
             raise _error(where, str(exc)) from None
         if not width or not height:
             raise _error(where, "the image header says it has no pixels")
         if width * height > self.limits.max_pixels:
             raise _error(where, f"the image is {width}x{height} pixels; at most {self.limits.max_pixels} are accepted")
         return data, mime
-
-    async def _fetch(self, url: str) -> bytes:
-        if urlsplit(url).scheme.lower() not in ("http", "https"):
-            raise _Bad("image_url must be an http(s) URL or a base64 data URL")
-        try:
-            async with asyncio.timeout(self.limits.timeout), httpx.AsyncClient(
-                    transport=self._transport, trust_env=False, follow_redirects=False,
-                    timeout=self.limits.timeout) as client:
-                for _ in range(self.limits.max_redirects + 1):
-                    target = await self._pinned(url)
-                    async with client.stream("GET", target.url, headers=target.headers,
-                                             extensions=target.extensions) as response:
-                        if response.is_redirect and "location" in response.headers:
-                            url = urljoin(url, response.headers["location"])
-                            continue
-                        return await self._body(response)
-                raise _Bad(f"the image URL redirected more than {self.limits.max_redirects} times")
-        except TimeoutError:
-            raise _Bad(f"fetching the image URL took longer than {self.limits.timeout:g} s") from None
-        except httpx.HTTPError as exc:
-            raise _Bad(f"the image URL could not be fetched ({type(exc).__name__})") from None
-
-    async def _pinned(self, url: str) -> _Target:
-        try:
-            addresses = await asyncio.to_thread(self._resolve, url, allow_private=self.limits.allow_private)
-        except PrivateAddressError as exc:
-            raise _Bad(f"the image URL is refused: {exc}") from None
-        return _Target.to(url, addresses[0])
-
-    async def _body(self, response: httpx.Response) -> bytes:
-        if response.status_code != 200:
-            raise _Bad(f"the image URL answered HTTP {response.status_code}")
-        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind and not kind.startswith(_CONTENT_TYPES):
-            raise _Bad(f"the image URL served {kind!r}, not an image")
-        length = response.headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.limits.max_bytes:
-            raise _Bad(f"the image is {int(length)} bytes; at most {self.limits.max_bytes} are accepted")
-        data = bytearray()
-        async for chunk in response.aiter_bytes():
-            data += chunk
-            if len(data) > self.limits.max_bytes:
-                raise _Bad(f"the image is larger than {self.limits.max_bytes} bytes")
-        return bytes(data)
-
-
-@dataclass(frozen=True)
-class _Target:
-    """A request for ``url`` sent to one checked address: the URL's host kept in Host and, for https, SNI (so
-    certificates are verified against the name)."""
-
-    url: str
-    headers: dict[str, str]
-    extensions: dict[str, Any]
-
-    @classmethod
-    def to(cls, url: str, address: str) -> _Target:
-        parts = urlsplit(url)
-        host = f"[{address}]" if ":" in address else address
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        name = parts.netloc.rpartition("@")[2]  # credentials in the URL are not sent
-        extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
-        return cls(urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")),
-                   {"Host": name, "Accept": "image/*", "Accept-Encoding": "identity"}, extensions)
 
 
 def _url_of(value: Any, where: str) -> str:
@@ -177,18 +115,6 @@ def _url_of(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise _error(where, "image_url must be a URL string or an object with a 'url' string")
     return value
-
-
-def _data_url(url: str, max_bytes: int) -> bytes:
-    header, comma, payload = url[5:].partition(",")
-    if not comma or not header.lower().endswith(";base64"):
-        raise _Bad("a data URL must be base64-encoded (data:image/png;base64,...)")
-    if len(payload) > (max_bytes + 2) // 3 * 4:
-        raise _Bad(f"the image is larger than {max_bytes} bytes")
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise _Bad("the data URL is not valid base64") from None
 
 
 def sniff(data: bytes) -> tuple[str, int, int]:

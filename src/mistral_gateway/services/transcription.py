@@ -39,6 +39,7 @@ from mistral_gateway.protocol.audio import (
     TranscriptionTextDelta,
     TranscriptionUsage,
 )
+from mistral_gateway.security.fetch import FetchRefused, SafeFetcher
 from mistral_gateway.services.completions import engine_errors, resolve_text_model
 from mistral_gateway.services.files import FileService
 from mistral_gateway.services.models import ModelCatalog
@@ -105,13 +106,13 @@ class _Job:
 
 class TranscriptionService:
     def __init__(self, catalog: ModelCatalog, engines: EngineManager, files: FileService, limits: AudioLimits, *,
-                 decoder: Decoder | None = None, fetcher: Any = None) -> None:
+                 decoder: Decoder | None = None, fetcher: SafeFetcher | None = None) -> None:
         self._catalog = catalog
         self._engines = engines
         self._files = files
         self.limits = limits
         self._decode = decoder or _decode
-        self._fetcher = fetcher  # security.fetch.SafeFetcher: None refuses file_url
+        self._fetcher = fetcher  # None refuses file_url
 
     async def transcribe(self, workspace_id: str, request: AnyRequest, upload: Upload | None) -> TranscriptionResponse:
         job = await self._start(workspace_id, request, upload)
@@ -247,8 +248,6 @@ class TranscriptionService:
         if self._fetcher is None:
             raise BadRequest("file_url is not available on this server; upload the audio as 'file' or by file_id",
                              code="UNSUPPORTED_FEATURE", param="file_url")
-        from mistral_gateway.security.fetch import FetchRefused
-
         try:
             fetched = await self._fetcher.fetch(url, what="file_url", max_bytes=self.limits.max_bytes,
                                                 accept=AUDIO_CONTENT_TYPES)
