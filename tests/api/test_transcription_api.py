@@ -21,6 +21,7 @@ from mistral_gateway.config import Settings, default_models
 from mistral_gateway.http.app import create_app
 from mistral_gateway.protocol.audio import MAX_CONTEXT_BIAS
 from mistral_gateway.services.container import Services, build_services
+from url_server import UrlServer
 
 DIALECTS = ("native", "lowcode")
 PATH = "/v1/audio/transcriptions"
@@ -308,3 +309,52 @@ def test_text_only_chat_with_a_speech_model_is_answered_by_the_chat_model(env: E
     body = {"model": SPEECH_MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hello there"}]}
     out = unwrap(env.post_json("native", "/v1/chat/completions", body), "native")
     assert out["model"] == SPEECH_MODEL and out["choices"][0]["message"]["content"]
+
+
+# -- URLs: file_url, and input_audio given as a URL -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_loopback_file_url_is_refused(env: Env, dialect: str) -> None:
+    with UrlServer({"/a.wav": (200, "audio/wav", WAV)}) as server:
+        err = error(env.transcribe(dialect, {"file_url": server.url("/a.wav")}, audio=None), dialect, 400)
+    assert "file_url is refused" in err["message"] and "private, loopback" in err["message"]
+    assert err["code"] == "INVALID_FILE_URL"
+    assert not server.seen  # refused before any connection
+
+
+def test_file_url_through_the_allow_list(tmp_path: Path) -> None:
+    routes = {"/a.wav": (200, "audio/wav", WAV), "/page": (200, "text/html", b"<html>not audio</html>"),
+              "/bytes": (200, "application/octet-stream", WAV)}
+    with UrlServer(routes) as server:
+        services = build_services(settings_for(tmp_path / "data", fetch_allow=[f"127.0.0.1:{server.port}"]))
+        token, _ = services.tokens.create("t")
+        with TestClient(create_app(services=services)) as client:
+            env = Env(client, services, token, token)
+            for dialect in DIALECTS:
+                out = unwrap(env.transcribe(dialect, {"file_url": server.url("/a.wav")}, audio=None), dialect)
+                assert out["text"] == "alpha bravo charlie delta foxtrot"
+                assert unwrap(env.transcribe(dialect, {"file_url": server.url("/bytes")}, audio=None), dialect)
+                err = error(env.transcribe(dialect, {"file_url": server.url("/page")}, audio=None), dialect, 400)
+                assert "file_url" in err["message"]
+            streamed = events(env.transcribe("native", {"file_url": server.url("/a.wav"), "stream": "true"},
+                                             audio=None))
+            assert streamed[-1][1]["text"] == "alpha bravo charlie delta foxtrot"
+            r = env.post_json("native", "/v1/chat/completions", chat_body(SPEECH_MODEL, server.url("/a.wav")))
+            assert r.status_code == 200, r.text
+        services.close()
+
+
+def test_a_signed_url_of_our_own_file_is_read_from_storage(env: Env) -> None:
+    """The SDK's chat_streaming example sends the signed URL of an uploaded file as input_audio."""
+    file_id = env.upload("native", tone_wav([True, True]))
+    headers = {"Authorization": f"Bearer {env.token}"}
+    signed = env.client.get(f"/v1/files/{file_id}/url", headers=headers).json()["url"]
+    assert signed.startswith("http://testserver/")  # not fetchable: read from storage when its signature holds
+    out = unwrap(env.transcribe("native", {"file_url": signed}, audio=None), "native")
+    assert out["text"] == "alpha bravo"
+    r = env.post_json("native", "/v1/chat/completions", chat_body(SPEECH_MODEL, signed))
+    assert r.status_code == 200, r.text
+    forged = signed.replace("signature=", "signature=0")
+    err = error(env.transcribe("native", {"file_url": forged}, audio=None), "native", 400)
+    assert err["code"] == "INVALID_FILE_URL"  # then it is a URL like any other: testserver does not resolve

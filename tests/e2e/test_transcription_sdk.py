@@ -253,10 +253,11 @@ def test_real_audio_in_chat(real: tuple[Mistral, Any, str, str], speech: bytes) 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["transcription_async.py", "transcription_stream_async.py", "chat_base64.py"])
+@pytest.mark.parametrize("name", ["transcription_async.py", "transcription_stream_async.py", "chat_base64.py",
+                                  "chat_streaming.py"])
 def test_sdk_examples(real: tuple[Mistral, Any, str, str], tmp_path: Path, name: str) -> None:
     """The published examples that need no microphone or internet: bcn_weather.mp3 (a weather report for
-    Barcelona) transcribed, streamed, and asked about in chat."""
+    Barcelona) transcribed, streamed, and asked about in chat (as base64, and as the signed URL of an upload)."""
     _, _, base_url, token = real
     fixture_mp3(tmp_path)
     done = run_example(name, tmp_path, base_url, token)
@@ -268,6 +269,8 @@ def test_sdk_examples(real: tuple[Mistral, Any, str, str], tmp_path: Path, name:
         assert "transcription.done" in out and "transcription.text.delta" in out
     if name == "chat_base64.py":
         assert out.strip()
+    if name == "chat_streaming.py":
+        assert "uploaded audio file" in out and "deleted audio file" in out
 
 
 @pytest.mark.slow

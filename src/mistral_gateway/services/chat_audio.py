@@ -1,6 +1,7 @@
-"""Audio in chat: ``input_audio`` content parts sent to a speech model (the voxtral ids) are transcribed locally and
-the transcript takes the part's place in the message text; then the configured chat model (``audio_chat_model``)
-answers. A cascade, not a model that hears: tone and non-speech sounds are lost (README "Audio in chat").
+"""Audio in chat: ``input_audio`` content parts (base64, or a URL) sent to a speech model (the voxtral ids) are
+transcribed locally and the transcript takes the part's place in the message text; then the configured chat model
+(``audio_chat_model``) answers. A cascade, not a model that hears: tone and non-speech sounds are lost (README
+"Audio in chat").
 """
 
 from __future__ import annotations
@@ -52,11 +53,17 @@ class ChatAudio:
         for i, j in parts:
             message = messages[i]
             content: list[Any] = list(message.content)
-            data = self._decoded(content[j].input_audio, f"messages[{i}].content[{j}]")
+            data = await self._audio(content[j].input_audio, f"messages[{i}].content[{j}]")
             text = await self._transcription.transcribe_bytes(request.model, data)
             content[j] = TextChunk(text=("\n" if j else "") + f'Audio transcript: "{text}"\n')
             messages[i] = message.model_copy(update={"content": content})
         return request.model_copy(update={"messages": messages}), self.chat_model
+
+    async def _audio(self, value: str, where: str) -> bytes:
+        """Base64 (or a base64 data URL), or an http(s) URL: the SDK's examples send both."""
+        if value[:8].lower().startswith(("http://", "https://")):
+            return await self._transcription.read_url(value, what=f"{where}.input_audio", param="messages")
+        return self._decoded(value, where)
 
     def _decoded(self, value: str, where: str) -> bytes:
         limit = self._transcription.limits.max_bytes

@@ -9,9 +9,11 @@ segments one by one: a stream sends each segment's text as soon as the engine yi
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from anyio.to_thread import run_sync
 
@@ -26,7 +28,7 @@ from mistral_gateway.engines.base import (
     TranscriptionOptions,
 )
 from mistral_gateway.engines.manager import EngineManager, kind_of
-from mistral_gateway.errors import BadRequest, PayloadTooLarge, ServiceUnavailable
+from mistral_gateway.errors import BadRequest, Forbidden, PayloadTooLarge, ServiceUnavailable
 from mistral_gateway.protocol.audio import (
     TranscriptionDone,
     TranscriptionEvent,
@@ -41,7 +43,7 @@ from mistral_gateway.protocol.audio import (
 )
 from mistral_gateway.security.fetch import FetchRefused, SafeFetcher
 from mistral_gateway.services.completions import engine_errors, resolve_text_model
-from mistral_gateway.services.files import FileService
+from mistral_gateway.services.files import Download, FileService
 from mistral_gateway.services.models import ModelCatalog
 
 __all__ = ["AudioLimits", "AudioRequest", "Decoder", "TranscriptionService", "Upload"]
@@ -229,7 +231,7 @@ class TranscriptionService:
         if request.file_id is not None:
             return await self._stored(workspace_id, request.file_id)
         assert request.file_url is not None
-        return await self._fetched(request.file_url)
+        return await self.read_url(request.file_url)
 
     async def _stored(self, workspace_id: str, file_id: str) -> bytes:
         info = await run_sync(self._files.retrieve, workspace_id, file_id)  # 404 for other workspaces' files too
@@ -238,26 +240,52 @@ class TranscriptionService:
                              "uploaded with purpose 'audio'", code="INVALID_FILE_PURPOSE", param="file_id")
         if info.bytes is not None and info.bytes > self.limits.max_bytes:
             raise self._too_large()
-        download = await run_sync(self._files.download, workspace_id, file_id)
+        return await self._read(await run_sync(self._files.download, workspace_id, file_id))
+
+    async def read_url(self, url: str, *, what: str = "file_url", param: str = "file_url") -> bytes:
+        """The audio at ``url``: a signed URL of this server's own files (``/v1/files/{id}/url``) is read from
+        storage when its signature holds; any other URL through the shared safe fetcher (private addresses refused
+        unless ``fetch_allow`` lists them)."""
+        own = _signed_parts(url)
+        if own is not None:
+            try:
+                return await self._read(await run_sync(lambda: self._files.download_signed(*own)))
+            except Forbidden:
+                pass  # not one of ours after all (or expired): fetched like any URL
+        if self._fetcher is None:
+            raise BadRequest(f"{what} is not available on this server; send the audio itself",
+                             code="UNSUPPORTED_FEATURE", param=param)
+        try:
+            fetched = await self._fetcher.fetch(url, what=what, max_bytes=self.limits.max_bytes,
+                                                accept=AUDIO_CONTENT_TYPES)
+        except FetchRefused as exc:
+            raise BadRequest(str(exc), code="INVALID_FILE_URL", param=param) from exc
+        return bytes(fetched.data)
+
+    async def _read(self, download: Download) -> bytes:
+        if download.size > self.limits.max_bytes:
+            raise self._too_large()
         data = await run_sync(_join, download.chunks, self.limits.max_bytes + 1)
         if len(data) > self.limits.max_bytes:
             raise self._too_large()
         return data
 
-    async def _fetched(self, url: str) -> bytes:
-        if self._fetcher is None:
-            raise BadRequest("file_url is not available on this server; upload the audio as 'file' or by file_id",
-                             code="UNSUPPORTED_FEATURE", param="file_url")
-        try:
-            fetched = await self._fetcher.fetch(url, what="file_url", max_bytes=self.limits.max_bytes,
-                                                accept=AUDIO_CONTENT_TYPES)
-        except FetchRefused as exc:
-            raise BadRequest(str(exc), code="INVALID_FILE_URL", param="file_url") from exc
-        return bytes(fetched.data)
-
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"the audio exceeds the limit of {self.limits.max_bytes} bytes (audio_max_bytes)",
                                code="FILE_TOO_LARGE")
+
+
+_SIGNED_PATH = re.compile(r"/files/signed/([0-9a-fA-F-]{36})")
+
+
+def _signed_parts(url: str) -> tuple[str, str, str, str] | None:
+    """(file id, workspace id, expires, signature) of a URL shaped like this server's signed file URLs."""
+    parts = urlsplit(url)
+    match = _SIGNED_PATH.fullmatch(parts.path)
+    query = dict(parse_qsl(parts.query))
+    if parts.scheme not in ("http", "https") or match is None or not {"ws", "expires", "signature"} <= set(query):
+        return None
+    return match.group(1), query["ws"], query["expires"], query["signature"]
 
 
 def _decode(data: bytes, limits: AudioLimits) -> Any:
