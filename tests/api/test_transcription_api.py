@@ -17,6 +17,8 @@ from starlette.testclient import TestClient
 
 from audio_support import SPEECH_MODEL, tone_wav, with_fake_speech
 from batch_support import wait_done
+from dialect_support import data as unwrap
+from dialect_support import error
 from mistral_gateway.config import Settings, default_models
 from mistral_gateway.http.app import create_app
 from mistral_gateway.protocol.audio import MAX_CONTEXT_BIAS
@@ -71,28 +73,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     with TestClient(create_app(services=services)) as client:
         yield Env(client, services, token, other)
     services.close()
-
-
-def unwrap(r: httpx.Response, dialect: str) -> Any:
-    assert r.status_code == 200, r.text
-    body = r.json()
-    if dialect == "lowcode":
-        assert set(body) == {"data"}
-        return body["data"]
-    return body
-
-
-def error(r: httpx.Response, dialect: str, status: int) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    body = r.json()
-    if dialect == "lowcode":
-        assert set(body) == {"data"} and set(body["data"]) == {"error"}
-        return body["data"]["error"]  # type: ignore[no-any-return]
-    if status == 422:
-        assert isinstance(body["detail"], list)
-        return body  # type: ignore[no-any-return]
-    assert body["object"] == "error"
-    return body  # type: ignore[no-any-return]
 
 
 def events(r: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
