@@ -14,7 +14,8 @@ from support import CLI, clean_env
 
 pytestmark = pytest.mark.e2e
 
-DEFAULT_ASSETS = ("qwen2.5-coder-1.5b-instruct-q4_k_m", "smollm2-135m-instruct-q8_0", "all-minilm-l6-v2", "whisper-base")
+DEFAULT_ASSETS = ("qwen2.5-coder-1.5b-instruct-q4_k_m", "smollm2-135m-instruct-q8_0", "all-minilm-l6-v2",
+                  "whisper-base")
 
 
 def run(*args: str, weights: Path, config: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -73,6 +73,11 @@ class WhisperSpeechEngine:
         self.stats = SpeechStats()
 
     @property
+    def model(self) -> Any:
+        """The loaded faster-whisper model (another engine may share it, e.g. with other limits)."""
+        return self._model
+
+    @property
     def active(self) -> int:
         """Transcriptions admitted and not finished (queued or decoding)."""
         with self._lock:
@@ -116,16 +121,20 @@ class WhisperSpeechEngine:
             self._active.add(decoding)
 
     def _run(self, decoding: _Decoding, samples: np.ndarray, options: TranscriptionOptions) -> None:
-        """The decoding thread: a slot, the features and language, then the segments one by one."""
+        """The decoding thread: a slot, the features and language, then the segments one by one. The slot and the
+        admission are given back before the reader hears of the end, so a reader that saw it may start another."""
+        last: Any = _END
         try:
             with self._slots:
                 if not decoding.stopped:
-                    self._decode(decoding, samples, options)
+                    last = self._decode(decoding, samples, options)
         finally:
             with self._lock:
                 self._active.discard(decoding)
+            decoding.put(last)
 
-    def _decode(self, decoding: _Decoding, samples: np.ndarray, options: TranscriptionOptions) -> None:
+    def _decode(self, decoding: _Decoding, samples: np.ndarray, options: TranscriptionOptions) -> Any:
+        """Hands over the language and each segment; returns what ends the stream: the end, or the failure."""
         segments: Iterator[Any] | None = None
         try:
             self._count("transcriptions")
@@ -138,11 +147,11 @@ class WhisperSpeechEngine:
                 decoding.put(_segment(segment))
             if decoding.stopped:
                 self._count("stopped")
-            decoding.put(_END)
+            return _END
         except Exception as exc:  # CTranslate2 or the tokenizer failed: the model's fault, not the caller's
             log.exception("%s: transcription failed", self.model_id)
-            decoding.put(EngineUnavailable(f"{self.model_id} failed to transcribe ({type(exc).__name__}); retry "
-                                           f"shortly", retry_after=5.0))
+            return EngineUnavailable(f"{self.model_id} failed to transcribe ({type(exc).__name__}); retry shortly",
+                                     retry_after=5.0)
         finally:
             close = getattr(segments, "close", None)
             if close is not None:
