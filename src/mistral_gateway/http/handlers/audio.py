@@ -45,10 +45,7 @@ async def create_transcription(call: Call) -> Result:
         form = await _urlencoded(call)
     else:
         form, _ = await read_multipart(call.request, file_field="file", open_sink=lambda: buffer,
-                                       max_file_bytes=limit, max_parts=MAX_FORM_PARTS)
-    if "file" in form.fields:
-        raise BadRequest("the 'file' part needs a filename (Content-Disposition: form-data; name=\"file\"; "
-                         "filename=\"...\")", param="file", code="MISSING_FILE")
+                                       max_file_bytes=limit, max_parts=MAX_FORM_PARTS, file_needs_name=False)
     body = form_body(form.fields)
     if body.get("stream") is True and call.op.stream == "never" and call.op.twin:
         call.op = call.services.registry.get(call.op.twin)  # the streaming twin answers, and is recorded
