@@ -26,6 +26,7 @@ from mistralai.client.errors import SDKError
 from mistralai.client.models import File
 
 from audio_support import SPEECH_MODEL, tone_wav, with_fake_speech
+from mistral_gateway.client import Client
 from mistral_gateway.config import Settings, default_models
 from mistral_gateway.engines.base import Segment, Transcript, TranscriptionOptions
 from mistral_gateway.engines.manager import EngineManager
@@ -119,6 +120,18 @@ def test_audio_in_chat(fake: tuple[Mistral, Any]) -> None:
     entry = services.models.catalog.resolve(services.settings.audio_chat_model)
     engine = asyncio.run(services.engines.text(entry))
     assert 'Audio transcript: "alpha bravo"' in engine.prompts[-1]
+
+
+def test_the_projects_own_client(tmp_path: Path) -> None:
+    """mistral_gateway.client (LowCodeAPI dialect): ``audio.transcribe`` and its twin ``audio.transcribe_stream``."""
+    with serving(fake_settings(tmp_path / "data")) as (server, _services, token), \
+            Client(server.base_url, token, cache_path=tmp_path / "formats.json") as client:
+        res = client.audio.transcribe(model=SPEECH_MODEL, file=tone_wav([True, True]), filename="a.wav",
+                                      timestamp_granularities=["segment"])
+        assert res.text == "alpha bravo" and res.segments[0].end == 2.0
+        events = list(client.audio.transcribe_stream(model=SPEECH_MODEL, file=tone_wav([True])))
+        assert [e.type for e in events] == ["transcription.language", "transcription.text.delta",
+                                            "transcription.done"]
 
 
 class GatedEngine:
