@@ -140,26 +140,35 @@ class GatedEngine:
 
     def __init__(self) -> None:
         self.release = threading.Event()
+        self.closed = threading.Event()
         self.produced = 0
 
     async def transcribe(self, audio: Any, options: TranscriptionOptions) -> Transcript:
         return Transcript("en", len(audio) / 16_000, self._segments())
 
     async def _segments(self) -> AsyncIterator[Segment]:
-        self.produced = 1
-        yield Segment(0.0, 1.0, " first")
-        await asyncio.to_thread(self.release.wait, 60)
-        self.produced = 2
-        yield Segment(1.0, 2.0, " second")
+        try:
+            self.produced = 1
+            yield Segment(0.0, 1.0, " first")
+            await asyncio.to_thread(self.release.wait, 60)
+            self.produced = 2
+            yield Segment(1.0, 2.0, " second")
+        finally:
+            self.closed.set()
+
+
+def gated_server(settings: Settings, services: Any, gated: GatedEngine) -> None:
+    """The live server's transcription service on ``gated``."""
+    engines = EngineManager(settings, loaders={("fake", "speech"): lambda *_: gated})
+    services.transcription = TranscriptionService(services.models.catalog, engines, services.files,
+                                                  services.transcription.limits)
 
 
 def test_a_stream_sends_each_segment_as_the_engine_produces_it(tmp_path: Path) -> None:
     gated = GatedEngine()
     settings = fake_settings(tmp_path / "data")
     with serving(settings) as (server, services, token):
-        engines = EngineManager(settings, loaders={("fake", "speech"): lambda *_: gated})
-        services.transcription = TranscriptionService(services.models.catalog, engines, services.files,
-                                                      services.transcription.limits)
+        gated_server(settings, services, gated)
         with httpx.Client(base_url=server.base_url, timeout=60) as http, http.stream(
                 "POST", "/v1/audio/transcriptions", headers={"Authorization": f"Bearer {token}"},
                 data={"model": SPEECH_MODEL, "stream": "true"},
@@ -177,6 +186,21 @@ def test_a_stream_sends_each_segment_as_the_engine_produces_it(tmp_path: Path) -
             rest = "\n".join(lines)
         assert gated.produced == 2 and '"text":" second"' in rest and "event: transcription.done" in rest
         assert seen[0] == "event: transcription.language"
+
+
+def test_a_client_that_leaves_stops_the_decoding(tmp_path: Path) -> None:
+    """Not streamed: the client gives up while the engine decodes; the engine's segments are closed at once."""
+    gated = GatedEngine()
+    settings = fake_settings(tmp_path / "data")
+    with serving(settings) as (server, services, token):
+        gated_server(settings, services, gated)
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{server.base_url}/v1/audio/transcriptions", headers={"Authorization": f"Bearer {token}"},
+                       data={"model": SPEECH_MODEL}, files={"file": ("a.wav", tone_wav([True, True]), "audio/wav")},
+                       timeout=httpx.Timeout(60, read=1))
+        assert gated.closed.wait(30)  # closed, although its second segment was never released
+        assert gated.produced == 1
+        gated.release.set()
 
 
 # -- the SDK's examples (examples/mistral/audio), with only the server URL changed --------------------------------

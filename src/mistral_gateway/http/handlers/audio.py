@@ -53,6 +53,7 @@ async def create_transcription(call: Call) -> Result:
     assert call.op.request is not None
     request = validate_body(call.op.request, body)
     upload = Upload(bytes(buffer.data), form.file.filename) if form.file is not None else None
+    call.form_read = True  # a client that leaves before the transcript is ready stops the decoding
     return await call.invoke(AudioRequest(request, upload))
 
 
