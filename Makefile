@@ -28,7 +28,10 @@ serve: $(STAMP)
 	$(BIN)/mistral-gateway models install
 	$(BIN)/mistral-gateway serve --host $(HOST) --port $(PORT)
 
+# espeak-ng (Debian) speaks the speech tests' audio; without it (not root, no apt) those tests skip, saying why
 test: $(STAMP)
+	command -v espeak-ng >/dev/null || apt-get install -y -q espeak-ng || (apt-get update -q && apt-get install -y \
+		-q espeak-ng) || echo "espeak-ng unavailable: the speech tests will be skipped"
 	$(BIN)/ruff check .
 	$(BIN)/python scripts/gen_openapi.py --check
 	$(BIN)/python -m pytest --durations=25
@@ -47,9 +50,11 @@ lint: $(STAMP)
 openapi: $(STAMP)
 	$(BIN)/python scripts/gen_openapi.py
 
-# wrk is the load generator (a separate process); installed from apt when missing. BENCH_ARGS="--suite models ..."
+# wrk is the load generator (a separate process); espeak-ng speaks the speech suite's audio; both installed from apt
+# when missing. BENCH_ARGS="--suite models ..."
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get install -y wrk || (apt-get update && apt-get install -y wrk))
+	command -v espeak-ng >/dev/null || (apt-get install -y espeak-ng || (apt-get update && apt-get install -y espeak-ng))
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core import Suite
 
-from . import batch, chat, embeddings, models, moderation, proxy
+from . import batch, chat, embeddings, models, moderation, proxy, speech
 
 __all__ = ["SUITES"]
 
@@ -15,4 +15,5 @@ SUITES: dict[str, Suite] = {
     "proxy": proxy.run,
     "batch": batch.run,
     "moderation": moderation.run,
+    "speech": speech.run,
 }

@@ -62,7 +62,7 @@ class ScriptedWhisper:
         with self._lock:
             self.running += 1
             self.most_running = max(self.most_running, self.running)
-        self.calls.append({"samples": audio.size, **options})
+        self.calls.append({"samples": audio.size, "thread": threading.get_ident(), **options})
         self.started.set()
         if self.hold:
             assert self.release.wait(BOUND)
@@ -182,6 +182,21 @@ def test_an_abandoned_transcript_stops_and_frees_its_slot() -> None:
     assert engine.stats.stopped == 1
 
 
+def test_transcriptions_reuse_the_engines_threads() -> None:
+    """Regression: a new thread per transcription made CTranslate2 abort the process at exit ("terminate called
+    without an active exception") after a few transcriptions; the engine's ``parallel`` threads do all the work."""
+    model = ScriptedWhisper(1)
+    engine = WhisperSpeechEngine(model, parallel=1)
+
+    async def run() -> None:
+        for _ in range(6):
+            await collect(engine)
+
+    asyncio.run(run())
+    assert len(model.calls) == 6 and len({call["thread"] for call in model.calls}) == 1
+    assert threading.get_ident() not in {call["thread"] for call in model.calls}  # never the event loop's
+
+
 def test_concurrency_is_bounded_then_queued_then_refused() -> None:
     model = ScriptedWhisper(2)
     model.hold = True
@@ -256,6 +271,28 @@ def test_bad_input_is_invalid_input(audio: Any, options: TranscriptionOptions, m
     with pytest.raises(InvalidInput, match=message):
         asyncio.run(WhisperSpeechEngine(model).transcribe(audio, options))
     assert model.calls == []
+
+
+def test_close_tells_queued_callers_instead_of_leaving_them_waiting() -> None:
+    model = ScriptedWhisper(2)
+    model.hold = True
+    engine = WhisperSpeechEngine(model, parallel=1, queue_limit=1)
+
+    async def run() -> None:
+        first = asyncio.create_task(engine.transcribe(AUDIO, PLAIN))
+        await until(model.started.is_set)
+        queued = asyncio.create_task(engine.transcribe(AUDIO, PLAIN))
+        await until(lambda: engine.active == 2)
+        engine.close()
+        model.release.set()
+        with pytest.raises(EngineUnavailable, match="stopped before"):
+            await queued
+        transcript = await first  # it had started: it ends at its next segment
+        assert [s async for s in transcript.segments] == []
+        await until(lambda: engine.active == 0)
+
+    asyncio.run(run())
+    assert len(model.calls) == 1
 
 
 def test_close_stops_decodings_and_refuses_new_ones() -> None:

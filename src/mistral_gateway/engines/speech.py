@@ -1,12 +1,12 @@
 """Speech to text with faster-whisper (CTranslate2, int8 on the CPU): the ``SpeechEngine`` of the catalog's
 ``faster-whisper`` entries (Whisper base, bundled as the ``whisper-base`` asset).
 
-Each transcription runs on a thread of its own, never on the event loop: it waits for one of ``parallel`` decoding
-slots (admission beyond ``parallel + queue_limit`` transcriptions is refused at once with ``EngineBusy``), then
-faster-whisper computes the features and detects the language (``transcribe`` returns once that is known), then its
-lazy segment generator is pulled on that thread and each segment is handed to the caller's loop as soon as it is
-decoded. At most ``lookahead`` segments wait for a consumer: a slow reader slows the decoding rather than piling up
-text, and closing the segment iterator (or dropping it) stops the decoding before the next segment and frees the slot.
+Transcriptions run on the engine's ``parallel`` decoding threads, never on the event loop; up to ``queue_limit`` more
+wait for one (admission beyond that is refused at once with ``EngineBusy``). On its thread faster-whisper computes
+the features and detects the language (``transcribe`` returns once that is known), then its lazy segment generator
+is pulled there and each segment is handed to the caller's loop as soon as it is decoded. At most ``lookahead``
+segments wait for a consumer: a slow reader slows the decoding rather than piling up text, and closing the segment
+iterator (or dropping it) stops the decoding before the next segment and frees the thread.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,10 @@ class WhisperSpeechEngine:
         self._languages = frozenset(model.supported_languages)
         self._capacity = parallel + queue_limit
         self._lookahead = lookahead
-        self._slots = threading.Semaphore(parallel)
+        # ``parallel`` long-lived decoding threads; admitted transcriptions beyond them wait in the pool's queue. Not
+        # a thread per transcription: CTranslate2 keeps per-thread state, and after a few short-lived calling
+        # threads the process aborted at exit ("terminate called without an active exception").
+        self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix=f"speech-{model_id}")
         self._lock = threading.Lock()
         self._active: set[_Decoding] = set()  # admitted: queued for a slot or decoding
         self._closed = False
@@ -90,10 +94,12 @@ class WhisperSpeechEngine:
                                f"the language detected")
         decoding = _Decoding(asyncio.get_running_loop(), self._lookahead)
         self._admit(decoding)
-        thread = threading.Thread(target=self._run, args=(decoding, samples, options), daemon=True,
-                                  name=f"speech-{self.model_id}")
         try:
-            thread.start()
+            self._pool.submit(self._run, decoding, samples, options)
+        except RuntimeError as exc:  # closed since admission
+            self._discard(decoding)
+            raise EngineUnavailable(f"{self.model_id} is shutting down") from exc
+        try:
             first = await decoding.items.get()
         except BaseException:  # cancelled while queued or detecting: nobody will read the segments
             decoding.cancel()
@@ -110,6 +116,7 @@ class WhisperSpeechEngine:
             active = list(self._active)
         for decoding in active:
             decoding.cancel()
+        self._pool.shutdown(wait=False)  # queued ones still run, see they are stopped and tell their reader
 
     def _admit(self, decoding: _Decoding) -> None:
         with self._lock:
@@ -121,17 +128,19 @@ class WhisperSpeechEngine:
             self._active.add(decoding)
 
     def _run(self, decoding: _Decoding, samples: np.ndarray, options: TranscriptionOptions) -> None:
-        """The decoding thread: a slot, the features and language, then the segments one by one. The slot and the
-        admission are given back before the reader hears of the end, so a reader that saw it may start another."""
-        last: Any = _END
+        """On a decoding thread: the features and language, then the segments one by one. The admission is given
+        back before the reader hears of the end, so a reader that saw it may start another at once."""
+        last: Any = EngineUnavailable(f"{self.model_id} stopped before this transcription started", retry_after=5.0)
         try:
-            with self._slots:
-                if not decoding.stopped:
-                    last = self._decode(decoding, samples, options)
+            if not decoding.stopped:  # else cancelled, or the engine closed, while it waited in the queue
+                last = self._decode(decoding, samples, options)
         finally:
-            with self._lock:
-                self._active.discard(decoding)
+            self._discard(decoding)
             decoding.put(last)
+
+    def _discard(self, decoding: _Decoding) -> None:
+        with self._lock:
+            self._active.discard(decoding)
 
     def _decode(self, decoding: _Decoding, samples: np.ndarray, options: TranscriptionOptions) -> Any:
         """Hands over the language and each segment; returns what ends the stream: the end, or the failure."""
