@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -129,8 +129,11 @@ class TranscriptionService:
     async def stream(self, workspace_id: str, request: AnyRequest,
                      upload: Upload | None) -> AsyncIterator[TranscriptionEvent]:
         """Returns once the audio is decoded and the engine started (errors until then are raised here); the
-        events follow the engine's segments as they come."""
-        return self._events(await self._start(workspace_id, request, upload))
+        events follow the engine's segments as they come. The first event is pulled here, so the generator has
+        started: however the stream ends (closed unread, or dropped), its ``finally`` closes the engine's
+        segments."""
+        events = self._events(await self._start(workspace_id, request, upload))
+        return _Primed(await anext(events), events)
 
     async def transcribe_bytes(self, model: str, data: bytes, *, param: str = "messages") -> str:
         """The text of ``data`` (any audio the decoder reads) by ``model``: the audio-in-chat cascade's first step
@@ -147,18 +150,21 @@ class TranscriptionService:
         return entry
 
     async def _events(self, job: _Job) -> AsyncIterator[TranscriptionEvent]:
-        if job.language is not None:
-            yield TranscriptionLanguage(audio_language=job.language)
         text: list[str] = []
         segments: list[TranscriptionSegment] = []
-        async for segment in self._segments(job):
-            delta = segment.text if text else segment.text.lstrip()
-            text.append(delta)
-            if delta:
-                yield TranscriptionTextDelta(text=delta)
-            for listed in job.listed(segment):
-                segments.append(listed)
-                yield TranscriptionSegmentEvent(text=listed.text, start=listed.start, end=listed.end)
+        try:
+            if job.language is not None:
+                yield TranscriptionLanguage(audio_language=job.language)
+            async for segment in self._segments(job):
+                delta = segment.text if text else segment.text.lstrip()
+                text.append(delta)
+                if delta:
+                    yield TranscriptionTextDelta(text=delta)
+                for listed in job.listed(segment):
+                    segments.append(listed)
+                    yield TranscriptionSegmentEvent(text=listed.text, start=listed.start, end=listed.end)
+        finally:
+            await _close(job.transcript.segments)  # also when the stream ended before the first segment
         yield TranscriptionDone(model=job.model, text="".join(text).strip(), language=job.language,
                                 segments=segments, usage=job.usage())
 
@@ -172,9 +178,7 @@ class TranscriptionService:
         except EngineError as exc:
             raise engine_errors(exc) from exc
         finally:
-            close = getattr(segments, "aclose", None)
-            if close is not None:
-                await close()  # a client that went away stops the decoding
+            await _close(segments)  # a client that went away stops the decoding
 
     async def _start(self, workspace_id: str, request: AnyRequest, upload: Upload | None) -> _Job:
         if request.diarize or request.speaker_references:
@@ -286,6 +290,32 @@ def _signed_parts(url: str) -> tuple[str, str, str, str] | None:
     if parts.scheme not in ("http", "https") or match is None or not {"ws", "expires", "signature"} <= set(query):
         return None
     return match.group(1), query["ws"], query["expires"], query["signature"]
+
+
+class _Primed:
+    """``first``, then the rest of ``events``; closing it closes ``events``, even before anything was read."""
+
+    def __init__(self, first: TranscriptionEvent, events: AsyncGenerator[TranscriptionEvent, None]) -> None:
+        self._first: TranscriptionEvent | None = first
+        self._events = events
+
+    def __aiter__(self) -> _Primed:
+        return self
+
+    async def __anext__(self) -> TranscriptionEvent:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return await anext(self._events)
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+
+
+async def _close(segments: AsyncIterator[Segment]) -> None:
+    close = getattr(segments, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def _decode(data: bytes, limits: AudioLimits) -> Any:
