@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core import Suite
 
-from . import batch, chat, embeddings, models, moderation, proxy, speech
+from . import batch, chat, embeddings, models, moderation, proxy, speech, transcription
 
 __all__ = ["SUITES"]
 
@@ -16,4 +16,5 @@ SUITES: dict[str, Suite] = {
     "batch": batch.run,
     "moderation": moderation.run,
     "speech": speech.run,
+    "transcription": transcription.run,
 }
