@@ -338,3 +338,13 @@ def test_a_signed_url_of_our_own_file_is_read_from_storage(env: Env) -> None:
     forged = signed.replace("signature=", "signature=0")
     err = error(env.transcribe("native", {"file_url": forged}, audio=None), "native", 400)
     assert err["code"] == "INVALID_FILE_URL"  # then it is a URL like any other: testserver does not resolve
+
+
+def test_scope_and_the_docs_x_api_key_header(env: Env) -> None:
+    """Mistral's transcription docs authenticate with ``x-api-key``; a token without the ``audio`` scope is 403."""
+    r = env.client.post(PATH, headers={"x-api-key": env.token}, data={"model": SPEECH_MODEL},
+                        files={"file": ("a.wav", WAV, "audio/wav")})
+    assert r.status_code == 200 and r.json()["text"], r.text
+    files_only, _ = env.services.tokens.create("files-only", scopes=["files"])
+    err = error(env.transcribe("native", {}, token=files_only), "native", 403)
+    assert "'audio' scope" in err["message"]
