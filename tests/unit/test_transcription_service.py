@@ -7,10 +7,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from audio_support import tone_wav
 from mistral_gateway.config import ModelEntry, Settings
 from mistral_gateway.engines.base import Segment, Transcript, TranscriptionOptions
 from mistral_gateway.engines.manager import EngineManager
+from mistral_gateway.errors import BadRequest, ServiceUnavailable
 from mistral_gateway.protocol.audio import TranscriptionStreamRequest
 from mistral_gateway.services.models import ModelCatalog
 from mistral_gateway.services.transcription import AudioLimits, TranscriptionService, Upload
@@ -71,3 +74,18 @@ def test_a_stream_closed_unread_closes_the_engines_segments(tmp_path: Path) -> N
     assert types == ["transcription.language", "transcription.text.delta", "transcription.text.delta",
                      "transcription.done"]
     assert engine.segments[1].closed
+
+
+def test_entries_that_cannot_transcribe_here_are_refused_clearly(tmp_path: Path) -> None:
+    routed = ModelEntry(id="routed", engine="none", capabilities=["audio_transcription"],
+                        routes=[{"upstream": "mistral"}])
+    misconfigured = ModelEntry(id="odd", engine="llama.cpp", path="/nowhere.gguf", capabilities=["audio_transcription"])
+    settings = Settings(data_dir=tmp_path, models=[routed, misconfigured], bootstrap_dev_token=False)
+    svc = TranscriptionService(ModelCatalog([routed, misconfigured]), EngineManager(settings),
+                               files=None, limits=AudioLimits(max_bytes=10**6, max_seconds=60))  # type: ignore[arg-type]
+    request = TranscriptionStreamRequest(model="routed")
+    with pytest.raises(BadRequest, match="no local speech engine"):
+        asyncio.run(svc.stream("ws", request, Upload(tone_wav([True]))))
+    with pytest.raises(ServiceUnavailable, match="could not be loaded") as info:
+        asyncio.run(svc.transcribe_bytes("odd", tone_wav([True])))
+    assert info.value.status == 503

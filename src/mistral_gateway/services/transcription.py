@@ -144,6 +144,9 @@ class TranscriptionService:
     def speech_entry(self, model: str, capability: str = "audio_transcription") -> ModelEntry:
         """The catalog entry serving ``model`` with a speech engine: 404 unknown, 400 naming the capability."""
         entry = resolve_text_model(self._catalog, model, capability)
+        if entry.engine == "none":  # routed to upstreams only: audio is not forwarded (multipart, chat cascades)
+            raise BadRequest(f"model {model!r} has no local speech engine here and audio is not forwarded to "
+                             "upstreams", code="UNSUPPORTED_MODEL_CAPABILITY", param="model")
         if kind_of(entry) != "speech":
             raise BadRequest(f"model {model!r} is not served by a speech engine and cannot do {capability!r}",
                              code="UNSUPPORTED_MODEL_CAPABILITY", param="model")
@@ -209,7 +212,7 @@ class TranscriptionService:
     async def _engine(self, entry: ModelEntry, model: str) -> SpeechEngine:
         try:
             return await self._engines.speech(entry)
-        except EngineError as exc:  # e.g. weights missing: a 503 with Retry-After, like every engine failure
+        except (EngineError, ValueError) as exc:  # weights missing, or an entry whose engine cannot do speech
             raise ServiceUnavailable(f"model {model!r} could not be loaded: {exc}", retry_after=30.0,
                                      code="MODEL_LOAD_FAILED") from exc
 
