@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core import Suite
 
-from . import batch, chat, embeddings, models, moderation, ocr, proxy, realtime, speech
+from . import batch, chat, embeddings, models, moderation, ocr, proxy, realtime, speech, transcription
 
 __all__ = ["SUITES"]
 
@@ -18,4 +18,5 @@ SUITES: dict[str, Suite] = {
     "speech": speech.run,
     "realtime": realtime.run,
     "ocr": ocr.run,
+    "transcription": transcription.run,
 }

@@ -235,13 +235,14 @@ def default_models() -> list[ModelEntry]:
             id="whisper-base",
             name="Whisper base (faster-whisper, int8)",
             description="Local speech-to-text: OpenAI Whisper base on CTranslate2, language detection, segment and "
-                        "word timestamps.",
+                        "word timestamps. Chat (with input_audio parts) is a cascade: the audio is transcribed here, "
+                        "then the audio_chat_model answers.",
             engine="faster-whisper",
             asset="whisper-base",
             # the other voxtral ids (dated ones, voxtral-mini-transcribe...) resolve here by family (model_families)
             aliases=["voxtral-mini-latest", "voxtral-small-latest"],
             parallel=1,  # transcriptions decoding at once (each on every core); the rest queue
-            capabilities=["audio_transcription", "audio"],
+            capabilities=["audio_transcription", "audio", "completion_chat"],  # chat: the cascade (chat_audio)
         ),
         ModelEntry(
             id="rapidocr-pp-ocrv6",
@@ -348,6 +349,9 @@ class Settings(BaseSettings):
     # text detection sees the page scaled to at most this many pixels on its longer side: 1280 keeps 5 pt text of a
     # 150 dpi page (0.998 similarity; 960 lost it) at ~30% less CPU than rapidocr's default of no scaling
     ocr_detect_max_side: int = Field(1280, ge=320, le=4096)
+    # Chat with a speech model (voxtral ids) is a cascade: input_audio parts are transcribed by the speech model,
+    # then this model (any catalog name or Mistral id) answers
+    audio_chat_model: str = Field("mistral-small-latest", min_length=1, max_length=256)
     # Durable jobs (README "Jobs"): `serve` runs these workers in-process unless run_embedded_worker is off;
     # `mistral-gateway worker` runs them alone. A job's lease lapses job_lease_seconds after its worker's last
     # heartbeat; then another worker resumes it from its checkpoint (or it fails after job_max_attempts).

@@ -21,6 +21,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from starlette.testclient import TestClient
 
+from audio_support import SPEECH_MODEL, tone_wav, with_fake_speech
 from batch_support import hold, wait_done
 from classifier_support import MODERATION_MODEL, with_fake_moderation
 from mistral_gateway.config import Settings, default_models
@@ -101,7 +102,7 @@ class Api:
 def settings(tmp_path: Path) -> Settings:
     """The default catalog (same ids and aliases) served by the deterministic fake engines."""
     models = with_fake_ocr(with_fake_moderation([m.model_copy(update={"engine": "fake"}) for m in default_models()]))
-    return Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False, models=models)
+    return Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False, models=with_fake_speech(models))
 
 
 @pytest.fixture
@@ -272,6 +273,29 @@ def _ocr(api: Api, dialect: str) -> None:
         assert ("document_annotation" in out) == bool(extra) and out["pages"][0]["images"][0]["id"] == "img-0.jpeg"
 
 
+def _audio_form(**fields: str) -> dict[str, Any]:
+    return {"data": {"model": SPEECH_MODEL, "timestamp_granularities": "segment", **fields},
+            "files": {"file": ("speech.wav", tone_wav([True, True, True, True]), "audio/wav")}}
+
+
+def _transcription(api: Api, dialect: str) -> None:
+    out = check("create_transcription", dialect, api.call("create_transcription", dialect, **_audio_form()))
+    assert out["text"] and len(out["segments"]) == 2 and out["usage"]["prompt_audio_seconds"] == 4
+
+
+def _streaming_transcription(api: Api, dialect: str) -> None:
+    """Every event validates against the spec's TranscriptionStreamEvents (its ``event`` and ``data`` lines)."""
+    r = api.call("create_streaming_transcription", dialect, **_audio_form(stream="true"))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream"), r.text
+    names = []
+    for block in r.text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.split("\n"))
+        event = {"event": lines["event"], "data": json.loads(lines["data"])}
+        assert_valid({"$ref": "#/components/schemas/TranscriptionStreamEvents"}, SCHEMAS, event)
+        names.append(lines["event"])
+    assert names[0] == "transcription.language" and names[-1] == "transcription.done"
+
+
 BATCH_CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
 
@@ -323,6 +347,8 @@ PRODUCERS: dict[str, Callable[[Api, str], None]] = {
     "classifications": _classifications,
     "chat_classifications": _chat_classifications,
     "ocr": _ocr,
+    "create_transcription": _transcription,
+    "create_streaming_transcription": _streaming_transcription,
     "create_chat_completions": _chat_completions,
     "create_fim_completions": _fim_completions,
     "upload_file": _upload_file,

@@ -34,7 +34,8 @@ IMPLEMENTED_IDS = {
     "list_files", "upload_file", "retrieve_file", "delete_file", "download_file", "get_signed_url",
     "list_available_models", "retrieve_model", "delete_model", "create_chat_completions", "create_fim_completions",
     "create_embeddings", "create_batch_job", "get_batch_job", "get_batch_jobs", "cancel_batch_job",
-    "moderations", "chat_moderations", "classifications", "chat_classifications", "ocr",
+    "moderations", "chat_moderations", "classifications", "chat_classifications", "ocr", "create_transcription",
+    "create_streaming_transcription",
 }
 # How each dialect may carry the token.
 CREDENTIAL_FORMS = {"native": ("bearer", "x-api-key"), "lowcode": ("query", "header")}

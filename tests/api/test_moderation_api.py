@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from batch_support import wait_done
 from classifier_support import MODERATION_MODEL, with_fake_moderation
+from dialect_support import data, error
 from mistral_gateway.config import Settings, default_models
 from mistral_gateway.engines.base import MODERATION_CATEGORIES
 from mistral_gateway.http.app import create_app
@@ -46,26 +47,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     with TestClient(create_app(services=services)) as client:
         yield Env(client, services, token)
     services.close()
-
-
-def data(r: httpx.Response, dialect: str) -> Any:
-    assert r.status_code == 200, r.text
-    body = r.json()
-    if dialect == "lowcode":
-        assert set(body) == {"data"}
-        return body["data"]
-    return body
-
-
-def error(r: httpx.Response, dialect: str, status: int) -> dict[str, Any]:
-    """The error's message and code, checked to be in the dialect's shape."""
-    assert r.status_code == status, r.text
-    body = r.json()
-    if dialect == "lowcode":
-        assert set(body) == {"data"} and set(body["data"]) == {"error"}
-        return body["data"]["error"]  # type: ignore[no-any-return]
-    assert body["object"] == "error"
-    return body  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

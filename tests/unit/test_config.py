@@ -55,7 +55,7 @@ def test_default_models_catalog_shape() -> None:
     whisper = models[4]
     assert (whisper.engine, whisper.asset, whisper.parallel) == ("faster-whisper", "whisper-base", 1)
     assert {"voxtral-mini-latest", "voxtral-small-latest"} <= set(whisper.aliases)
-    assert set(whisper.capabilities) == {"audio_transcription", "audio"}
+    assert set(whisper.capabilities) == {"audio_transcription", "audio", "completion_chat"}  # chat: a cascade
     ocr = models[5]
     assert (ocr.engine, ocr.capabilities, ocr.asset, ocr.path) == ("rapidocr", ["ocr"], None, None)  # no weights
     assert {"mistral-ocr-latest", "mistral-ocr-2505", "mistral-ocr-2512"} <= set(ocr.aliases)

@@ -307,3 +307,22 @@ def test_rfc5987_filename_is_decoded(make_request: Any) -> None:
     assert form.file is not None
     assert form.file.filename == "naïve data.jsonl"
     assert bytes(sink.data) == b'{"a": 1}\n'
+
+
+def test_a_file_part_without_filename_when_the_operation_allows_it(make_request: Any) -> None:
+    opener = Opener()
+    req = request(make_request, body(part("model", "m"), part("file", b"RIFF....WAVE")))
+    form, sink = asyncio.run(read_multipart(req, file_field="file", open_sink=opener, max_file_bytes=1024,
+                                            file_needs_name=False))
+    assert sink is opener.sinks[0] and bytes(opener.sinks[0].data) == b"RIFF....WAVE"
+    assert form.file is not None and form.file.filename is None and form.get("model") == "m"
+
+
+def test_the_part_limit_is_the_operations(make_request: Any) -> None:
+    parts = [part("context_bias", f"w{i}") for i in range(100)]
+    form, _ = asyncio.run(read_multipart(request(make_request, body(*parts)), file_field="file", open_sink=Opener(),
+                                         max_file_bytes=1024, max_parts=100))
+    assert len(form.fields["context_bias"]) == 100
+    with pytest.raises(BadRequest, match=r"too many form parts \(at most 99\)"):
+        asyncio.run(read_multipart(request(make_request, body(*parts)), file_field="file", open_sink=Opener(),
+                                   max_file_bytes=1024, max_parts=99))

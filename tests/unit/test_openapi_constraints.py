@@ -86,7 +86,8 @@ def test_body_limits_match_the_request_models(registry: Registry, doc: dict[str,
         if op.request is None:
             continue
         path = ("/mistralai" if doc["info"]["title"].endswith("LowCodeAPI dialect") else "") + op.path
-        body = doc["paths"][path][op.method.lower()]["requestBody"]["content"]["application/json"]["schema"]
+        content = doc["paths"][path][op.method.lower()]["requestBody"]["content"]
+        body = (content.get("application/json") or content["multipart/form-data"])["schema"]
         props = component(doc, body)["properties"]
         for name, field in op.request.model_json_schema()["properties"].items():
             if name not in props:

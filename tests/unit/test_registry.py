@@ -264,8 +264,8 @@ def test_every_handler_binds_an_implemented_row(registry: Registry) -> None:
 
     with pytest.raises(ValueError, match="serve no implemented row"):  # a handler whose row says "not built"
         bind(changed("upload_file", implemented=False))
-    with pytest.raises(ValueError, match=r"multipart rows \['create_transcription'\] need a handler"):
-        bind(changed("create_transcription", implemented=True))
+    with pytest.raises(ValueError, match=r"multipart rows \['create_library_document'\] need a handler"):
+        bind(changed("create_library_document", implemented=True))
     with pytest.raises(ValueError, match=r"rows \['create_agent'\] have no application-layer operation"):
         bind(changed("create_agent", implemented=True), APP_OPERATIONS)
 
@@ -273,14 +273,16 @@ def test_every_handler_binds_an_implemented_row(registry: Registry) -> None:
 def test_per_operation_facts_live_in_the_rows(registry: Registry) -> None:
     assert {op.id for op in registry.batchable} == {"create_chat_completions", "create_fim_completions",
                                                      "create_embeddings", "moderations", "chat_moderations",
-                                                     "classifications", "chat_classifications", "ocr"}
+                                                     "classifications", "chat_classifications", "ocr",
+                                                     "create_transcription"}
     assert registry.by_path("POST", "/v1/chat/completions") is registry.get("create_chat_completions")
     assert registry.by_path("post", "/v1/embeddings").batchable
     assert registry.by_path("POST", "/v1/audio/transcriptions").id == "create_transcription"  # twins: non-stream
     assert registry.by_path("GET", "/v1/nowhere") is None
     assert [op.id for op in registry if op.response_kind == "binary"] == ["download_file"]
     assert {op.id for op in registry if op.response_kind == "empty"} == {op.id for op in registry if op.status == 204}
-    assert {op.id for op in registry if op.chunk is not None} == {"create_chat_completions", "create_fim_completions"}
+    assert {op.id for op in registry if op.chunk is not None} == {"create_chat_completions", "create_fim_completions",
+                                                                  "create_streaming_transcription"}
     fim = registry.get("create_fim_completions")
     assert (fim.upstream, fim.path, fim.openai_path) == ("fim", "/v1/fim/completions", "/v1/completions")
     assert registry.get("get_library_document").path_param_names == ("library_id", "document_id")

@@ -15,6 +15,7 @@ from mistral_gateway.app.context import Context, Guard, Work
 from mistral_gateway.app.metering import meter_completion, meter_json_usage
 from mistral_gateway.app.resources import RESOURCES
 from mistral_gateway.app.results import RawEvents, RawJSON, StreamResult
+from mistral_gateway.protocol.audio import TranscriptionEvent, TranscriptionRequest, TranscriptionResponse
 from mistral_gateway.protocol.chat import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -25,6 +26,7 @@ from mistral_gateway.protocol.classifiers import ChatClassificationRequest, Chat
 from mistral_gateway.protocol.embeddings import EmbeddingRequest
 from mistral_gateway.protocol.ocr import DEFAULT_OCR_MODEL, OCRRequest
 from mistral_gateway.services.completions import resolve_text_model
+from mistral_gateway.services.transcription import AudioRequest
 from mistral_gateway.upstreams import Relayed, RelayedStream
 
 __all__ = ["OPERATIONS", "Context", "Guard", "routed"]
@@ -101,6 +103,18 @@ async def ocr(ctx: Context, request: OCRRequest) -> RawJSON:
     return await routed(ctx, request.model or DEFAULT_OCR_MODEL, stream=False, capability="ocr", local=local)
 
 
+async def transcription(ctx: Context, request: AudioRequest | TranscriptionRequest) -> TranscriptionResponse:
+    audio = request if isinstance(request, AudioRequest) else AudioRequest(request)  # a batch line: JSON only
+    ctx.meter.model = audio.request.model
+    return await ctx.guarded(ctx.services.transcription.transcribe(ctx.workspace_id, audio.request, audio.upload))
+
+
+async def streaming_transcription(ctx: Context, request: AudioRequest) -> StreamResult[TranscriptionEvent]:
+    ctx.meter.model = request.request.model
+    events = await ctx.services.transcription.stream(ctx.workspace_id, request.request, request.upload)
+    return StreamResult(events, done_marker=False, event_names=True)
+
+
 async def routed(ctx: Context, model: str, *, stream: bool, capability: str | None,
                  local: Callable[..., Awaitable[Any]]) -> Any:
     """``local()``'s result for a locally served model; else the first of the model's targets that answers (the
@@ -131,5 +145,7 @@ OPERATIONS: dict[str, Work] = {
     "classifications": classifications,
     "chat_classifications": chat_classifications,
     "ocr": ocr,
+    "create_transcription": transcription,
+    "create_streaming_transcription": streaming_transcription,
     **RESOURCES,
 }

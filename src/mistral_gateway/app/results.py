@@ -32,6 +32,7 @@ class StreamResult(Generic[C]):
 
     chunks: AsyncIterator[C]
     done_marker: bool = True  # chat/FIM end with ``data: [DONE]``; conversations and transcription do not
+    event_names: bool = False  # each event also gets an ``event: <its type>`` line (transcription: the SDK needs it)
 
 
 @dataclass(frozen=True, slots=True)

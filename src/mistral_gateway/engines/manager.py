@@ -48,11 +48,12 @@ CLASSIFIER_CAPABILITIES = frozenset({"moderation", "classification"})
 def kind_of(entry: ModelEntry) -> str:
     """What an entry serves: embeddings (no chat capability, or an embedding engine), text, classifications
     (a classifier engine, or a fake with the moderation/classification capability and no chat), speech (a speech
-    engine, or a fake with the audio_transcription capability and no chat), or OCR (the rapidocr engine, or a fake
+    engine, or a fake with the audio_transcription capability, chat or not), or OCR (the rapidocr engine, or a fake
     with the ocr capability)."""
     if entry.engine == "sentence-transformers":
         return "embedding"
-    if entry.engine == "faster-whisper":
+    # a speech model's chat is a cascade (services.chat_audio): its chat capability does not make it a text model
+    if entry.engine == "faster-whisper" or "audio_transcription" in entry.capabilities:
         return "speech"
     if entry.engine == "rapidocr" or (entry.engine == "fake" and "ocr" in entry.capabilities):
         return "ocr"
@@ -60,8 +61,6 @@ def kind_of(entry: ModelEntry) -> str:
         return "text"
     if entry.engine == "classifier" or CLASSIFIER_CAPABILITIES & set(entry.capabilities):
         return "classifier"
-    if "audio_transcription" in entry.capabilities:
-        return "speech"
     return "embedding"
 
 

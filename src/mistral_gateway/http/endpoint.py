@@ -110,7 +110,8 @@ class OperationEndpoint:
             raise self._not_built(op)
         call = Call(op=op, request=request, principal=principal, path=params, app=self.app, exchange=exchange,
                     dialect=self.dialect.name, old_format=old)
-        return self.renderers[op.id](await handler(call))
+        result = await handler(call)
+        return self.renderers[call.op.id](result)  # the handler may hand a request to its twin (stream=true)
 
     async def _authenticate(self, request: Request) -> Principal:
         return await authenticate(self.services.tokens, self.dialect, request)

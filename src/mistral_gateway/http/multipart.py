@@ -73,9 +73,11 @@ class _State:
 
 
 async def read_multipart(
-    request: Request, *, file_field: str, open_sink: Callable[[], Sink], max_file_bytes: int
+    request: Request, *, file_field: str, open_sink: Callable[[], Sink], max_file_bytes: int,
+    max_parts: int = MAX_PARTS, file_needs_name: bool = True,
 ) -> tuple[MultipartForm, Sink | None]:
-    """Parse the body; the part named ``file_field`` (with a filename) streams into ``open_sink()``.
+    """Parse the body; the part named ``file_field`` (with a filename, unless ``file_needs_name`` is off) streams
+    into ``open_sink()``; at most ``max_parts`` parts (an operation with array fields allows its arrays' length).
 
     On any error the sink is aborted before the exception propagates.
     """
@@ -100,8 +102,8 @@ async def read_multipart(
         state.value = bytearray()
         state.header_bytes = 0
         state.parts += 1
-        if state.parts > MAX_PARTS:
-            state.fail(BadRequest(f"too many form parts (at most {MAX_PARTS})", code="MALFORMED_MULTIPART"))
+        if state.parts > max_parts:
+            state.fail(BadRequest(f"too many form parts (at most {max_parts})", code="MALFORMED_MULTIPART"))
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
         if _header_room(end - start):
@@ -132,12 +134,12 @@ async def read_multipart(
             filename = _rfc5987_filename(state.headers.get(b"content-disposition", b""))
         if state.error is not None:
             return
-        if state.name == file_field and filename is not None:
+        if state.name == file_field and (filename is not None or not file_needs_name):
             if form.file is not None:
                 state.fail(BadRequest(f"only one '{file_field}' part is allowed", code="MALFORMED_MULTIPART"))
                 return
             ctype = state.headers.get(b"content-type")
-            form.file = FilePart(state.name, filename.decode("utf-8", "replace"),
+            form.file = FilePart(state.name, filename.decode("utf-8", "replace") if filename is not None else None,
                                  ctype.decode("latin-1") if ctype else None)
             sink = open_sink()
             state.is_file = True

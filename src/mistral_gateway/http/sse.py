@@ -17,16 +17,18 @@ log = logging.getLogger("mistral_gateway.http")
 
 
 async def sse_events(result: StreamResult, dialect: Dialect) -> AsyncIterator[bytes]:
+    error = b"event: error\n" if result.event_names else b""
     try:
         async for chunk in result.chunks:
-            yield b"data: " + chunk.model_dump_json().encode() + b"\n\n"
+            named = b"event: " + chunk.type.encode() + b"\n" if result.event_names else b""
+            yield named + b"data: " + chunk.model_dump_json().encode() + b"\n\n"
         if result.done_marker:
             yield b"data: [DONE]\n\n"
     except GatewayError as err:
-        yield b"data: " + orjson.dumps(dialect.error_body(err)) + b"\n\n"
+        yield error + b"data: " + orjson.dumps(dialect.error_body(err)) + b"\n\n"
     except Exception:
         log.exception("stream failed")
-        yield b"data: " + orjson.dumps(dialect.error_body(InternalError("internal server error"))) + b"\n\n"
+        yield error + b"data: " + orjson.dumps(dialect.error_body(InternalError("internal server error"))) + b"\n\n"
     finally:
         close = getattr(result.chunks, "aclose", None)
         if close is not None:

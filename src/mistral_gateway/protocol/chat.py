@@ -12,6 +12,7 @@ from mistral_gateway.protocol.common import RequestModel, ResponseModel
 
 __all__ = [
     "AssistantMessage",
+    "AudioChunk",
     "ChatCompletionChoice",
     "ChatCompletionRequest",
     "ChatCompletionResponse",
@@ -23,6 +24,7 @@ __all__ = [
     "OutputTextChunk",
     "OutputThinkChunk",
     "ResponseFormat",
+    "TextChunk",
     "ThinkChunk",
     "Tool",
     "ToolCall",
@@ -40,10 +42,18 @@ class ImageURLChunk(RequestModel):
     image_url: str | dict[str, Any]
 
 
-class OtherChunk(RequestModel):
-    """document_url, reference, file, input_audio: accepted, then refused by models lacking them."""
+class AudioChunk(RequestModel):
+    """Base64 audio (any format the decoder reads; a ``data:`` URL prefix is tolerated), for speech models: the
+    chat service transcribes it (``services.chat_audio``); other models refuse it."""
 
-    type: Literal["document_url", "reference", "file", "input_audio"]
+    type: Literal["input_audio"] = "input_audio"
+    input_audio: str = Field(min_length=1)
+
+
+class OtherChunk(RequestModel):
+    """document_url, reference, file: accepted, then refused by models lacking them."""
+
+    type: Literal["document_url", "reference", "file"]
 
 
 class ThinkingReference(RequestModel):
@@ -61,7 +71,7 @@ class ThinkChunk(RequestModel):
     signature: str | None = None
 
 
-ContentChunk = Annotated[TextChunk | ImageURLChunk | ThinkChunk | OtherChunk, Field(discriminator="type")]
+ContentChunk = Annotated[TextChunk | ImageURLChunk | ThinkChunk | AudioChunk | OtherChunk, Field(discriminator="type")]
 Content = str | list[ContentChunk] | None
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mistral_gateway.protocol.audio import transcription_limits
 from mistral_gateway.protocol.classifiers import classifier_limits
 from mistral_gateway.protocol.common import SIGNED_URL_MAX_HOURS
 from mistral_gateway.protocol.embeddings import EmbeddingData
@@ -63,6 +64,7 @@ SERVICE_LIMITS: dict[tuple[str, str, str], dict[str, Any]] = {
     },
     **classifier_limits(),
     **ocr_limits(),
+    **transcription_limits(),
 }
 
 
@@ -150,7 +152,8 @@ def _tighten_query(spec_op: dict[str, Any], model: type[BaseModel], schemas: dic
 
 
 def _tighten_body(spec_op: dict[str, Any], model: type[BaseModel], schemas: dict[str, Any]) -> None:
-    media = spec_op.get("requestBody", {}).get("content", {}).get("application/json")
+    content = spec_op.get("requestBody", {}).get("content", {})
+    media = content.get("application/json") or content.get("multipart/form-data")  # a form's fields: transcription
     if media is None:
         return
     ref = media["schema"].get("$ref")

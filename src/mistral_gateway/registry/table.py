@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mistral_gateway.protocol import batch, chat, classifiers, embeddings, files, models, ocr
+from mistral_gateway.protocol import audio, batch, chat, classifiers, embeddings, files, models, ocr
 from mistral_gateway.registry.operation import Operation
 
 __all__ = ["CATEGORY_SCOPES", "OPERATIONS"]
@@ -152,10 +152,12 @@ OPERATIONS: tuple[Operation, ...] = (
         batchable=True),
     _op("create_transcription", "Create Transcription", "Audio", "POST", "/v1/audio/transcriptions",
         "audio_api_v1_transcriptions_post", body="multipart", twin="create_streaming_transcription",
-        client="audio.transcribe"),
+        client="audio.transcribe", implemented=True, request=audio.TranscriptionRequest,
+        response=audio.TranscriptionResponse, batchable=True),
     _op("create_streaming_transcription", "Create Streaming Transcription", "Audio", "POST",
         "/v1/audio/transcriptions", "audio_api_v1_transcriptions_post_stream", body="multipart", stream="always",
-        twin="create_transcription", client="audio.transcribe_stream"),
+        twin="create_transcription", client="audio.transcribe_stream", implemented=True,
+        request=audio.TranscriptionStreamRequest, chunk=audio.TranscriptionEvent),
     # Conversations
     _op("create_conversation", "Create Conversation", "Conversations", "POST", "/v1/conversations",
         "agents_api_v1_conversations_start", body="json", stream="optional"),

@@ -41,6 +41,7 @@ BATCHABLE: dict[str, str | None] = {
     "/v1/classifications": "classification",
     "/v1/chat/classifications": "classification",
     "/v1/ocr": "ocr",
+    "/v1/audio/transcriptions": "audio_transcription",  # lines give file_url or file_id
 }
 
 Submit = Callable[[str, dict[str, Any]], None]  # (workspace_id, payload): enqueue a "batch" job

@@ -32,6 +32,7 @@ from mistral_gateway.protocol.chat import (
     UserMessage,
 )
 from mistral_gateway.protocol.safety import SAFE_PROMPT  # re-exported: the text the local path prepends
+from mistral_gateway.services.chat_audio import ChatAudio
 from mistral_gateway.services.completions import (
     completion_id,
     engine_errors,
@@ -115,12 +116,13 @@ class _Plan:
 class ChatService:
     def __init__(self, catalog: ModelCatalog, engines: EngineManager,
                  clock: Callable[[], float] = time.time, reasoning: ReasoningSettings | None = None,
-                 images: ImageLoader | None = None) -> None:
+                 images: ImageLoader | None = None, audio: ChatAudio | None = None) -> None:
         self._catalog = catalog
         self._engines = engines
         self._clock = clock
         self._reasoning = reasoning or ReasoningSettings()
         self._images = images or ImageLoader.from_settings(Settings())
+        self._audio = audio  # None: audio parts are refused like any unsupported content
 
     async def complete(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
         plan = await self._plan(request)
@@ -146,7 +148,10 @@ class ChatService:
                              [factory(i) for i in range(request.n or 1)])
 
     async def _plan(self, request: ChatCompletionRequest) -> _Plan:
-        entry = resolve_text_model(self._catalog, request.model, "completion_chat")
+        model = request.model  # a speech model's chat is a cascade: transcripts in, a chat model answers
+        if self._audio is not None:
+            request, model = await self._audio.cascade(request)
+        entry = resolve_text_model(self._catalog, model, "completion_chat")
         _check_last_role(request)
         vision = "vision" in entry.capabilities
         native = entry.native_thinking

@@ -34,6 +34,7 @@ from mistral_gateway.security.signing import UrlSigner, load_or_create_secret
 from mistral_gateway.services.batch import BatchService
 from mistral_gateway.services.batch_direct import build_batch_service
 from mistral_gateway.services.chat import ChatService
+from mistral_gateway.services.chat_audio import ChatAudio
 from mistral_gateway.services.classifiers import ClassifierService
 from mistral_gateway.services.embeddings import EmbeddingService
 from mistral_gateway.services.files import FileService
@@ -44,6 +45,7 @@ from mistral_gateway.services.models import ModelCatalog, ModelService
 from mistral_gateway.services.ocr import OcrLimits, OcrService
 from mistral_gateway.services.realtime import RealtimeLimits, RealtimeService
 from mistral_gateway.services.tokens import TokenService
+from mistral_gateway.services.transcription import AudioLimits, TranscriptionService
 from mistral_gateway.services.upstream_keys import UpstreamKeyStore
 from mistral_gateway.services.usage import UsageLog
 from mistral_gateway.storage.blobs import LocalBlobStore
@@ -87,6 +89,7 @@ class Services:
     embeddings: EmbeddingService
     classifiers: ClassifierService
     ocr: OcrService
+    transcription: TranscriptionService
     limits: LimitService
     usage: UsageLog
     jobs: JobRepository
@@ -203,7 +206,10 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     images = ImageLoader.from_settings(settings, fetcher)
     jobs = JobRepository(db, max_attempts=settings.job_max_attempts)
     job_runner = JobRunner(jobs, HandlerRegistry(settings.job_handlers), RunnerOptions.from_settings(settings))
-    chat = ChatService(models.catalog, engines, reasoning=settings.reasoning, images=images)
+    transcription = TranscriptionService(models.catalog, engines, files, AudioLimits.from_settings(settings),
+                                         fetcher=fetcher)
+    chat = ChatService(models.catalog, engines, reasoning=settings.reasoning, images=images,
+                       audio=ChatAudio(models.catalog, transcription, settings.audio_chat_model))
     fim, embeddings = FimService(models.catalog, engines), EmbeddingService(models.catalog, engines, fine_tuned)
     # Lines run on the services directly until an Application takes them over (app.batch.route_batches): the
     # application layer imports this module, so it cannot be built here.
@@ -212,7 +218,7 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     job_runner.handlers.register("batch", batch.handler)
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
                     models=models, fine_tuned=fine_tuned, engines=engines, chat=chat, fim=fim, embeddings=embeddings,
-                    classifiers=ClassifierService(models.catalog, engines),
+                    classifiers=ClassifierService(models.catalog, engines), transcription=transcription,
                     ocr=OcrService(models.catalog, engines, files, chat, OcrLimits.from_settings(settings), fetcher),
                     limits=limits, usage=usage, jobs=jobs, job_runner=job_runner, router=Router(upstreams),
                     passthrough=passthrough_map(settings, upstreams), batch=batch, fetcher=fetcher,

@@ -38,6 +38,7 @@ class Call:
     dialect: str
     old_format: bool = False
     body: dict[str, Any] | None = None  # the JSON body as sent, once read (upstreams get it unchanged)
+    form_read: bool = False  # a handler read a whole form body: the answer's wait is watched like a JSON body's
 
     @property
     def services(self) -> Services:
@@ -68,7 +69,7 @@ class Call:
     async def invoke(self, request: Any = None, *, query: Any = None, base_url: str | None = None) -> Result:
         """The application layer's answer to this request (``request``: the parsed body, if any). A JSON body's
         wait is cut short when the client leaves."""
-        guard = partial(unless_disconnected, self.request) if self.body is not None else None
+        guard = partial(unless_disconnected, self.request) if self.body is not None or self.form_read else None
         return await self.app.call(self.principal, self.op.id, request, body=self.body, exchange=self.exchange,
                                    guard=guard, path=self.path, query=query, base_url=base_url)
 
