@@ -138,17 +138,17 @@ _REF = "#/components/schemas/"
 
 def _sse_event(registry: Registry, schema: dict[str, Any], error_ref: str) -> dict[str, Any]:
     """One server-sent event as it is on the wire: ``data`` is a string holding JSON (a chunk, or the dialect's
-    error if the stream fails after it began) or the final ``[DONE]``. Mistral's spec gives ``data`` as the parsed
-    object, which no event matches as sent."""
+    error if the stream fails after it began) or, for streams of unnamed events (chat, FIM), the final ``[DONE]``.
+    Streams whose events the spec names (an ``event`` line: transcription) end with their last event, no marker.
+    Mistral's spec gives ``data`` as the parsed object, which no event matches as sent."""
     event = copy.deepcopy(registry.spec.resolve(schema))
     data = event.get("properties", {}).get("data")
     if data is None:
         return schema
     payload = {"anyOf": [data, {"$ref": error_ref}]}
-    event["properties"]["data"] = {"anyOf": [
-        {"type": "string", "contentMediaType": "application/json", "contentSchema": payload},
-        {"const": "[DONE]"},
-    ]}
+    sent: dict[str, Any] = {"type": "string", "contentMediaType": "application/json", "contentSchema": payload}
+    named = "event" in event["properties"]
+    event["properties"]["data"] = sent if named else {"anyOf": [sent, {"const": "[DONE]"}]}
     return event
 
 
