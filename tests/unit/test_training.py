@@ -97,3 +97,20 @@ def test_a_tiny_head_trained_in_process_is_served_from_a_head_file(tmp_path: Pat
     assert bank["financial"] > 0.9 and bank["violence_and_threats"] < 0.1
     assert knife_cancer["violence_and_threats"] > 0.9 and knife_cancer["health"] > 0.9
     assert max(calm.values()) < 0.1
+
+
+def test_an_ensemble_of_seeds_is_one_hidden_layer_averaging_their_logits() -> None:
+    from mistral_gateway.training.heads import _ensemble, _fit, _predict
+
+    texts, y = _tiny_dataset()
+    x = np.asarray(asyncio.run(KeywordEncoder().embed(texts)).vectors, dtype=np.float32)
+    (w1, b1), (w2, b2) = _ensemble(x, y, 4, 0.01, 5, 3, 300)
+    assert w1.shape == (12, x.shape[1]) and b1.shape == (12,) and w2.shape == (3, 12) and b2.shape == (3,)
+    logits = []
+    for seed in (5, 6, 7):
+        p = np.clip(_predict(_fit(x, y, 4, 0.01, seed, 300), x), 1e-12, 1 - 1e-12)
+        logits.append(np.log(p / (1 - p)))
+    expected = 1 / (1 + np.exp(-np.mean(logits, axis=0)))
+    assert np.allclose(_predict(((w1, b1), (w2, b2)), x), expected, atol=1e-4)
+    fitted = fit_head(x, y, seed=0, hidden=8, alpha=0.01, folds=3, max_iter=2000, seeds=2)
+    assert fitted.hidden_weight.shape == (16, x.shape[1]) and min(fitted.cv_f1) > 0.95
