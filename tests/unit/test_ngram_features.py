@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier_support import WORDS, KeywordEncoder
-from mistral_gateway.config import ModelEntry, Settings
+from classifier_support import WORDS, KeywordEncoder, keyword_dataset, serve_head_file
 from mistral_gateway.engines.base import ClassifierTarget
 from mistral_gateway.engines.features import NgramFeatures, extractor_for, ngram_matrix
-from mistral_gateway.engines.head_format import ClassifierHead, EncoderInfo, FeatureSpec, HeadError, save_head
-from mistral_gateway.engines.manager import EngineManager
+from mistral_gateway.engines.head_format import ClassifierHead, EncoderInfo, FeatureSpec, HeadError
 from mistral_gateway.training.heads import fit_head
 from mistral_gateway.training.ngrams import fit_ngrams
 
@@ -24,16 +22,7 @@ OPTIONS = {"n_features": 4096, "word": [1, 1], "char": [3, 4]}
 
 
 def _dataset() -> tuple[list[str], np.ndarray]:
-    rng = np.random.default_rng(1)
-    fillers = ["the", "a", "quiet", "day", "some", "plan", "note", "today", "later", "again"]
-    texts, labels = [], []
-    for i in range(240):
-        has = [bool(rng.random() < 0.4) for _ in KEYS]
-        words = [str(w) for w in rng.choice(fillers, size=6)] + [w for w, h in zip(KEYS, has, strict=True) if h]
-        rng.shuffle(words)
-        texts.append(" ".join(words) + f" {i}")
-        labels.append(has)
-    return texts, np.array(labels)
+    return keyword_dataset(KEYS, seed=1)
 
 
 def test_the_matrix_is_hashed_and_normalised() -> None:
@@ -74,19 +63,8 @@ def test_a_stacked_head_with_ngrams_is_served_from_its_file(tmp_path: Path) -> N
         hidden={"harm": (fitted.hidden_weight, fitted.hidden_bias)},
         thresholds=dict(zip(LABELS, fitted.thresholds, strict=True)),
         feature_weights={"ngrams": (ngrams.weight, ngrams.bias)})
-    save_head(head, tmp_path / "mine.safetensors")
-    settings = Settings(data_dir=tmp_path, models=[
-        ModelEntry(id="enc", engine="fake", capabilities=[]),
-        ModelEntry(id="mine", engine="classifier", encoder="enc", path=str(tmp_path / "mine.safetensors"),
-                   capabilities=["classification"])])
-    manager = EngineManager(settings, loaders={("fake", "embedding"): lambda *_: encoder})
-
-    async def classify() -> list[dict[str, float]]:
-        engine = await manager.classifier(settings.models[1])
-        texts = ["the day passport note some plan later", "a quiet knife today the note again", "a quiet day some plan"]
-        return [c.scores["harm"] for c in await engine.classify(texts)]
-
-    passport, knife, calm = asyncio.run(classify())
+    texts = ["the day passport note some plan later", "a quiet knife today the note again", "a quiet day some plan"]
+    passport, knife, calm = serve_head_file(tmp_path, head, encoder, texts)
     assert passport["pii"] > 0.9 and passport["violence_and_threats"] < 0.1
     assert knife["violence_and_threats"] > 0.9 and knife["pii"] < 0.1
     assert max(calm.values()) < 0.1
