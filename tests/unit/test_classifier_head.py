@@ -164,3 +164,83 @@ def test_threshold_overrides_merge_over_the_defaults() -> None:
         merge_thresholds(head, {"neg": 0.5})
     with pytest.raises(HeadError, match="strictly between"):
         merge_thresholds(head, {"a": 1.5})
+
+
+# -- a feature with weights of its own: the hashed n-gram model ---------------------------------------------------
+NGRAMS = FeatureSpec("ngrams", 3, {"labels": ["a", "b", "c"], "n_features": 32, "word": [1, 2], "char": [2, 3]})
+
+
+def ngram_head(**changes: Any) -> ClassifierHead:
+    rng = np.random.default_rng(3)
+    head = make_head()
+    features = (*head.features, NGRAMS)
+    inputs = head.inputs + NGRAMS.size
+    fields: dict[str, Any] = {
+        "features": features,
+        "weights": {"moderation": rng.normal(size=(3, inputs)).astype(np.float32),
+                    "sentiment": rng.normal(size=(2, inputs)).astype(np.float32)},
+        "feature_weights": {"ngrams": (rng.normal(size=(3, 64)).astype(np.float32),
+                                       rng.normal(size=3).astype(np.float32))},
+    }
+    fields.update(changes)
+    return replace(head, **fields)
+
+
+def test_feature_weights_round_trip(tmp_path: Path) -> None:
+    head = ngram_head()
+    save_head(head, tmp_path / "h.safetensors")
+    loaded = load_head(tmp_path / "h.safetensors")
+    assert loaded.features == head.features
+    weight, bias = loaded.feature_weights["ngrams"]
+    assert np.array_equal(weight, head.feature_weights["ngrams"][0]) and np.array_equal(bias,
+                                                                                        head.feature_weights["ngrams"][1])
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "h.safetensors"), framework="np") as fh:
+        assert {"features/ngrams.weight", "features/ngrams.bias"} <= set(fh.keys())
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"feature_weights": {}}, "'ngrams' needs its weight and bias tensors"),
+    ({"feature_weights": {"ngrams": (np.zeros((3, 32), np.float32), np.zeros(3, np.float32))}},
+     r"expected (3, 64) and (3,)"),
+    ({"feature_weights": {"ngrams": (np.zeros((3, 64), np.float32), np.zeros(2, np.float32))}},
+     r"expected (3, 64) and (3,)"),
+    ({"feature_weights": {"ngrams": (np.full((3, 64), np.inf, np.float32), np.zeros(3, np.float32))}}, "finite"),
+    ({"feature_weights": {"ngrams": (np.zeros((3, 64), np.float32), np.zeros(3, np.float32)),
+                          "profanity": (np.zeros((1, 1), np.float32), np.zeros(1, np.float32))}}, "take none"),
+])
+def test_inconsistent_feature_weights_are_refused(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(HeadError) as err:
+        ngram_head(**changes)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"n_features": 8, "word": [1, 2]}, "n_features must be an integer in [16, 4194304]"),
+    ({"n_features": 1 << 23, "word": [1, 2]}, "n_features must be an integer"),
+    ({"n_features": "many", "word": [1, 2]}, "n_features must be an integer"),
+    ({"n_features": 32}, "at least one of ['char', 'word']"),
+    ({"n_features": 32, "word": [1, 2], "stem": True}, "at least one of"),
+    ({"n_features": 32, "word": [2, 1]}, "'word' must be [shortest, longest]"),
+    ({"n_features": 32, "char": [1, 9]}, "'char' must be [shortest, longest]"),
+    ({"n_features": 32, "word": [1, True]}, "'word' must be"),
+])
+def test_bad_ngram_options_are_refused(options: dict[str, Any], message: str) -> None:
+    spec = FeatureSpec("ngrams", 3, {"labels": ["a", "b", "c"], **options})
+    with pytest.raises(HeadError) as err:
+        ngram_head(features=(*make_head().features, spec))
+    assert message in str(err.value)
+
+
+def test_a_file_without_its_feature_tensors_is_refused(tmp_path: Path) -> None:
+    head = ngram_head()
+    save_head(head, tmp_path / "ok.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "ok.safetensors"), framework="np") as fh:
+        metadata = fh.metadata()
+        tensors = {k: fh.get_tensor(k) for k in fh.keys() if not k.startswith("features/")}  # noqa: SIM118
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=metadata)
+    with pytest.raises(HeadError, match=r"features/ngrams\.bias"):
+        load_head(tmp_path / "bad.safetensors")

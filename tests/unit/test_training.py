@@ -10,11 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier_support import WORDS, KeywordEncoder
-from mistral_gateway.config import ModelEntry, Settings
+from classifier_support import KeywordEncoder, keyword_dataset, serve_head_file
 from mistral_gateway.engines.base import ClassifierTarget
-from mistral_gateway.engines.head_format import ClassifierHead, EncoderInfo, FeatureSpec, save_head
-from mistral_gateway.engines.manager import EngineManager
+from mistral_gateway.engines.head_format import ClassifierHead, EncoderInfo, FeatureSpec
 from mistral_gateway.training.data import Example, data_sha256, is_heldout, load_examples, normalise, split
 from mistral_gateway.training.heads import best_threshold, fit_head, metrics
 
@@ -57,16 +55,7 @@ def test_thresholds_and_metrics() -> None:
 
 
 def _tiny_dataset() -> tuple[list[str], np.ndarray]:
-    rng = np.random.default_rng(0)
-    fillers = ["the", "a", "quiet", "day", "some", "plan", "note", "today", "later", "again"]
-    texts, labels = [], []
-    for i in range(240):
-        has = [bool(rng.random() < 0.4) for _ in WORDS]
-        words = [str(w) for w in rng.choice(fillers, size=6)] + [w for w, h in zip(WORDS, has, strict=True) if h]
-        rng.shuffle(words)
-        texts.append(" ".join(words) + f" {i}")
-        labels.append(has)
-    return texts, np.array(labels)
+    return keyword_dataset()
 
 
 def test_a_tiny_head_trained_in_process_is_served_from_a_head_file(tmp_path: Path) -> None:
@@ -82,18 +71,24 @@ def test_a_tiny_head_trained_in_process_is_served_from_a_head_file(tmp_path: Pat
         weights={"harm": fitted.weight}, biases={"harm": fitted.bias},
         hidden={"harm": (fitted.hidden_weight, fitted.hidden_bias)},
         thresholds=dict(zip(labels, fitted.thresholds, strict=True)), training={"seed": 0})
-    save_head(head, tmp_path / "mine.safetensors")
-    settings = Settings(data_dir=tmp_path, models=[
-        ModelEntry(id="enc", engine="fake", capabilities=[]),
-        ModelEntry(id="mine", engine="classifier", encoder="enc", path=str(tmp_path / "mine.safetensors"),
-                   capabilities=["classification"])])
-    manager = EngineManager(settings, loaders={("fake", "embedding"): lambda *_: encoder})
-
-    async def classify() -> list[dict[str, float]]:
-        engine = await manager.classifier(settings.models[1])
-        return [c.scores["harm"] for c in await engine.classify(["a bank note", "a knife and cancer", "calm"])]
-
-    bank, knife_cancer, calm = asyncio.run(classify())
+    bank, knife_cancer, calm = serve_head_file(tmp_path, head, encoder, ["a bank note", "a knife and cancer", "calm"])
     assert bank["financial"] > 0.9 and bank["violence_and_threats"] < 0.1
     assert knife_cancer["violence_and_threats"] > 0.9 and knife_cancer["health"] > 0.9
     assert max(calm.values()) < 0.1
+
+
+def test_an_ensemble_of_seeds_is_one_hidden_layer_averaging_their_logits() -> None:
+    from mistral_gateway.training.heads import _ensemble, _fit, _predict
+
+    texts, y = _tiny_dataset()
+    x = np.asarray(asyncio.run(KeywordEncoder().embed(texts)).vectors, dtype=np.float32)
+    (w1, b1), (w2, b2) = _ensemble(x, y, 4, 0.01, 5, 3, 300)
+    assert w1.shape == (12, x.shape[1]) and b1.shape == (12,) and w2.shape == (3, 12) and b2.shape == (3,)
+    logits = []
+    for seed in (5, 6, 7):
+        p = np.clip(_predict(_fit(x, y, 4, 0.01, seed, 300), x), 1e-12, 1 - 1e-12)
+        logits.append(np.log(p / (1 - p)))
+    expected = 1 / (1 + np.exp(-np.mean(logits, axis=0)))
+    assert np.allclose(_predict(((w1, b1), (w2, b2)), x), expected, atol=1e-4)
+    fitted = fit_head(x, y, seed=0, hidden=8, alpha=0.01, folds=3, max_iter=2000, seeds=2)
+    assert fitted.hidden_weight.shape == (16, x.shape[1]) and min(fitted.cv_f1) > 0.95

@@ -2,8 +2,9 @@
 
 One ``classify`` call: every input is cut into chunks that fit the encoder's window (token windows with a small
 overlap, so a phrase on a boundary is read whole once); ALL chunks of ALL inputs go to the encoder in one ``embed``
-call while the extra features (presidio, profanity) are computed on a worker thread beside it; the head scores each
-chunk and an input's score per label is the maximum over its chunks (a harmful passage anywhere flags the input).
+call while the extra features (presidio, profanity, n-grams) are computed on a worker thread beside it; the head
+scores each chunk and an input's score per label is the maximum over its chunks (a harmful passage anywhere flags
+the input).
 
 The encoder is the embedding engine the manager already holds for the encoder's catalog entry: one copy of MiniLM
 serves embeddings and classification, and its micro-batcher merges both kinds of traffic.
@@ -199,7 +200,7 @@ def load(entry: ModelEntry, path: Path | None, _settings: Settings, *,
         raise EngineError(f"model {entry.id!r}: no classifier head configured (give it a `path` or a bundled `head`)")
     try:
         head = load_head(head_path)
-        extractors = [extractor_for(spec) for spec in head.features[1:]]
+        extractors = [extractor_for(spec, head.feature_weights.get(spec.name)) for spec in head.features[1:]]
         engine = HeadClassifierEngine(head, encoder, extractors=extractors, thresholds=entry.thresholds,
                                       tokenizer=encoder_tokenizer(encoder), name=entry.id)
     except (HeadError, ImportError, OSError) as exc:  # a bad head file, or a feature's package not installed

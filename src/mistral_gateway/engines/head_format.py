@@ -4,12 +4,16 @@ Tensors: ``<target>.weight`` (float32, labels x inputs) and ``<target>.bias`` (f
 inputs are the features the header lists, concatenated in order (the encoder's embedding first, then extra
 features such as presidio entity scores). A target may have one hidden ReLU layer (header ``"hidden": H``):
 ``<target>.hidden.weight`` (H x inputs) and ``<target>.hidden.bias`` (H), and then its ``weight`` is labels x H.
+A feature computed by a model of its own (``ngrams``: a linear model over hashed n-grams) carries it as
+``features/<feature>.weight`` (size x columns) and ``features/<feature>.bias`` (size); "/" is never in a target name.
 Metadata key ``mistral_gateway.classifier`` holds a JSON header:
 
     {"format": "mistral-gateway-classifier", "version": 1,
      "encoder": {"model": "sentence-transformers/all-MiniLM-L6-v2", "dimensions": 384, "max_tokens": 256,
                  "probe": {"text": "...", "values": [first dimensions of its embedding]}},   # probe optional
-     "features": [{"name": "embedding", "size": 384}, {"name": "presidio", "size": 3, "entities": [...]}, ...],
+     "features": [{"name": "embedding", "size": 384}, {"name": "presidio", "size": 3, "entities": [...]},
+                  {"name": "ngrams", "size": 9, "labels": [...], "n_features": 131072, "word": [1, 2],
+                   "char": [2, 5]}, ...],
      "targets": [{"name": "moderation", "labels": [...], "multi_label": true, "hidden": 64}],  # hidden: optional
      "thresholds": {"<label of a multi-label target>": 0.5, ...},
      "training": {"data_sha256": "...", "seed": 0, "heldout": {...}, ...}}                   # free-form provenance
@@ -43,8 +47,11 @@ MAX_LABELS = 1024
 MAX_TARGETS = 64
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}")
 # Extra features the engine can compute (engines/features.py), and how many inputs each adds
-_SIZED_BY_OPTION = {"presidio": "entities"}
+_SIZED_BY_OPTION = {"presidio": "entities", "ngrams": "labels"}
 _FIXED_SIZE = {"profanity": 1}
+_WEIGHTED = {"ngrams"}  # features whose head file carries their weights (features/<name>.weight and .bias)
+_NGRAM_RANGES = {"word": 4, "char": 8}  # the n-gram kinds an ``ngrams`` feature may use, and their longest n
+_MAX_HASH_FEATURES = 1 << 22
 
 
 class HeadError(ValueError):
@@ -77,6 +84,7 @@ class ClassifierHead:
     thresholds: Mapping[str, float]  # label -> decision point, for every label of the multi-label targets
     training: Mapping[str, Any] = field(default_factory=dict)
     hidden: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # target -> (H x inputs, H)
+    feature_weights: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # feature -> (W, b)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -113,6 +121,9 @@ def save_head(head: ClassifierHead, path: str | Path) -> None:
             weight, bias = head.hidden[target.name]
             tensors[f"{target.name}.hidden.weight"] = np.ascontiguousarray(weight, dtype=np.float32)
             tensors[f"{target.name}.hidden.bias"] = np.ascontiguousarray(bias, dtype=np.float32)
+    for name, (weight, bias) in head.feature_weights.items():
+        tensors[f"features/{name}.weight"] = np.ascontiguousarray(weight, dtype=np.float32)
+        tensors[f"features/{name}.bias"] = np.ascontiguousarray(bias, dtype=np.float32)
     header = {
         "format": FORMAT,
         "version": VERSION,
@@ -185,8 +196,11 @@ def _read(path: Path) -> ClassifierHead:
               for t, raw in zip(targets, raw_targets, strict=True) if raw.get("hidden") is not None}
     expected = {f"{t.name}.{part}" for t in targets for part in ("weight", "bias")}
     expected |= {f"{name}.hidden.{part}" for name in hidden for part in ("weight", "bias")}
+    features = tuple(_feature(f) for f in _list(header, "features"))
+    weighted = [f.name for f in features if f.name in _WEIGHTED]
+    expected |= {f"features/{name}.{part}" for name in weighted for part in ("weight", "bias")}
     if set(tensors) != expected:
-        raise HeadError(f"tensors {sorted(tensors)} do not match its targets (want {sorted(expected)})")
+        raise HeadError(f"tensors {sorted(tensors)} do not match its targets and features (want {sorted(expected)})")
     training = header.get("training", {})
     if not isinstance(training, dict):
         raise HeadError("'training' must be an object")
@@ -195,13 +209,15 @@ def _read(path: Path) -> ClassifierHead:
         raise HeadError("'thresholds' must be an object")
     return ClassifierHead(
         encoder=_encoder(header.get("encoder")),
-        features=tuple(_feature(f) for f in _list(header, "features")),
+        features=features,
         targets=targets,
         weights={t.name: tensors[f"{t.name}.weight"] for t in targets},
         biases={t.name: tensors[f"{t.name}.bias"] for t in targets},
         thresholds=thresholds,
         training=training,
         hidden={name: (tensors[f"{name}.hidden.weight"], tensors[f"{name}.hidden.bias"]) for name in hidden},
+        feature_weights={name: (tensors[f"features/{name}.weight"], tensors[f"features/{name}.bias"])
+                         for name in weighted},
     )
 
 
@@ -270,6 +286,7 @@ def _validate(head: ClassifierHead) -> None:
         raise HeadError(f"features repeat: {names}")
     for spec in head.features[1:]:
         _check_feature(spec)
+    _check_feature_weights(head)
     if enc.probe_text is not None and not 1 <= len(enc.probe_values) <= enc.dimensions:
         raise HeadError("'encoder.probe.values' must hold 1 to dimensions numbers")
     if not 1 <= len(head.targets) <= MAX_TARGETS:
@@ -317,6 +334,42 @@ def _validate(head: ClassifierHead) -> None:
     _check_thresholds(head.thresholds)
 
 
+def _check_feature_weights(head: ClassifierHead) -> None:
+    """A weighted feature has exactly its (size x columns, size) finite tensors; no other feature has any."""
+    specs = {f.name: f for f in head.features}
+    unknown = sorted(set(head.feature_weights) - {name for name in specs if name in _WEIGHTED})
+    if unknown:
+        raise HeadError(f"weights for features that take none: {unknown}")
+    for spec in head.features:
+        if spec.name not in _WEIGHTED:
+            continue
+        if spec.name not in head.feature_weights:
+            raise HeadError(f"feature {spec.name!r} needs its weight and bias tensors")
+        weight, bias = head.feature_weights[spec.name]
+        columns = spec.options["n_features"] * sum(kind in spec.options for kind in _NGRAM_RANGES)
+        if not (isinstance(weight, np.ndarray) and isinstance(bias, np.ndarray)
+                and weight.shape == (spec.size, columns) and bias.shape == (spec.size,)):
+            raise HeadError(f"feature {spec.name!r}: weight shape {getattr(weight, 'shape', None)} and bias shape "
+                            f"{getattr(bias, 'shape', None)}; expected {(spec.size, columns)} and {(spec.size,)}")
+        if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
+            raise HeadError(f"feature {spec.name!r}: weights must be finite numbers")
+
+
+def _check_ngram_options(spec: FeatureSpec) -> None:
+    _int(spec.options.get("n_features"), "feature 'ngrams' n_features", 16, _MAX_HASH_FEATURES)
+    kinds = [kind for kind in _NGRAM_RANGES if kind in spec.options]
+    if not kinds or set(spec.options) - {"labels", "n_features", *_NGRAM_RANGES}:
+        raise HeadError(f"feature 'ngrams' takes 'labels', 'n_features' and at least one of {sorted(_NGRAM_RANGES)}; "
+                        f"got {sorted(spec.options)}")
+    for kind in kinds:
+        span = spec.options[kind]
+        if not (isinstance(span, list) and len(span) == 2 and all(
+                isinstance(n, int) and not isinstance(n, bool) for n in span)
+                and 1 <= span[0] <= span[1] <= _NGRAM_RANGES[kind]):
+            raise HeadError(f"feature 'ngrams' {kind!r} must be [shortest, longest] with 1 <= shortest <= longest "
+                            f"<= {_NGRAM_RANGES[kind]}, got {span!r}")
+
+
 def _check_feature(spec: FeatureSpec) -> None:
     if spec.name in _FIXED_SIZE:
         if spec.size != _FIXED_SIZE[spec.name]:
@@ -326,6 +379,8 @@ def _check_feature(spec: FeatureSpec) -> None:
         values = spec.options.get(option)
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values) or len(values) != spec.size:
             raise HeadError(f"feature {spec.name!r}: {option!r} must list {spec.size} names (its size)")
+        if spec.name == "ngrams":
+            _check_ngram_options(spec)
     else:
         known = ", ".join(sorted({"embedding", *_FIXED_SIZE, *_SIZED_BY_OPTION}))
         raise HeadError(f"unknown feature {spec.name!r} (known: {known})")

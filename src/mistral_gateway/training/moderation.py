@@ -1,5 +1,6 @@
 """Training and evaluating the moderation model: a multi-label head (one shared hidden layer, a logistic output per
-Mistral category) over all-MiniLM-L6-v2 sentence embeddings, Presidio entity scores and a profanity probability
+Mistral category) over all-MiniLM-L6-v2 sentence embeddings, Presidio entity scores, a profanity probability and
+the per-category logits of a hashed n-gram model stacked under it (``training.ngrams``)
 (``scripts/train_moderation.py``, ``scripts/eval_moderation.py``).
 
 Reproducible: the split is a hash of each text, the folds and solvers have fixed seeds, and features come from the
@@ -24,7 +25,8 @@ from mistral_gateway.engines.features import extractor_for
 from mistral_gateway.engines.head_format import ClassifierHead, EncoderInfo, FeatureSpec
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.training.data import Example, data_sha256, load_examples, split
-from mistral_gateway.training.heads import ALPHA, HIDDEN, fit_head, metrics
+from mistral_gateway.training.heads import ALPHA, FOLDS, HIDDEN, SEEDS, fit_head, metrics
+from mistral_gateway.training.ngrams import NGRAM_C, fit_ngrams
 
 __all__ = ["ENCODER_ID", "FEATURES", "SEED", "evaluate", "train", "train_from_directory"]
 
@@ -51,9 +53,14 @@ async def train(examples: Sequence[Example], encoder: EmbeddingEngine, *, seed: 
     started = time.monotonic()
     train_rows, heldout_rows = split(examples)
     extractors = [extractor_for(spec) for spec in features]
-    x_train, _ = await featurize(encoder, extractors, [e.text for e in train_rows])
+    texts, y = [e.text for e in train_rows], label_matrix(train_rows)
+    x_train, _ = await featurize(encoder, extractors, texts)
+    ngrams = fit_ngrams(texts, y, MODERATION_CATEGORIES, seed=seed, folds=FOLDS)
+    x_train = np.concatenate([x_train, ngrams.oof], axis=1)  # out-of-fold: what the n-gram model says of unseen text
     log(f"features for {len(train_rows)} texts ({x_train.shape[1]} each) in {time.monotonic() - started:.0f} s")
-    fitted = fit_head(x_train, label_matrix(train_rows), seed=seed)
+    fitted = fit_head(x_train, y, seed=seed)
+    features = (*features, ngrams.spec)
+    extractors.append(extractor_for(ngrams.spec, (ngrams.weight, ngrams.bias)))
     probe = (await encoder.embed([PROBE_TEXT])).vectors[0][:PROBE_VALUES]
     head = ClassifierHead(
         encoder=EncoderInfo(ENCODER_MODEL, encoder.dimensions, encoder.max_tokens, PROBE_TEXT,
@@ -64,6 +71,7 @@ async def train(examples: Sequence[Example], encoder: EmbeddingEngine, *, seed: 
         biases={TARGET.name: fitted.bias},
         hidden={TARGET.name: (fitted.hidden_weight, fitted.hidden_bias)},
         thresholds=dict(zip(MODERATION_CATEGORIES, fitted.thresholds, strict=True)),
+        feature_weights={ngrams.spec.name: (ngrams.weight, ngrams.bias)},
     )
     # measured through the serving engine (long lines chunked as in production), never used to choose anything
     engine = HeadClassifierEngine(head, encoder, extractors=extractors, tokenizer=encoder_tokenizer(encoder))
@@ -72,7 +80,10 @@ async def train(examples: Sequence[Example], encoder: EmbeddingEngine, *, seed: 
         "data_sha256": data_sha256(examples), "seed": seed, "train_examples": len(train_rows),
         "heldout_examples": len(heldout_rows), "split": "sha256(normalised text) % 100 < 20 -> held-out",
         "model": f"MLP, one hidden ReLU layer of {HIDDEN} shared by the categories, logistic outputs, "
-                 f"alpha {ALPHA}, standardised features; thresholds by 5-fold CV on the train split",
+                 f"alpha {ALPHA}, {SEEDS} seeds with their logits averaged (one layer of {SEEDS * HIDDEN}), "
+                 f"standardised features: the embedding, presidio, profanity and the "
+                 f"out-of-fold logits of a hashed word+char n-gram logistic regression per category (C {NGRAM_C}); "
+                 f"thresholds by {FOLDS}-fold CV on the train split",
         "cv_f1": {c: round(f, 4) for c, f in zip(MODERATION_CATEGORIES, fitted.cv_f1, strict=True)},
         "heldout": heldout, "tool": "scripts/train_moderation.py",
     }
