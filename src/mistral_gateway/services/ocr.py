@@ -42,6 +42,7 @@ __all__ = ["ACCEPTED_TYPES", "CHARS_PER_TOKEN", "OcrLimits", "OcrResult", "OcrSe
 # What a document URL may serve (the fetcher also takes octet-stream); the engine recognises the bytes themselves.
 ACCEPTED_TYPES = ("application/pdf", "image/")
 CHARS_PER_TOKEN = 3  # conservative: the document's markdown is cut to what fits the annotation model's context
+_INLINE_DECODE = 1 << 20  # base64 characters of a data URL decoded on the event loop
 _PROMPT_RESERVE = 256  # tokens for the instructions around the document
 _INSTRUCTIONS = ("Extract structured data from the document below. Answer with one JSON value that follows the "
                  "given JSON schema, using only information found in the document.")
@@ -120,7 +121,10 @@ class OcrService:
         if url[:5].lower() == "data:":
             payload = url.partition(",")[2]
             _check_size(len(payload) // 4 * 3 - payload[-2:].count("="), f"the {what} data", limit)  # decoded size
-            try:  # up to tens of MB of base64: decoded off the event loop
+            try:  # a large one (up to tens of MB of base64) is decoded off the event loop; a small one here, where
+                # decoding costs less than the thread hop (1 MiB of base64 decodes in about 1 ms)
+                if len(payload) <= _INLINE_DECODE:
+                    return decode_data_url(url, what=what, max_bytes=limit).data
                 return (await run_sync(lambda: decode_data_url(url, what=what, max_bytes=limit))).data
             except FetchRefused as exc:
                 raise BadRequest(str(exc), code="INVALID_DOCUMENT", param="document") from None
