@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core import BenchConfig, Row, Sample, min_ratio
+from core import BenchConfig, Check, Row, Sample, min_ratio
 from servers import Server, free_port, launched
 
 from . import embeddings
@@ -37,6 +37,8 @@ INPUTS = 1000
 CLIENTS = 16
 LATENCY_REQUESTS = 200
 MIN_BATCH_RATIO = 0.8
+HELD_OUT_MACRO = 0.85  # issue 11's targets
+HELD_OUT_EACH = 0.75
 BENCH_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -62,6 +64,20 @@ def _direct_samples(corpus_file: Path, data_dir: Path) -> list[Sample]:
 
 def _row(scenario: str, url: str, samples: list[Sample], unit: str, baseline: str | None = None) -> Row:
     return embeddings._row(scenario, url, samples, unit, baseline, suite=SUITE)
+
+
+def _held_out() -> tuple[list[Check], str]:
+    """The shipped model's held-out figures (``bench/moderation_heldout.json``, written by
+    ``scripts/eval_moderation.py`` and re-measured by tests/integration/test_moderation_model.py), so results.json
+    carries them beside the speed they were served at."""
+    figures = json.loads((Path(__file__).resolve().parents[1] / "moderation_heldout.json").read_text())
+    macro = figures.pop("macro_f1")
+    lowest = min(figures, key=lambda c: figures[c]["f1"])
+    checks = [Check("held-out macro F1", f">= {HELD_OUT_MACRO:g}", f"{macro:.3f}", macro >= HELD_OUT_MACRO),
+              Check("held-out F1 of every category", f">= {HELD_OUT_EACH:g}",
+                    f"{figures[lowest]['f1']:.3f} ({lowest})", figures[lowest]["f1"] >= HELD_OUT_EACH)]
+    per_category = ", ".join(f"{c} {v['f1']:.3f}" for c, v in figures.items())
+    return checks, f"info: held-out F1 per category (precision/recall in the file): {per_category}"
 
 
 def run(config: BenchConfig) -> list[Row]:
@@ -100,6 +116,8 @@ def run(config: BenchConfig) -> list[Row]:
 
     direct = _row(names["direct"], "classify(1000 texts), in-process", samples["direct"], "inputs/s")
     direct.notes.append("info: p50/p99 is the wall time of the whole classify call")
+    direct.checks, held_out = _held_out()
+    direct.notes.append(held_out)
     batched = _row(names["batched"], PATH, samples["batched"], "inputs/s", baseline=names["direct"])
     batched.notes.append("info: p50/p99 is the one request's latency")
     singles = _row(names["singles"], PATH, samples["singles"], "inputs/s", baseline=names["direct"])
