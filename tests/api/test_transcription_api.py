@@ -138,8 +138,10 @@ def test_usage_records_each_operation(tmp_path: Path) -> None:
         assert events(env.transcribe("native", {"stream": "true"}))[-1][0] == "transcription.done"
     records, _ = services.usage.list()
     services.close()
-    assert sorted((row.operation, row.model, row.status) for row in records) == [
-        ("create_streaming_transcription", SPEECH_MODEL, 200), ("create_transcription", SPEECH_MODEL, 200)]
+    # the 6 s of audio are the prompt (budgets count audio by the second, as realtime sessions do); no completion
+    assert sorted((row.operation, row.model, row.status, row.prompt_tokens, row.completion_tokens)
+                  for row in records) == [("create_streaming_transcription", SPEECH_MODEL, 200, 6, 0),
+                                          ("create_transcription", SPEECH_MODEL, 200, 6, 0)]
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

@@ -106,7 +106,7 @@ class Metering:
             async for chunk in chunks:
                 usage = getattr(chunk, "usage", None)
                 if usage is not None:
-                    meter.prompt_tokens, meter.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+                    meter.prompt_tokens, meter.completion_tokens = _billed(usage)
                     reported = True
                 elif not reported and _has_content(chunk):
                     meter.completion_tokens += 1
@@ -128,6 +128,13 @@ class Metering:
         await self.finish(exchange, 200)  # before sse_events sends [DONE]
 
 
+def _billed(usage: Any) -> tuple[int, int]:
+    """(prompt, completion) tokens for the usage row and token budgets. Audio counts by the second, as a realtime
+    session's does (``app.realtime``): a transcription's ``prompt_audio_seconds`` stand in for its prompt tokens."""
+    audio = getattr(usage, "prompt_audio_seconds", None)
+    return (audio if audio else usage.prompt_tokens), usage.completion_tokens
+
+
 def _has_content(chunk: Any) -> bool:
     return any(getattr(getattr(c, "delta", None), "content", None) for c in getattr(chunk, "choices", None) or ())
 
@@ -137,7 +144,7 @@ def meter_completion(meter: Meter, response: Any) -> Any:
     meter.model = getattr(response, "model", None) or meter.model
     usage = getattr(response, "usage", None)
     if usage is not None:
-        meter.prompt_tokens, meter.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        meter.prompt_tokens, meter.completion_tokens = _billed(usage)
     return response
 
 

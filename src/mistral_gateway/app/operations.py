@@ -106,7 +106,8 @@ async def ocr(ctx: Context, request: OCRRequest) -> RawJSON:
 async def transcription(ctx: Context, request: AudioRequest | TranscriptionRequest) -> TranscriptionResponse:
     audio = request if isinstance(request, AudioRequest) else AudioRequest(request)  # a batch line: JSON only
     ctx.meter.model = audio.request.model
-    return await ctx.guarded(ctx.services.transcription.transcribe(ctx.workspace_id, audio.request, audio.upload))
+    return meter_completion(ctx.meter, await ctx.guarded(  # its audio seconds metered as prompt tokens
+        ctx.services.transcription.transcribe(ctx.workspace_id, audio.request, audio.upload)))
 
 
 async def streaming_transcription(ctx: Context, request: AudioRequest) -> StreamResult[TranscriptionEvent]:
