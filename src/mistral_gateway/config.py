@@ -336,6 +336,9 @@ class Settings(BaseSettings):
     # else counted while decoding); longer audio is refused with 413 naming the limit
     audio_max_bytes: int = Field(100 * MB, ge=1024, le=2048 * MB)
     audio_max_seconds: float = Field(1800.0, ge=1, le=6 * 3600)
+    # Voice-activity filter before Whisper (faster-whisper's bundled Silero VAD, no download): silence and noise are
+    # skipped instead of decoded (a tone otherwise costs Whisper every fallback temperature)
+    speech_vad: bool = True
     # OCR (README "OCR"): documents by URL, data URL or uploaded file; larger ones are a 413 naming the limit
     ocr_max_document_bytes: int = Field(50 * MB, ge=1024, le=1024 * MB)
     ocr_max_pages: int = Field(1000, ge=1, le=1000)  # pages read per request (the request's own cap is 1000)

@@ -128,6 +128,13 @@ def test_options_reach_the_model() -> None:
     assert (model.calls[1]["language"], model.calls[1]["initial_prompt"]) == (None, None)
 
 
+def test_the_voice_activity_filter_is_asked_for_only_when_configured() -> None:
+    model = ScriptedWhisper(1)
+    asyncio.run(collect(WhisperSpeechEngine(model, vad=True), PLAIN))
+    asyncio.run(collect(WhisperSpeechEngine(model), PLAIN))
+    assert [call.get("vad_filter") for call in model.calls] == [True, None]
+
+
 def test_temperature_fallbacks() -> None:
     assert _temperatures(0.0) == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     assert _temperatures(0.9) == (0.9,)

@@ -58,12 +58,15 @@ class WhisperSpeechEngine:
     ``supported_languages``)."""
 
     def __init__(self, model: Any, *, model_id: str = "whisper", parallel: int = 1, queue_limit: int = 32,
-                 lookahead: int = LOOKAHEAD) -> None:
+                 lookahead: int = LOOKAHEAD, vad: bool = False) -> None:
         if parallel < 1 or queue_limit < 0 or lookahead < 1:
             raise ValueError("need parallel >= 1, queue_limit >= 0 and lookahead >= 1")
         self.model_id = model_id
         self.parallel = parallel
         self._model = model
+        # faster-whisper's bundled Silero VAD: stretches without speech are skipped before Whisper sees them (noise
+        # or a tone otherwise sends it through every fallback temperature; timestamps stay the audio's own)
+        self._vad = vad
         self._languages = frozenset(model.supported_languages)
         self._capacity = parallel + queue_limit
         self._lookahead = lookahead
@@ -149,7 +152,8 @@ class WhisperSpeechEngine:
             self._count("transcriptions")
             segments, info = self._model.transcribe(
                 samples, language=options.language, temperature=_temperatures(options.temperature),
-                word_timestamps=options.word_timestamps, initial_prompt=options.prompt or None)
+                word_timestamps=options.word_timestamps, initial_prompt=options.prompt or None,
+                **({"vad_filter": True} if self._vad else {}))
             decoding.put((str(info.language), round(float(info.duration), 3)))
             for segment in _until(decoding, segments):
                 self._count("segments")
@@ -301,4 +305,4 @@ def load(entry: ModelEntry, path: Path | None, settings: Settings) -> WhisperSpe
     threads = entry.threads or len(os.sched_getaffinity(0))
     model = whisper_model(path, threads=threads, workers=entry.parallel)
     return WhisperSpeechEngine(model, model_id=entry.id, parallel=entry.parallel,
-                               queue_limit=settings.inference_queue_limit)
+                               queue_limit=settings.inference_queue_limit, vad=settings.speech_vad)
