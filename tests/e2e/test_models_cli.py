@@ -60,7 +60,7 @@ def test_install_then_status_with_the_default_catalog(tmp_path: Path, weights_di
 
     table = run("status", "--data-dir", data, weights=weights_dir).stdout.splitlines()
     assert table[0].split() == ["MODEL", "ENGINE", "RUNTIME", "WEIGHTS", "STATE"]
-    assert len(table) == 6
+    assert len(table) == 7  # the header and the six models
     assert all(" ready " in line for line in table[1:] if not line.startswith(("moderation-", "rapidocr-")))
     assert all("no weights needed" in line for line in table[1:] if line.startswith(("moderation-", "rapidocr-")))
 
