@@ -14,7 +14,9 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+import dialect_support
 from batch_support import wait_done
+from dialect_support import data
 from mistral_gateway.config import Settings, default_models
 from mistral_gateway.engines.fake import FakeTextEngine
 from mistral_gateway.http.app import create_app
@@ -69,26 +71,10 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     yield from _env(tmp_path_factory.mktemp("ocr-small"), ocr_max_document_bytes=2048, ocr_max_pages=2)
 
 
-def data(r: httpx.Response, dialect: str) -> Any:
-    assert r.status_code == 200, r.text
-    body = r.json()
-    if dialect == "lowcode":
-        assert set(body) == {"data"}
-        return body["data"]
-    return body
-
-
 def error(r: httpx.Response, dialect: str, status: int) -> dict[str, Any]:
-    """The error (message, code), checked to be in the dialect's shape."""
-    assert r.status_code == status, r.text
-    body = r.json()
-    if dialect == "lowcode":
-        assert set(body) == {"data"} and set(body["data"]) == {"error"}
-        return body["data"]["error"]  # type: ignore[no-any-return]
-    if status == 422:
-        return {"message": json.dumps(body["detail"]), "code": None}
-    assert body["object"] == "error"
-    return body  # type: ignore[no-any-return]
+    """The error (message, code), checked to be in the dialect's shape; a native 422's ``detail`` as its message."""
+    err = dialect_support.error(r, dialect, status)
+    return {"message": json.dumps(err["detail"]), "code": None} if "detail" in err else err
 
 
 def markdowns(out: dict[str, Any]) -> list[tuple[int, str]]:
