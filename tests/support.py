@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -19,7 +20,7 @@ from mistral_gateway.http.app import create_app
 from mistral_gateway.http.connection import uvicorn_options
 from mistral_gateway.services.container import Services, build_services
 
-__all__ = ["CLI", "LiveServer", "clean_env", "free_port", "serving"]
+__all__ = ["CLI", "LiveServer", "clean_env", "free_port", "peer_upstreams", "serving"]
 
 
 def free_port() -> int:
@@ -82,3 +83,12 @@ CLI = _command()  # the project's own console script, not whatever is on PATH
 def clean_env() -> dict[str, str]:
     """The caller's environment without gateway settings, so only the command line configures the CLI."""
     return {k: v for k, v in os.environ.items() if not k.startswith("MISTRAL_GATEWAY_")}
+
+
+def peer_upstreams(base_url: str, model: str) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, str]]:
+    """Two upstreams on one peer gateway at ``base_url`` (a native ``mistral-gateway`` one and an ``openai`` one,
+    keyed by the PEER_KEY env var) and a route to ``model`` through each: (upstreams, native route, openai route)."""
+    common = {"api_key_env": "PEER_KEY", "allow_private_network": True, "connect_timeout": 2}
+    upstreams = [{"name": "peer", "kind": "mistral-gateway", "base_url": base_url, **common},
+                 {"name": "peer-openai", "kind": "openai", "base_url": base_url + "/v1", **common}]
+    return upstreams, {"upstream": "peer", "model": model}, {"upstream": "peer-openai", "model": model}

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from mistral_gateway.config import ModelEntry, Settings
-from support import serving
+from support import peer_upstreams, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -25,13 +25,10 @@ def front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str
         ModelEntry(id="fake-moderation", engine="fake", capabilities=CAPS)])
     with serving(peer_settings, "front") as (peer_server, _peer, peer_token):
         monkeypatch.setenv("PEER_KEY", peer_token)
-        common = {"api_key_env": "PEER_KEY", "allow_private_network": True, "connect_timeout": 2}
-        native = {"upstream": "peer", "model": "fake-moderation"}
-        openai = {"upstream": "peer-openai", "model": "fake-moderation"}
+        upstreams, native, openai = peer_upstreams(peer_server.base_url, "fake-moderation")
         settings = Settings(
             data_dir=tmp_path / "front", bootstrap_dev_token=False,
-            upstreams=[{"name": "peer", "kind": "mistral-gateway", "base_url": peer_server.base_url, **common},
-                       {"name": "peer-openai", "kind": "openai", "base_url": peer_server.base_url + "/v1", **common}],
+            upstreams=upstreams,
             models=[ModelEntry(id="remote-moderation", capabilities=CAPS, routes=[native]),
                     ModelEntry(id="oa-moderation", capabilities=CAPS, routes=[openai]),
                     ModelEntry(id="then-native", capabilities=CAPS, routes=[openai, native])])
