@@ -11,9 +11,13 @@ from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Inte
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AgentRow",
+    "AgentVersionRow",
     "ApiToken",
     "Base",
     "BatchJobRow",
+    "ConversationEntryRow",
+    "ConversationRow",
     "FileRow",
     "FineTunedModelRow",
     "JobRow",
@@ -199,3 +203,68 @@ class BatchJobRow(Base):
     errors: Mapped[list[dict[str, object]]] = mapped_column(JSON)
     output_file: Mapped[str | None] = mapped_column(String(36), nullable=True)
     error_file: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+# -- agents and conversations (issue 13) -------------------------------------------------------------------------
+# Times are microseconds since the epoch (the API shows RFC 3339 with microseconds). A version's or an entry's whole
+# API object is one JSON column: the spec's shapes are wide and nested, and nothing queries inside them except the
+# listed filters, which have columns of their own.
+
+
+class AgentRow(Base):
+    """An agent's identity and active version. A delete marks ``deleted_at`` and keeps the versions, so the
+    conversations that used the agent can still be read and continued."""
+
+    __tablename__ = "agents"
+    __table_args__ = (Index("ix_agents_workspace_created", "workspace_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # ag_ + 32 hex
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    name: Mapped[str] = mapped_column(String(512))  # the active version's, for the list filters
+    source: Mapped[str] = mapped_column(String(32))
+    deployment_chat: Mapped[bool] = mapped_column(Boolean)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)  # the active version's
+    version: Mapped[int] = mapped_column(Integer)  # the active version
+    latest_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    deleted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class AgentVersionRow(Base):
+    __tablename__ = "agent_versions"
+
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)  # model, name, instructions, tools, completion_args, ...
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ConversationRow(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_workspace_created", "workspace_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # conv_ + 32 hex
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    agent_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # no foreign key: agents may be deleted
+    agent_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    model: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # instructions, tools, completion_args, guardrails of a model conversation; handoff_execution and the like
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ConversationEntryRow(Base):
+    __tablename__ = "conversation_entries"
+    __table_args__ = (Index("ix_conversation_entries_seq", "conversation_id", "seq", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)  # msg_, fc_, tool_exec_, handoff_ + 32 hex
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)  # append order, from 0
+    type: Mapped[str] = mapped_column(String(32))  # message.input, message.output, function.call, ...
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)  # the entry as the API shows it
+    created_at: Mapped[int] = mapped_column(BigInteger)
