@@ -1,0 +1,160 @@
+"""Suite "conversations": what a conversation turn adds over a bare chat completion of the same prompt, and how fast
+a long conversation's history reads back.
+
+One ``mistral-gateway serve`` (the default catalog plus a fake chat model, engine ``fake``) answers, one request at a
+time from one client, alternately in each round (chat first, then conversation first):
+
+- ``POST /v1/chat/completions`` with one user message (the baseline), and
+- ``POST /v1/conversations`` with the same text as ``inputs``, the same model and ``max_tokens`` (``store`` true:
+  the conversation and its two entries are written to the database, as a client's first turn would be).
+
+Both on the fake engine (the gateway's own cost; target: the conversation's p50 at most 5 ms above the chat's) and
+on the real smallest model (temperature 0, fixed seed, so both sides generate the same tokens; target: at most 2%
+of the chat's p50 wall time). Then a conversation of 200 entries is built (its inputs in one start) and
+``GET /v1/conversations/{id}/history`` is timed: p50 and p99, reported (no target).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from core import BenchConfig, Check, Row, Sample
+from servers import Server, ServerError, free_port, launched
+
+from .embeddings import _log
+from .models import _create_token, _gateway_command, _gateway_env
+
+__all__ = ["HISTORY_ENTRIES", "MAX_FAKE_OVERHEAD_MS", "MAX_REAL_OVERHEAD", "run"]
+
+SUITE = "conversations"
+FAKE_MODEL = "bench-fake-chat"
+REAL_MODEL = "ministral-3b-latest"  # the smallest bundled chat model (SmolLM2-135M)
+MAX_FAKE_OVERHEAD_MS = 5.0
+MAX_REAL_OVERHEAD = 0.02
+HISTORY_ENTRIES = 200
+PROMPT = "Name three rivers of Europe and one fact about each."
+# (model, requests per side per round, max_tokens)
+CASES = ((FAKE_MODEL, 200, 16), (REAL_MODEL, 6, 24))
+HISTORY_READS = 300
+
+
+def _models_env() -> str:
+    from mistral_gateway.config import ModelEntry, default_models
+
+    fake = ModelEntry(id=FAKE_MODEL, engine="fake", capabilities=["completion_chat", "function_calling"])
+    return json.dumps([m.model_dump(mode="json") for m in [*default_models(), fake]])
+
+
+def _timed(post: Callable[[], Any], n: int, server: Server) -> tuple[list[float], float]:
+    """``n`` calls one after another: their latencies (ms) and the server's CPU seconds over them."""
+    cpu, latencies = server.cpu_seconds(), []
+    for _ in range(n):
+        started = time.perf_counter()
+        response = post()
+        latencies.append(1e3 * (time.perf_counter() - started))
+        if response.status_code != 200:
+            raise ServerError(f"{response.request.method} {response.request.url.path} answered "
+                              f"{response.status_code}: {response.text[:300]}")
+    return latencies, server.cpu_seconds() - cpu
+
+
+def _row(scenario: str, url: str, latencies: list[list[float]], cpu: list[float], baseline: str | None = None
+         ) -> Row:
+    samples = [Sample(rps=len(lat) / (sum(lat) / 1e3), p50_ms=statistics.median(lat),
+                      p99_ms=_p99(lat), errors=0, requests=len(lat), duration_s=sum(lat) / 1e3, server_cpu_s=c)
+               for lat, c in zip(latencies, cpu, strict=True)]
+    flat = [x for lat in latencies for x in lat]
+    total_s = sum(flat) / 1e3
+    return Row(suite=SUITE, scenario=scenario, url=url, rps=len(flat) / total_s, p50_ms=statistics.median(flat),
+               p99_ms=_p99(flat), errors=0, cpu_us_per_request=1e6 * sum(cpu) / len(flat),
+               server_cpu_percent=100 * sum(cpu) / total_s, samples=samples, baseline=baseline)
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+def _turn_rows(client: Any, server: Server, model: str, n: int, max_tokens: int, rounds: int) -> list[Row]:
+    args = {"max_tokens": max_tokens, "temperature": 0, "random_seed": 7}
+    chat_body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], **args}
+    conv_body = {"model": model, "inputs": PROMPT, "completion_args": args}
+    sides: dict[str, Callable[[], Any]] = {
+        "chat": lambda: client.post("/v1/chat/completions", json=chat_body),
+        "conversation": lambda: client.post("/v1/conversations", json=conv_body),
+    }
+    for post in sides.values():  # warm up: the model loaded, the connection open, the tables' pages cached
+        _timed(post, 2, server)
+    latencies: dict[str, list[list[float]]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    for round_no in range(rounds):
+        order = list(sides) if round_no % 2 == 0 else list(sides)[::-1]
+        for name in order:
+            lat, c = _timed(sides[name], n, server)
+            latencies[name].append(lat)
+            cpu[name].append(c)
+        _log(f"  {model} round {round_no + 1}/{rounds}: chat p50 {statistics.median(latencies['chat'][-1]):.1f} ms, "
+             f"conversation p50 {statistics.median(latencies['conversation'][-1]):.1f} ms")
+    engine = "fake engine" if model == FAKE_MODEL else f"real model ({model})"
+    base = _row(f"{engine}: POST /v1/chat/completions", "/v1/chat/completions", latencies["chat"], cpu["chat"])
+    row = _row(f"{engine}: POST /v1/conversations", "/v1/conversations", latencies["conversation"],
+               cpu["conversation"], baseline=base.scenario)
+    row.ratio = row.rps / base.rps if row.rps and base.rps else None
+    assert row.p50_ms is not None and base.p50_ms is not None
+    added = row.p50_ms - base.p50_ms
+    if model == FAKE_MODEL:
+        row.checks.append(Check("turn overhead at p50", f"<= {MAX_FAKE_OVERHEAD_MS:g} ms", f"{added:.2f} ms",
+                                added <= MAX_FAKE_OVERHEAD_MS))
+    else:
+        share = added / base.p50_ms
+        row.checks.append(Check("turn overhead at p50", f"<= {100 * MAX_REAL_OVERHEAD:g}% of the chat's wall time",
+                                f"{100 * share:.2f}% ({added:.1f} ms of {base.p50_ms:.0f} ms)",
+                                share <= MAX_REAL_OVERHEAD))
+    row.notes.append(f"info: {n} requests per side per round, max_tokens {max_tokens}, one at a time; store=true")
+    return [base, row]
+
+
+def _history_row(client: Any, server: Server, rounds: int) -> Row:
+    inputs = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}: a short line of history"}
+              for i in range(HISTORY_ENTRIES - 1)]  # + the model's answer = HISTORY_ENTRIES entries
+    started = client.post("/v1/conversations", json={"model": FAKE_MODEL, "inputs": inputs,
+                                                     "completion_args": {"max_tokens": 8}})
+    if started.status_code != 200:
+        raise ServerError(f"POST /v1/conversations answered {started.status_code}: {started.text[:300]}")
+    path = f"/v1/conversations/{started.json()['conversation_id']}/history"
+    entries = len(client.get(path).json()["entries"])
+    latencies, cpu = [], []
+    for _ in range(rounds):
+        lat, c = _timed(lambda: client.get(path), HISTORY_READS, server)
+        latencies.append(lat)
+        cpu.append(c)
+    row = _row(f"GET history of a {entries}-entry conversation", "/v1/conversations/{id}/history", latencies, cpu)
+    row.notes.append(f"info: {HISTORY_READS} reads per round, one at a time; p50 {row.p50_ms:.2f} ms, "
+                     f"p99 {row.p99_ms:.2f} ms")
+    return row
+
+
+def run(config: BenchConfig) -> list[Row]:
+    import httpx
+
+    gateway, env = _gateway_command(), _gateway_env()
+    env["MISTRAL_GATEWAY_MODELS"] = _models_env()
+    data_dir = config.workdir / "gateway-data"
+    token = _create_token(gateway, data_dir, env)
+    port = free_port()
+    rows: list[Row] = []
+    with launched("gateway", [gateway, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
+                              str(data_dir)], port=port, env=env, log_path=config.workdir / "gateway.log") as gw, \
+            httpx.Client(base_url=gw.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=600) as client:
+        if client.post("/v1/conversations", json={}).status_code == 501:
+            return [Row(suite=SUITE, scenario="POST /v1/conversations", url="/v1/conversations", rps=None,
+                        p50_ms=None, p99_ms=None, errors=0, cpu_us_per_request=None, server_cpu_percent=None,
+                        samples=[], notes=["info: POST /v1/conversations answered 501: no rows yet"])]
+        for model, n, max_tokens in CASES:
+            rows += _turn_rows(client, gw, model, n, max_tokens, config.rounds)
+        rows.append(_history_row(client, gw, config.rounds))
+    return rows
