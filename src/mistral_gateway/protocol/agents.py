@@ -184,3 +184,44 @@ class AgentsCompletionRequest(RequestModel):
     prompt_mode: Literal["reasoning"] | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
     prompt_cache_key: str | None = Field(None, max_length=1024)
+
+
+def agent_limits() -> dict[tuple[str, str, str], dict[str, Any]]:
+    """What the agents service enforces beyond the request models, for the OpenAPI documents."""
+    metadata = {"maxProperties": MAX_METADATA_KEYS, "x-description": (
+        f"At most {MAX_METADATA_KEYS} keys of 1..{MAX_METADATA_KEY} characters, {MAX_METADATA_BYTES} bytes as JSON "
+        "(422 otherwise).")}
+    model = {"x-description": (
+        "A chat model this server serves (GET /v1/models): unknown, a 400 MODEL_NOT_FOUND; one that cannot chat, a "
+        "400 UNSUPPORTED_MODEL_CAPABILITY.")}
+    tools = {"x-description": (
+        "`function` and `document_library` tools are stored; `web_search`, `web_search_premium`, "
+        "`code_interpreter`, `image_generation` and `connector` are refused with a 400 TOOL_NOT_AVAILABLE naming "
+        "the tool (this deployment does not run them).")}
+    handoffs = {"x-description": (
+        "Ids of agents of this workspace, each once, not the agent itself (400 HANDOFF_AGENT_NOT_FOUND or "
+        "INVALID_HANDOFF).")}
+    limits: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for op in ("agents_api_v1_agents_create", "agents_api_v1_agents_update"):
+        limits |= {(op, "body", "metadata"): metadata, (op, "body", "model"): model, (op, "body", "tools"): tools,
+                   (op, "body", "handoffs"): handoffs}
+    limits |= {
+        ("agents_api_v1_agents_create", "body", "name"): {"x-description": (
+            "A workspace holds at most `max_agents_per_workspace` agents (configuration, default 10000; deleted "
+            "ones do not count): one more is a 400 AGENT_LIMIT_REACHED.")},
+        ("agents_api_v1_agents_list", "query", "metadata"): {"maxProperties": MAX_METADATA_KEYS, "x-description": (
+            f"A JSON object (at most {MAX_METADATA_BYTES} characters, {MAX_METADATA_KEYS} pairs): agents whose "
+            "metadata holds every pair. Not a JSON object: 400 INVALID_METADATA_FILTER.")},
+        ("agents_api_v1_agents_get", "query", "agent_version"): {"x-description": (
+            "A version number of the agent; an unknown one, or an alias (not served here), is a 404 "
+            "AGENT_VERSION_NOT_FOUND.")},
+        ("agents_api_v1_agents_update_version", "query", "version"): {"x-description": (
+            'May be sent as a JSON body {"version": N} instead (the form in Mistral\'s documentation); neither is '
+            "a 422; a version the agent lacks, a 404 AGENT_VERSION_NOT_FOUND.")},
+        ("agents_completion_v1_agents_completions_post", "body", "agent_id"): {"x-description": (
+            "An agent of this workspace (404 AGENT_NOT_FOUND). Its instructions lead the messages as a system "
+            "message, its function tools come before the request's (a request tool of the same name replaces "
+            "the agent's), its completion_args apply under the request's non-null fields; an agent with a tool "
+            "that does not run here (e.g. document_library) is a 400 TOOL_NOT_AVAILABLE.")},
+    }
+    return limits

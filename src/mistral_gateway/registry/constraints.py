@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mistral_gateway.protocol.agents import agent_limits
 from mistral_gateway.protocol.audio import transcription_limits
 from mistral_gateway.protocol.classifiers import classifier_limits
 from mistral_gateway.protocol.common import SIGNED_URL_MAX_HOURS
@@ -62,6 +63,7 @@ SERVICE_LIMITS: dict[tuple[str, str, str], dict[str, Any]] = {
         "x-description": "Only the model's native dimension is served (384 for the bundled `mistral-embed` "
                          "stand-in); any other value is a 400 UNSUPPORTED_OUTPUT_DIMENSION.",
     },
+    **agent_limits(),
     **classifier_limits(),
     **ocr_limits(),
     **transcription_limits(),
@@ -146,6 +148,8 @@ def _tighten_query(spec_op: dict[str, Any], model: type[BaseModel], schemas: dic
     props, defs = model_schema.get("properties", {}), _Defs(model_schema.get("$defs", {}), schemas)
     for param in spec_op.get("parameters", []):
         if param.get("in") == "query" and param["name"] in props:
+            if "content" in param:  # a JSON-encoded parameter (?metadata={...}): its content describes the value
+                continue
             param["schema"] = _tighten(param.get("schema", {}), props[param["name"]], defs)
             if param["name"] in model_schema.get("required", []):
                 param["required"] = True
@@ -247,7 +251,7 @@ def _locate(spec_op: dict[str, Any], schemas: dict[str, Any], location: str,
     if location == "query":
         for param in spec_op.get("parameters", []):
             if param["in"] == "query" and param["name"] == name:
-                return param, "schema"
+                return (param["content"]["application/json"], "schema") if "content" in param else (param, "schema")
         return None, name
     for media in spec_op.get("requestBody", {}).get("content", {}).values():
         schema = media["schema"]
