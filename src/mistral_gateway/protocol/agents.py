@@ -62,10 +62,13 @@ def _bounded_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
+Threshold = Annotated[float, Field(ge=0, le=1)]
+Category = Annotated[str, Field(max_length=64)]
+
+
 class ModerationLLMConfig(RequestModel):
     model_name: str | None = Field(None, max_length=128)
-    custom_category_thresholds: dict[Annotated[str, Field(max_length=64)], float | None] | None = Field(
-        None, max_length=32)
+    custom_category_thresholds: dict[Category, Threshold] | None = Field(None, max_length=32)
     ignore_other_categories: StrictBool = False
     action: Literal["none", "block"] = "none"
 

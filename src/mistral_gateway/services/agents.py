@@ -186,14 +186,16 @@ def _version_body(request: AgentCreationRequest | AgentUpdateRequest, current: d
         if key in sent and not (key in ("model", "name") and dumped[key] is None):
             body[key] = dumped[key]
     body["tools"] = [_tool_json(t) for t in request.tools] if "tools" in sent else body["tools"] or []
+    if "guardrails" in sent and request.guardrails is not None:  # unset options left out (the spec has no nulls)
+        body["guardrails"] = [_tool_json(g) for g in request.guardrails]
     if "completion_args" in sent:  # the keys given, so a conversation sees what was set (AgentSnapshot)
         body["completion_args"] = request.completion_args.model_dump(mode="json", by_alias=True, exclude_unset=True)
     body["completion_args"] = body["completion_args"] or {}
     return body
 
 
-def _tool_json(tool: Any) -> dict[str, Any]:
-    return tool.model_dump(mode="json", by_alias=True, exclude_none=True)  # type: ignore[no-any-return]
+def _tool_json(item: Any) -> dict[str, Any]:
+    return item.model_dump(mode="json", by_alias=True, exclude_none=True)  # type: ignore[no-any-return]
 
 
 def _agent(record: AgentRecord, body: dict[str, Any], version: int, versions: list[int]) -> Agent:
