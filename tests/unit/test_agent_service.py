@@ -16,6 +16,7 @@ from mistral_gateway.engines.fake import FakeTextEngine
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.errors import GatewayError
 from mistral_gateway.protocol.agents import (
+    SDK_UNSET_JSON,
     AgentCreationRequest,
     AgentsCompletionRequest,
     AgentUpdateRequest,
@@ -185,9 +186,11 @@ def test_list_filters_and_a_malformed_metadata_filter(agents: AgentService, ws: 
 
     assert ids() == [a.id, b.id] and ids(page=1, page_size=1) == [b.id]
     assert ids(metadata='{"team": "x"}') == [a.id] and ids(metadata=" ") == [a.id, b.id]
+    # null, and what SDK 3.7.0 sends when the filter is left unset, filter nothing
+    assert ids(metadata="null") == ids(metadata=SDK_UNSET_JSON) == [a.id, b.id]
     assert ids(deployment_chat=True) == [b.id] and ids(search="ALP") == [a.id] and ids(name="beta") == [b.id]
     assert ids(sources=["playground"]) == [] and ids(id=b.id) == [b.id]
-    for bad in ("{", "[1]", '"x"', "null"):
+    for bad in ("{", "[1]", '"x"', "1"):
         refused(lambda bad=bad: ids(metadata=bad), 400, "INVALID_METADATA_FILTER")
 
 

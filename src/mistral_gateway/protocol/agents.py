@@ -23,6 +23,7 @@ __all__ = [
     "MAX_INSTRUCTIONS",
     "MAX_METADATA_BYTES",
     "MAX_METADATA_KEYS",
+    "SDK_UNSET_JSON",
     "Agent",
     "AgentCreationRequest",
     "AgentList",
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 AGENT_SOURCES = ("api", "playground", "agent_builder_v1")
+# What SDK 3.7.0 sends for a JSON-encoded query parameter left unset (?metadata="~?~unset~?~sentinel~?~", JSON
+# encoded): the agents and conversations lists must read it as "no filter", or every plain list call fails.
+SDK_UNSET_JSON = '"~?~unset~?~sentinel~?~"'
 MAX_AGENT_ID = 64  # ag_ + 32 hex is 35
 MAX_NAME = 512
 MAX_INSTRUCTIONS = 100_000  # characters: instructions lead every prompt the agent runs
@@ -214,7 +218,8 @@ def agent_limits() -> dict[tuple[str, str, str], dict[str, Any]]:
             "ones do not count): one more is a 400 AGENT_LIMIT_REACHED.")},
         ("agents_api_v1_agents_list", "query", "metadata"): {"maxProperties": MAX_METADATA_KEYS, "x-description": (
             f"A JSON object (at most {MAX_METADATA_BYTES} characters, {MAX_METADATA_KEYS} pairs): agents whose "
-            "metadata holds every pair. Not a JSON object: 400 INVALID_METADATA_FILTER.")},
+            "metadata holds every pair; `null` (and the SDK's unset marker) filter nothing. Anything else that is not "
+            "a JSON object: 400 INVALID_METADATA_FILTER.")},
         ("agents_api_v1_agents_get", "query", "agent_version"): {"x-description": (
             "A version number of the agent; an unknown one, or an alias (not served here), is a 404 "
             "AGENT_VERSION_NOT_FOUND.")},

@@ -18,6 +18,7 @@ from mistral_gateway.errors import BadRequest, NotFound
 from mistral_gateway.protocol.agent_common import AgentTool, CompletionArgs, refuse_unavailable_tools
 from mistral_gateway.protocol.agents import (
     MAX_METADATA_KEYS,
+    SDK_UNSET_JSON,
     Agent,
     AgentCreationRequest,
     AgentList,
@@ -219,7 +220,7 @@ def _version_number(version: int | str) -> int | None:
 
 
 def _metadata_filter(raw: str | None) -> dict[str, Any] | None:
-    if raw is None or not raw.strip():
+    if raw is None or raw.strip() in ("", "null", SDK_UNSET_JSON):
         return None
     try:
         data = orjson.loads(raw)
