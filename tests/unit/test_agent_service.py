@@ -29,22 +29,11 @@ from mistral_gateway.services.chat import ChatService
 from mistral_gateway.services.models import ModelCatalog
 from mistral_gateway.storage.agents import AgentRepository
 from mistral_gateway.storage.db import Database
-from mistral_gateway.storage.tokens import TokenRepository
 
 ENTRIES = [ModelEntry(id="chat", aliases=["mistral-small-latest"], engine="fake",
                       capabilities=["completion_chat", "function_calling"]),
            ModelEntry(id="embed", engine="fake", capabilities=[])]
 TOOL = {"type": "function", "function": {"name": "lookup", "description": "find", "parameters": {"type": "object"}}}
-
-
-@pytest.fixture
-def ws(db: Database) -> str:
-    return TokenRepository(db).ensure_workspace("ws-a", now=1).id
-
-
-@pytest.fixture
-def other_ws(db: Database) -> str:
-    return TokenRepository(db).ensure_workspace("ws-b", now=1).id
 
 
 @pytest.fixture

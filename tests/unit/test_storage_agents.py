@@ -9,22 +9,11 @@ import pytest
 from mistral_gateway.services.agent_snapshot import new_id
 from mistral_gateway.storage.agents import AgentFilter, AgentRecord, AgentRepository
 from mistral_gateway.storage.db import Database
-from mistral_gateway.storage.tokens import TokenRepository
 
 
 @pytest.fixture
 def repo(db: Database) -> AgentRepository:
     return AgentRepository(db)
-
-
-@pytest.fixture
-def ws(db: Database) -> str:
-    return TokenRepository(db).ensure_workspace("ws-a", now=1).id
-
-
-@pytest.fixture
-def other_ws(db: Database) -> str:
-    return TokenRepository(db).ensure_workspace("ws-b", now=1).id
 
 
 def add(repo: AgentRepository, workspace_id: str, name: str = "a", *, created_at: int = 100, source: str = "api",
