@@ -100,6 +100,8 @@ def test_handoffs(agents: AgentService, ws: str, other_ws: str) -> None:
     refused(lambda: update(agents, ws, out.id, handoffs=[target.id, target.id]), 400, "INVALID_HANDOFF")
     agents.delete(ws, target.id)
     refused(lambda: update(agents, ws, out.id, handoffs=[target.id]), 400, "HANDOFF_AGENT_NOT_FOUND")
+    renamed = update(agents, ws, out.id, name="renamed")  # a carried-over handoff is not checked again
+    assert renamed.handoffs == [target.id] and renamed.version == 1
     assert update(agents, ws, out.id, handoffs=None).handoffs is None
 
 

@@ -53,7 +53,7 @@ class AgentService:
         if self.repo.count(workspace_id) >= self.max_agents:
             raise BadRequest(f"this workspace already has {self.max_agents} agents, the most it may hold; delete "
                              "some first", code="AGENT_LIMIT_REACHED")
-        body = self._checked(workspace_id, None, _version_body(request, {}))
+        body = self._checked(workspace_id, None, _version_body(request, {}), request.model_fields_set)
         now = self.clock()
         record = AgentRecord(id=new_id("ag"), workspace_id=workspace_id, name=body["name"], source="api",
                              deployment_chat=False, metadata=body["metadata"], version=0, latest_version=0,
@@ -80,7 +80,7 @@ class AgentService:
     def update(self, workspace_id: str, agent_id: str, request: AgentUpdateRequest) -> Agent:
         record = self._record(workspace_id, agent_id)
         current = self._body(record, record.version)
-        body = self._checked(workspace_id, agent_id, _version_body(request, current))
+        body = self._checked(workspace_id, agent_id, _version_body(request, current), request.model_fields_set)
         deployment_chat = record.deployment_chat if request.deployment_chat is None else request.deployment_chat
         updated = self.repo.add_version(workspace_id, agent_id, body, name=body["name"], metadata=body["metadata"],
                                         deployment_chat=deployment_chat, now=self.clock())
@@ -156,15 +156,19 @@ class AgentService:
     def _render(self, record: AgentRecord, version: int, body: dict[str, Any] | None = None) -> Agent:
         return _agent(record, body or self._body(record, version), version, self.repo.versions(record.id))
 
-    def _checked(self, workspace_id: str, agent_id: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    def _checked(self, workspace_id: str, agent_id: str | None, body: dict[str, Any],
+                 sent: set[str]) -> dict[str, Any]:
         """400s for a model that cannot chat, a tool nothing here runs, a handoff to an agent not in the
-        workspace (or to the agent itself)."""
-        try:
-            resolve_text_model(self.catalog, body["model"], "completion_chat")
-        except NotFound as err:  # a field of the body, not the addressed resource: 400 (chat's message and code)
-            raise BadRequest(err.message, code=err.code, param="model") from None
-        refuse_unavailable_tools(_TOOLS.validate_python(body["tools"]), libraries=True)
-        handoffs = body["handoffs"] or ()
+        workspace (or to the agent itself). Only the fields ``sent`` are checked: a version's carried-over
+        fields stay as they were accepted (renaming an agent whose handoff target was deleted still works)."""
+        if "model" in sent:
+            try:
+                resolve_text_model(self.catalog, body["model"], "completion_chat")
+            except NotFound as err:  # a field of the body, not the addressed resource: 400 (chat's message, code)
+                raise BadRequest(err.message, code=err.code, param="model") from None
+        if "tools" in sent:
+            refuse_unavailable_tools(_TOOLS.validate_python(body["tools"]), libraries=True)
+        handoffs = body["handoffs"] if "handoffs" in sent and body["handoffs"] else ()
         if len(set(handoffs)) != len(handoffs):
             raise BadRequest("handoffs names an agent twice", code="INVALID_HANDOFF", param="handoffs")
         for target in handoffs:
