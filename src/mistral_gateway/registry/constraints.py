@@ -78,6 +78,9 @@ RESPONSE_FIELDS: dict[tuple[str, str], tuple[type[BaseModel], str, str]] = {
     ("EmbeddingResponseData", "embedding"): (
         EmbeddingData, "embedding", "Numbers for `output_dtype` float, integers for the integer dtypes, a base64 "
         "string with `encoding_format: base64`."),
+    ("CompletionArgs", "reasoning_effort"): (
+        CompletionArgs, "reasoning_effort", "Reasoning models only: how much of max_tokens the thinking may use "
+        "(SDK 3.7.0's values; Mistral's spec lists `high` and `none`); stored and echoed as given."),
 }
 
 
