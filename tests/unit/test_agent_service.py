@@ -129,7 +129,7 @@ def test_updates_make_versions(agents: AgentService, ws: str) -> None:
     three = update(agents, ws, agent.id, description="d")
     assert (three.version, three.instructions) == (3, "v0")  # from the active version (0), numbered latest + 1
     assert agents.get(ws, agent.id, 1).name == "renamed" and agents.get(ws, agent.id, "2").instructions is None
-    for version in (9, "9", "prod", "-1", "1.0"):
+    for version in (9, "9", "prod", "-1", "1.0", 10**30, "9999999999"):
         refused(lambda version=version: agents.get(ws, agent.id, version), 404, "AGENT_VERSION_NOT_FOUND")
     refused(lambda: agents.update_version(ws, agent.id, 9), 404, "AGENT_VERSION_NOT_FOUND", "9")
 
@@ -161,6 +161,8 @@ def test_snapshot_is_the_conversations_lookup(agents: AgentService, ws: str) -> 
     assert lookup.snapshot(ws, agent.id, "0").version == 0
     refused(lambda: lookup.snapshot(ws, agent.id, 5), 400, "AGENT_VERSION_NOT_FOUND")
     refused(lambda: lookup.snapshot(ws, agent.id, "latest"), 400, "AGENT_VERSION_NOT_FOUND")
+    for huge in (2**31, 10**30, -1, "99999999999"):  # never reaches the database's integer column
+        refused(lambda huge=huge: lookup.snapshot(ws, agent.id, huge), 400, "AGENT_VERSION_NOT_FOUND")
     agents.delete(ws, agent.id)
     refused(lambda: lookup.snapshot(ws, agent.id), 404, "AGENT_NOT_FOUND")
     kept = lookup.snapshot(ws, agent.id, 0, include_deleted=True)  # a conversation that ran it keeps running

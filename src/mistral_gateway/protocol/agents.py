@@ -23,6 +23,7 @@ __all__ = [
     "MAX_INSTRUCTIONS",
     "MAX_METADATA_BYTES",
     "MAX_METADATA_KEYS",
+    "MAX_VERSION",
     "SDK_UNSET_JSON",
     "Agent",
     "AgentCreationRequest",

@@ -18,6 +18,7 @@ from mistral_gateway.errors import BadRequest, NotFound
 from mistral_gateway.protocol.agent_common import AgentTool, CompletionArgs, refuse_unavailable_tools
 from mistral_gateway.protocol.agents import (
     MAX_METADATA_KEYS,
+    MAX_VERSION,
     SDK_UNSET_JSON,
     Agent,
     AgentCreationRequest,
@@ -217,10 +218,13 @@ def _agent(record: AgentRecord, body: dict[str, Any], version: int, versions: li
 
 
 def _version_number(version: int | str) -> int | None:
-    if isinstance(version, int):
-        return version
-    text = version.strip()
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else None
+    """A version number, or None for anything that cannot be one (an alias, out of the column's range)."""
+    if isinstance(version, str):
+        text = version.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 10):
+            return None
+        version = int(text)
+    return version if 0 <= version <= MAX_VERSION else None
 
 
 def _metadata_filter(raw: str | None) -> dict[str, Any] | None:
