@@ -48,6 +48,11 @@ def test_add_get_and_versions(repo: AgentRepository, ws: str) -> None:
     three = repo.add_version(ws, rec.id, {"model": "m", "name": "d"}, name="d", metadata=None, deployment_chat=False,
                              now=500)
     assert three is not None and three.version == 3  # latest + 1, not active + 1
+    other = add(repo, ws, "other")
+    assert repo.versions_of([rec.id, other.id, "ag_none"]) == {rec.id: [0, 1, 2, 3], other.id: [0]}
+    bodies = repo.active_bodies([three, other])
+    assert bodies == {rec.id: {"model": "m", "name": "d"}, other.id: {"model": "m", "name": "other", "metadata": None}}
+    assert repo.active_bodies([]) == {}
 
 
 def test_concurrent_updates_get_distinct_versions(repo: AgentRepository, ws: str) -> None:

@@ -66,7 +66,9 @@ class AgentService:
         flt = AgentFilter(deployment_chat=query.deployment_chat, sources=tuple(query.sources or ()), name=query.name,
                           search=query.search, id=query.id, metadata=_metadata_filter(query.metadata))
         records = self.repo.list(workspace_id, flt, offset=query.page * query.page_size, limit=query.page_size)
-        return AgentList([self._render(r, r.version) for r in records])
+        ids = [r.id for r in records]
+        bodies, versions = self.repo.active_bodies(records), self.repo.versions_of(ids)
+        return AgentList([_agent(r, bodies[r.id], r.version, versions[r.id]) for r in records])
 
     def get(self, workspace_id: str, agent_id: str, version: int | str | None = None) -> Agent:
         record = self._record(workspace_id, agent_id)

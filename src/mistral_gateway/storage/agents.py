@@ -72,9 +72,28 @@ class AgentRepository:
                                                                AgentVersionRow.version == version))
 
     def versions(self, agent_id: str) -> list[int]:
+        return self.versions_of([agent_id]).get(agent_id, [])
+
+    def versions_of(self, agent_ids: list[str]) -> dict[str, list[int]]:
+        """Each agent's version numbers, ascending (one query for a list page)."""
+        found: dict[str, list[int]] = {}
         with self._db.session() as s:
-            return list(s.scalars(select(AgentVersionRow.version).where(AgentVersionRow.agent_id == agent_id)
-                                  .order_by(AgentVersionRow.version)))
+            for agent_id, version in s.execute(
+                    select(AgentVersionRow.agent_id, AgentVersionRow.version)
+                    .where(AgentVersionRow.agent_id.in_(agent_ids))
+                    .order_by(AgentVersionRow.agent_id, AgentVersionRow.version)):
+                found.setdefault(agent_id, []).append(version)
+        return found
+
+    def active_bodies(self, records: list[AgentRecord]) -> dict[str, dict[str, Any]]:
+        """Each record's active version's fields, by agent id (one query for a list page)."""
+        if not records:
+            return {}
+        wanted = {r.id: r.version for r in records}
+        with self._db.session() as s:
+            rows = s.execute(select(AgentVersionRow.agent_id, AgentVersionRow.version, AgentVersionRow.body)
+                             .where(AgentVersionRow.agent_id.in_(list(wanted))))
+            return {agent_id: body for agent_id, version, body in rows if wanted[agent_id] == version}
 
     def count(self, workspace_id: str) -> int:
         """Agents not deleted."""
