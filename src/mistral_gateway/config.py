@@ -355,6 +355,8 @@ class Settings(BaseSettings):
     # Chat with a speech model (voxtral ids) is a cascade: input_audio parts are transcribed by the speech model,
     # then this model (any catalog name or Mistral id) answers
     audio_chat_model: str = Field("mistral-small-latest", min_length=1, max_length=256)
+    # Agents (README "Agents"): creating one more than this per workspace is a 400 (deleted ones do not count)
+    max_agents_per_workspace: int = Field(10_000, ge=1, le=10_000_000)
     # Durable jobs (README "Jobs"): `serve` runs these workers in-process unless run_embedded_worker is off;
     # `mistral-gateway worker` runs them alone. A job's lease lapses job_lease_seconds after its worker's last
     # heartbeat; then another worker resumes it from its checkpoint (or it fails after job_max_attempts).

@@ -336,7 +336,72 @@ def _cancel_batch_job(api: Api, dialect: str) -> None:
     assert body["status"] == "CANCELLED"
 
 
+AGENT = {"model": "mistral-small-latest", "name": "contract", "instructions": "Be brief.", "description": "d",
+         "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+         "completion_args": {"temperature": 0.3}, "metadata": {"team": "a"}, "version_message": "first"}
+
+
+def _agent(api: Api, dialect: str, **fields: Any) -> dict[str, Any]:
+    return check("create_agent", dialect, api.call("create_agent", dialect, json={**AGENT, **fields}))  # type: ignore[no-any-return]
+
+
+def _create_agent(api: Api, dialect: str) -> None:
+    target = _agent(api, dialect)
+    out = _agent(api, dialect, handoffs=[target["id"]], guardrails=[{"moderation_llm_v2": {"action": "block"}}])
+    assert out["id"].startswith("ag_") and (out["version"], out["versions"]) == (0, [0])
+
+
+def _list_agents(api: Api, dialect: str) -> None:
+    ids = [_agent(api, dialect)["id"] for _ in range(3)]
+    body = check("list_agents", dialect, api.call("list_agents", dialect, params={"page_size": 2, "page": 1}))
+    assert [a["id"] for a in body] == ids[2:]
+
+
+def _get_agent(api: Api, dialect: str) -> None:
+    agent_id = _agent(api, dialect)["id"]
+    for params in ({}, {"agent_version": 0}):
+        body = check("get_agent", dialect, api.call("get_agent", dialect, {"agent_id": agent_id}, params=params))
+        assert body["id"] == agent_id and body["completion_args"]["temperature"] == 0.3
+
+
+def _update_agent(api: Api, dialect: str) -> None:
+    agent_id = _agent(api, dialect)["id"]
+    body = check("update_agent", dialect, api.call("update_agent", dialect, {"agent_id": agent_id},
+                                                   json={"name": "renamed", "deployment_chat": True}))
+    assert (body["name"], body["version"], body["versions"], body["deployment_chat"]) == ("renamed", 1, [0, 1], True)
+
+
+def _update_agent_version(api: Api, dialect: str) -> None:
+    agent_id = _agent(api, dialect)["id"]
+    api.call("update_agent", dialect, {"agent_id": agent_id}, json={"name": "v1"})
+    body = check("update_agent_version", dialect, api.call("update_agent_version", dialect, {"agent_id": agent_id},
+                                                           params={"version": 0}))
+    assert (body["name"], body["version"], body["versions"]) == ("contract", 0, [0, 1])
+
+
+def _delete_agent(api: Api, dialect: str) -> None:
+    agent_id = _agent(api, dialect)["id"]
+    r = api.call("delete_agent", dialect, {"agent_id": agent_id})
+    assert r.status_code == 204 and r.content == b""
+    assert api.call("get_agent", dialect, {"agent_id": agent_id}).status_code == 404
+
+
+def _agent_completion(api: Api, dialect: str) -> None:
+    agent_id = _agent(api, dialect)["id"]
+    body = {"agent_id": agent_id, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    out = check("create_agent_completion", dialect, api.call("create_agent_completion", dialect, json=body))
+    assert out["choices"][0]["message"]["role"] == "assistant" and out["model"] == "mistral-small-latest"
+    _check_stream(api.call("create_agent_completion", dialect, json={**body, "stream": True}))
+
+
 PRODUCERS: dict[str, Callable[[Api, str], None]] = {
+    "create_agent": _create_agent,
+    "list_agents": _list_agents,
+    "get_agent": _get_agent,
+    "update_agent": _update_agent,
+    "update_agent_version": _update_agent_version,
+    "delete_agent": _delete_agent,
+    "create_agent_completion": _agent_completion,
     "create_batch_job": _create_batch_job,
     "get_batch_job": _get_batch_job,
     "get_batch_jobs": _get_batch_jobs,

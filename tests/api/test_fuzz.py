@@ -40,12 +40,13 @@ CHAT_IDS = ("ministral-3b-latest", "mistral-small-latest", "codestral-latest")  
 EMBED_IDS = ("mistral-embed",)
 # Operations whose fuzzing must include successes (the service reached, not only validation and 404s).
 REACHED = ("GET /v1/files", "POST /v1/files", "GET /v1/files/{file_id}", "GET /v1/files/{file_id}/content",
-           "GET /v1/files/{file_id}/url", "GET /v1/models", "GET /v1/models/{model_id}")
+           "GET /v1/files/{file_id}/url", "GET /v1/models", "GET /v1/models/{model_id}", "POST /v1/agents",
+           "GET /v1/agents", "GET /v1/agents/{agent_id}")
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
 ENGINE_OPERATIONS = ("/v1/chat/completions", "/v1/fim/completions", "/v1/embeddings", "/v1/moderations",
                      "/v1/chat/moderations", "/v1/classifications", "/v1/chat/classifications", "/v1/ocr",
-                     "/v1/audio/transcriptions")
+                     "/v1/audio/transcriptions", "/v1/agents/completions")
 # Whisper base spends 20-30 s on a generated second of tone (no speech: every temperature of its fallback is tried),
 # so its operation is fuzzed on the fake engine only; tests/e2e/test_transcription_sdk.py runs it on real speech.
 REAL_OPERATIONS = tuple(o for o in ENGINE_OPERATIONS if o != "/v1/audio/transcriptions")
@@ -79,6 +80,7 @@ class Stack:
     base_url: str
     token: str
     file_ids: tuple[str, ...]  # files uploaded beforehand, so file-id paths reach the service, not only its 404
+    agent_ids: tuple[str, ...] = ()  # likewise for agent ids (paths, and agents completions' agent_id)
 
 
 def _stack(data_dir: Path, weights: Path, engine: str) -> Iterator[Stack]:
@@ -95,7 +97,9 @@ def _stack(data_dir: Path, weights: Path, engine: str) -> Iterator[Stack]:
             httpx.post(f"{server.base_url}/v1/files", headers=auth, files={"file": (name, data)},
                        data={"purpose": purpose}).raise_for_status().json()["id"]
             for name, data, purpose in uploads)
-        yield Stack(server.base_url, token, file_ids)
+        agent = httpx.post(f"{server.base_url}/v1/agents", headers=auth, json={
+            "model": CHAT_IDS[0], "name": "fuzz", "instructions": "Be brief."}).raise_for_status().json()
+        yield Stack(server.base_url, token, file_ids, (agent["id"],))
     finally:
         server.stop()
         services.close()
@@ -155,8 +159,9 @@ def fuzz(stack: Stack, dialect: str, label: str, settings: hypothesis.settings) 
         @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
         def run(case: Any) -> None:
             turn = sum(statuses.values())
-            case.body = steer(case.body, case.path, turn)
-            case.path_parameters = steer_path(case.path_parameters, case.method, stack.file_ids, turn)
+            case.body = steer(case.body, case.path, turn, stack.agent_ids)
+            case.path_parameters = steer_path(case.path_parameters, case.method, stack.file_ids, turn,
+                                              stack.agent_ids)
             response = case.call(timeout=60, **auth)
             status = response.status_code
             statuses[status] += 1
@@ -168,7 +173,7 @@ def fuzz(stack: Stack, dialect: str, label: str, settings: hypothesis.settings) 
     return statuses
 
 
-def steer(body: Any, path: str, turn: int) -> Any:
+def steer(body: Any, path: str, turn: int, agent_ids: tuple[str, ...] = ()) -> Any:
     """Small completions on served models, whatever was generated. By the case's turn (so runs repeat, and every run
     reaches the engines whatever the schema generates): three generated model names in four become a served id;
     half the chats end with a user message, as Mistral requires, and one in four is a plain one-message chat."""
@@ -181,7 +186,9 @@ def steer(body: Any, path: str, turn: int) -> Any:
             else CHAT_IDS
         if turn % 4 != 3:
             body["model"] = ids[turn % len(ids)]
-    if path.endswith("/chat/completions") and isinstance(body.get("messages"), list):
+    if path.endswith("/agents/completions") and agent_ids and turn % 4 != 3:
+        body["agent_id"] = agent_ids[turn % len(agent_ids)]
+    if path.endswith(("/chat/completions", "/agents/completions")) and isinstance(body.get("messages"), list):
         if turn % 4 == 2:
             body["messages"] = [{"role": "user", "content": "Say hi."}]
         elif turn % 4 == 1:
@@ -198,7 +205,7 @@ def steer(body: Any, path: str, turn: int) -> Any:
     if path.endswith("/audio/transcriptions") and turn % 4 != 3:  # real audio, the one source, no diarization
         body = {k: v for k, v in body.items() if k not in ("file_url", "file_id", "speaker_references")}
         body.update(file=SPEECH, diarize=False)
-    if path.endswith(("/chat/completions", "/fim/completions")):
+    if path.endswith(("/chat/completions", "/fim/completions", "/agents/completions")):
         body["max_tokens"] = min(_int(body.get("max_tokens"), MAX_TOKENS), MAX_TOKENS)
         if isinstance(body.get("min_tokens"), int) and body["min_tokens"] > body["max_tokens"]:
             body["min_tokens"] = body["max_tokens"]
@@ -207,14 +214,14 @@ def steer(body: Any, path: str, turn: int) -> Any:
     return body
 
 
-def steer_path(params: dict[str, Any] | None, method: str, file_ids: tuple[str, ...],
-               turn: int) -> dict[str, Any] | None:
-    """Most generated file and model ids become existing ones (never for DELETE, which would remove them)."""
+def steer_path(params: dict[str, Any] | None, method: str, file_ids: tuple[str, ...], turn: int,
+               agent_ids: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """Most generated file, model and agent ids become existing ones (never for DELETE, which would remove them)."""
     if not params or method == "DELETE":
         return params
     params = dict(params)
-    for name, ids in (("file_id", file_ids), ("model_id", CHAT_IDS + EMBED_IDS)):
-        if name in params and turn % 4 != 3:
+    for name, ids in (("file_id", file_ids), ("model_id", CHAT_IDS + EMBED_IDS), ("agent_id", agent_ids)):
+        if name in params and ids and turn % 4 != 3:
             params[name] = ids[turn % len(ids)]
     return params
 

@@ -22,6 +22,7 @@ from mistral_gateway.client import (
     ValidationError,
 )
 from mistral_gateway.config import ModelEntry, Settings
+from mistral_gateway.protocol.agents import Agent, AgentList
 from mistral_gateway.protocol.chat import ChatCompletionResponse, CompletionChunk
 from mistral_gateway.protocol.embeddings import EmbeddingResponse
 from mistral_gateway.protocol.files import ListFilesOut, RetrieveFileOut, UploadFileOut
@@ -207,3 +208,20 @@ def test_async_client(live_server: LiveServer, token: str, old_only: tuple[str, 
     assert out["reply"] and out["streamed"]
     assert out["content"] == b"abc" and out["models"] >= 2 and out["card"] == "fake-chat"
     assert out["format"] == "old"
+
+
+def test_agents(client: Client) -> None:
+    agent = client.agents.create(model="mistral-small-latest", name="client", instructions="Be brief.")
+    assert isinstance(agent, Agent) and agent.id.startswith("ag_") and agent.version == 0
+    assert client.agents.update(agent.id, name="renamed").versions == [0, 1]
+    assert client.agents.update_version(agent.id, version=0).name == "client"  # the query parameter
+    listed = client.agents.list(search="client")
+    assert isinstance(listed, AgentList) and [a.id for a in listed.root] == [agent.id]
+    assert client.agents.get(agent.id, agent_version=1).name == "renamed"
+    reply = client.agents.complete(agent_id=agent.id, messages=MESSAGES, max_tokens=3)
+    assert isinstance(reply, ChatCompletionResponse) and reply.usage.completion_tokens <= 3
+    chunks = list(client.agents.stream(agent_id=agent.id, messages=MESSAGES, max_tokens=3))
+    assert all(isinstance(c, CompletionChunk) for c in chunks) and chunks[-1].usage is not None
+    assert client.agents.delete(agent.id) is None
+    with pytest.raises(NotFoundError):
+        client.agents.get(agent.id)

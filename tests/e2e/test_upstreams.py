@@ -273,7 +273,7 @@ def test_passthrough_workspace_forwards_every_operation(pair: Pair, tmp_path: Pa
     r = httpx.get(f"{pair.url}/mistralai/v1/files/{file_id}", params={"api_token": pair.cloud_token})
     assert r.status_code == 404 and r.json()["data"]["error"]["message"]
     # an operation this build does not implement: the upstream's own answer (here its 501), status kept
-    r = httpx.get(pair.url + "/v1/agents", headers=auth)
+    r = httpx.get(pair.url + "/v1/libraries", headers=auth)
     assert r.status_code == 501 and "not implemented" in r.json()["message"]
     # the other workspace is not passed through: its routed model still works, its files stay local
     r = httpx.get(pair.url + "/v1/files", headers={"Authorization": f"Bearer {pair.token}"})

@@ -12,6 +12,7 @@ from starlette.types import Message
 
 from db_backends import migrated_database
 from mistral_gateway.storage.db import Database
+from mistral_gateway.storage.tokens import TokenRepository
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +30,17 @@ def db(database_backend: str, request: pytest.FixtureRequest, tmp_path: Path) ->
     """A real database migrated to the newest schema: SQLite in a temporary directory, then PostgreSQL."""
     with migrated_database(database_backend, request, tmp_path) as database:
         yield database
+
+
+@pytest.fixture
+def ws(db: Database) -> str:
+    """A workspace's id in ``db`` (rows of workspace-scoped tables need one)."""
+    return TokenRepository(db).ensure_workspace("ws-a", now=1).id
+
+
+@pytest.fixture
+def other_ws(db: Database) -> str:
+    return TokenRepository(db).ensure_workspace("ws-b", now=1).id
 
 
 RequestFactory = Callable[..., Request]

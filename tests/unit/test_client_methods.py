@@ -185,9 +185,9 @@ def test_unbuilt_operations_return_plain_data_and_204_returns_none(tmp_path: Pat
         return httpx.Response(200, json={"data": {"object": "list", "data": [{"id": "agent"}]}})
 
     client, rec = make(tmp_path, respond)
-    assert client.agents.list(page=1) == {"object": "list", "data": [{"id": "agent"}]}
+    assert client.libraries.list_documents("lib1", page=1) == {"object": "list", "data": [{"id": "agent"}]}
     assert rec.requests[0].url.params["page"] == "1"
-    assert client.agents.delete("ag1") is None
+    assert client.libraries.delete_document("lib1", "doc1") is None
     client.libraries.update("lib1", name="renamed")
     assert (rec.requests[-1].method, rec.requests[-1].url.path, rec.json()) == (
         "PUT", "/mistralai/v1/libraries/lib1", {"name": "renamed"})

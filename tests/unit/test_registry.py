@@ -266,8 +266,8 @@ def test_every_handler_binds_an_implemented_row(registry: Registry) -> None:
         bind(changed("upload_file", implemented=False))
     with pytest.raises(ValueError, match=r"multipart rows \['create_library_document'\] need a handler"):
         bind(changed("create_library_document", implemented=True))
-    with pytest.raises(ValueError, match=r"rows \['create_agent'\] have no application-layer operation"):
-        bind(changed("create_agent", implemented=True), APP_OPERATIONS)
+    with pytest.raises(ValueError, match=r"rows \['create_library'\] have no application-layer operation"):
+        bind(changed("create_library", implemented=True), APP_OPERATIONS)
 
 
 def test_per_operation_facts_live_in_the_rows(registry: Registry) -> None:
@@ -282,7 +282,8 @@ def test_per_operation_facts_live_in_the_rows(registry: Registry) -> None:
     assert [op.id for op in registry if op.response_kind == "binary"] == ["download_file"]
     assert {op.id for op in registry if op.response_kind == "empty"} == {op.id for op in registry if op.status == 204}
     assert {op.id for op in registry if op.chunk is not None} == {"create_chat_completions", "create_fim_completions",
-                                                                  "create_streaming_transcription"}
+                                                                  "create_streaming_transcription",
+                                                                  "create_agent_completion"}
     fim = registry.get("create_fim_completions")
     assert (fim.upstream, fim.path, fim.openai_path) == ("fim", "/v1/fim/completions", "/v1/completions")
     assert registry.get("get_library_document").path_param_names == ("library_id", "document_id")

@@ -11,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.files import FileFilter, FileRepository
 from mistral_gateway.storage.records import FileRecord
-from mistral_gateway.storage.tokens import TokenRepository
 
 NOW = 1_000_000
 
@@ -19,16 +18,6 @@ NOW = 1_000_000
 @pytest.fixture
 def repo(db: Database) -> FileRepository:
     return FileRepository(db)
-
-
-@pytest.fixture
-def ws(db: Database) -> str:
-    return TokenRepository(db).ensure_workspace("ws-a", now=1).id
-
-
-@pytest.fixture
-def other_ws(db: Database) -> str:
-    return TokenRepository(db).ensure_workspace("ws-b", now=1).id
 
 
 def record(workspace_id: str, filename: str = "data.jsonl", *, created_at: int = NOW - 100, **kw: object) -> FileRecord:

@@ -8,13 +8,19 @@ whether the caller is an HTTP request or a job.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from anyio.to_thread import run_sync
+
+from mistral_gateway.app.agents import AGENTS, agents_of
 from mistral_gateway.app.context import Context, Guard, Work
 from mistral_gateway.app.metering import meter_completion, meter_json_usage
 from mistral_gateway.app.resources import RESOURCES
 from mistral_gateway.app.results import RawEvents, RawJSON, StreamResult
+from mistral_gateway.app.validation import validate_body
+from mistral_gateway.protocol.agents import AgentsCompletionRequest
 from mistral_gateway.protocol.audio import TranscriptionEvent, TranscriptionRequest, TranscriptionResponse
 from mistral_gateway.protocol.chat import (
     ChatCompletionRequest,
@@ -40,6 +46,16 @@ async def chat_completion(ctx: Context, request: ChatCompletionRequest) -> Compl
 
 async def fim_completion(ctx: Context, request: FIMCompletionRequest) -> Completion:
     return await _completion(ctx, request, ctx.services.fim, "completion_fim")
+
+
+async def agent_completion(ctx: Context, request: AgentsCompletionRequest) -> Completion:
+    """The chat completion the agent amounts to (``AgentService.completion_body``), run as chat's row runs it: routed
+    to the agent's model, locally or upstream (the chat body is what an upstream gets), on this call's meter."""
+    body = await run_sync(agents_of(ctx).completion_body, ctx.workspace_id, request)
+    chat = validate_body(ChatCompletionRequest, body)
+    chat_ctx = dataclasses.replace(ctx, op=ctx.services.registry.get("create_chat_completions"), raw=body,
+                                   request=chat)
+    return await chat_completion(chat_ctx, chat)
 
 
 async def _completion(ctx: Context, request: Any, service: Any, capability: str) -> Any:
@@ -148,5 +164,7 @@ OPERATIONS: dict[str, Work] = {
     "ocr": ocr,
     "create_transcription": transcription,
     "create_streaming_transcription": streaming_transcription,
+    "create_agent_completion": agent_completion,
     **RESOURCES,
+    **AGENTS,
 }

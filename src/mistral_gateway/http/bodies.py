@@ -14,7 +14,8 @@ from starlette.requests import Request
 from mistral_gateway.app.validation import validate_body, validation_detail
 from mistral_gateway.errors import BadRequest, PayloadTooLarge, ValidationFailed
 
-__all__ = ["parse_query", "read_body", "read_json", "read_json_object", "validate_body", "validation_detail"]
+__all__ = ["json_object", "parse_query", "read_body", "read_json", "read_json_object", "validate_body",
+           "validation_detail"]
 
 M = typing.TypeVar("M", bound=BaseModel)
 
@@ -48,7 +49,11 @@ async def read_json(request: Request, model: type[M], limit: int) -> M:
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     """The body as a JSON object, unvalidated (what upstreams receive, unknown fields included)."""
-    body = await read_body(request, limit)
+    return json_object(await read_body(request, limit))
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A body already read, as a JSON object (400 if empty, malformed or not an object)."""
     if not body.strip():
         raise BadRequest("request body is empty; a JSON object is required", code="EMPTY_BODY")
     try:

@@ -10,6 +10,7 @@ import copy
 from typing import Any
 
 from mistral_gateway import __version__
+from mistral_gateway.protocol.chat import CompletionChunk
 from mistral_gateway.registry import Operation, Param, Registry
 
 __all__ = ["build_definition", "build_openapi"]
@@ -118,6 +119,10 @@ def _operation_doc(registry: Registry, op: Operation, lowcode: bool) -> dict[str
         doc["x-twin"] = {"operation": twin.id, "summary": twin.name, "selected_by": "stream=true in the body"}
         twin_ok = registry.spec.operation(twin.operation_id).get("responses", {}).get("200", {})
         responses.setdefault("200", {}).setdefault("content", {}).update(copy.deepcopy(twin_ok.get("content", {})))
+    ok = responses.get(str(op.status), {}).get("content", {})
+    if op.stream != "never" and op.chunk is CompletionChunk and "text/event-stream" not in ok:
+        # agents completions: the spec lists JSON only, but they stream like chat (the SDK's stream() reads them)
+        ok["text/event-stream"] = {"schema": {"$ref": _REF + "CompletionEvent"}}
     for status, text in _error_statuses(op).items():
         ref = "HTTPValidationError" if status == "422" else "Error"
         responses.setdefault(status, {"description": text,

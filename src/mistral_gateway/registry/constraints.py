@@ -20,6 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mistral_gateway.protocol.agent_common import CompletionArgs
+from mistral_gateway.protocol.agents import agent_limits
 from mistral_gateway.protocol.audio import transcription_limits
 from mistral_gateway.protocol.classifiers import classifier_limits
 from mistral_gateway.protocol.common import SIGNED_URL_MAX_HOURS
@@ -28,7 +30,8 @@ from mistral_gateway.protocol.files import FILE_PURPOSES, MAX_FILE_EXPIRY_HOURS
 from mistral_gateway.protocol.ocr import ocr_limits
 from mistral_gateway.registry.operation import Operation
 
-__all__ = ["COMPONENT_ENUMS", "RESPONSE_FIELDS", "SERVICE_LIMITS", "numeric_keywords", "tighten_operations"]
+__all__ = ["COMPONENT_ENUMS", "RESPONSE_FIELDS", "SERVICE_LIMITS", "SHARED_MODELS", "numeric_keywords",
+           "tighten_operations"]
 
 _LIMITS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "minItems",
            "maxItems", "enum", "const")
@@ -62,6 +65,7 @@ SERVICE_LIMITS: dict[tuple[str, str, str], dict[str, Any]] = {
         "x-description": "Only the model's native dimension is served (384 for the bundled `mistral-embed` "
                          "stand-in); any other value is a 400 UNSUPPORTED_OUTPUT_DIMENSION.",
     },
+    **agent_limits(),
     **classifier_limits(),
     **ocr_limits(),
     **transcription_limits(),
@@ -74,7 +78,15 @@ RESPONSE_FIELDS: dict[tuple[str, str], tuple[type[BaseModel], str, str]] = {
     ("EmbeddingResponseData", "embedding"): (
         EmbeddingData, "embedding", "Numbers for `output_dtype` float, integers for the integer dtypes, a base64 "
         "string with `encoding_format: base64`."),
+    ("CompletionArgs", "reasoning_effort"): (
+        CompletionArgs, "reasoning_effort", "Reasoning models only: how much of max_tokens the thinking may use "
+        "(SDK 3.7.0's values; Mistral's spec lists `high` and `none`); stored and echoed as given."),
 }
+
+
+# Components used in requests and responses alike whose limits the server's model enforces on the way in (so its
+# answers keep them too): component name -> that model. Tightened like request components.
+SHARED_MODELS: dict[str, type[BaseModel]] = {"CompletionArgs": CompletionArgs}
 
 
 # Spec enums the server widens, in requests and responses alike: component name -> the values it accepts and answers.
@@ -103,6 +115,8 @@ def tighten_operations(operations: dict[str, dict[str, Any]], schemas: dict[str,
     for name, values in COMPONENT_ENUMS.items():
         schemas[name]["enum"] = list(values)
     _require_discriminators(schemas)
+    for name, model in SHARED_MODELS.items():
+        _tighten_properties(schemas[name], model, schemas)
     for op in registry_ops:
         spec_op = operations[op.operation_id]["operation"]
         if op.query is not None:
@@ -146,6 +160,8 @@ def _tighten_query(spec_op: dict[str, Any], model: type[BaseModel], schemas: dic
     props, defs = model_schema.get("properties", {}), _Defs(model_schema.get("$defs", {}), schemas)
     for param in spec_op.get("parameters", []):
         if param.get("in") == "query" and param["name"] in props:
+            if "content" in param:  # a JSON-encoded parameter (?metadata={...}): its content describes the value
+                continue
             param["schema"] = _tighten(param.get("schema", {}), props[param["name"]], defs)
             if param["name"] in model_schema.get("required", []):
                 param["required"] = True
@@ -159,17 +175,24 @@ def _tighten_body(spec_op: dict[str, Any], model: type[BaseModel], schemas: dict
     ref = media["schema"].get("$ref")
     # A request component (ChatCompletionRequest, ...) is tightened in place: only request bodies use it.
     target = schemas[ref.rsplit("/", 1)[-1]] if ref else media["schema"]
+    model_schema = _tighten_properties(target, model, schemas)
+    props = target.get("properties", {})
+    required = set(target.get("required", [])) | (set(model_schema.get("required", [])) & set(props))
+    if required:
+        target["required"] = sorted(required)
+    if model.model_config.get("extra") != "forbid":
+        target.pop("additionalProperties", None)  # unknown fields are ignored, not refused
+
+
+def _tighten_properties(target: dict[str, Any], model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
+    """``target``'s properties tightened from ``model``'s; returns the model's JSON schema."""
     model_schema = model.model_json_schema(mode="validation")
     defs = _Defs(model_schema.get("$defs", {}), schemas)
     props = target.get("properties", {})
     for name, model_prop in model_schema.get("properties", {}).items():
         if name in props:
             props[name] = _tighten(props[name], model_prop, defs)
-    required = set(target.get("required", [])) | (set(model_schema.get("required", [])) & set(props))
-    if required:
-        target["required"] = sorted(required)
-    if model.model_config.get("extra") != "forbid":
-        target.pop("additionalProperties", None)  # unknown fields are ignored, not refused
+    return model_schema
 
 
 class _Defs:
@@ -247,7 +270,7 @@ def _locate(spec_op: dict[str, Any], schemas: dict[str, Any], location: str,
     if location == "query":
         for param in spec_op.get("parameters", []):
             if param["in"] == "query" and param["name"] == name:
-                return param, "schema"
+                return (param["content"]["application/json"], "schema") if "content" in param else (param, "schema")
         return None, name
     for media in spec_op.get("requestBody", {}).get("content", {}).values():
         schema = media["schema"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mistral_gateway.protocol import audio, batch, chat, classifiers, embeddings, files, models, ocr
+from mistral_gateway.protocol import agents, audio, batch, chat, classifiers, embeddings, files, models, ocr
 from mistral_gateway.registry.operation import Operation
 
 __all__ = ["CATEGORY_SCOPES", "OPERATIONS"]
@@ -118,18 +118,23 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("cancel_batch_job", "Cancel Batch Job", "Batch", "POST", "/v1/batch/jobs/{job_id}/cancel",
         "jobs_api_routes_batch_cancel_batch_job", implemented=True, response=batch.BatchJobOut),
     # Agents
-    _op("create_agent", "Create Agent", "Agents", "POST", "/v1/agents", "agents_api_v1_agents_create", body="json"),
-    _op("list_agents", "List Agents", "Agents", "GET", "/v1/agents", "agents_api_v1_agents_list", deprecated=True),
-    _op("get_agent", "Get Agent", "Agents", "GET", "/v1/agents/{agent_id}", "agents_api_v1_agents_get"),
+    _op("create_agent", "Create Agent", "Agents", "POST", "/v1/agents", "agents_api_v1_agents_create", body="json",
+        implemented=True, request=agents.AgentCreationRequest, response=agents.Agent),
+    _op("list_agents", "List Agents", "Agents", "GET", "/v1/agents", "agents_api_v1_agents_list", deprecated=True,
+        implemented=True, query=agents.ListAgentsQuery, response=agents.AgentList),
+    _op("get_agent", "Get Agent", "Agents", "GET", "/v1/agents/{agent_id}", "agents_api_v1_agents_get",
+        implemented=True, query=agents.GetAgentQuery, response=agents.Agent),
     _op("update_agent", "Update Agent", "Agents", "PATCH", "/v1/agents/{agent_id}", "agents_api_v1_agents_update",
-        body="json"),
+        body="json", implemented=True, request=agents.AgentUpdateRequest, response=agents.Agent),
     _op("delete_agent", "Delete Agent", "Agents", "DELETE", "/v1/agents/{agent_id}", "agents_api_v1_agents_delete",
-        status=204),
+        status=204, implemented=True),
     _op("update_agent_version", "Update Agent Version", "Agents", "PATCH", "/v1/agents/{agent_id}/version",
-        "agents_api_v1_agents_update_version"),
+        "agents_api_v1_agents_update_version", implemented=True, query=agents.UpdateAgentVersionQuery,
+        response=agents.Agent),
     _op("create_agent_completion", "Create Agent Completion", "Agents", "POST", "/v1/agents/completions",
         "agents_completion_v1_agents_completions_post", body="json", stream="optional", deprecated=True,
-        client="agents.complete"),
+        client="agents.complete", implemented=True, request=agents.AgentsCompletionRequest,
+        response=chat.ChatCompletionResponse, chunk=chat.CompletionChunk),
     # Moderation and classification
     _op("moderations", "Moderations", "Moderation", "POST", "/v1/moderations", "moderations_v1_moderations_post",
         body="json", client="moderation.moderate", implemented=True, request=classifiers.ClassificationRequest,

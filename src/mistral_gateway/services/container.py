@@ -31,6 +31,7 @@ from mistral_gateway.jobs import HandlerRegistry, JobRunner, RunnerOptions
 from mistral_gateway.registry import Registry
 from mistral_gateway.security.fetch import FetchPolicy, SafeFetcher
 from mistral_gateway.security.signing import UrlSigner, load_or_create_secret
+from mistral_gateway.services.agents import AgentService
 from mistral_gateway.services.batch import BatchService
 from mistral_gateway.services.batch_direct import build_batch_service
 from mistral_gateway.services.chat import ChatService
@@ -48,6 +49,7 @@ from mistral_gateway.services.tokens import TokenService
 from mistral_gateway.services.transcription import AudioLimits, TranscriptionService
 from mistral_gateway.services.upstream_keys import UpstreamKeyStore
 from mistral_gateway.services.usage import UsageLog
+from mistral_gateway.storage.agents import AgentRepository
 from mistral_gateway.storage.blobs import LocalBlobStore
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.epoch import FileEpoch
@@ -99,6 +101,7 @@ class Services:
     batch: BatchService | None = None
     fetcher: SafeFetcher | None = None  # the one fetcher for URLs named in requests (security/fetch.py)
     realtime: RealtimeService | None = None  # realtime transcription sessions (WebSocket)
+    agents: AgentService | None = None  # stored agents and their versions (also the conversations' AgentLookup)
     background: list[Background] = field(default_factory=list)  # joined with ``add_background``
     running_now: list[Background] = field(default_factory=list)  # started by ``start``, in order
 
@@ -222,4 +225,6 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
                     ocr=OcrService(models.catalog, engines, files, chat, OcrLimits.from_settings(settings), fetcher),
                     limits=limits, usage=usage, jobs=jobs, job_runner=job_runner, router=Router(upstreams),
                     passthrough=passthrough_map(settings, upstreams), batch=batch, fetcher=fetcher,
-                    realtime=RealtimeService(models.catalog, engines, RealtimeLimits.from_settings(settings)))
+                    realtime=RealtimeService(models.catalog, engines, RealtimeLimits.from_settings(settings)),
+                    agents=AgentService(AgentRepository(db), models.catalog,
+                                        max_agents=settings.max_agents_per_workspace))

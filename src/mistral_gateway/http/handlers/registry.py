@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from mistral_gateway.http.handlers import Handler, audio, batch, files, standard
+from mistral_gateway.http.handlers import Handler, agents, audio, batch, files, standard
 from mistral_gateway.registry import Registry
 
 __all__ = ["HANDLERS", "bind"]
@@ -17,6 +17,7 @@ HANDLERS: dict[str, Handler] = {
     "upload_file": files.upload_file,
     "get_signed_url": files.get_signed_url,
     "get_batch_jobs": batch.get_batch_jobs,
+    "update_agent_version": agents.update_agent_version,
     "create_transcription": audio.create_transcription,
     "create_streaming_transcription": audio.create_transcription,  # one route: the form's stream decides
 }
