@@ -106,11 +106,11 @@ class OcrService:
         shared fetcher (private addresses refused unless allowed; bounded in bytes and time)."""
         limit = self.limits.max_document_bytes
         if url[:5].lower() == "data:":
-            payload = url.partition(",")[2]
-            _check_size(len(payload) // 4 * 3 - payload[-2:].count("="), f"the {what} data", limit)  # decoded size
+            payload = len(url) - url.find(",") - 1 if "," in url else 0  # its length: no copy of megabytes
+            _check_size(payload // 4 * 3 - url[-2:].count("="), f"the {what} data", limit)  # decoded size
             try:  # a large one (up to tens of MB of base64) is decoded off the event loop; a small one here, where
-                # decoding costs less than the thread hop (1 MiB of base64 decodes in about 1 ms)
-                if len(payload) <= _INLINE_DECODE:
+                # decoding costs less than the thread hop (1 MiB of base64 decodes in about 2 ms)
+                if payload <= _INLINE_DECODE:
                     return decode_data_url(url, what=what, max_bytes=limit).data
                 return (await run_sync(lambda: decode_data_url(url, what=what, max_bytes=limit))).data
             except FetchRefused as exc:
