@@ -3,6 +3,10 @@
 httptools buffers headers without bound (a 100 MB header was accepted) and uvicorn never times out a connection
 that is still sending its headers (2,000 half-open connections stayed past 30 s; slowloris). The checks cost a
 comparison per received chunk and a timer per request, kept off the parsing path that makes httptools fast.
+
+It also sends a whole (Content-Length) response in one write: uvicorn writes the status line and headers, then
+the body, as two ``send()`` calls and two TCP segments (TCP_NODELAY), so the client woke for the head and again for
+the body. ``OneWriteResponse`` holds the head until the body's first bytes.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["guarded_protocol", "uvicorn_options"]
+__all__ = ["OneWriteResponse", "guarded_protocol", "uvicorn_options"]
 
 _BODY = -1  # _header_bytes while the request line and headers are done: the body does not count
 
@@ -56,7 +60,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if size > self.max_header_bytes:
             self._reject(431, "Request Header Fields Too Large")
             return
+        before = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        # a new request's cycle (not an upgrade's); a HEAD response has no body to carry its head
+        if cycle is not None and cycle is not before and self.scope["method"] != "HEAD":
+            cycle.transport = OneWriteResponse(self.transport)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
         if not self.transport.is_closing():  # after a 431 the parser still reports the rest of the chunk
@@ -102,3 +111,40 @@ def uvicorn_options(settings: Any) -> dict[str, Any]:
     return {"http": guarded_protocol(settings.max_header_bytes, settings.header_timeout_seconds),
             "h11_max_incomplete_event_size": settings.max_header_bytes,
             "ws_max_size": settings.realtime_max_message_bytes}  # a bigger WebSocket message closes it (1009)
+
+
+class OneWriteResponse:
+    """The transport as one request's response cycle sees it: the first write, when it is a response head with a
+    Content-Length, waits for the next write (the body's bytes, which Starlette sends right after the head) and
+    leaves with it. Anything else passes straight through: an interim ``100 Continue``, a chunked head (a stream
+    shows its head at once), every later write. Closing sends a head still held (an app that failed after it)."""
+
+    __slots__ = ("_head", "_held", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+        self._held = False  # a head was looked at: nothing after it is held
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head + data)
+        elif not self._held and data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 1"):
+            self._held = True
+            if b"\r\ncontent-length: " in data:  # uvicorn writes header names lower-cased
+                self._head = data
+            else:
+                self._transport.write(data)
+        else:
+            self._transport.write(data)
+
+    def close(self) -> None:
+        if self._head is not None:
+            self._transport.write(self._head)
+            self._head = None
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, ...: the connection's own
+        return getattr(self._transport, name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from anyio.to_thread import run_sync
 
 from mistral_gateway.config import Settings
@@ -19,18 +20,7 @@ from mistral_gateway.engines.base import EngineError, InvalidInput, OcrEngine, O
 from mistral_gateway.engines.manager import EngineManager, kind_of
 from mistral_gateway.errors import BadGateway, BadRequest, GatewayError, PayloadTooLarge, ServiceUnavailable
 from mistral_gateway.protocol.chat import ChatCompletionRequest, ResponseFormat, UsageInfo
-from mistral_gateway.protocol.ocr import (
-    DEFAULT_OCR_MODEL,
-    DocumentURLChunk,
-    ImageURLChunk,
-    OCRImageObject,
-    OCRPageDimensions,
-    OCRPageObject,
-    OCRRequest,
-    OCRResponse,
-    OCRTableObject,
-    OCRUsageInfo,
-)
+from mistral_gateway.protocol.ocr import DEFAULT_OCR_MODEL, DocumentURLChunk, ImageURLChunk, OCRRequest
 from mistral_gateway.security.fetch import FetchRefused, SafeFetcher, decode_data_url
 from mistral_gateway.services.chat import ChatService
 from mistral_gateway.services.completions import ENGINE_RETRY_AFTER, engine_errors, resolve_text_model
@@ -90,10 +80,7 @@ class OcrService:
         if request.document_annotation_format is not None:
             annotation, usage = await self._annotate(request.document_annotation_format,
                                                      request.document_annotation_prompt, pages)
-        response = OCRResponse(pages=[_page(p, request) for p in pages], model=model,
-                               usage_info=OCRUsageInfo(pages_processed=len(pages), doc_size_bytes=len(document)),
-                               **({"document_annotation": annotation} if annotation is not None else {}))
-        return OcrResult(response.model_dump_json(exclude_unset=True).encode(), len(pages), usage)
+        return OcrResult(_body(pages, request, model, len(document), annotation), len(pages), usage)
 
     async def _engine(self, model: str) -> OcrEngine:
         entry = resolve_text_model(self._catalog, model, "ocr")  # 404 unknown; 400 naming the capability
@@ -119,11 +106,11 @@ class OcrService:
         shared fetcher (private addresses refused unless allowed; bounded in bytes and time)."""
         limit = self.limits.max_document_bytes
         if url[:5].lower() == "data:":
-            payload = url.partition(",")[2]
-            _check_size(len(payload) // 4 * 3 - payload[-2:].count("="), f"the {what} data", limit)  # decoded size
+            payload = len(url) - url.find(",") - 1 if "," in url else 0  # its length: no copy of megabytes
+            _check_size(payload // 4 * 3 - url[-2:].count("="), f"the {what} data", limit)  # decoded size
             try:  # a large one (up to tens of MB of base64) is decoded off the event loop; a small one here, where
-                # decoding costs less than the thread hop (1 MiB of base64 decodes in about 1 ms)
-                if len(payload) <= _INLINE_DECODE:
+                # decoding costs less than the thread hop (1 MiB of base64 decodes in about 2 ms)
+                if payload <= _INLINE_DECODE:
                     return decode_data_url(url, what=what, max_bytes=limit).data
                 return (await run_sync(lambda: decode_data_url(url, what=what, max_bytes=limit))).data
             except FetchRefused as exc:
@@ -198,20 +185,32 @@ async def _read(engine: OcrEngine, document: bytes, options: OcrOptions) -> list
         raise engine_errors(exc) from exc
 
 
-def _page(page: OcrPage, request: OCRRequest) -> OCRPageObject:
-    images = [OCRImageObject(id=i.id, top_left_x=i.top_left_x, top_left_y=i.top_left_y,
-                             bottom_right_x=i.bottom_right_x, bottom_right_y=i.bottom_right_y,
-                             **({"image_base64": i.image_base64} if request.include_image_base64 else {}))
-              for i in page.images]
-    extra: dict[str, Any] = {}
+def _body(pages: list[OcrPage], request: OCRRequest, model: str, size: int, annotation: str | None) -> bytes:
+    """The ``OCRResponse`` JSON, written straight from the engine's pages: the same bytes as the protocol models
+    dumped with ``exclude_unset`` (fields in their order; options' fields only when asked), without building and
+    validating a model per page, image and dimension (tests/unit/test_ocr_body.py holds the two together)."""
+    body: dict[str, Any] = {"pages": [_page(p, request) for p in pages], "model": model}
+    if annotation is not None:
+        body["document_annotation"] = annotation
+    body["usage_info"] = {"pages_processed": len(pages), "doc_size_bytes": size}
+    return orjson.dumps(body)
+
+
+def _page(page: OcrPage, request: OCRRequest) -> dict[str, Any]:
+    with_data = request.include_image_base64
+    out: dict[str, Any] = {
+        "index": page.index, "markdown": page.markdown,
+        "images": [{"id": i.id, "top_left_x": i.top_left_x, "top_left_y": i.top_left_y,
+                    "bottom_right_x": i.bottom_right_x, "bottom_right_y": i.bottom_right_y,
+                    **({"image_base64": i.image_base64} if with_data else {})} for i in page.images],
+        "dimensions": {"dpi": page.dpi, "height": page.height, "width": page.width}}
     if request.table_format is not None:
-        extra["tables"] = [OCRTableObject(id=t.id, content=t.content, format=t.format) for t in page.tables]
+        out["tables"] = [{"id": t.id, "content": t.content, "format": t.format} for t in page.tables]
     if request.extract_header:
-        extra["header"] = page.header
+        out["header"] = page.header
     if request.extract_footer:
-        extra["footer"] = page.footer
-    return OCRPageObject(index=page.index, markdown=page.markdown, images=images,
-                         dimensions=OCRPageDimensions(dpi=page.dpi, height=page.height, width=page.width), **extra)
+        out["footer"] = page.footer
+    return out
 
 
 def _check_size(size: int, what: str, limit: int) -> None:
