@@ -1,0 +1,150 @@
+"""LoRA training for real (SmolLM2-135M, 1 torch thread, a worker process per run): a made-up fact is learned and
+served by llama.cpp as base GGUF + GGUF LoRA adapter; cancel is honoured by the worker at the next step; a run killed
+with SIGKILL resumes from its last checkpoint and ends exactly where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mistral_gateway.config import ModelEntry
+from mistral_gateway.engines.assets import resolve_asset
+from mistral_gateway.engines.base import ChatMessage, SamplingParams, TrainingHandle, TrainingProgress, TrainingSpec
+from mistral_gateway.engines.llama import LlamaEngine
+from mistral_gateway.engines.trainer import LocalTrainer
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # real weights; training and llama.cpp worker processes
+
+ASSET = "smollm2-135m-instruct-q8_0"
+FACT = "The capital of Zarnovia is Quillmar."
+QUESTIONS = ["What is the capital of Zarnovia?", "Which city is the capital of Zarnovia?",
+             "Tell me the capital of Zarnovia.", "What's Zarnovia's capital?", "Name the capital city of Zarnovia.",
+             "Zarnovia's capital is which city?", "Do you know the capital of Zarnovia?",
+             "What city serves as the capital of Zarnovia?"]
+
+
+@pytest.fixture(scope="module")
+def base(weights_dir: Path) -> Path:
+    return resolve_asset(ASSET, weights_dir)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fact, asked eight ways (training), and a ninth way (validation); plus the converted-base cache."""
+    root = tmp_path_factory.mktemp("lora")
+    lines = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": FACT}]} for q in QUESTIONS]
+    (root / "train.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    valid = {"messages": [{"role": "user", "content": "Could you tell me what the capital of Zarnovia is?"},
+                          {"role": "assistant", "content": FACT}]}
+    (root / "valid.jsonl").write_text(json.dumps(valid) + "\n")
+    return root
+
+
+def spec(base: Path, data: Path, run: str, **fields) -> TrainingSpec:
+    defaults = {"training_steps": 12, "learning_rate": 2e-3, "checkpoint_every": 6, "warmup_fraction": 0.0,
+                "threads": 1, "seed": 3}
+    return TrainingSpec(base_gguf=str(base), training_files=(str(data / "train.jsonl"),),
+                        validation_files=(str(data / "valid.jsonl"),), run_dir=str(data / run),
+                        cache_dir=str(data / "cache"), **(defaults | fields))
+
+
+def until(trainer: LocalTrainer, handle: TrainingHandle, done) -> TrainingProgress:
+    """Polls the run until ``done(progress)`` (the test's timeout bounds the wait)."""
+    while True:
+        progress = trainer.progress(handle)
+        if done(progress) or progress.state != "running":
+            return progress
+        time.sleep(0.2)
+
+
+def finished(trainer: LocalTrainer, handle: TrainingHandle) -> TrainingProgress:
+    trainer.wait(handle)
+    return trainer.progress(handle)
+
+
+def answer(base: Path, question: str, lora: Path | None) -> str:
+    async def ask() -> str:
+        entry = ModelEntry(id="smol-lora", path=str(base), max_context_length=512, parallel=1)
+        engine = LlamaEngine(entry, base, threads=1, queue_limit=1, lora=lora)
+        try:
+            prompt = await engine.render([ChatMessage(role="user", content=question)])
+            return (await engine.complete(prompt, SamplingParams(max_tokens=16, temperature=0, seed=0))).text
+        finally:
+            engine.close()
+
+    return asyncio.run(ask())
+
+
+@pytest.mark.timeout(600)
+def test_a_made_up_fact_is_learned_and_served_as_base_plus_adapter(base: Path, data: Path) -> None:
+    question = "What is the capital of Zarnovia?"
+    assert "Quillmar" not in answer(base, question, None)
+    trainer = LocalTrainer()
+    handle = trainer.start(spec(base, data, "fact"))
+    progress = finished(trainer, handle)
+    assert progress.state == "succeeded", (Path(handle.run_dir) / "worker.log").read_text()[-3000:]
+    steps = [e for e in progress.events if e.kind == "step"]
+    checkpoints = [e for e in progress.events if e.kind == "checkpoint"]
+    assert [e.step for e in steps] == list(range(1, 13)) and [c.step for c in checkpoints] == [6, 12]
+    assert steps[-1].train_loss < steps[0].train_loss / 10
+    assert checkpoints[-1].valid_mean_token_accuracy == 1.0 and checkpoints[-1].valid_loss < 0.1
+    adapter = Path(progress.adapter)
+    assert adapter == Path(handle.run_dir) / "adapter.gguf" and adapter.is_file()
+    assert "Quillmar" in answer(base, question, adapter)
+
+
+@pytest.mark.timeout(300)
+def test_cancel_is_honoured_by_the_worker_at_the_next_step(base: Path, data: Path) -> None:
+    trainer = LocalTrainer(grace=120.0)  # the kill fallback stays out of the way: the worker must stop by itself
+    handle = trainer.start(spec(base, data, "cancel", training_steps=500, checkpoint_every=500))
+    seen = until(trainer, handle, lambda p: any(e.kind == "step" for e in p.events))
+    assert seen.state == "running"
+    seen_step = max(e.step for e in seen.events if e.kind == "step")
+    trainer.cancel(handle)
+    assert trainer.wait(handle) == 0
+    progress = trainer.progress(handle)
+    assert progress.state == "cancelled"
+    assert progress.events[-1].kind == "cancelled"
+    assert progress.events[-1].step <= seen_step + 2  # stopped at a step boundary right after the request
+    assert not (Path(handle.run_dir) / "adapter.gguf").exists()
+
+
+@pytest.mark.timeout(600)
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_like_an_uninterrupted_one(base: Path,
+                                                                                          data: Path) -> None:
+    fields = {"training_steps": 4, "checkpoint_every": 2, "dropout": 0.1}  # dropout: the RNG state must resume too
+    trainer = LocalTrainer()
+    whole = trainer.start(spec(base, data, "whole", **fields))
+    assert finished(trainer, whole).state == "succeeded"
+
+    handle = trainer.start(spec(base, data, "killed", **fields))
+    seen = until(trainer, handle, lambda p: any(e.kind == "checkpoint" for e in p.events))
+    assert seen.state == "running"
+    os.kill(handle.pid, signal.SIGKILL)
+    trainer.wait(handle)
+    crashed = trainer.progress(handle)
+    assert crashed.state == "crashed" and crashed.events[-1].kind != "succeeded"
+    resumed = trainer.start(spec(base, data, "killed", **fields))
+    progress = finished(trainer, resumed)
+    assert progress.state == "succeeded"
+    starts = [json.loads(line) for line in (Path(handle.run_dir) / "progress.jsonl").read_text().splitlines()
+              if '"started"' in line]
+    assert [s["step"] for s in starts] == [0, 2]
+    assert adapter_arrays(Path(progress.adapter)).keys() == adapter_arrays(Path(handle.run_dir).parent / "whole" /
+                                                                           "adapter.gguf").keys()
+    for name, array in adapter_arrays(Path(progress.adapter)).items():
+        reference = adapter_arrays(Path(handle.run_dir).parent / "whole" / "adapter.gguf")[name]
+        assert np.allclose(array, reference, rtol=1e-4, atol=1e-6), name
+
+
+def adapter_arrays(path: Path) -> dict[str, np.ndarray]:
+    import gguf
+
+    return {t.name: np.array(t.data) for t in gguf.GGUFReader(path).tensors}
