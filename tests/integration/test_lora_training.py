@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import time
@@ -148,3 +149,65 @@ def adapter_arrays(path: Path) -> dict[str, np.ndarray]:
     import gguf
 
     return {t.name: np.array(t.data) for t in gguf.GGUFReader(path).tensors}
+
+
+PROMPTS = ["<|im_start|>user\nWhere is Paris?<|im_end|>\n<|im_start|>assistant\nParis is",
+           "Once upon a time, there was a", "The quick brown fox jumps over the lazy"]
+
+
+def top_probs(engine: LlamaEngine, prompt: str) -> dict[str, float]:
+    body = {"prompt": prompt, "n_predict": 1, "n_probs": 50, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+            "min_p": 0.0}
+    reply = asyncio.run(engine._call(engine._post, "/completion", body))
+    return {p["token"]: math.exp(p["logprob"]) for p in reply["completion_probabilities"][0]["top_logprobs"]}
+
+
+def served(base: Path, lora: Path | None) -> list[dict[str, float]]:
+    engine = LlamaEngine(ModelEntry(id="smol-probe", path=str(base), max_context_length=512, parallel=1), base,
+                         threads=1, queue_limit=1, lora=lora)
+    try:
+        return [top_probs(engine, prompt) for prompt in PROMPTS]
+    finally:
+        engine.close()
+
+
+@pytest.mark.timeout(300)
+def test_served_adapter_matches_transformers_and_q_k_rows_must_be_permuted(base: Path, data: Path,
+                                                                            tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """An adapter on q_proj/k_proj only (random B, as large as after real training): llama.cpp's next-token
+    distribution with it is closer to transformers' (peft) than without it, and than with B's rows left in peft's
+    order: the permutation is what makes q/k deltas land on the right rows."""
+    import torch
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+
+    from mistral_gateway.training import lora_export
+    from mistral_gateway.training.base_cache import converted_base, load_base
+
+    torch.manual_seed(0)
+    model, tokenizer = load_base(converted_base(base, data / "cache"))
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj"])).eval()
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(0, 0.15)
+    reference = []
+    for prompt in PROMPTS:
+        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            probs = model(input_ids=ids).logits[0, -1].softmax(-1)
+        top = probs.topk(8)
+        reference.append({tokenizer.decode([int(i)]): float(p) for p, i in zip(top.values, top.indices, strict=True)})
+    layout = lora_export.read_layout(base)
+    state = get_peft_model_state_dict(model)
+    lora_export.write_adapter(tmp_path / "qk.gguf", lora_export.adapter_tensors(state, layout), layout, 16)
+    monkeypatch.setattr(lora_export, "_PERMUTED_ARCHS", frozenset())
+    lora_export.write_adapter(tmp_path / "unpermuted.gguf", lora_export.adapter_tensors(state, layout), layout, 16)
+
+    def distance(got: list[dict[str, float]]) -> list[float]:  # L1 over transformers' top 8 tokens, per prompt
+        return [sum(abs(p - g.get(t, 0.0)) for t, p in r.items()) for r, g in zip(reference, got, strict=True)]
+
+    with_adapter = distance(served(base, tmp_path / "qk.gguf"))
+    without = distance(served(base, None))
+    unpermuted = distance(served(base, tmp_path / "unpermuted.gguf"))
+    for ours, plain, wrong in zip(with_adapter, without, unpermuted, strict=True):
+        assert ours < plain and ours < wrong, (with_adapter, without, unpermuted)
