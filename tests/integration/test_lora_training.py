@@ -211,3 +211,16 @@ def test_served_adapter_matches_transformers_and_q_k_rows_must_be_permuted(base:
     unpermuted = distance(served(base, tmp_path / "unpermuted.gguf"))
     for ours, plain, wrong in zip(with_adapter, without, unpermuted, strict=True):
         assert ours < plain and ours < wrong, (with_adapter, without, unpermuted)
+
+
+@pytest.mark.timeout(300)
+def test_a_run_that_cannot_train_fails_visibly_with_the_reason(base: Path, data: Path) -> None:
+    bad = data / "bad.jsonl"
+    bad.write_text(json.dumps({"messages": [{"role": "user", "content": "Hello?"}]}) + "\n")
+    trainer = LocalTrainer()
+    handle = trainer.start(TrainingSpec(base_gguf=str(base), training_files=(str(bad),), run_dir=str(data / "bad"),
+                                        cache_dir=str(data / "cache"), training_steps=2, threads=1))
+    progress = finished(trainer, handle)
+    assert progress.state == "failed"
+    assert "bad.jsonl line 1" in progress.events[-1].message and "assistant" in progress.events[-1].message
+    assert "Traceback" in (Path(handle.run_dir) / "worker.log").read_text()

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from mistral_gateway.engines.base import TrainingEvent, TrainingHandle, TrainingSpec
+import pytest
+
+from mistral_gateway.engines.base import EngineBusy, TrainingEvent, TrainingHandle, TrainingSpec
 from mistral_gateway.engines.fake import FakeTrainer
 from mistral_gateway.engines.trainer import LocalTrainer
 
@@ -71,3 +76,22 @@ def test_fake_trainer_cancel_failure_and_resume_after_a_crash(tmp_path: Path) ->
     handle = failing.start(spec(tmp_path, training_steps=5))
     assert [failing.progress(handle).state for _ in range(2)] == ["running", "failed"]
     assert failing.progress(handle).events[-1].message == "fake failure"
+
+
+def test_a_worker_left_by_an_earlier_server_counts_as_running_and_blocks_a_second_start(tmp_path: Path) -> None:
+    run = run_dir_with(tmp_path, {"kind": "started", "total_steps": 9})
+    # a stand-in whose command line names the worker module and the run directory, as a real worker's does
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                                 "mistral_gateway.training.lora_worker", str(run)])
+    try:
+        while b"lora_worker" not in Path(f"/proc/{stand_in.pid}/cmdline").read_bytes():
+            time.sleep(0.01)  # until it has exec'd (a forked child shows the parent's command line before)
+        (run / "worker.pid").write_text(f"{stand_in.pid}\n")
+        trainer = LocalTrainer()
+        assert trainer.progress(TrainingHandle(str(run), pid=stand_in.pid)).state == "running"
+        with pytest.raises(EngineBusy, match="already active"):
+            trainer.start(spec(tmp_path))
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+    assert LocalTrainer().progress(TrainingHandle(str(run), pid=stand_in.pid)).state == "crashed"

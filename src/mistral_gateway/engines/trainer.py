@@ -23,6 +23,7 @@ __all__ = ["LocalTrainer"]
 
 _STOP_NAME = "stop"
 _LOG_NAME = "worker.log"
+_PID_NAME = "worker.pid"
 
 
 class LocalTrainer:
@@ -37,7 +38,7 @@ class LocalTrainer:
         key = str(run_dir.resolve())
         with self._lock:
             running = self._procs.get(key)
-            if running is not None and running.poll() is None:
+            if (running is not None and running.poll() is None) or _is_worker(_read_pid(run_dir), run_dir):
                 raise EngineBusy(f"a training run is already active in {run_dir}")
             write_spec(spec)
             (run_dir / _STOP_NAME).unlink(missing_ok=True)
@@ -46,6 +47,7 @@ class LocalTrainer:
                     [self._python, "-m", "mistral_gateway.training.lora_worker", str(run_dir)],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
             self._procs[key] = proc
+            (run_dir / _PID_NAME).write_text(f"{proc.pid}\n")  # lets a restarted server see the run is still alive
         return TrainingHandle(run_dir=str(run_dir), pid=proc.pid)
 
     def progress(self, handle: TrainingHandle) -> TrainingProgress:
@@ -92,12 +94,7 @@ class LocalTrainer:
         proc = self._procs.get(str(Path(handle.run_dir).resolve()))
         if proc is not None:
             return proc.poll() is None
-        # started by an earlier server process: alive if that pid still runs our worker on this run directory
-        try:
-            cmdline = Path(f"/proc/{handle.pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
-        return b"mistral_gateway.training.lora_worker" in cmdline and handle.run_dir.encode() in cmdline
+        return _is_worker(handle.pid, Path(handle.run_dir))  # started by an earlier server process
 
     def _kill(self, handle: TrainingHandle) -> None:
         if not self._alive(handle):
@@ -108,3 +105,21 @@ class LocalTrainer:
             proc.wait()
         else:
             os.kill(handle.pid, signal.SIGKILL)
+
+
+def _read_pid(run_dir: Path) -> int | None:
+    try:
+        return int((run_dir / _PID_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_worker(pid: int | None, run_dir: Path) -> bool:
+    """Whether ``pid`` still runs our worker on ``run_dir`` (a reused pid runs something else)."""
+    if pid is None:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"mistral_gateway.training.lora_worker" in cmdline and str(run_dir).encode() in cmdline
