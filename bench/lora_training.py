@@ -1,11 +1,12 @@
 """LoRA training and serving figures for one base GGUF: seconds per optimizer step and tokens trained per second
 (batch of ``--batch`` lines of exactly ``--seq-len`` tokens, rank ``--rank``, the real worker process), the GGUF
-adapter's size, and llama.cpp decode tokens/s of base + adapter against the base alone. Prints one JSON object.
+adapter's size, and llama.cpp decode tokens/s of base + adapter, and of the adapter merged into a copy of the
+base, against the base alone. Prints one JSON object.
 
     python bench/lora_training.py --asset smollm2-135m-instruct-q8_0 [--steps 6] [--threads 1] [--cache-dir DIR]
 
 The first step is left out of the per-step figures (allocator and kernel warm-up); decode is the median of
-``--rounds`` greedy generations of ``--decode-tokens`` tokens (EOS masked), base and adapter rounds alternating.
+``--rounds`` greedy generations of ``--decode-tokens`` tokens (EOS masked), the models' rounds alternating.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from mistral_gateway.engines.assets import resolve_asset
 from mistral_gateway.engines.base import ChatMessage, SamplingParams, TrainingSpec
 from mistral_gateway.engines.llama import LlamaEngine
 from mistral_gateway.engines.trainer import LocalTrainer
+from mistral_gateway.training.lora_merge import merge_adapter
 
 _TEXT = ("The river town kept its records in a stone archive above the mill, and every spring the clerks carried the "
          "ledgers down to the square to read the names of those born, married and buried in the year before. ")
@@ -54,18 +56,18 @@ def train(base: Path, args: argparse.Namespace, work: Path) -> dict[str, object]
             "adapter": str(adapter)}
 
 
-def decode(base: Path, adapter: Path, args: argparse.Namespace) -> tuple[float, float]:
-    """Median decode tokens/s of the base and of base + adapter, both loaded, rounds alternating (on a shared machine
-    load drifts; alternating exposes both to the same drift)."""
+def decode(models: list[tuple[Path, Path | None]], args: argparse.Namespace) -> list[float]:
+    """Median decode tokens/s of each (GGUF, adapter) pair, all loaded, rounds alternating (on a shared machine load
+    drifts; alternating exposes every model to the same drift)."""
 
-    async def run() -> tuple[float, float]:
-        engines = [LlamaEngine(ModelEntry(id=f"bench-lora-{n}", path=str(base), max_context_length=1024, parallel=1),
-                               base, threads=args.threads, queue_limit=1, lora=lora)
-                   for n, lora in enumerate((None, adapter))]
+    async def run() -> list[float]:
+        engines = [LlamaEngine(ModelEntry(id=f"bench-lora-{n}", path=str(path), max_context_length=1024, parallel=1),
+                               path, threads=args.threads, queue_limit=1, lora=lora)
+                   for n, (path, lora) in enumerate(models)]
         try:
             prompt = await engines[0].render([ChatMessage(role="user", content="Tell me a long story about a river.")])
             params = SamplingParams(max_tokens=args.decode_tokens, min_tokens=args.decode_tokens, temperature=0)
-            rates: list[list[float]] = [[], []]
+            rates: list[list[float]] = [[] for _ in engines]
             for engine in engines:
                 await engine.complete(prompt, SamplingParams(max_tokens=4, temperature=0))  # load and warm up
             for _ in range(args.rounds):
@@ -73,7 +75,7 @@ def decode(base: Path, adapter: Path, args: argparse.Namespace) -> tuple[float, 
                     began = time.perf_counter()
                     generation = await engine.complete(prompt, params)
                     out.append(generation.completion_tokens / (time.perf_counter() - began))
-            return statistics.median(rates[0]), statistics.median(rates[1])
+            return [statistics.median(r) for r in rates]
         finally:
             for engine in engines:
                 engine.close()
@@ -98,9 +100,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-lora-") as scratch:
         report = {"asset": args.asset, **train(base, args, Path(scratch))}
         adapter = Path(str(report.pop("adapter")))
-        base_rate, lora_rate = decode(base, adapter, args)
+        merged = Path(scratch) / "merged.gguf"
+        began = time.monotonic()
+        merge_adapter(base, adapter, merged)
+        report["merge_s"] = round(time.monotonic() - began, 1)
+        base_rate, lora_rate, merged_rate = decode([(base, None), (base, adapter), (merged, None)], args)
     report |= {"decode_base_tok_s": round(base_rate, 1), "decode_lora_tok_s": round(lora_rate, 1),
-               "decode_ratio": round(lora_rate / base_rate, 3)}
+               "decode_merged_tok_s": round(merged_rate, 1), "decode_ratio": round(lora_rate / base_rate, 3),
+               "decode_merged_ratio": round(merged_rate / base_rate, 3)}
     json.dump(report, sys.stdout)
     print()
 

@@ -1,6 +1,7 @@
 """LoRA training for real (SmolLM2-135M, 1 torch thread, a worker process per run): a made-up fact is learned and
-served by llama.cpp as base GGUF + GGUF LoRA adapter; cancel is honoured by the worker at the next step; a run killed
-with SIGKILL resumes from its last checkpoint and ends exactly where an uninterrupted run ends."""
+served by llama.cpp as base GGUF + GGUF LoRA adapter (and merged into a copy of the base); the served adapter matches
+transformers; cancel is honoured by the worker at the next step; a run killed with SIGKILL resumes from its last
+checkpoint and ends exactly where an uninterrupted run ends; a run that cannot train fails with the reason."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from mistral_gateway.engines.assets import resolve_asset
 from mistral_gateway.engines.base import ChatMessage, SamplingParams, TrainingHandle, TrainingProgress, TrainingSpec
 from mistral_gateway.engines.llama import LlamaEngine
 from mistral_gateway.engines.trainer import LocalTrainer
+from mistral_gateway.training.lora_merge import merge_adapter
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # real weights; training and llama.cpp worker processes
 
@@ -99,6 +101,9 @@ def test_a_made_up_fact_is_learned_and_served_as_base_plus_adapter(base: Path, d
     adapter = Path(progress.adapter)
     assert adapter == Path(handle.run_dir) / "adapter.gguf" and adapter.is_file()
     assert "Quillmar" in answer(base, question, adapter)
+    merged = Path(handle.run_dir) / "merged.gguf"  # the same model as one GGUF (decodes at the base's speed)
+    merge_adapter(base, adapter, merged)
+    assert "Quillmar" in answer(merged, question, None)
 
 
 @pytest.mark.timeout(300)
