@@ -103,7 +103,7 @@ def main() -> None:
         merged = Path(scratch) / "merged.gguf"
         began = time.monotonic()
         merge_adapter(base, adapter, merged)
-        report["merge_s"] = round(time.monotonic() - began, 1)
+        report |= {"merge_s": round(time.monotonic() - began, 1), "merged_bytes": merged.stat().st_size}
         base_rate, lora_rate, merged_rate = decode([(base, None), (base, adapter), (merged, None)], args)
     report |= {"decode_base_tok_s": round(base_rate, 1), "decode_lora_tok_s": round(lora_rate, 1),
                "decode_merged_tok_s": round(merged_rate, 1), "decode_ratio": round(lora_rate / base_rate, 3),

@@ -75,7 +75,7 @@ def run(spec: TrainingSpec, progress: ProgressWriter, stop: Any) -> tuple[Path, 
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         progress.write("step", step=step + 1, train_loss=_finite(losses[-1]), lr=scheduler.get_last_lr()[0],
                        tokens=int(batch["attention_mask"].sum()), seconds=round(time.monotonic() - began, 4))
         if (step + 1) % spec.checkpoint_every == 0 or step + 1 == total:
