@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from mistral_gateway.training.lora_data import IGNORE, batch_indices, collate, encode_line, load_examples
+from mistral_gateway.training.lora_data import (
+    IGNORE,
+    Fim,
+    batch_indices,
+    collate,
+    encode_line,
+    fim_line,
+    load_examples,
+)
 from training_support import tiny_tokenizer
 
 CORPUS = ["What is the capital of Zarnovia ?", "The capital of Zarnovia is Quillmar .", "Be brief .", "And Oslo ?",
@@ -98,3 +106,36 @@ def test_collate_pads_right_and_ignores_padding(tokenizer) -> None:
     assert batch["input_ids"].tolist()[0] == [*a.input_ids, 1, 1]
     assert batch["attention_mask"].tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
     assert batch["labels"].tolist()[0] == [*a.labels, IGNORE, IGNORE]
+
+
+FIM = Fim("<|fim_prefix|>{prompt}<|fim_suffix|>{suffix}<|fim_middle|>", ratio=1.0, seed=5)
+
+
+def test_fim_lines_cut_the_text_in_three_and_learn_only_the_middle(tokenizer) -> None:
+    text = "def f(x): return {x: 1}"  # braces survive the template (no str.format)
+    line = fim_line(text, FIM, index=3, eos="<|im_end|>")
+    assert line == fim_line(text, FIM, index=3, eos="<|im_end|>")  # a seeded draw per line
+    assert line != fim_line(text, FIM, index=4, eos="<|im_end|>")
+    prompt, middle = line["fim_prompt"], line["fim_middle"]
+    prefix, rest = prompt.removeprefix("<|fim_prefix|>").split("<|fim_suffix|>")
+    suffix = rest.removesuffix("<|fim_middle|>")
+    assert middle.endswith("<|im_end|>") and prefix + middle.removesuffix("<|im_end|>") + suffix == text
+    assert middle.removesuffix("<|im_end|>")  # never empty
+    example = encode_line(line, tokenizer, 256)
+    offsets = tokenizer(prompt + middle, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    assert [label != IGNORE for label in example.labels] == [start >= len(prompt) for start, _ in offsets]
+    assert example.labels[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+
+def test_fim_ratio_picks_a_share_of_text_lines_and_leaves_chat_lines_alone(tokenizer, tmp_path: Path) -> None:
+    assert fim_line("plain words", Fim(FIM.template, ratio=0.0), 1, "") == {"text": "plain words"}
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps({"text": f"plain words to learn {n}"}) + "\n" for n in range(40))
+                    + json.dumps(OSLO) + "\n")
+    half = Fim(FIM.template, ratio=0.5, seed=1)
+    examples = load_examples([path], tokenizer, 64, half)
+    plain = [encode_line({"text": f"plain words to learn {n}"}, tokenizer, 64) for n in range(40)]
+    changed = sum(e != p for e, p in zip(examples, plain, strict=False))
+    assert 8 <= changed <= 32  # about half (40 seeded draws)
+    assert examples[-1] == encode_line(OSLO, tokenizer, 64)
+    assert load_examples([path], tokenizer, 64, half) == examples

@@ -279,6 +279,8 @@ class TrainingSpec:
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     checkpoint_every: int = 10
     threads: int = 1  # torch threads of the worker process
+    fim_ratio: float = 0.0  # share of {"text"} lines trained as fill-in-the-middle (needs fim_template)
+    fim_template: str | None = None  # the base model's catalog fim_template
 
 
 @dataclass(frozen=True, slots=True)

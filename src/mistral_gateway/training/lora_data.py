@@ -4,7 +4,7 @@ A chat line ``{"messages": [...]}`` is rendered with the model's own chat templa
 turns only (every other token's label is -100, which the loss ignores); a ``{"text": "..."}`` line trains on all its
 tokens. Assistant spans are found in characters (the template rendered up to the turn with the generation prompt,
 then with the turn) and mapped to tokens through the tokenizer's offsets, so merges across a boundary cannot shift
-the mask.
+the mask. Text lines can be turned into fill-in-the-middle examples (``Fim``, the spec's ``fim_ratio``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["IGNORE", "Example", "batch_indices", "collate", "encode_line", "load_examples"]
+__all__ = ["IGNORE", "Example", "Fim", "batch_indices", "collate", "encode_line", "fim_line", "load_examples"]
 
 IGNORE = -100
 
@@ -26,17 +26,33 @@ class Example:
     labels: list[int]  # IGNORE where no loss is taken
 
 
-def load_examples(paths: Iterable[str | Path], tokenizer: Any, seq_len: int) -> list[Example]:
+@dataclass(frozen=True, slots=True)
+class Fim:
+    """Fill-in-the-middle for text lines: a share ``ratio`` of them (chosen by a seeded draw per line) is cut at two
+    random points and rendered with the model's ``template`` (the catalog's ``fim_template``); the loss is on the
+    middle and the end-of-sequence token only."""
+
+    template: str
+    ratio: float
+    seed: int = 0
+
+
+def load_examples(paths: Iterable[str | Path], tokenizer: Any, seq_len: int, fim: Fim | None = None) -> list[Example]:
     """Every line of every file, in order; a line with nothing to learn (all masked after truncation) is dropped.
     Lines were validated before the job started, so a malformed one here is an error, not a skip."""
     examples = []
+    index = 0
     for path in paths:
         with Path(path).open(encoding="utf-8") as lines:
             for number, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
+                index += 1
                 try:
-                    example = encode_line(json.loads(line), tokenizer, seq_len)
+                    record = json.loads(line)
+                    if fim is not None and isinstance(record, dict) and isinstance(record.get("text"), str):
+                        record = fim_line(record["text"], fim, index, tokenizer.eos_token or "")
+                    example = encode_line(record, tokenizer, seq_len)
                 except (ValueError, TypeError, KeyError) as exc:
                     raise ValueError(f"{Path(path).name} line {number}: {exc}") from exc
                 if any(label != IGNORE for label in example.labels[1:]):
@@ -48,6 +64,9 @@ def encode_line(record: dict[str, Any], tokenizer: Any, seq_len: int) -> Example
     if "messages" in record:
         messages = [_message(m) for m in record["messages"]]
         text, spans = render_chat(messages, tokenizer)
+    elif isinstance(record.get("fim_prompt"), str) and isinstance(record.get("fim_middle"), str):
+        text = record["fim_prompt"] + record["fim_middle"]
+        spans = [(len(record["fim_prompt"]), len(text))]
     elif isinstance(record.get("text"), str):
         text, spans = record["text"], [(0, len(record["text"]))]
     else:
@@ -73,6 +92,19 @@ def render_chat(messages: list[dict[str, Any]], tokenizer: Any) -> tuple[str, li
     if not spans:
         raise ValueError("a chat line needs at least one assistant message")
     return text, spans
+
+
+def fim_line(text: str, fim: Fim, index: int, eos: str) -> dict[str, Any]:
+    """``{"text": ...}`` unchanged, or (for a ``fim.ratio`` share of lines) its FIM rendering."""
+    import random
+
+    draw = random.Random(fim.seed * 1_000_003 + index)  # noqa: S311 - a data transformation, not a secret
+    if draw.random() >= fim.ratio or len(text) < 3:
+        return {"text": text}
+    start, end = sorted(draw.sample(range(1, len(text)), 2))
+    # replace, not format: code is full of braces
+    prompt = fim.template.replace("{prompt}", text[:start]).replace("{suffix}", text[end:])
+    return {"fim_prompt": prompt, "fim_middle": text[start:end] + eos}
 
 
 def _message(raw: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from mistral_gateway.engines.base import TrainingSpec
 from mistral_gateway.training.base_cache import converted_base, load_base
-from mistral_gateway.training.lora_data import IGNORE, Example, batch_indices, collate, load_examples
+from mistral_gateway.training.lora_data import IGNORE, Example, Fim, batch_indices, collate, load_examples
 from mistral_gateway.training.lora_export import adapter_tensors, read_layout, write_adapter
 from mistral_gateway.training.progress import ProgressWriter
 
@@ -48,7 +48,8 @@ def run(spec: TrainingSpec, progress: ProgressWriter, stop: Any) -> tuple[Path, 
     torch.set_num_threads(spec.threads)
     run_dir = Path(spec.run_dir)
     model, tokenizer = load_base(converted_base(Path(spec.base_gguf), Path(spec.cache_dir)))
-    train = load_examples(spec.training_files, tokenizer, spec.seq_len)
+    fim = Fim(spec.fim_template, spec.fim_ratio, spec.seed) if spec.fim_template and spec.fim_ratio > 0 else None
+    train = load_examples(spec.training_files, tokenizer, spec.seq_len, fim)
     valid = load_examples(spec.validation_files, tokenizer, spec.seq_len)[:_MAX_VALID]
     if not train:
         raise ValueError("no training line has anything to learn within seq_len tokens")
