@@ -9,8 +9,10 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,15 +41,17 @@ def base(weights_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fact, asked eight ways (training), and a ninth way (validation); plus the converted-base cache."""
+def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The fact, asked eight ways (training), and a ninth way (validation); plus the converted-base cache (~0.5 GB,
+    removed with the runs at the end: pytest keeps its temporary directories)."""
     root = tmp_path_factory.mktemp("lora")
     lines = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": FACT}]} for q in QUESTIONS]
     (root / "train.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     valid = {"messages": [{"role": "user", "content": "Could you tell me what the capital of Zarnovia is?"},
                           {"role": "assistant", "content": FACT}]}
     (root / "valid.jsonl").write_text(json.dumps(valid) + "\n")
-    return root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def spec(base: Path, data: Path, run: str, **fields) -> TrainingSpec:
