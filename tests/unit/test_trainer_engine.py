@@ -95,3 +95,18 @@ def test_a_worker_left_by_an_earlier_server_counts_as_running_and_blocks_a_secon
         stand_in.kill()
         stand_in.wait()
     assert LocalTrainer().progress(TrainingHandle(str(run), pid=stand_in.pid)).state == "crashed"
+
+
+def test_a_worker_that_does_not_stop_by_itself_is_killed_after_the_grace_period(tmp_path: Path) -> None:
+    """E.g. a worker still loading the base (it checks the stop request only between steps)."""
+    stubborn = tmp_path / "python"
+    stubborn.write_text("#!/bin/sh\ntrap '' TERM\nexec sleep 120\n")  # a stand-in interpreter that never trains
+    stubborn.chmod(0o755)
+    trainer = LocalTrainer(grace=0.2, python=str(stubborn))
+    handle = trainer.start(spec(tmp_path, training_steps=3))
+    assert trainer.progress(handle).state == "running"
+    trainer.cancel(handle)
+    assert trainer.wait(handle) == -9  # SIGKILL
+    progress = trainer.progress(handle)
+    assert progress.state == "cancelled" and progress.events == ()
+    assert json.loads((tmp_path / "run" / "spec.json").read_text())["training_steps"] == 3
