@@ -46,6 +46,7 @@ def run(spec: TrainingSpec, progress: ProgressWriter, stop: Any) -> tuple[Path, 
     from peft import LoraConfig, get_peft_model
 
     torch.set_num_threads(spec.threads)
+    torch.set_num_interop_threads(1)  # the default pool is one thread per core: bounded like the rest
     run_dir = Path(spec.run_dir)
     model, tokenizer = load_base(converted_base(Path(spec.base_gguf), Path(spec.cache_dir)))
     fim = Fim(spec.fim_template, spec.fim_ratio, spec.seed) if spec.fim_template and spec.fim_ratio > 0 else None
