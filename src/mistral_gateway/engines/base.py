@@ -34,6 +34,11 @@ __all__ = [
     "Segment",
     "SpeechEngine",
     "TextEngine",
+    "TrainerEngine",
+    "TrainingEvent",
+    "TrainingHandle",
+    "TrainingProgress",
+    "TrainingSpec",
     "Transcript",
     "TranscriptionOptions",
     "Word",
@@ -249,6 +254,73 @@ class SpeechEngine(Protocol):
     """A loaded speech-to-text model. ``audio`` is mono float32 PCM at ``SAMPLE_RATE``."""
 
     async def transcribe(self, audio: Any, options: TranscriptionOptions) -> Transcript: ...
+
+
+# Everything a LoRA training run needs; JSON-able (the worker process reads it from the run directory). Defaults are
+# the trainer's (docs/training.md); the jobs API maps Mistral's hyperparameters onto these fields.
+@dataclass(frozen=True, slots=True)
+class TrainingSpec:
+    base_gguf: str  # the base model's GGUF (what the chat engine serves); converted once, cached in cache_dir
+    training_files: tuple[str, ...]  # JSONL: {"messages": [...]} (loss on assistant tokens) or {"text": ...}
+    run_dir: str  # progress.jsonl, checkpoints, the adapter; starting again on the same run_dir resumes
+    cache_dir: str
+    validation_files: tuple[str, ...] = ()
+    training_steps: int | None = None  # None: epochs over the training lines
+    epochs: float = 1.0
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.1
+    warmup_fraction: float = 0.05
+    seq_len: int = 128
+    batch_size: int = 4
+    seed: int = 0
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    checkpoint_every: int = 10
+    threads: int = 1  # torch threads of the worker process
+    fim_ratio: float = 0.0  # share of {"text"} lines trained as fill-in-the-middle (needs fim_template)
+    fim_template: str | None = None  # the base model's catalog fim_template
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingHandle:
+    run_dir: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingEvent:
+    """A line of progress: ``kind`` is step (train loss), checkpoint (plus validation metrics when validation lines
+    exist) or one of the terminal kinds (succeeded, cancelled, failed)."""
+
+    kind: str
+    step: int = 0
+    train_loss: float | None = None
+    valid_loss: float | None = None
+    valid_mean_token_accuracy: float | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingProgress:
+    """``state``: running, succeeded, cancelled, failed, or crashed (the worker died without a last word: start the
+    spec again to resume from the last checkpoint)."""
+
+    state: str
+    total_steps: int | None
+    events: tuple[TrainingEvent, ...]
+    adapter: str | None = None  # the GGUF LoRA adapter, once succeeded
+
+
+class TrainerEngine(Protocol):
+    """Runs LoRA training off the request path; ``cancel`` asks the run to stop (honoured within seconds)."""
+
+    def start(self, spec: TrainingSpec) -> TrainingHandle: ...
+
+    def progress(self, handle: TrainingHandle) -> TrainingProgress: ...
+
+    def cancel(self, handle: TrainingHandle) -> None: ...
 
 
 class EngineError(Exception):

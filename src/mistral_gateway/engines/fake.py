@@ -31,13 +31,17 @@ from mistral_gateway.engines.base import (
     OcrTable,
     SamplingParams,
     Segment,
+    TrainingEvent,
+    TrainingHandle,
+    TrainingProgress,
+    TrainingSpec,
     Transcript,
     TranscriptionOptions,
     Word,
 )
 
 __all__ = ["FakeClassifierEngine", "FakeEmbeddingEngine", "FakeOcrEngine", "FakeSpeechEngine", "FakeTextEngine",
-           "load_classifier", "load_embedding", "load_ocr", "load_speech", "load_text"]
+           "FakeTrainer", "load_classifier", "load_embedding", "load_ocr", "load_speech", "load_text"]
 
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett")
 
@@ -291,3 +295,58 @@ def load_speech(entry: ModelEntry, _path: Path | None, _settings: Settings) -> F
 
 def load_ocr(entry: ModelEntry, _path: Path | None, _settings: Settings) -> FakeOcrEngine:
     return FakeOcrEngine()
+
+
+class FakeTrainer:
+    """Trains in no time: each ``progress`` call advances a run by one step (train loss ``2 / step``, a checkpoint
+    every ``checkpoint_every`` steps with valid loss ``2.5 / step`` and accuracy ``1 - 1 / (step + 1)`` when the spec
+    has validation files) until it succeeds with ``<run_dir>/adapter.gguf``; ``cancel`` ends it as cancelled.
+    ``fail_at`` makes every run fail at that step; ``crash()`` makes a run "crashed" (start the spec again to resume
+    from its last checkpoint), so job handling is testable without torch."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.fail_at = fail_at
+        self.started: list[TrainingSpec] = []
+        self._runs: dict[str, dict[str, Any]] = {}
+
+    def start(self, spec: TrainingSpec) -> TrainingHandle:
+        self.started.append(spec)
+        run = self._runs.get(spec.run_dir)
+        resumed = 0 if run is None else run["checkpoint"]
+        self._runs[spec.run_dir] = {"spec": spec, "step": resumed, "checkpoint": resumed, "state": "running",
+                                    "events": [] if run is None else run["events"]}
+        return TrainingHandle(run_dir=spec.run_dir, pid=len(self.started))
+
+    def progress(self, handle: TrainingHandle) -> TrainingProgress:
+        run = self._runs[handle.run_dir]
+        spec: TrainingSpec = run["spec"]
+        total = spec.training_steps or 10
+        if run["state"] == "running":
+            self._advance(run, spec, total)
+        adapter = f"{spec.run_dir}/adapter.gguf" if run["state"] == "succeeded" else None
+        return TrainingProgress(run["state"], total, tuple(run["events"]), adapter)
+
+    def cancel(self, handle: TrainingHandle) -> None:
+        run = self._runs[handle.run_dir]
+        if run["state"] == "running":
+            run["state"] = "cancelled"
+            run["events"].append(TrainingEvent("cancelled", step=run["step"]))
+
+    def crash(self, handle: TrainingHandle) -> None:
+        self._runs[handle.run_dir]["state"] = "crashed"
+
+    def _advance(self, run: dict[str, Any], spec: TrainingSpec, total: int) -> None:
+        step = run["step"] = run["step"] + 1
+        if step == self.fail_at:
+            run["state"] = "failed"
+            run["events"].append(TrainingEvent("failed", step=step, message="fake failure"))
+            return
+        run["events"].append(TrainingEvent("step", step=step, train_loss=2 / step))
+        if step % spec.checkpoint_every == 0 or step == total:
+            valid = {"valid_loss": 2.5 / step, "valid_mean_token_accuracy": 1 - 1 / (step + 1)}
+            run["events"].append(TrainingEvent("checkpoint", step=step, train_loss=2 / step,
+                                               **(valid if spec.validation_files else {})))
+            run["checkpoint"] = step
+        if step == total:
+            run["state"] = "succeeded"
+            run["events"].append(TrainingEvent("succeeded", step=step))

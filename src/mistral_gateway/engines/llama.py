@@ -44,7 +44,7 @@ ServerFactory = Callable[[dict[str, Any], str], Any]
 class LlamaEngine:
     def __init__(self, entry: ModelEntry, path: Path, *, threads: int, queue_limit: int,
                  mmproj: Path | None = None, server_factory: ServerFactory | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, lora: Path | None = None) -> None:
         if not path.is_file():
             raise EngineError(f"model {entry.id!r}: weights file {path} does not exist")
         self._key = secrets.token_urlsafe(24)
@@ -52,6 +52,10 @@ class LlamaEngine:
         config = {"path": str(path), "parallel": entry.parallel, "ctx": entry.max_context_length * entry.parallel,
                   "threads": threads, "mmap": entry.mmap, "ubatch": entry.ubatch,
                   "kv": entry.kv_cache_type, "key": self._key, "http_threads": _http_threads(capacity)}
+        if lora is not None:  # a GGUF LoRA adapter (training.lora_export) applied to every request at scale 1
+            if not lora.is_file():
+                raise EngineError(f"model {entry.id!r}: LoRA adapter {lora} does not exist")
+            config["lora"] = str(lora)
         marker = None
         if mmproj is not None:  # a projector: prompts go as text with images (engines.multimodal), not as tokens
             if not mmproj.is_file():

@@ -51,6 +51,11 @@ def build_params(config: dict[str, Any]) -> Any:
     params.verbosity = 0
     params.port = 0  # its HTTP listener binds 127.0.0.1 on a free port; only we hold its key
     params.api_keys = [config["key"]]
+    if config.get("lora"):  # a fine-tuned model: the base GGUF plus its LoRA adapter
+        adapter = xllamacpp.CommonAdapterLoraInfo()
+        adapter.path = config["lora"]
+        adapter.scale = 1.0
+        params.lora_adapters = [adapter]
     if config.get("mmproj"):  # a multimodal projector (engines.multimodal); llama.cpp reads the marker at load
         params.mmproj.path = config["mmproj"]
         os.environ["LLAMA_MEDIA_MARKER"] = config["marker"]

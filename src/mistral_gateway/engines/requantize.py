@@ -10,6 +10,7 @@ what lets the asset table pin the result's sha256.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,12 @@ GGUF_VERSION = "0.19.0"
 FILE_TYPES = {"Q8_0": 7, "Q4_0": 2}
 
 
-def requantize_gguf(source: Path, out: Path, target: str, convert: tuple[str, ...] = ("Q4_1",)) -> None:
+def requantize_gguf(source: Path, out: Path, target: str, convert: tuple[str, ...] = ("Q4_1",),
+                    deltas: Mapping[str, Any] | None = None) -> None:
     """Write ``out``: ``source`` with its ``convert``-typed tensors requantized to ``target`` (a key of
-    ``FILE_TYPES``). Raises ValueError for a file this cannot convert (not a GGUF, a type gguf cannot read)."""
+    ``FILE_TYPES``). ``deltas`` (tensor name -> float32 array in numpy order) are added to those tensors, which are
+    then stored as ``target`` whatever their type (a LoRA adapter merged into its base, ``training.lora_merge``).
+    Raises ValueError for a file this cannot convert (not a GGUF, a type gguf cannot read)."""
     import gguf  # the `local` extra; imported here so the gateway imports without it
     from gguf import GGMLQuantizationType, GGUFValueType
 
@@ -42,12 +46,16 @@ def requantize_gguf(source: Path, out: Path, target: str, convert: tuple[str, ..
         if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
             continue  # the writer writes these itself
         kind = field.types[0]
-        value: Any = FILE_TYPES[target] if field.name == gguf.Keys.General.FILE_TYPE else field.contents()
+        relabel = field.name == gguf.Keys.General.FILE_TYPE and bool(convert)  # a merge alone keeps the label
+        value: Any = FILE_TYPES[target] if relabel else field.contents()
         writer.add_key_value(field.name, value, kind, sub_type=field.types[-1] if kind == GGUFValueType.ARRAY else None)
     tensors = []
     for tensor in reader.tensors:
         data, kind = tensor.data, tensor.tensor_type
-        if kind in sources:
+        delta = (deltas or {}).get(tensor.name)
+        if delta is not None:
+            data, kind = gguf.quants.quantize(gguf.quants.dequantize(data, kind) + delta, to), to
+        elif kind in sources:
             data, kind = gguf.quants.quantize(gguf.quants.dequantize(data, kind), to), to
         writer.add_tensor_info(tensor.name, data.shape, data.dtype, data.nbytes, kind)
         tensors.append(data)
