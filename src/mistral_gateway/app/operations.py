@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mistral_gateway.app.context import Context, Guard, Work
+from mistral_gateway.app.conversations import CONVERSATIONS
 from mistral_gateway.app.metering import meter_completion, meter_json_usage
 from mistral_gateway.app.resources import RESOURCES
 from mistral_gateway.app.results import RawEvents, RawJSON, StreamResult
@@ -149,4 +150,5 @@ OPERATIONS: dict[str, Work] = {
     "create_transcription": transcription,
     "create_streaming_transcription": streaming_transcription,
     **RESOURCES,
+    **CONVERSATIONS,
 }

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from mistral_gateway.protocol.audio import transcription_limits
 from mistral_gateway.protocol.classifiers import classifier_limits
 from mistral_gateway.protocol.common import SIGNED_URL_MAX_HOURS
+from mistral_gateway.protocol.conversations import conversation_limits
 from mistral_gateway.protocol.embeddings import EmbeddingData
 from mistral_gateway.protocol.files import FILE_PURPOSES, MAX_FILE_EXPIRY_HOURS
 from mistral_gateway.protocol.ocr import ocr_limits
@@ -65,6 +66,7 @@ SERVICE_LIMITS: dict[tuple[str, str, str], dict[str, Any]] = {
     **classifier_limits(),
     **ocr_limits(),
     **transcription_limits(),
+    **conversation_limits(),
 }
 
 
@@ -156,20 +158,26 @@ def _tighten_body(spec_op: dict[str, Any], model: type[BaseModel], schemas: dict
     media = content.get("application/json") or content.get("multipart/form-data")  # a form's fields: transcription
     if media is None:
         return
-    ref = media["schema"].get("$ref")
-    # A request component (ChatCompletionRequest, ...) is tightened in place: only request bodies use it.
-    target = schemas[ref.rsplit("/", 1)[-1]] if ref else media["schema"]
     model_schema = model.model_json_schema(mode="validation")
     defs = _Defs(model_schema.get("$defs", {}), schemas)
-    props = target.get("properties", {})
-    for name, model_prop in model_schema.get("properties", {}).items():
-        if name in props:
-            props[name] = _tighten(props[name], model_prop, defs)
-    required = set(target.get("required", [])) | (set(model_schema.get("required", [])) & set(props))
-    if required:
-        target["required"] = sorted(required)
-    if model.model_config.get("extra") != "forbid":
-        target.pop("additionalProperties", None)  # unknown fields are ignored, not refused
+    # A request component (ChatCompletionRequest, ...) is tightened in place: only request bodies use it.
+    for target in _body_parts(media["schema"], schemas):
+        props = target.get("properties", {})
+        for name, model_prop in model_schema.get("properties", {}).items():
+            if name in props:
+                props[name] = _tighten(props[name], model_prop, defs)
+        required = set(target.get("required", [])) | (set(model_schema.get("required", [])) & set(props))
+        if required:
+            target["required"] = sorted(required)
+        if model.model_config.get("extra") != "forbid":
+            target.pop("additionalProperties", None)  # unknown fields are ignored, not refused
+
+
+def _body_parts(schema: dict[str, Any], schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    """A body schema and, for ``allOf`` bodies (the conversation requests: a base plus ``stream``), its parts."""
+    if "$ref" in schema:
+        schema = schemas[schema["$ref"].rsplit("/", 1)[-1]]
+    return [schema, *(p for part in schema.get("allOf", ()) for p in _body_parts(part, schemas))]
 
 
 class _Defs:
@@ -250,9 +258,7 @@ def _locate(spec_op: dict[str, Any], schemas: dict[str, Any], location: str,
                 return param, "schema"
         return None, name
     for media in spec_op.get("requestBody", {}).get("content", {}).values():
-        schema = media["schema"]
-        if "$ref" in schema:
-            schema = schemas[schema["$ref"].rsplit("/", 1)[-1]]
-        if name in schema.get("properties", {}):
-            return schema["properties"], name
+        for schema in _body_parts(media["schema"], schemas):
+            if name in schema.get("properties", {}):
+                return schema["properties"], name
     return None, name

@@ -36,6 +36,7 @@ from mistral_gateway.services.batch_direct import build_batch_service
 from mistral_gateway.services.chat import ChatService
 from mistral_gateway.services.chat_audio import ChatAudio
 from mistral_gateway.services.classifiers import ClassifierService
+from mistral_gateway.services.conversations import ConversationService, NoAgents
 from mistral_gateway.services.embeddings import EmbeddingService
 from mistral_gateway.services.files import FileService
 from mistral_gateway.services.fim import FimService
@@ -49,6 +50,7 @@ from mistral_gateway.services.transcription import AudioLimits, TranscriptionSer
 from mistral_gateway.services.upstream_keys import UpstreamKeyStore
 from mistral_gateway.services.usage import UsageLog
 from mistral_gateway.storage.blobs import LocalBlobStore
+from mistral_gateway.storage.conversations import ConversationRepository
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.epoch import FileEpoch
 from mistral_gateway.storage.files import FileRepository
@@ -99,6 +101,7 @@ class Services:
     batch: BatchService | None = None
     fetcher: SafeFetcher | None = None  # the one fetcher for URLs named in requests (security/fetch.py)
     realtime: RealtimeService | None = None  # realtime transcription sessions (WebSocket)
+    conversations: ConversationService | None = None
     background: list[Background] = field(default_factory=list)  # joined with ``add_background``
     running_now: list[Background] = field(default_factory=list)  # started by ``start``, in order
 
@@ -222,4 +225,6 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
                     ocr=OcrService(models.catalog, engines, files, chat, OcrLimits.from_settings(settings), fetcher),
                     limits=limits, usage=usage, jobs=jobs, job_runner=job_runner, router=Router(upstreams),
                     passthrough=passthrough_map(settings, upstreams), batch=batch, fetcher=fetcher,
-                    realtime=RealtimeService(models.catalog, engines, RealtimeLimits.from_settings(settings)))
+                    realtime=RealtimeService(models.catalog, engines, RealtimeLimits.from_settings(settings)),
+                    # agents: NoAgents() until the agents service is merged (then: the AgentService)
+                    conversations=ConversationService(ConversationRepository(db), agents=NoAgents()))
