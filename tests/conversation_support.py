@@ -39,8 +39,9 @@ class FakeAgents:
 
 
 def agent(agent_id: str, name: str, *, version: int = 0, handoffs: list[str] | None = None,
-          tools: list[dict[str, Any]] | None = None, instructions: str | None = None) -> AgentSnapshot:
-    return AgentSnapshot(id=agent_id, version=version, name=name, model="fake-model", instructions=instructions,
+          tools: list[dict[str, Any]] | None = None, instructions: str | None = None,
+          model: str = "fake-model") -> AgentSnapshot:
+    return AgentSnapshot(id=agent_id, version=version, name=name, model=model, instructions=instructions,
                          description=f"{name} helps", tools=tools or [], handoffs=handoffs or [])
 
 

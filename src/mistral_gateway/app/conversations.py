@@ -57,6 +57,7 @@ class RoutedChat:
         return result
 
     async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[CompletionChunk]:
+        request = request.model_copy(update={"stream": True})
         sub = self._sub(request)
         result = await chat_ops.chat_completion(sub, request)
         self.ctx.meter.model = sub.meter.model or request.model
