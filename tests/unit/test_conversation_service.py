@@ -210,6 +210,14 @@ def test_stream_event_order_and_stored_entries_match(svc: ConversationService, w
     assert (call.type, call.id, call.tool_call_id) == ("function.call", got[1].id, got[1].tool_call_id)
 
 
+def test_an_empty_answer_is_streamed_as_an_empty_message(svc: ConversationService, ws: str) -> None:
+    got = events(svc, svc.start(ws, start(inputs="hi", model="fake-model", stream=True)), ScriptedChat([""]))
+    assert [e.type for e in got] == ["conversation.response.started", "message.output.delta",
+                                     "conversation.response.done"]
+    stored = svc.history(ws, got[0].conversation_id).entries[-1]
+    assert (stored.type, stored.id, stored.content) == ("message.output", got[1].id, "")
+
+
 def test_stream_handoff_events(svc: ConversationService, ws: str, agents: FakeAgents) -> None:
     agents.add(ws, agent("ag_b", "Math Expert"))
     agents.add(ws, agent("ag_a", "Triage", handoffs=["ag_b"]))

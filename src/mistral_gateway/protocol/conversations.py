@@ -162,13 +162,15 @@ class ConversationListQuery(RequestModel):
                 parsed = json.loads(value)
             except ValueError:
                 raise ValueError("metadata must be a JSON object") from None
-            if not isinstance(parsed, dict):
+            if not isinstance(parsed, dict | str):
                 raise ValueError("metadata must be a JSON object")
         return value
 
     @property
     def metadata_pairs(self) -> dict[str, Any]:
-        return json.loads(self.metadata) if self.metadata else {}
+        """The filter; a JSON string is no filter (SDK 3.7.0 sends its "unset" sentinel as one when none is given)."""
+        parsed = json.loads(self.metadata) if self.metadata else {}
+        return parsed if isinstance(parsed, dict) else {}
 
 
 # -- responses ------------------------------------------------------------------------------------------------

@@ -96,6 +96,9 @@ class TurnRunner:
             if step.parts or not step.tool_calls:
                 turn.outputs.append({**entry("message.output", "msg", role="assistant", content=step.content()),
                                      "id": step.msg_id, **meta})
+                if stream and not step.parts:  # an empty answer is still an entry: stream it as one empty delta
+                    yield MessageOutputDelta(output_index=step.index, id=step.msg_id, content="",
+                                             created_at=turn.outputs[-1]["created_at"], **meta)
             if functions or handoff is None:
                 for call in functions:
                     out = entry("function.call", "fc", tool_call_id=call["id"], name=call["name"],
