@@ -31,7 +31,7 @@ from mistral_gateway.protocol.conversations import (
 )
 from mistral_gateway.services.conversations import ConversationService, Prepared
 
-__all__ = ["CONVERSATIONS", "RoutedChat"]
+__all__ = ["CONVERSATIONS", "RoutedChat", "chat_chunks"]
 
 Answer = ConversationResponse | StreamResult[ConversationEvent]
 
@@ -44,8 +44,9 @@ class RoutedChat:
 
     def _sub(self, request: ChatCompletionRequest) -> Context:
         ctx = self.ctx
+        # no guard of its own: the conversation's guard already covers the whole turn
         return Context(ctx.services, ctx.services.registry.get("create_chat_completions"), ctx.principal, Meter(),
-                       None, request, ctx.guard, base_url=ctx.base_url)
+                       None, request, None, base_url=ctx.base_url)
 
     async def complete(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
         sub = self._sub(request)
@@ -62,12 +63,12 @@ class RoutedChat:
         result = await chat_ops.chat_completion(sub, request)
         self.ctx.meter.model = sub.meter.model or request.model
         if isinstance(result, RawEvents):
-            return _parsed(result.chunks)
+            return chat_chunks(result.chunks)
         assert isinstance(result, StreamResult)
         return result.chunks
 
 
-async def _parsed(chunks: AsyncIterator[bytes]) -> AsyncIterator[CompletionChunk]:
+async def chat_chunks(chunks: AsyncIterator[bytes]) -> AsyncIterator[CompletionChunk]:
     """An upstream's framed chat stream as chunks (``data:`` lines; ``[DONE]`` and comments skipped)."""
     pending = b""
     async for data in chunks:
