@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core import Suite
 
-from . import batch, chat, embeddings, models, moderation, ocr, proxy, realtime, speech, transcription
+from . import batch, chat, conversations, embeddings, models, moderation, ocr, proxy, realtime, speech, transcription
 
 __all__ = ["SUITES"]
 
@@ -19,4 +19,5 @@ SUITES: dict[str, Suite] = {
     "realtime": realtime.run,
     "ocr": ocr.run,
     "transcription": transcription.run,
+    "conversations": conversations.run,
 }
