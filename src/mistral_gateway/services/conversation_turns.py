@@ -64,9 +64,10 @@ class Turn:
     usage: ConversationUsage = field(default_factory=ConversationUsage)
 
 
-def entry(kind: str, id_prefix: str, /, **fields: Any) -> dict[str, Any]:
-    """A new entry as the API shows it."""
-    return {"object": "entry", "type": kind, "created_at": rfc3339(now_us()), "completed_at": None,
+def entry(kind: str, id_prefix: str, /, *, output: bool = False, **fields: Any) -> dict[str, Any]:
+    """A new entry as the API shows it (``output``: the model's, completed now; inputs have no completion)."""
+    now = rfc3339(now_us())
+    return {"object": "entry", "type": kind, "created_at": now, "completed_at": now if output else None,
             "id": new_id(id_prefix), **fields}
 
 
@@ -94,14 +95,14 @@ class TurnRunner:
             handoff = next((c for c in step.tool_calls if c["name"] in targets), None)
             functions = [c for c in step.tool_calls if c["name"] not in targets]
             if step.parts or not step.tool_calls:
-                turn.outputs.append({**entry("message.output", "msg", role="assistant", content=step.content()),
-                                     "id": step.msg_id, **meta})
+                message = entry("message.output", "msg", output=True, role="assistant", content=step.content())
+                turn.outputs.append({**message, "id": step.msg_id, "created_at": step.started, **meta})
                 if stream and not step.parts:  # an empty answer is still an entry: stream it as one empty delta
                     yield MessageOutputDelta(output_index=step.index, id=step.msg_id, content="",
                                              created_at=turn.outputs[-1]["created_at"], **meta)
             if functions or handoff is None:
                 for call in functions:
-                    out = entry("function.call", "fc", tool_call_id=call["id"], name=call["name"],
+                    out = entry("function.call", "fc", output=True, tool_call_id=call["id"], name=call["name"],
                                 arguments=call["arguments"], **meta, confirmation_status=None)
                     turn.outputs.append(out)
                     if stream:
@@ -111,8 +112,8 @@ class TurnRunner:
                 return
             assert agent is not None  # only agents have handoff targets
             target = targets[handoff["name"]]
-            out = entry("agent.handoff", "handoff", previous_agent_id=agent.id, previous_agent_name=agent.name,
-                        next_agent_id=target.id, next_agent_name=target.name)
+            out = entry("agent.handoff", "handoff", output=True, previous_agent_id=agent.id,
+                        previous_agent_name=agent.name, next_agent_id=target.id, next_agent_name=target.name)
             turn.outputs.append(out)
             if stream:
                 at, index = out["created_at"], len(turn.outputs) - 1
@@ -154,6 +155,7 @@ class _Step:
 
     msg_id: str
     index: int  # output_index of the message the call writes
+    started: str = field(default_factory=lambda: rfc3339(now_us()))
     parts: list[str | dict[str, Any]] = field(default_factory=list)
     calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     usage: Any = None
