@@ -11,7 +11,6 @@ module knows nothing of HTTP or of where a model runs.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import string
 from collections.abc import AsyncIterator
@@ -32,8 +31,9 @@ from mistral_gateway.protocol.conversations import (
     MessageOutputDelta,
 )
 from mistral_gateway.services.agent_snapshot import AgentLookup, AgentSnapshot, new_id, now_us, rfc3339
+from mistral_gateway.services.conversation_prompt import chat_messages, handoff_function
 
-__all__ = ["MAX_HANDOFFS", "ChatCalls", "Turn", "TurnRunner", "active_agent_id", "chat_messages", "entry"]
+__all__ = ["MAX_HANDOFFS", "ChatCalls", "Turn", "TurnRunner", "entry"]
 
 MAX_HANDOFFS = 8  # server-run handoffs in one turn: agents handing a conversation back and forth stop here
 _ALNUM = string.ascii_letters + string.digits
@@ -144,11 +144,6 @@ class TurnRunner:
         return targets
 
 
-def handoff_function(agent_name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "_", agent_name.lower()).strip("_")[:48] or "agent"
-    return f"transfer_to_{slug}"
-
-
 @dataclass(slots=True)
 class _Step:
     """One model call's answer, whole or gathered from its chunks."""
@@ -253,49 +248,3 @@ def _request(turn: Turn, agent: AgentSnapshot | None, targets: dict[str, AgentSn
 
 def _agent_config(agent: AgentSnapshot) -> dict[str, Any]:
     return {"tools": agent.tools, "completion_args": agent.completion_args, "instructions": agent.instructions}
-
-
-def chat_messages(entries: list[dict[str, Any]], instructions: str | None) -> list[dict[str, Any]]:
-    """Entries as chat messages: consecutive function calls (and the text before them) form one assistant
-    message; a handoff is shown to the next agent as a transfer call and its result, so it answers next."""
-    messages: list[dict[str, Any]] = [{"role": "system", "content": instructions}] if instructions else []
-    for e in entries:
-        kind = e["type"]
-        if kind == "message.input":
-            message = {"role": e["role"], "content": e["content"]}
-            messages.append({**message, "prefix": True} if e.get("prefix") else message)
-        elif kind == "message.output":
-            messages.append({"role": "assistant", "content": _text(e["content"])})
-        elif kind == "function.call":
-            _tool_call(messages, e["tool_call_id"], e["name"], e["arguments"])
-        elif kind == "function.result":
-            messages.append({"role": "tool", "content": e["result"], "tool_call_id": e["tool_call_id"]})
-        elif kind == "agent.handoff":
-            call_id = e["id"][-9:]
-            _tool_call(messages, call_id, handoff_function(e["next_agent_name"]), "{}")
-            messages.append({"role": "tool", "content": f"Transferred to {e['next_agent_name']}.",
-                             "tool_call_id": call_id})
-    return messages
-
-
-def _tool_call(messages: list[dict[str, Any]], call_id: str, name: str, arguments: Any) -> None:
-    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
-    last = messages[-1] if messages else None
-    if last is not None and last["role"] == "assistant" and not last.get("prefix"):
-        last.setdefault("tool_calls", []).append(call)
-    else:
-        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text")
-
-
-def active_agent_id(entries: list[dict[str, Any]], default: str | None) -> str | None:
-    """The agent the conversation is with after these entries: the last handoff's target, else ``default``."""
-    for e in reversed(entries):
-        if e["type"] == "agent.handoff":
-            return e["next_agent_id"]
-    return default

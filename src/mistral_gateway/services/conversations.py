@@ -34,7 +34,8 @@ from mistral_gateway.protocol.conversations import (
     ResponseStarted,
 )
 from mistral_gateway.services.agent_snapshot import AgentLookup, AgentSnapshot, new_id, now_us, rfc3339
-from mistral_gateway.services.conversation_turns import ChatCalls, Turn, TurnRunner, active_agent_id, entry
+from mistral_gateway.services.conversation_prompt import active_agent_id
+from mistral_gateway.services.conversation_turns import ChatCalls, Turn, TurnRunner, entry
 from mistral_gateway.storage.conversations import ConversationRecord, ConversationRepository, StoredEntry
 
 __all__ = ["MAX_ENTRIES", "ConversationService", "NoAgents", "Prepared"]
