@@ -103,6 +103,16 @@ def test_start_stream(sdk: Mistral) -> None:
     assert stored.id == deltas[0].id and stored.content == "".join(d.content for d in deltas)
     assert events[-1].data.usage.completion_tokens
 
+    with sdk.beta.conversations.append_stream(conversation_id=cid, inputs="Again.") as stream:
+        kinds = [e.event for e in stream]
+    assert kinds[0] == "conversation.response.started" and kinds[-1] == "conversation.response.done"
+    first = sdk.beta.conversations.get_history(conversation_id=cid).entries[0].id
+    with sdk.beta.conversations.restart_stream(conversation_id=cid, from_entry_id=first, inputs="Once more.") as stream:
+        events = list(stream)
+    branch = events[0].data.conversation_id
+    assert branch != cid and events[-1].event == "conversation.response.done"
+    assert len(sdk.beta.conversations.get_history(conversation_id=branch).entries) == 3
+
 
 def test_unknown_agent_and_unavailable_tools(sdk: Mistral) -> None:
     with pytest.raises(MistralError) as err:

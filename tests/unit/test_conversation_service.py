@@ -287,3 +287,20 @@ def test_a_concurrent_append_is_a_conflict(svc: ConversationService, ws: str) ->
     with pytest.raises(Conflict):
         run(both())
     assert len(svc.history(ws, out.conversation_id).entries) == 4
+
+
+def test_restart_may_change_the_agent_version(svc: ConversationService, ws: str, agents: FakeAgents) -> None:
+    agents.add(ws, agent("ag_a", "Helper", version=0, instructions="v0"))
+    agents.add(ws, agent("ag_a", "Helper", version=1, instructions="v1"))
+    chat = ScriptedChat(["zero", "one"])
+    out = turn(svc, svc.start(ws, start(inputs="hello", agent_id="ag_a", agent_version=0)), chat)
+    assert chat.requests[0].messages[0].content == "v0"
+    first = svc.history(ws, out.conversation_id).entries[0].id
+    restart = ConversationRestartRequest(from_entry_id=first, inputs="again", agent_version=1)
+    branch = turn(svc, svc.restart(ws, out.conversation_id, restart), chat)
+    assert svc.get(ws, branch.conversation_id).agent_version == 1
+    assert chat.requests[1].messages[0].content == "v1"
+    assert [m.role for m in chat.requests[1].messages] == ["system", "user", "user"]  # up to the entry, then inputs
+    with pytest.raises(BadRequest, match="no version"):
+        run(svc.restart(ws, out.conversation_id, ConversationRestartRequest(from_entry_id=first, inputs="x",
+                                                                            agent_version=7)))
