@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -221,3 +222,27 @@ def test_workspaces_are_apart(env: Env, dialect: str) -> None:
     listed = data(env.call(dialect, "GET", "/v1/conversations", workspace="other"), dialect)
     assert cid not in [c["id"] for c in listed]
     assert data(env.call(dialect, "GET", f"/v1/conversations/{cid}"), dialect)["id"] == cid
+
+
+def test_usage_rows_sum_the_turns_model_calls(tmp_path: Path) -> None:
+    models = [m.model_copy(update={"engine": "fake", "asset": None}) for m in default_models()]
+    services = build_services(Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False, models=models))
+    agents = FakeAgents()
+    services.conversations = ConversationService(ConversationRepository(services.db), agents)
+    token, record = services.tokens.create("t")
+    agents.add(record.workspace_id, agent("ag_math", "Math Expert", model=TOOLS_MODEL))
+    agents.add(record.workspace_id, agent("ag_triage", "Triage", handoffs=["ag_math"], model=TOOLS_MODEL))
+    headers = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(services=services)) as client:
+        handoff = client.post("/v1/conversations", headers=headers, json={
+            "agent_id": "ag_triage", "inputs": "2+2?", "completion_args": {"tool_choice": "any", "max_tokens": 8}})
+        streamed = client.post("/v1/conversations", headers=headers, json={
+            "model": MODEL, "inputs": "hi", "stream": True, "completion_args": {"max_tokens": 4}})
+    records, _ = services.usage.list()
+    services.close()
+    usage = handoff.json()["usage"]
+    done = sse(streamed)[-1][1]["usage"]
+    assert usage["prompt_tokens"] > 0 and len(handoff.json()["outputs"]) == 2  # two model calls in one turn
+    assert sorted((r.operation, r.status, r.prompt_tokens, r.completion_tokens) for r in records) == sorted([
+        ("create_conversation", 200, usage["prompt_tokens"], usage["completion_tokens"]),
+        ("create_conversation", 200, done["prompt_tokens"], done["completion_tokens"])])

@@ -51,10 +51,14 @@ class RoutedChat:
     async def complete(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
         sub = self._sub(request)
         result = await chat_ops.chat_completion(sub, request)
-        self.ctx.meter.model = sub.meter.model or request.model
+        meter = self.ctx.meter
+        meter.model = sub.meter.model or request.model
         if isinstance(result, RawJSON):  # an upstream's answer
-            return ChatCompletionResponse.model_validate_json(result.body)
+            result = ChatCompletionResponse.model_validate_json(result.body)
         assert isinstance(result, ChatCompletionResponse)
+        # summed call by call: a turn that fails after a handoff still bills the calls it made
+        meter.prompt_tokens += result.usage.prompt_tokens
+        meter.completion_tokens += result.usage.completion_tokens
         return result
 
     async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[CompletionChunk]:
@@ -93,10 +97,7 @@ async def _run(ctx: Context, prepared: Prepared, stream: bool) -> Answer:
     service, calls = _service(ctx), RoutedChat(ctx)
     if stream:
         return StreamResult(service.events(prepared, calls), done_marker=False, event_names=True)
-    response = await ctx.guarded(service.respond(prepared, calls))
-    ctx.meter.prompt_tokens = response.usage.prompt_tokens
-    ctx.meter.completion_tokens = response.usage.completion_tokens
-    return response
+    return await ctx.guarded(service.respond(prepared, calls))  # the meter summed each model call's usage
 
 
 async def create_conversation(ctx: Context, request: ConversationRequest) -> Answer:
