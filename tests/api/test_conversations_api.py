@@ -199,6 +199,11 @@ def test_bad_inputs(env: Env, dialect: str) -> None:
     err = refused(400, "POST", f"/v1/conversations/{cid}", {"inputs": [
         {"type": "function.result", "tool_call_id": "abcdefghi", "result": "x"}]})
     assert err["code"] == "UNKNOWN_TOOL_CALL"
+    # what the model refuses is refused before a stream begins, with the chat path's status and code
+    for stream in (False, True):
+        err = refused(400, "POST", "/v1/conversations", {"inputs": "x", "model": MODEL, "tools": [WEATHER],
+                                                         "stream": stream})
+        assert err["code"] == "UNSUPPORTED_MODEL_CAPABILITY"
     # limits: entry counts, unknown entry types, page sizes, metadata filters (422 in each dialect's shape)
     too_many = [{"role": "user", "content": "x"}] * (MAX_INPUT_ENTRIES + 1)
     refused(422, "POST", "/v1/conversations", {"inputs": too_many, "model": MODEL})

@@ -61,7 +61,7 @@ def turn(svc: ConversationService, prepare: Any, chat: ScriptedChat) -> Any:
 
 def events(svc: ConversationService, prepare: Any, chat: ScriptedChat) -> list[Any]:
     async def go() -> list[Any]:
-        return [e async for e in svc.events(await prepare, chat)]
+        return [e async for e in await svc.stream(await prepare, chat)]
     return run(go())
 
 
@@ -232,9 +232,20 @@ def test_a_failing_model_stores_nothing(svc: ConversationService, ws: str) -> No
     chat = ScriptedChat([BadGateway("engine down")])
     with pytest.raises(BadGateway):
         turn(svc, svc.start(ws, start(inputs="hi", model="fake-model")), chat)
-    chat.replies.append(BadGateway("engine down"))
-    got = events(svc, svc.start(ws, start(inputs="hi", model="fake-model", stream=True)), chat)
-    assert [e.type for e in got] == ["conversation.response.started", "conversation.response.error"]
+    chat.replies.append(BadGateway("engine down"))  # before the stream began: the request fails as a whole
+    with pytest.raises(BadGateway):
+        events(svc, svc.start(ws, start(inputs="hi", model="fake-model", stream=True)), chat)
+    assert svc.list(ws, ConversationListQuery()).root == []
+
+
+def test_a_model_failing_mid_stream_ends_it_with_an_error_event(svc: ConversationService, ws: str,
+                                                                agents: FakeAgents) -> None:
+    agents.add(ws, agent("ag_b", "Math Expert"))
+    agents.add(ws, agent("ag_a", "Triage", handoffs=["ag_b"]))
+    chat = ScriptedChat([[("transfer_to_math_expert", "{}")], BadGateway("engine down")])
+    got = events(svc, svc.start(ws, start(inputs="2+2?", agent_id="ag_a", stream=True)), chat)
+    assert [e.type for e in got] == ["conversation.response.started", "agent.handoff.started",
+                                     "agent.handoff.done", "conversation.response.error"]
     assert got[-1].code == 502 and "engine down" in got[-1].message
     assert svc.list(ws, ConversationListQuery()).root == []
 

@@ -96,7 +96,7 @@ def _service(ctx: Context) -> ConversationService:
 async def _run(ctx: Context, prepared: Prepared, stream: bool) -> Answer:
     service, calls = _service(ctx), RoutedChat(ctx)
     if stream:
-        return StreamResult(service.events(prepared, calls), done_marker=False, event_names=True)
+        return StreamResult(await service.stream(prepared, calls), done_marker=False, event_names=True)
     return await ctx.guarded(service.respond(prepared, calls))  # the meter summed each model call's usage
 
 

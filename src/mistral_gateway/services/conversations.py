@@ -152,18 +152,32 @@ class ConversationService:
         await run_sync(self._persist, prepared)
         return ConversationResponse(conversation_id=turn.conversation_id, outputs=turn.outputs, usage=turn.usage)
 
-    async def events(self, prepared: Prepared, calls: ChatCalls) -> AsyncIterator[ConversationEvent]:
-        """started → deltas → done (with the turn's usage); a failure ends the stream with an error event and
-        persists nothing."""
-        turn = prepared.turn
-        yield ResponseStarted(conversation_id=turn.conversation_id, created_at=rfc3339(now_us()))
+    async def stream(self, prepared: Prepared, calls: ChatCalls) -> AsyncIterator[ConversationEvent]:
+        """started → deltas → done (with the turn's usage). The turn's first event is awaited here, so a request
+        the model refuses (a capability, a tool choice) or a model that is down fails before the stream begins, with
+        its own status; a later failure ends the stream with an error event. Either way nothing is persisted."""
+        events = self.runner.run(prepared.turn, calls, stream=True)
         try:
-            async for event in self.runner.run(turn, calls, stream=True):
+            first = await anext(events)
+        except BaseException:
+            await events.aclose()
+            raise
+        return self._events(prepared, first, events)
+
+    async def _events(self, prepared: Prepared, first: ConversationEvent,
+                      events: AsyncIterator[ConversationEvent]) -> AsyncIterator[ConversationEvent]:
+        turn = prepared.turn
+        try:
+            yield ResponseStarted(conversation_id=turn.conversation_id, created_at=rfc3339(now_us()))
+            yield first
+            async for event in events:
                 yield event
             await run_sync(self._persist, prepared)
         except GatewayError as err:
             yield ResponseError(message=err.message, code=err.status, created_at=rfc3339(now_us()))
             return
+        finally:
+            await events.aclose()  # a client that left stops the model call under way
         yield ResponseDone(usage=turn.usage, created_at=rfc3339(now_us()))
 
     def _persist(self, prepared: Prepared) -> None:
