@@ -55,6 +55,7 @@ class ScriptedChat:
     replies: list[Reply]
     requests: list[ChatCompletionRequest] = field(default_factory=list)
     ids: itertools.count = field(default_factory=itertools.count)
+    closed: int = 0  # streams closed (read to their end or not)
 
     def _next(self, request: ChatCompletionRequest) -> Reply:
         self.requests.append(request)
@@ -86,10 +87,13 @@ class ScriptedChat:
             return CompletionChunk.model_validate({"id": "x", "created": 0, "model": model, "usage": usage,
                                                    "choices": [{"index": 0, "delta": delta}]})
 
-        yield chunk({"role": "assistant", "content": ""})
-        if isinstance(reply, str):
-            for at in range(0, len(reply), 4):
-                yield chunk({"content": reply[at:at + 4]})
-        else:
-            yield chunk({"tool_calls": self._calls(reply)})
-        yield chunk({"content": ""}, {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13})
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            if isinstance(reply, str):
+                for at in range(0, len(reply), 4):
+                    yield chunk({"content": reply[at:at + 4]})
+            else:
+                yield chunk({"tool_calls": self._calls(reply)})
+            yield chunk({"content": ""}, {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13})
+        finally:
+            self.closed += 1

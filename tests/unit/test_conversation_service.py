@@ -315,3 +315,19 @@ def test_restart_may_change_the_agent_version(svc: ConversationService, ws: str,
     with pytest.raises(BadRequest, match="no version"):
         run(svc.restart(ws, out.conversation_id, ConversationRestartRequest(from_entry_id=first, inputs="x",
                                                                             agent_version=7)))
+
+
+def test_a_stream_left_early_closes_the_model_call_and_stores_nothing(svc: ConversationService, ws: str) -> None:
+    chat = ScriptedChat(["A long answer, streamed in pieces."])
+
+    async def go() -> str:
+        stream = await svc.stream(await svc.start(ws, start(inputs="hi", model="fake-model", stream=True)), chat)
+        started = await anext(stream)
+        await anext(stream)  # one delta, then the client leaves
+        await stream.aclose()  # type: ignore[attr-defined]
+        assert chat.closed == 1  # at once, not when the generator is collected
+        return started.conversation_id
+
+    conversation_id = run(go())
+    with pytest.raises(NotFound):
+        svc.get(ws, conversation_id)

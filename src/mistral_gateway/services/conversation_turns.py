@@ -85,9 +85,15 @@ class TurnRunner:
             model = request.model
             step = _Step(msg_id=new_id("msg"), index=len(turn.outputs))
             if stream:
-                async for chunk in await calls.stream(request):
-                    for event in step.take_chunk(chunk, model, agent):
-                        yield event
+                chunks = await calls.stream(request)
+                try:
+                    async for chunk in chunks:
+                        for event in step.take_chunk(chunk, model, agent):
+                            yield event
+                finally:  # closed now, not when collected: a client that left stops the generation at once
+                    close = getattr(chunks, "aclose", None)
+                    if close is not None:
+                        await close()
             else:
                 step.take_response(await calls.complete(request))
             _add_usage(turn.usage, step.usage)
