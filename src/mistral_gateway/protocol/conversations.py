@@ -372,6 +372,15 @@ def conversation_limits() -> dict[tuple[str, str, str], dict[str, Any]]:
         (op, "body", "inputs"): inputs for op in ("agents_api_v1_conversations_start",
                                                   "agents_api_v1_conversations_append",
                                                   "agents_api_v1_conversations_restart")}
+    stream = {"replace": {"type": "boolean", "default": False}, "x-description": (
+        "true: the answer is a stream of server-sent events, each an `event: <type>` line and a `data:` line "
+        "holding the event's JSON (the spec's ConversationEvents): conversation.response.started, "
+        "message.output.delta, function.call.delta, agent.handoff.started/.done, then conversation.response.done "
+        "with the usage, or conversation.response.error; no [DONE]. A request that fails before the first event "
+        "answers its status as JSON, as without stream.")}
+    for op in ("agents_api_v1_conversations_start", "agents_api_v1_conversations_append",
+               "agents_api_v1_conversations_restart"):
+        limits[(op, "body", "stream")] = stream
     limits[("agents_api_v1_conversations_start", "body", "tools")] = {"x-description": (
         "Function tools only: the hosted tools (web_search, code_interpreter, image_generation, connectors) and "
         "document_library are refused with 400 TOOL_NOT_AVAILABLE. With `agent_id`, neither `tools` nor "

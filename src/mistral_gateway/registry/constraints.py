@@ -236,29 +236,31 @@ def _apply_service_limits(operation_id: str, spec_op: dict[str, Any], schemas: d
     for (op_id, location, name), limits in SERVICE_LIMITS.items():
         if op_id != operation_id:
             continue
-        holder, key = _locate(spec_op, schemas, location, name)
-        if holder is None:
+        places = _locate(spec_op, schemas, location, name)
+        if not places:
             raise KeyError(f"{operation_id}: no {location} parameter {name!r} in the spec")
         limits = dict(limits)
         note = limits.pop("x-description", None)
-        schema = limits.pop("replace", None) or dict(holder[key])
-        schema.update(limits)
-        if note:
-            base = holder[key].get("description", "").strip()
-            # the spec's sentences often lack their final stop: the note must not run on from them
-            schema["description"] = f"{base}{'' if not base or base.endswith(('.', ':')) else '.'} {note}".strip()
-        holder[key] = schema
+        replaced = limits.pop("replace", None)
+        for i, (holder, key) in enumerate(places):  # an allOf body may name a field in several parts
+            schema = dict(replaced) if replaced else dict(holder[key])
+            schema.update(limits)
+            if note and i == 0:  # described once
+                base = holder[key].get("description", "").strip()
+                # the spec's sentences often lack their final stop: the note must not run on from them
+                schema["description"] = f"{base}{'' if not base or base.endswith(('.', ':')) else '.'} {note}".strip()
+            holder[key] = schema
 
 
 def _locate(spec_op: dict[str, Any], schemas: dict[str, Any], location: str,
-            name: str) -> tuple[dict[str, Any] | None, str]:
+            name: str) -> list[tuple[dict[str, Any], str]]:
+    """Where the parameter's schema is: (holder, key) pairs (several for a field in more than one allOf part)."""
     if location == "query":
-        for param in spec_op.get("parameters", []):
-            if param["in"] == "query" and param["name"] == name:
-                return param, "schema"
-        return None, name
+        return [(param, "schema") for param in spec_op.get("parameters", [])
+                if param["in"] == "query" and param["name"] == name][:1]
     for media in spec_op.get("requestBody", {}).get("content", {}).values():
-        for schema in _body_parts(media["schema"], schemas):
-            if name in schema.get("properties", {}):
-                return schema["properties"], name
-    return None, name
+        found = [(schema["properties"], name) for schema in _body_parts(media["schema"], schemas)
+                 if name in schema.get("properties", {})]
+        if found:
+            return found
+    return []

@@ -85,7 +85,7 @@ class ConversationService:
             raise BadRequest("agent_version needs agent_id", param="agent_version")
         config = {"instructions": req.instructions,
                   "tools": [t.model_dump(mode="json", exclude_none=True) for t in req.tools or ()],
-                  "completion_args": _args(req.completion_args), "guardrails": req.guardrails,
+                  "completion_args": _args(req.completion_args),  # guardrails: accepted, not applied nor kept
                   "handoff_execution": req.handoff_execution or "server"}
         now = now_us()
         record = ConversationRecord(new_id("conv"), workspace_id, agent.id if agent else None,
@@ -272,4 +272,4 @@ def _view(record: ConversationRecord) -> ModelConversation | AgentConversation:
     config = record.config
     return ModelConversation(model=record.model or "", instructions=config.get("instructions"),
                              tools=config.get("tools") or [], completion_args=config.get("completion_args") or {},
-                             guardrails=config.get("guardrails"), **common)
+                             **common)
