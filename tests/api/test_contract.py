@@ -99,10 +99,12 @@ class Api:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """The default catalog (same ids and aliases) served by the deterministic fake engines."""
+def settings(tmp_path: Path, weights_dir: Path) -> Settings:
+    """The default catalog (same ids and aliases) served by the deterministic fake engines. Their assets resolve in
+    the shared weights dir: a data dir of its own would get a 1.1 GB copy of the chat model per test."""
     models = with_fake_ocr(with_fake_moderation([m.model_copy(update={"engine": "fake"}) for m in default_models()]))
-    return Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False, models=with_fake_speech(models))
+    return Settings(data_dir=tmp_path / "data", weights_path=weights_dir, bootstrap_dev_token=False,
+                    models=with_fake_speech(models))
 
 
 @pytest.fixture
