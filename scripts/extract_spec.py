@@ -8,6 +8,7 @@ schemas from it, so the served OpenAPI/definition documents and validation stay 
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -31,6 +32,19 @@ def _fix_known_artifacts(schemas: dict[str, Any]) -> None:
             part["required"] = [k for k in part["required"] if k != "data"]
 
 
+def _with_stream_twin(op: dict[str, Any], row: Any, by_id: dict[str, tuple[str, str, dict[str, Any]]]
+                      ) -> dict[str, Any]:
+    """A seed whose streamed form is a ``#stream`` twin in the spec (the conversation operations: one route, the
+    body's ``stream`` decides) gets the twin's event-stream answer beside its JSON one, as chat's has in the spec."""
+    twin = by_id.get(row.operation_id + "_stream")
+    if row.stream != "optional" or twin is None or twin[1] != row.path + "#stream":
+        return op
+    op = copy.deepcopy(op)
+    events = twin[2]["responses"]["200"]["content"]["text/event-stream"]
+    op["responses"]["200"].setdefault("content", {})["text/event-stream"] = copy.deepcopy(events)
+    return op
+
+
 def main(spec_path: str) -> None:
     spec = yaml.safe_load(Path(spec_path).read_text())
     schemas = spec["components"]["schemas"]
@@ -44,6 +58,7 @@ def main(spec_path: str) -> None:
         method, path, op = by_id[row.operation_id]
         if method.upper() != row.method or path.split("#")[0] != row.path:
             raise SystemExit(f"{row.id}: registry says {row.method} {row.path}, spec says {method} {path}")
+        op = _with_stream_twin(op, row, by_id)
         operations[row.operation_id] = {"method": method, "path": path, "operation": op}
     reached: dict[str, Any] = {}
 

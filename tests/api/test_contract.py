@@ -99,10 +99,12 @@ class Api:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """The default catalog (same ids and aliases) served by the deterministic fake engines."""
+def settings(tmp_path: Path, weights_dir: Path) -> Settings:
+    """The default catalog (same ids and aliases) served by the deterministic fake engines. Their assets resolve in
+    the shared weights dir: a data dir of its own would get a 1.1 GB copy of the chat model per test."""
     models = with_fake_ocr(with_fake_moderation([m.model_copy(update={"engine": "fake"}) for m in default_models()]))
-    return Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False, models=with_fake_speech(models))
+    return Settings(data_dir=tmp_path / "data", weights_path=weights_dir, bootstrap_dev_token=False,
+                    models=with_fake_speech(models))
 
 
 @pytest.fixture
@@ -394,6 +396,91 @@ def _agent_completion(api: Api, dialect: str) -> None:
     _check_stream(api.call("create_agent_completion", dialect, json={**body, "stream": True}))
 
 
+CONVERSATION_START = {"model": "mistral-small-latest", "inputs": "hi", "completion_args": {"max_tokens": 4}}
+
+
+def _conversation(api: Api, dialect: str, **extra: Any) -> dict[str, Any]:
+    r = api.call("create_conversation", dialect, json={**CONVERSATION_START, **extra})
+    return check("create_conversation", dialect, r)  # type: ignore[no-any-return]
+
+
+def _check_conversation_stream(r: httpx.Response) -> list[str]:
+    """Every event validates against the spec's ConversationEvents (its ``event`` and ``data`` lines; the
+    ``#stream`` twin's answer); no [DONE]."""
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream"), r.text
+    names = []
+    for block in r.text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.split("\n"))
+        event = {"event": lines["event"], "data": json.loads(lines["data"])}
+        assert_valid({"$ref": "#/components/schemas/ConversationEvents"}, SCHEMAS, event)
+        names.append(lines["event"])
+    assert names[0] == "conversation.response.started" and names[-1] == "conversation.response.done"
+    return names
+
+
+def _create_conversation(api: Api, dialect: str) -> None:
+    out = _conversation(api, dialect, instructions="Be brief", metadata={"k": "v"})
+    assert out["outputs"][0]["type"] == "message.output"
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    out = _conversation(api, dialect, tools=tools, completion_args={"tool_choice": "any", "max_tokens": 16})
+    assert out["outputs"][-1]["type"] == "function.call"
+    names = _check_conversation_stream(api.call("create_conversation", dialect,
+                                                json={**CONVERSATION_START, "stream": True}))
+    assert "message.output.delta" in names
+    names = _check_conversation_stream(api.call("create_conversation", dialect, json={
+        **CONVERSATION_START, "stream": True, "tools": tools, "completion_args": {"tool_choice": "any"}}))
+    assert "function.call.delta" in names
+
+
+def _conversation_id(api: Api, dialect: str) -> dict[str, str]:
+    return {"conversation_id": _conversation(api, dialect)["conversation_id"]}
+
+
+def _list_conversations(api: Api, dialect: str) -> None:
+    ids = {_conversation_id(api, dialect)["conversation_id"] for _ in range(2)}
+    assert {c["id"] for c in check("list_conversations", dialect, api.call("list_conversations", dialect))} >= ids
+
+
+def _get_conversation(api: Api, dialect: str) -> None:
+    values = _conversation_id(api, dialect)
+    out = check("get_conversation", dialect, api.call("get_conversation", dialect, values))
+    assert out["id"] == values["conversation_id"] and out["model"] == "mistral-small-latest"
+
+
+def _update_conversation(api: Api, dialect: str) -> None:
+    values = _conversation_id(api, dialect)
+    out = check("update_conversation", dialect, api.call("update_conversation", dialect, values, json={
+        "inputs": [{"type": "message.input", "role": "user", "content": "again"}]}))
+    assert out["conversation_id"] == values["conversation_id"]
+    _check_conversation_stream(api.call("update_conversation", dialect, values, json={"inputs": "x", "stream": True}))
+
+
+def _delete_conversation(api: Api, dialect: str) -> None:
+    r = api.call("delete_conversation", dialect, _conversation_id(api, dialect))
+    assert r.status_code == 204 and not r.content
+
+
+def _conversation_history(api: Api, dialect: str) -> None:
+    out = check("get_conversation_history", dialect,
+                api.call("get_conversation_history", dialect, _conversation_id(api, dialect)))
+    assert [e["type"] for e in out["entries"]] == ["message.input", "message.output"]
+
+
+def _conversation_messages(api: Api, dialect: str) -> None:
+    out = check("get_conversation_messages", dialect,
+                api.call("get_conversation_messages", dialect, _conversation_id(api, dialect)))
+    assert len(out["messages"]) == 2
+
+
+def _restart_conversation(api: Api, dialect: str) -> None:
+    values = _conversation_id(api, dialect)
+    first = api.call("get_conversation_history", "native", values).json()["entries"][0]["id"]
+    body = {"from_entry_id": first, "inputs": "x"}
+    out = check("restart_conversation", dialect, api.call("restart_conversation", dialect, values, json=body))
+    assert out["conversation_id"] != values["conversation_id"]
+    _check_conversation_stream(api.call("restart_conversation", dialect, values, json={**body, "stream": True}))
+
+
 PRODUCERS: dict[str, Callable[[Api, str], None]] = {
     "create_agent": _create_agent,
     "list_agents": _list_agents,
@@ -402,6 +489,14 @@ PRODUCERS: dict[str, Callable[[Api, str], None]] = {
     "update_agent_version": _update_agent_version,
     "delete_agent": _delete_agent,
     "create_agent_completion": _agent_completion,
+    "create_conversation": _create_conversation,
+    "list_conversations": _list_conversations,
+    "get_conversation": _get_conversation,
+    "update_conversation": _update_conversation,
+    "delete_conversation": _delete_conversation,
+    "get_conversation_history": _conversation_history,
+    "get_conversation_messages": _conversation_messages,
+    "restart_conversation": _restart_conversation,
     "create_batch_job": _create_batch_job,
     "get_batch_job": _get_batch_job,
     "get_batch_jobs": _get_batch_jobs,

@@ -41,7 +41,7 @@ EMBED_IDS = ("mistral-embed",)
 # Operations whose fuzzing must include successes (the service reached, not only validation and 404s).
 REACHED = ("GET /v1/files", "POST /v1/files", "GET /v1/files/{file_id}", "GET /v1/files/{file_id}/content",
            "GET /v1/files/{file_id}/url", "GET /v1/models", "GET /v1/models/{model_id}", "POST /v1/agents",
-           "GET /v1/agents", "GET /v1/agents/{agent_id}")
+           "GET /v1/agents", "GET /v1/agents/{agent_id}", "POST /v1/conversations")
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
 ENGINE_OPERATIONS = ("/v1/chat/completions", "/v1/fim/completions", "/v1/embeddings", "/v1/moderations",
@@ -205,6 +205,11 @@ def steer(body: Any, path: str, turn: int, agent_ids: tuple[str, ...] = ()) -> A
     if path.endswith("/audio/transcriptions") and turn % 4 != 3:  # real audio, the one source, no diarization
         body = {k: v for k, v in body.items() if k not in ("file_url", "file_id", "speaker_references")}
         body.update(file=SPEECH, diarize=False)
+    if path.endswith("/v1/conversations") and turn % 4 in (1, 2):
+        # a model conversation with one user message (generated ones name unknown agents or refused tools), the
+        # generated name, metadata, store and the like kept
+        body = {k: v for k, v in body.items() if k not in ("agent_id", "agent_version", "tools", "inputs")}
+        body.update(model=CHAT_IDS[turn % len(CHAT_IDS)], inputs="Say hi.", completion_args={"max_tokens": MAX_TOKENS})
     if path.endswith(("/chat/completions", "/fim/completions", "/agents/completions")):
         body["max_tokens"] = min(_int(body.get("max_tokens"), MAX_TOKENS), MAX_TOKENS)
         if isinstance(body.get("min_tokens"), int) and body["min_tokens"] > body["max_tokens"]:

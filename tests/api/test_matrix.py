@@ -37,6 +37,8 @@ IMPLEMENTED_IDS = {
     "moderations", "chat_moderations", "classifications", "chat_classifications", "ocr", "create_transcription",
     "create_streaming_transcription", "create_agent", "list_agents", "get_agent", "update_agent", "delete_agent",
     "update_agent_version", "create_agent_completion",
+    "create_conversation", "list_conversations", "get_conversation", "update_conversation", "delete_conversation",
+    "get_conversation_history", "get_conversation_messages", "restart_conversation",
 }
 # How each dialect may carry the token.
 CREDENTIAL_FORMS = {"native": ("bearer", "x-api-key"), "lowcode": ("query", "header")}
@@ -310,7 +312,23 @@ def real_values(env: Env, op: Operation) -> dict[str, str]:
         agent_id = r.json()["id"]
         assert env.client.patch(f"/v1/agents/{agent_id}", headers=auth, json={"name": "v1"}).status_code == 200
         return {"agent_id": agent_id}
+    if names == ["conversation_id"]:
+        r = env.client.post("/v1/conversations", headers={"Authorization": f"Bearer {env.token}"}, json={
+            "model": "mistral-small-latest", "inputs": "hi", "completion_args": {"max_tokens": 4}})
+        assert r.status_code == 200, r.text
+        return {"conversation_id": r.json()["conversation_id"]}
     raise AssertionError(f"no resource factory for {op.id}: add one")
+
+
+def real_body(env: Env, op: Operation, values: dict[str, str]) -> dict[str, Any] | None:
+    """A body naming parts of the resource (a restart's entry), where placeholders would not do."""
+    if op.id == "update_conversation":
+        return {"json": {"inputs": "x"}}
+    if op.id != "restart_conversation":
+        return None
+    r = env.client.get(f"/v1/conversations/{values['conversation_id']}/history",
+                       headers={"Authorization": f"Bearer {env.token}"})
+    return {"json": {"from_entry_id": r.json()["entries"][0]["id"], "inputs": "x"}}
 
 
 def outcome(env: Env, r: httpx.Response, values: dict[str, str]) -> tuple[Any, ...]:
@@ -326,6 +344,8 @@ def outcome(env: Env, r: httpx.Response, values: dict[str, str]) -> tuple[Any, .
     data = body["data"]
     if isinstance(data, dict) and op_times(data):  # agents: two fresh resources differ in their times only
         data = {k: "<time>" if k in ("created_at", "updated_at") else v for k, v in data.items()}
+    if isinstance(data, dict) and data.get("object") == "conversation.response":  # a turn: fresh ids, longer prompt
+        return r.status_code, [o["type"] for o in data["outputs"]]
     if isinstance(data, dict) and "url" in data:  # signed URL: the signature and expiry differ; the bytes must not
         fetched = env.client.get(r.json()["data"]["url"])
         assert fetched.status_code == 200
@@ -342,16 +362,18 @@ def op_times(data: dict[str, Any]) -> bool:
 def test_old_format_reaches_the_same_resource(env: Env, op: Operation) -> None:
     new_values = real_values(env, op)
     old_values = real_values(env, op) if op.method in ("DELETE", "PATCH") else new_values
-    new = send(env, op, "lowcode", token=env.token, values=new_values)
-    old = send(env, op, "lowcode", token=env.token, values=old_values, old=True)
+    new = send(env, op, "lowcode", token=env.token, values=new_values, body=real_body(env, op, new_values))
+    old = send(env, op, "lowcode", token=env.token, values=old_values, old=True, body=real_body(env, op, old_values))
     assert new.status_code == op.status, new.text
     assert outcome(env, old, old_values) == outcome(env, new, new_values)
-    native = send(env, op, "native", token=env.token, values=real_values(env, op))
+    native_values = real_values(env, op)
+    native = send(env, op, "native", token=env.token, values=native_values, body=real_body(env, op, native_values))
     assert native.status_code == op.status
     if op.method == "DELETE":  # gone, whichever form deleted it
+        readers = {"delete_conversation": "get_conversation", "delete_agent": "get_agent"}
+        retrieve = readers.get(op.id, op.id.replace("delete", "retrieve"))
         for values in (new_values, old_values):
-            reader = "get_agent" if op.id == "delete_agent" else op.id.replace("delete", "retrieve")
-            r = send(env, REGISTRY.get(reader), "native", token=env.token, values=values)
+            r = send(env, REGISTRY.get(retrieve), "native", token=env.token, values=values)
             assert_error(r, "native", 404)
 
 

@@ -88,7 +88,9 @@ def test_body_limits_match_the_request_models(registry: Registry, doc: dict[str,
         path = ("/mistralai" if doc["info"]["title"].endswith("LowCodeAPI dialect") else "") + op.path
         content = doc["paths"][path][op.method.lower()]["requestBody"]["content"]
         body = (content.get("application/json") or content["multipart/form-data"])["schema"]
-        props = component(doc, body)["properties"]
+        schema = component(doc, body)
+        props = {k: v for part in [schema, *(component(doc, p) for p in schema.get("allOf", ()))]
+                 for k, v in part.get("properties", {}).items()}  # conversation bodies: allOf a base + stream
         for name, field in op.request.model_json_schema()["properties"].items():
             if name not in props:
                 continue  # a field the spec lacks (e.g. OpenAI's `seed`): accepted, not documented

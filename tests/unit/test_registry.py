@@ -283,7 +283,8 @@ def test_per_operation_facts_live_in_the_rows(registry: Registry) -> None:
     assert {op.id for op in registry if op.response_kind == "empty"} == {op.id for op in registry if op.status == 204}
     assert {op.id for op in registry if op.chunk is not None} == {"create_chat_completions", "create_fim_completions",
                                                                   "create_streaming_transcription",
-                                                                  "create_agent_completion"}
+                                                                  "create_agent_completion", "create_conversation",
+                                                                  "update_conversation", "restart_conversation"}
     fim = registry.get("create_fim_completions")
     assert (fim.upstream, fim.path, fim.openai_path) == ("fim", "/v1/fim/completions", "/v1/completions")
     assert registry.get("get_library_document").path_param_names == ("library_id", "document_id")

@@ -16,6 +16,7 @@ from anyio.to_thread import run_sync
 
 from mistral_gateway.app.agents import AGENTS, agents_of
 from mistral_gateway.app.context import Context, Guard, Work
+from mistral_gateway.app.conversations import CONVERSATIONS
 from mistral_gateway.app.metering import meter_completion, meter_json_usage
 from mistral_gateway.app.resources import RESOURCES
 from mistral_gateway.app.results import RawEvents, RawJSON, StreamResult
@@ -167,4 +168,5 @@ OPERATIONS: dict[str, Work] = {
     "create_agent_completion": agent_completion,
     **RESOURCES,
     **AGENTS,
+    **CONVERSATIONS,
 }

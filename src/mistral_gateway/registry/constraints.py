@@ -25,6 +25,7 @@ from mistral_gateway.protocol.agents import agent_limits
 from mistral_gateway.protocol.audio import transcription_limits
 from mistral_gateway.protocol.classifiers import classifier_limits
 from mistral_gateway.protocol.common import SIGNED_URL_MAX_HOURS
+from mistral_gateway.protocol.conversations import conversation_limits
 from mistral_gateway.protocol.embeddings import EmbeddingData
 from mistral_gateway.protocol.files import FILE_PURPOSES, MAX_FILE_EXPIRY_HOURS
 from mistral_gateway.protocol.ocr import ocr_limits
@@ -69,6 +70,7 @@ SERVICE_LIMITS: dict[tuple[str, str, str], dict[str, Any]] = {
     **classifier_limits(),
     **ocr_limits(),
     **transcription_limits(),
+    **conversation_limits(),
 }
 
 
@@ -172,16 +174,15 @@ def _tighten_body(spec_op: dict[str, Any], model: type[BaseModel], schemas: dict
     media = content.get("application/json") or content.get("multipart/form-data")  # a form's fields: transcription
     if media is None:
         return
-    ref = media["schema"].get("$ref")
     # A request component (ChatCompletionRequest, ...) is tightened in place: only request bodies use it.
-    target = schemas[ref.rsplit("/", 1)[-1]] if ref else media["schema"]
-    model_schema = _tighten_properties(target, model, schemas)
-    props = target.get("properties", {})
-    required = set(target.get("required", [])) | (set(model_schema.get("required", [])) & set(props))
-    if required:
-        target["required"] = sorted(required)
-    if model.model_config.get("extra") != "forbid":
-        target.pop("additionalProperties", None)  # unknown fields are ignored, not refused
+    for target in _body_parts(media["schema"], schemas):
+        model_schema = _tighten_properties(target, model, schemas)
+        props = target.get("properties", {})
+        required = set(target.get("required", [])) | (set(model_schema.get("required", [])) & set(props))
+        if required:
+            target["required"] = sorted(required)
+        if model.model_config.get("extra") != "forbid":
+            target.pop("additionalProperties", None)  # unknown fields are ignored, not refused
 
 
 def _tighten_properties(target: dict[str, Any], model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
@@ -193,6 +194,13 @@ def _tighten_properties(target: dict[str, Any], model: type[BaseModel], schemas:
         if name in props:
             props[name] = _tighten(props[name], model_prop, defs)
     return model_schema
+
+
+def _body_parts(schema: dict[str, Any], schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    """A body schema and, for ``allOf`` bodies (the conversation requests: a base plus ``stream``), its parts."""
+    if "$ref" in schema:
+        schema = schemas[schema["$ref"].rsplit("/", 1)[-1]]
+    return [schema, *(p for part in schema.get("allOf", ()) for p in _body_parts(part, schemas))]
 
 
 class _Defs:
@@ -251,31 +259,34 @@ def _apply_service_limits(operation_id: str, spec_op: dict[str, Any], schemas: d
     for (op_id, location, name), limits in SERVICE_LIMITS.items():
         if op_id != operation_id:
             continue
-        holder, key = _locate(spec_op, schemas, location, name)
-        if holder is None:
+        places = _locate(spec_op, schemas, location, name)
+        if not places:
             raise KeyError(f"{operation_id}: no {location} parameter {name!r} in the spec")
         limits = dict(limits)
         note = limits.pop("x-description", None)
-        schema = limits.pop("replace", None) or dict(holder[key])
-        schema.update(limits)
-        if note:
-            base = holder[key].get("description", "").strip()
-            # the spec's sentences often lack their final stop: the note must not run on from them
-            schema["description"] = f"{base}{'' if not base or base.endswith(('.', ':')) else '.'} {note}".strip()
-        holder[key] = schema
+        replaced = limits.pop("replace", None)
+        for i, (holder, key) in enumerate(places):  # an allOf body may name a field in several parts
+            schema = dict(replaced) if replaced else dict(holder[key])
+            schema.update(limits)
+            if note and i == 0:  # described once
+                base = holder[key].get("description", "").strip()
+                # the spec's sentences often lack their final stop: the note must not run on from them
+                schema["description"] = f"{base}{'' if not base or base.endswith(('.', ':')) else '.'} {note}".strip()
+            holder[key] = schema
 
 
 def _locate(spec_op: dict[str, Any], schemas: dict[str, Any], location: str,
-            name: str) -> tuple[dict[str, Any] | None, str]:
+            name: str) -> list[tuple[dict[str, Any], str]]:
+    """Where the parameter's schema is: (holder, key) pairs (several for a field in more than one allOf part)."""
     if location == "query":
         for param in spec_op.get("parameters", []):
             if param["in"] == "query" and param["name"] == name:
-                return (param["content"]["application/json"], "schema") if "content" in param else (param, "schema")
-        return None, name
+                # a JSON-encoded parameter (?metadata=) keeps its schema under content
+                return [(param["content"]["application/json"], "schema") if "content" in param else (param, "schema")]
+        return []
     for media in spec_op.get("requestBody", {}).get("content", {}).values():
-        schema = media["schema"]
-        if "$ref" in schema:
-            schema = schemas[schema["$ref"].rsplit("/", 1)[-1]]
-        if name in schema.get("properties", {}):
-            return schema["properties"], name
-    return None, name
+        found = [(schema["properties"], name) for schema in _body_parts(media["schema"], schemas)
+                 if name in schema.get("properties", {})]
+        if found:
+            return found
+    return []

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from mistral_gateway.protocol import agents, audio, batch, chat, classifiers, embeddings, files, models, ocr
+from mistral_gateway.protocol import (
+    agents,
+    audio,
+    batch,
+    chat,
+    classifiers,
+    conversations,
+    embeddings,
+    files,
+    models,
+    ocr,
+)
 from mistral_gateway.registry.operation import Operation
 
 __all__ = ["CATEGORY_SCOPES", "OPERATIONS"]
@@ -165,22 +176,30 @@ OPERATIONS: tuple[Operation, ...] = (
         request=audio.TranscriptionStreamRequest, chunk=audio.TranscriptionEvent),
     # Conversations
     _op("create_conversation", "Create Conversation", "Conversations", "POST", "/v1/conversations",
-        "agents_api_v1_conversations_start", body="json", stream="optional"),
+        "agents_api_v1_conversations_start", body="json", stream="optional", implemented=True,
+        request=conversations.ConversationRequest, response=conversations.ConversationResponse,
+        chunk=conversations.ConversationEvent),
     _op("list_conversations", "List Conversations", "Conversations", "GET", "/v1/conversations",
-        "agents_api_v1_conversations_list"),
+        "agents_api_v1_conversations_list", implemented=True, query=conversations.ConversationListQuery,
+        response=conversations.ConversationsList),
     _op("get_conversation", "Get Conversation", "Conversations", "GET", "/v1/conversations/{conversation_id}",
-        "agents_api_v1_conversations_get"),
+        "agents_api_v1_conversations_get", implemented=True, response=conversations.Conversation),
     _op("update_conversation", "Update Conversation", "Conversations", "POST", "/v1/conversations/{conversation_id}",
-        "agents_api_v1_conversations_append", body="json", stream="optional"),
+        "agents_api_v1_conversations_append", body="json", stream="optional", implemented=True,
+        request=conversations.ConversationAppendRequest, response=conversations.ConversationResponse,
+        chunk=conversations.ConversationEvent),
     _op("delete_conversation", "Delete Conversation", "Conversations", "DELETE",
-        "/v1/conversations/{conversation_id}", "agents_api_v1_conversations_delete", status=204),
+        "/v1/conversations/{conversation_id}", "agents_api_v1_conversations_delete", status=204, implemented=True),
     _op("get_conversation_history", "Get Conversation History", "Conversations", "GET",
-        "/v1/conversations/{conversation_id}/history", "agents_api_v1_conversations_history"),
+        "/v1/conversations/{conversation_id}/history", "agents_api_v1_conversations_history", implemented=True,
+        response=conversations.ConversationHistory),
     _op("get_conversation_messages", "Get Conversation Messages", "Conversations", "GET",
-        "/v1/conversations/{conversation_id}/messages", "agents_api_v1_conversations_messages"),
+        "/v1/conversations/{conversation_id}/messages", "agents_api_v1_conversations_messages", implemented=True,
+        response=conversations.ConversationMessages),
     _op("restart_conversation", "Restart Conversation", "Conversations", "POST",
         "/v1/conversations/{conversation_id}/restart", "agents_api_v1_conversations_restart", body="json",
-        stream="optional"),
+        stream="optional", implemented=True, request=conversations.ConversationRestartRequest,
+        response=conversations.ConversationResponse, chunk=conversations.ConversationEvent),
     # Libraries
     _op("list_libraries", "List Libraries", "Libraries", "GET", "/v1/libraries", "libraries_list_v1"),
     _op("create_library", "Create Library", "Libraries", "POST", "/v1/libraries", "libraries_create_v1", body="json",

@@ -37,6 +37,7 @@ from mistral_gateway.services.batch_direct import build_batch_service
 from mistral_gateway.services.chat import ChatService
 from mistral_gateway.services.chat_audio import ChatAudio
 from mistral_gateway.services.classifiers import ClassifierService
+from mistral_gateway.services.conversations import ConversationService
 from mistral_gateway.services.embeddings import EmbeddingService
 from mistral_gateway.services.files import FileService
 from mistral_gateway.services.fim import FimService
@@ -51,6 +52,7 @@ from mistral_gateway.services.upstream_keys import UpstreamKeyStore
 from mistral_gateway.services.usage import UsageLog
 from mistral_gateway.storage.agents import AgentRepository
 from mistral_gateway.storage.blobs import LocalBlobStore
+from mistral_gateway.storage.conversations import ConversationRepository
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.epoch import FileEpoch
 from mistral_gateway.storage.files import FileRepository
@@ -102,6 +104,7 @@ class Services:
     fetcher: SafeFetcher | None = None  # the one fetcher for URLs named in requests (security/fetch.py)
     realtime: RealtimeService | None = None  # realtime transcription sessions (WebSocket)
     agents: AgentService | None = None  # stored agents and their versions (also the conversations' AgentLookup)
+    conversations: ConversationService | None = None
     background: list[Background] = field(default_factory=list)  # joined with ``add_background``
     running_now: list[Background] = field(default_factory=list)  # started by ``start``, in order
 
@@ -219,6 +222,7 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     batch = build_batch_service(db, blobs, models.catalog, chat, fim, embeddings, settings.max_json_body_bytes)
     batch.submit = lambda workspace_id, payload: job_runner.submit(workspace_id, "batch", payload)
     job_runner.handlers.register("batch", batch.handler)
+    agents = AgentService(AgentRepository(db), models.catalog, max_agents=settings.max_agents_per_workspace)
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
                     models=models, fine_tuned=fine_tuned, engines=engines, chat=chat, fim=fim, embeddings=embeddings,
                     classifiers=ClassifierService(models.catalog, engines), transcription=transcription,
@@ -226,5 +230,4 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
                     limits=limits, usage=usage, jobs=jobs, job_runner=job_runner, router=Router(upstreams),
                     passthrough=passthrough_map(settings, upstreams), batch=batch, fetcher=fetcher,
                     realtime=RealtimeService(models.catalog, engines, RealtimeLimits.from_settings(settings)),
-                    agents=AgentService(AgentRepository(db), models.catalog,
-                                        max_agents=settings.max_agents_per_workspace))
+                    agents=agents, conversations=ConversationService(ConversationRepository(db), agents=agents))
