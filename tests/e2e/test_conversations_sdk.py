@@ -199,3 +199,93 @@ def test_a_conversation_survives_a_restart(tmp_path: Path, weights_dir: Path) ->
         assert len(client.beta.conversations.get_history(conversation_id=cid).entries) == 2
         client.beta.conversations.append(conversation_id=cid, inputs="Again!")
         assert len(client.beta.conversations.get_history(conversation_id=cid).entries) == 4
+
+
+# -- conversations with stored agents (the agents service, not a fake lookup) ----------------------------------
+def _handoff_pair(sdk: Mistral) -> tuple[Any, Any]:
+    """A triage agent that must call a tool (``tool_choice: any``) and has no tool but its handoff, so its first
+    move is always the handoff; and the expert it hands to, which answers in text."""
+    agents = sdk.beta.agents
+    expert = agents.create(model=TOOLS, name="colour-expert", description="Answers questions about colours.",
+                           instructions="Answer in one word.", completion_args=ARGS)
+    triage = agents.create(model=TOOLS, name="triage", instructions="Hand every question to the colour expert.",
+                           handoffs=[expert.id], completion_args={"tool_choice": "any", "max_tokens": 64,
+                                                                  "temperature": 0})
+    return triage, expert
+
+
+def test_a_server_side_handoff_between_two_stored_agents(sdk: Mistral) -> None:
+    triage, expert = _handoff_pair(sdk)
+    res = sdk.beta.conversations.start(agent_id=triage.id, inputs="What colour is the sky?")
+    assert [o.type for o in res.outputs] == ["agent.handoff", "message.output"]
+    handoff, answer = res.outputs
+    assert (handoff.previous_agent_id, handoff.previous_agent_name) == (triage.id, "triage")
+    assert (handoff.next_agent_id, handoff.next_agent_name) == (expert.id, "colour-expert")
+    assert handoff.id.startswith("handoff_") and answer.agent_id == expert.id and answer.content
+    history = sdk.beta.conversations.get_history(conversation_id=res.conversation_id).entries
+    assert [e.type for e in history] == ["message.input", "agent.handoff", "message.output"]
+    # the next turn stays with the expert: no second handoff
+    more = sdk.beta.conversations.append(conversation_id=res.conversation_id, inputs="And grass?")
+    assert [o.type for o in more.outputs] == ["message.output"] and more.outputs[0].agent_id == expert.id
+
+
+def test_a_client_side_handoff_returns_control_and_the_next_turn_runs_the_new_agent(sdk: Mistral) -> None:
+    triage, expert = _handoff_pair(sdk)
+    res = sdk.beta.conversations.start(agent_id=triage.id, inputs="What colour is snow?", handoff_execution="client")
+    assert [o.type for o in res.outputs] == ["agent.handoff"] and res.outputs[0].next_agent_id == expert.id
+    more = sdk.beta.conversations.append(conversation_id=res.conversation_id, inputs="Please answer.")
+    assert [o.type for o in more.outputs] == ["message.output"] and more.outputs[0].agent_id == expert.id
+
+
+def test_a_streamed_handoff_sends_its_started_and_done_events(sdk: Mistral) -> None:
+    triage, expert = _handoff_pair(sdk)
+    with sdk.beta.conversations.start_stream(agent_id=triage.id, inputs="What colour is coal?") as stream:
+        events = list(stream)
+    kinds = [e.event for e in events]
+    assert kinds[0] == "conversation.response.started" and kinds[-1] == "conversation.response.done"
+    start, done = kinds.index("agent.handoff.started"), kinds.index("agent.handoff.done")
+    assert start < done < kinds.index("message.output.delta")
+    assert events[start].data.previous_agent_id == triage.id and events[done].data.next_agent_id == expert.id
+    deltas = [e.data for e in events if e.event == "message.output.delta"]
+    assert {d.agent_id for d in deltas} == {expert.id}
+
+
+def test_conversations_outlive_their_deleted_agents(sdk: Mistral) -> None:
+    triage, expert = _handoff_pair(sdk)
+    res = sdk.beta.conversations.start(agent_id=triage.id, inputs="What colour is a lemon?")
+    for agent in (triage, expert):
+        sdk.beta.agents.delete(agent_id=agent.id)
+    with pytest.raises(MistralError) as err:
+        sdk.beta.agents.get(agent_id=triage.id)
+    assert err.value.status_code == 404
+    cid = res.conversation_id
+    assert sdk.beta.conversations.get(conversation_id=cid).agent_id == triage.id
+    assert len(sdk.beta.conversations.get_history(conversation_id=cid).entries) == 3
+    more = sdk.beta.conversations.append(conversation_id=cid, inputs="And an orange?")
+    assert more.outputs[-1].type == "message.output" and more.outputs[-1].agent_id == expert.id
+    # a new conversation with a deleted agent is refused
+    with pytest.raises(MistralError) as err:
+        sdk.beta.conversations.start(agent_id=triage.id, inputs="hi")
+    assert err.value.status_code == 404
+
+
+def test_run_async_with_a_stored_agent_and_a_local_function(server: tuple[str, str]) -> None:
+    """The SDK adds the RunContext's functions to the agent (an update: a new version), then starts the
+    conversation with the agent id; the function runs client-side and its result is appended."""
+    async def run() -> Any:
+        with fresh(server) as client:
+            agent = client.beta.agents.create(model=TOOLS, name="weather", instructions="Use the tools.",
+                                              completion_args={"max_tokens": 48, "temperature": 0})
+            async with RunContext(agent_id=agent.id) as ctx:
+                ctx.register_func(get_weather)
+                result = await client.beta.conversations.run_async(
+                    run_ctx=ctx, inputs="What is the weather in Paris? Use the get_weather tool.")
+            return agent, client.beta.agents.get(agent_id=agent.id), result
+
+    CALLS.clear()
+    agent, updated, result = asyncio.run(run())
+    assert updated.version == 1 and [t.function.name for t in updated.tools or []] == ["get_weather"]
+    assert CALLS, "the model never called the local function"
+    kinds = [e.type for e in result.output_entries]
+    assert kinds[:2] == ["function.call", "function.result"] and kinds[-1] == "message.output"
+    assert agent.version == 0
