@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 
 from mistral_gateway.storage.db import Database
+from mistral_gateway.storage.metadata_filter import matching_page
 from mistral_gateway.storage.tables import AgentRow, AgentVersionRow
 
 __all__ = ["AgentFilter", "AgentRecord", "AgentRepository"]
@@ -117,16 +118,10 @@ class AgentRepository:
             query = query.where(or_(AgentRow.name.ilike(pattern, escape="\\"), AgentRow.id.ilike(pattern, escape="\\")))
         query = query.order_by(AgentRow.created_at, AgentRow.id)
         with self._db.session() as s:
-            if flt.metadata:  # JSON paths differ per database: matched here, read 500 rows at a time
-                page, seen = [], 0
-                for row in s.scalars(query.execution_options(yield_per=500)):
-                    if _has_pairs(row.metadata_, flt.metadata):
-                        if seen >= offset:
-                            page.append(_record(row))
-                            if len(page) == limit:
-                                break
-                        seen += 1
-                return page
+            if flt.metadata:
+                rows = s.scalars(query.execution_options(yield_per=500))
+                page, _ = matching_page(rows, _metadata, flt.metadata, offset=offset, limit=limit)
+                return [_record(r) for r in page]
             return [_record(r) for r in s.scalars(query.offset(offset).limit(limit))]
 
     def add_version(self, workspace_id: str, agent_id: str, body: dict[str, Any], *, name: str,
@@ -168,8 +163,8 @@ class AgentRepository:
                              .values(deleted_at=now)).rowcount > 0
 
 
-def _has_pairs(metadata: dict[str, Any] | None, wanted: Mapping[str, Any]) -> bool:
-    return metadata is not None and all(k in metadata and metadata[k] == v for k, v in wanted.items())
+def _metadata(row: AgentRow) -> dict[str, Any] | None:
+    return row.metadata_
 
 
 def _record(row: AgentRow) -> AgentRecord:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from mistral_gateway.storage.db import Database
+from mistral_gateway.storage.metadata_filter import matching_page
 from mistral_gateway.storage.tables import BatchJobRow
 
 __all__ = ["BatchFilter", "BatchJobRecord", "BatchRepository"]
@@ -84,14 +85,11 @@ class BatchRepository:
         order = ((BatchJobRow.created_at.desc(), BatchJobRow.id.desc()) if flt.newest_first
                  else (BatchJobRow.created_at.asc(), BatchJobRow.id.asc()))
         with self._db.session() as s:
-            if flt.metadata:  # JSON paths differ per database and mangle some keys: matched here, streamed by 500
-                page, total = [], 0
-                for row in s.scalars(query.order_by(*order).execution_options(yield_per=500)):
-                    if _has_pairs(row.metadata_, flt.metadata):
-                        if offset <= total < offset + limit:
-                            page.append(_record(row))
-                        total += 1
-                return page, total
+            if flt.metadata:
+                rows = s.scalars(query.order_by(*order).execution_options(yield_per=500))
+                page, total = matching_page(rows, lambda row: row.metadata_, flt.metadata, offset=offset,
+                                            limit=limit, count_all=True)
+                return [_record(r) for r in page], total
             total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = list(s.scalars(query.order_by(*order).offset(offset).limit(limit)))
             return [_record(r) for r in rows], total
@@ -107,10 +105,6 @@ class BatchRepository:
     def status(self, job_id: str) -> str | None:
         with self._db.session() as s:
             return s.scalar(select(BatchJobRow.status).where(BatchJobRow.id == job_id))
-
-
-def _has_pairs(metadata: dict[str, str] | None, wanted: dict[str, str]) -> bool:
-    return metadata is not None and all(metadata.get(k) == v for k, v in wanted.items())
 
 
 def _record(row: BatchJobRow) -> BatchJobRecord:

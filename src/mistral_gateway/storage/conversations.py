@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mistral_gateway.errors import Conflict
 from mistral_gateway.storage.db import Database
+from mistral_gateway.storage.metadata_filter import matching_page
 from mistral_gateway.storage.tables import ConversationEntryRow, ConversationRow
 
 __all__ = ["ConversationRecord", "ConversationRepository", "StoredEntry"]
@@ -88,15 +89,9 @@ class ConversationRepository:
         with self._db.session() as s:
             if not metadata:
                 return [_record(r) for r in s.scalars(query.offset(offset).limit(limit))]
-            page, seen = [], 0
-            for row in s.scalars(query.execution_options(yield_per=500)):
-                if row.metadata_ is not None and all(row.metadata_.get(k) == v for k, v in metadata.items()):
-                    if seen >= offset:
-                        page.append(_record(row))
-                        if len(page) == limit:
-                            break
-                    seen += 1
-            return page
+            rows = s.scalars(query.execution_options(yield_per=500))
+            page, _ = matching_page(rows, lambda row: row.metadata_, metadata, offset=offset, limit=limit)
+            return [_record(r) for r in page]
 
     def entries(self, conversation_id: str) -> list[StoredEntry]:
         """In append order (callers check the workspace with ``get`` first)."""
