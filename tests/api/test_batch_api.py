@@ -222,3 +222,61 @@ def test_metadata_filters_with_any_key_and_pages(env: tuple[TestClient, Services
     assert not {j["id"] for j in first["data"]} & {j["id"] for j in second["data"]}
     too_long = client.get("/v1/batch/jobs", headers=auth(token), params={"k" * 33: "x"})
     assert too_long.status_code == 400 and too_long.json()["param"] == "metadata"
+
+
+def make_agent(client: TestClient, token: str, **fields: Any) -> str:
+    r = client.post("/v1/agents", headers=auth(token), json={"model": "fake-chat", "name": "pirate",
+                                                               "instructions": "Answer as a pirate.", **fields})
+    assert r.status_code == 200, r.text
+    return r.json()["id"]
+
+
+def test_agent_jobs_run_their_lines_as_agent_completions(env: tuple[TestClient, Services, str]) -> None:
+    client, services, token = env
+    agent_id = make_agent(client, token)
+    line = {"messages": [{"role": "user", "content": "where is the treasure"}], "max_tokens": 12, "random_seed": 7}
+    requests = [{"custom_id": "plain", "body": line},
+                {"custom_id": "named", "body": {**line, "model": "fake-plain"}},  # the agent's model serves it
+                {"custom_id": "bad", "body": {**line, "max_tokens": -1}}]
+    r = client.post("/v1/batch/jobs", headers=auth(token), json={
+        "requests": requests, "endpoint": "/v1/chat/completions", "agent_id": agent_id})
+    assert r.status_code == 200, r.text
+    assert r.json()["agent_id"] == agent_id and r.json()["model"] is None
+    job = wait_done(lambda i: client.get(f"/v1/batch/jobs/{i}", headers=auth(token)).json(), r.json()["id"])
+    assert (job["succeeded_requests"], job["failed_requests"]) == (2, 1)
+    by_id = {o["custom_id"]: o["response"] for o in job["outputs"]}
+    assert by_id["bad"]["status_code"] == 422
+    # the same body as an agent completion over HTTP answers the same (the fake engine is deterministic), and the
+    # agent's instructions make it differ from a bare chat completion of those messages
+    direct = client.post("/v1/agents/completions", headers=auth(token), json={**line, "agent_id": agent_id}).json()
+    bare = client.post("/v1/chat/completions", headers=auth(token), json={**line, "model": "fake-chat"}).json()
+    for custom_id in ("plain", "named"):
+        answer = by_id[custom_id]["body"]["choices"][0]["message"]["content"]
+        assert answer == direct["choices"][0]["message"]["content"] != bare["choices"][0]["message"]["content"]
+        assert by_id[custom_id]["body"]["model"] == direct["model"]
+    listed = client.get("/v1/batch/jobs", headers=auth(token), params={"agent_id": agent_id}).json()
+    assert [j["id"] for j in listed["data"]] == [job["id"]]
+    hold(services)
+    other = client.post("/mistralai/v1/batch/jobs", params={"api_token": token}, json={
+        "requests": [{"body": line}], "endpoint": "/v1/chat/completions", "agent_id": agent_id})
+    assert other.status_code == 200 and other.json()["data"]["agent_id"] == agent_id
+
+
+def test_agent_job_creation_errors(env: tuple[TestClient, Services, str]) -> None:
+    client, services, token = env
+    agent_id = make_agent(client, token)
+    outsider, _ = services.tokens.create("o", workspace="elsewhere")
+    base = {"requests": [{"body": CHAT}], "endpoint": "/v1/chat/completions"}
+    cases = [
+        (token, {**base, "agent_id": agent_id, "model": "fake-chat"}, "agent_id", "INVALID_BATCH_INPUT"),
+        (token, {**base, "agent_id": agent_id, "endpoint": "/v1/fim/completions"}, "endpoint",
+         "UNSUPPORTED_ENDPOINT"),
+        (token, {**base, "agent_id": "ag_" + "0" * 32}, "agent_id", "AGENT_NOT_FOUND"),
+        # another workspace's agent is not there
+        (outsider, {**base, "agent_id": agent_id}, "agent_id", "AGENT_NOT_FOUND"),
+    ]
+    for tok, body, param, code in cases:
+        r = client.post("/v1/batch/jobs", headers=auth(tok), json=body)
+        assert r.status_code == 400, r.text
+        assert (r.json()["param"], r.json()["code"]) == (param, code)
+    assert client.get("/v1/batch/jobs", headers=auth(token)).json()["total"] == 0  # nothing was created

@@ -274,7 +274,7 @@ def test_per_operation_facts_live_in_the_rows(registry: Registry) -> None:
     assert {op.id for op in registry.batchable} == {"create_chat_completions", "create_fim_completions",
                                                      "create_embeddings", "moderations", "chat_moderations",
                                                      "classifications", "chat_classifications", "ocr",
-                                                     "create_transcription"}
+                                                     "create_transcription", "create_agent_completion"}
     assert registry.by_path("POST", "/v1/chat/completions") is registry.get("create_chat_completions")
     assert registry.by_path("post", "/v1/embeddings").batchable
     assert registry.by_path("POST", "/v1/audio/transcriptions").id == "create_transcription"  # twins: non-stream

@@ -66,6 +66,12 @@ SERVICE_LIMITS: dict[tuple[str, str, str], dict[str, Any]] = {
         "x-description": "Only the model's native dimension is served (384 for the bundled `mistral-embed` "
                          "stand-in); any other value is a 400 UNSUPPORTED_OUTPUT_DIMENSION.",
     },
+    ("jobs_api_routes_batch_create_batch_job", "body", "agent_id"): {
+        "x-description": "An agent of this workspace (400 AGENT_NOT_FOUND otherwise): the job's lines run as agent "
+                         "completions (the agent's model, instructions, tools and completion args; a line's "
+                         "`model` is ignored). Needs `endpoint` `/v1/chat/completions` (400 UNSUPPORTED_ENDPOINT) "
+                         "and no `model` (400 INVALID_BATCH_INPUT).",
+    },
     **agent_limits(),
     **classifier_limits(),
     **ocr_limits(),

@@ -60,7 +60,8 @@ class Operation:
     client: str | None = None  # ``namespace.method`` when the client's naming rule would name it badly
     upstream: UpstreamKind | None = None  # model-routed: requests for upstream-routed models are forwarded
     openai_path: str | None = None  # the path on an OpenAI-compatible upstream (native upstreams get ``path``)
-    batchable: bool = False  # a batch job may name this operation's path as its ``endpoint``
+    # batch lines may run this operation: a job names its path as ``endpoint`` (agent completions: a job's agent_id)
+    batchable: bool = False
     # Derived from the spec at registry load; not written in the table.
     path_params: tuple[Param, ...] = field(default=(), compare=False)
     query_params: tuple[Param, ...] = field(default=(), compare=False)

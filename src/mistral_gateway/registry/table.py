@@ -145,7 +145,7 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("create_agent_completion", "Create Agent Completion", "Agents", "POST", "/v1/agents/completions",
         "agents_completion_v1_agents_completions_post", body="json", stream="optional", deprecated=True,
         client="agents.complete", implemented=True, request=agents.AgentsCompletionRequest,
-        response=chat.ChatCompletionResponse, chunk=chat.CompletionChunk),
+        response=chat.ChatCompletionResponse, chunk=chat.CompletionChunk, batchable=True),  # a job's agent_id
     # Moderation and classification
     _op("moderations", "Moderations", "Moderation", "POST", "/v1/moderations", "moderations_v1_moderations_post",
         body="json", client="moderation.moderate", implemented=True, request=classifiers.ClassificationRequest,

@@ -22,7 +22,8 @@ from mistral_gateway.protocol.batch import (
     BatchJobsOut,
     ListBatchJobsQuery,
 )
-from mistral_gateway.services.batch_lines import split_lines
+from mistral_gateway.services.agent_snapshot import AgentLookup
+from mistral_gateway.services.batch_lines import AGENT_ENDPOINT, split_lines
 from mistral_gateway.services.batch_run import BatchDeps, JobContextLike, run_batch
 from mistral_gateway.services.completions import resolve_text_model
 from mistral_gateway.services.models import ModelCatalog
@@ -49,8 +50,9 @@ Submit = Callable[[str, dict[str, Any]], None]  # (workspace_id, payload): enque
 
 class BatchService:
     def __init__(self, deps: BatchDeps, catalog: ModelCatalog, *, submit: Submit | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, agents: AgentLookup | None = None) -> None:
         self.deps = deps
+        self.agents = agents  # set where the agents service exists: jobs with an agent_id need it
         self._repo: BatchRepository = deps.repo
         self._catalog = catalog
         self.submit: Submit = submit or (lambda workspace_id, payload: None)  # the job runner's, wired at start
@@ -73,9 +75,8 @@ class BatchService:
             raise BadRequest("give exactly one of input_files and requests", param="input_files",
                              code="INVALID_BATCH_INPUT")
         if request.agent_id is not None:
-            raise BadRequest("batches with agent_id are not supported: the agents API is not available here",
-                             param="agent_id", code="UNSUPPORTED_AGENT")
-        if request.model is not None:
+            self._check_agent(workspace_id, request)
+        elif request.model is not None:
             self._check_model(request.endpoint, request.model)
         total, blob = 0, None
         if request.requests is not None:
@@ -84,7 +85,8 @@ class BatchService:
             total = sum(self._input_file_lines(workspace_id, fid) for fid in request.input_files or ())
         record = BatchJobRecord(
             id=str(uuid.uuid4()), workspace_id=workspace_id, token_id=token_id, endpoint=request.endpoint,
-            model=request.model, agent_id=None, metadata=request.metadata, input_files=list(request.input_files or []),
+            model=request.model, agent_id=request.agent_id, metadata=request.metadata,
+            input_files=list(request.input_files or []),
             requests_blob=blob, status="QUEUED", timeout_hours=request.timeout_hours, created_at=int(self._clock()),
             total_requests=total)
         try:
@@ -105,6 +107,23 @@ class BatchService:
                 resolve_text_model(self._catalog, model, capability)
         except GatewayError as err:  # a job for a model that cannot serve it is a bad request, not a missing route
             raise BadRequest(err.message, param="model", code=err.code) from None
+
+    def _check_agent(self, workspace_id: str, request: BatchJobIn) -> None:
+        """An agent job runs its lines as agent completions (the agent's model, instructions, tools and
+        completion args); the agent is checked now so that a typo fails the job, not each of its lines."""
+        if request.model is not None:
+            raise BadRequest("give either model or agent_id, not both: an agent job runs on the agent's model",
+                             param="agent_id", code="INVALID_BATCH_INPUT")
+        if request.endpoint != AGENT_ENDPOINT:
+            raise BadRequest(f"agent_id runs agent completions, so the endpoint must be {AGENT_ENDPOINT!r}",
+                             param="endpoint", code="UNSUPPORTED_ENDPOINT")
+        if self.agents is None:
+            raise BadRequest("batches with agent_id are not supported: the agents API is not available here",
+                             param="agent_id", code="UNSUPPORTED_AGENT")
+        try:
+            self.agents.snapshot(workspace_id, request.agent_id or "")
+        except GatewayError as err:
+            raise BadRequest(err.message, param="agent_id", code=err.code) from None
 
     def _store_requests(self, request: BatchJobIn) -> str:
         writer = self.deps.blobs.writer()

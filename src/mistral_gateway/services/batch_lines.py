@@ -9,9 +9,19 @@ from typing import Any
 
 import orjson
 
-__all__ = ["LineError", "ParsedLine", "error_line", "parse_line", "result_line", "split_lines"]
+__all__ = ["AGENT_ENDPOINT", "LineError", "ParsedLine", "error_line", "line_endpoint", "parse_line", "result_line",
+           "split_lines"]
 
 MAX_CUSTOM_ID = 512
+# A job with an agent_id names the chat endpoint (the spec's list has no other) and its lines run as agent
+# completions: the agent's model, instructions, tools and completion args applied to each line's messages.
+AGENT_ENDPOINT = "/v1/chat/completions"
+_AGENT_LINES_RUN_AS = "/v1/agents/completions"
+
+
+def line_endpoint(endpoint: str, agent_id: str | None) -> str:
+    """The operation a job's lines run as."""
+    return _AGENT_LINES_RUN_AS if agent_id is not None else endpoint
 
 
 def split_lines(chunks: Iterable[bytes], max_bytes: int) -> Iterator[bytes | None]:
@@ -49,8 +59,10 @@ class LineError:
     message: str
 
 
-def parse_line(raw: bytes | None, max_bytes: int, model: str | None) -> ParsedLine | LineError:
-    """One input line ``{"custom_id": ..., "body": {...}}``; the job's model fills a body without one."""
+def parse_line(raw: bytes | None, max_bytes: int, model: str | None,
+               agent_id: str | None = None) -> ParsedLine | LineError:
+    """One input line ``{"custom_id": ..., "body": {...}}``; the job's model fills a body without one, and a job's
+    agent replaces any model the line names (the agent's own model serves it)."""
     if raw is None:
         return LineError(None, f"line exceeds {max_bytes} bytes")
     try:
@@ -67,7 +79,9 @@ def parse_line(raw: bytes | None, max_bytes: int, model: str | None) -> ParsedLi
     body = data.get("body")
     if not isinstance(body, dict):
         return LineError(custom_id, "a batch line needs a 'body' object")
-    if model is not None:
+    if agent_id is not None:
+        body = {key: value for key, value in body.items() if key != "model"} | {"agent_id": agent_id}
+    elif model is not None:
         body = {**body, "model": model}  # one model per batch: the job's
     elif not body.get("model"):
         return LineError(custom_id, "no model: set 'model' on the job or in the line's body")

@@ -21,7 +21,14 @@ from typing import Any, Protocol
 from anyio.to_thread import run_sync
 
 from mistral_gateway.protocol.batch import TERMINAL_STATUSES
-from mistral_gateway.services.batch_lines import LineError, error_line, parse_line, result_line, split_lines
+from mistral_gateway.services.batch_lines import (
+    LineError,
+    error_line,
+    line_endpoint,
+    parse_line,
+    result_line,
+    split_lines,
+)
 from mistral_gateway.storage.batch import BatchJobRecord, BatchRepository
 from mistral_gateway.storage.blobs import BlobStore
 from mistral_gateway.storage.files import FileRepository
@@ -135,13 +142,13 @@ async def _run_chunk(ctx: JobContextLike, deps: BatchDeps, job: BatchJobRecord, 
     async def one(n: int, raw: bytes | None) -> tuple[bool, bytes, str | None] | None:
         if raw is not None and not raw.strip():
             return None  # a blank line is no request
-        parsed = parse_line(raw, deps.max_line_bytes, job.model)
+        parsed = parse_line(raw, deps.max_line_bytes, job.model, job.agent_id)
         if isinstance(parsed, LineError):
             return False, error_line(job.id, n, parsed.custom_id, parsed.message, "INVALID_BATCH_LINE"), \
                 parsed.message
         async with limit:
             try:
-                status, body = await execute(job.endpoint, parsed.body)
+                status, body = await execute(line_endpoint(job.endpoint, job.agent_id), parsed.body)
             except Exception:  # the executor maps every known error to a status; this is a bug, kept per line
                 log.exception("batch %s line %d: unexpected error", job.id, n)
                 status, body = 500, {"object": "error", "message": "internal error", "type": "server_error",

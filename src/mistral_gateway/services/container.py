@@ -223,6 +223,7 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     batch.submit = lambda workspace_id, payload: job_runner.submit(workspace_id, "batch", payload)
     job_runner.handlers.register("batch", batch.handler)
     agents = AgentService(AgentRepository(db), models.catalog, max_agents=settings.max_agents_per_workspace)
+    batch.agents = agents
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
                     models=models, fine_tuned=fine_tuned, engines=engines, chat=chat, fim=fim, embeddings=embeddings,
                     classifiers=ClassifierService(models.catalog, engines), transcription=transcription,
