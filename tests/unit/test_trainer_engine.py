@@ -9,11 +9,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mistral_gateway.engines.base import EngineBusy, TrainingEvent, TrainingHandle, TrainingSpec
-from mistral_gateway.engines.fake import FakeTrainer
+from mistral_gateway.engines.base import (
+    ClassifierTargetSpec,
+    ClassifierTrainingSpec,
+    EngineBusy,
+    TrainingEvent,
+    TrainingHandle,
+    TrainingSpec,
+)
+from mistral_gateway.engines.fake import FakeClassifierTrainer, FakeTrainer
 from mistral_gateway.engines.trainer import LocalTrainer
 
 
@@ -110,3 +118,23 @@ def test_a_worker_that_does_not_stop_by_itself_is_killed_after_the_grace_period(
     progress = trainer.progress(handle)
     assert progress.state == "cancelled" and progress.events == ()
     assert json.loads((tmp_path / "run" / "spec.json").read_text())["training_steps"] == 3
+
+
+def classifier_spec(tmp_path: Path, **fields: Any) -> ClassifierTrainingSpec:
+    targets = (ClassifierTargetSpec("sentiment", ("pos", "neg")), ClassifierTargetSpec("topic", ("a", "b"), True))
+    return ClassifierTrainingSpec(encoder="mistral-embed", training_files=("t.jsonl",), targets=targets,
+                                  run_dir=str(tmp_path / "crun"), **fields)
+
+
+def test_fake_classifier_trainer_reports_metrics_per_target_and_names_a_head(tmp_path: Path) -> None:
+    trainer = FakeClassifierTrainer()
+    handle = trainer.start(classifier_spec(tmp_path, validation_files=("v.jsonl",)))
+    assert [trainer.progress(handle).state for _ in range(4)] == ["running"] * 3 + ["succeeded"]
+    done = trainer.progress(handle)
+    assert done.adapter == f"{handle.run_dir}/head.bin" and done.total_steps == 4
+    checkpoints = [e for e in done.events if e.kind == "checkpoint"]
+    assert [c.step for c in checkpoints] == [2, 4]
+    assert set(checkpoints[-1].metrics or {}) == {"sentiment", "topic"}
+    failing = FakeClassifierTrainer(fail_at=1)
+    handle = failing.start(classifier_spec(tmp_path))
+    assert failing.progress(handle).state == "failed"

@@ -15,6 +15,9 @@ __all__ = [
     "Classification",
     "ClassifierEngine",
     "ClassifierTarget",
+    "ClassifierTargetSpec",
+    "ClassifierTrainerEngine",
+    "ClassifierTrainingSpec",
     "ContextOverflow",
     "Delta",
     "EmbeddingEngine",
@@ -300,6 +303,8 @@ class TrainingEvent:
     valid_loss: float | None = None
     valid_mean_token_accuracy: float | None = None
     message: str | None = None
+    # classifier checkpoints: per target, e.g. {"sentiment": {"valid_accuracy": 0.9, "valid_macro_f1": 0.88}}
+    metrics: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +322,44 @@ class TrainerEngine(Protocol):
     """Runs LoRA training off the request path; ``cancel`` asks the run to stop (honoured within seconds)."""
 
     def start(self, spec: TrainingSpec) -> TrainingHandle: ...
+
+    def progress(self, handle: TrainingHandle) -> TrainingProgress: ...
+
+    def cancel(self, handle: TrainingHandle) -> None: ...
+
+
+# Classifier fine-tuning: a head trained over a sentence encoder's features (the moderation head's file format,
+# engines/head_format.py), served by the "classifier" engine. Same handle/progress shapes as LoRA training, so the
+# jobs API drives both the same way; ``TrainingProgress.adapter`` is the head file once succeeded.
+@dataclass(frozen=True, slots=True)
+class ClassifierTargetSpec:
+    name: str
+    labels: tuple[str, ...]
+    multi_label: bool = False  # Mistral's loss_function multi_class: a line may carry several labels of the target
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifierTrainingSpec:
+    encoder: str  # the catalog id of the sentence encoder (embedding model) whose features the head reads
+    training_files: tuple[str, ...]  # JSONL: {"text": ... | "messages": [...], "labels": {target: label | [labels]}}
+    targets: tuple[ClassifierTargetSpec, ...]
+    run_dir: str  # progress.jsonl, the head file; starting again on the same run_dir resumes or redoes the run
+    validation_files: tuple[str, ...] = ()
+    training_steps: int | None = None
+    epochs: float | None = None
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.1
+    warmup_fraction: float = 0.05
+    seq_len: int | None = None
+    seed: int = 0
+
+
+class ClassifierTrainerEngine(Protocol):
+    """Trains a classifier head off the request path; ``progress`` events carry per-target validation metrics in
+    ``TrainingEvent.metrics``."""
+
+    def start(self, spec: ClassifierTrainingSpec) -> TrainingHandle: ...
 
     def progress(self, handle: TrainingHandle) -> TrainingProgress: ...
 

@@ -20,6 +20,7 @@ from mistral_gateway.engines.base import (
     ChatMessage,
     Classification,
     ClassifierTarget,
+    ClassifierTrainingSpec,
     ContextOverflow,
     Delta,
     Embeddings,
@@ -40,8 +41,8 @@ from mistral_gateway.engines.base import (
     Word,
 )
 
-__all__ = ["FakeClassifierEngine", "FakeEmbeddingEngine", "FakeOcrEngine", "FakeSpeechEngine", "FakeTextEngine",
-           "FakeTrainer", "load_classifier", "load_embedding", "load_ocr", "load_speech", "load_text"]
+__all__ = ["FakeClassifierEngine", "FakeClassifierTrainer", "FakeEmbeddingEngine", "FakeOcrEngine", "FakeSpeechEngine",
+           "FakeTextEngine", "FakeTrainer", "load_classifier", "load_embedding", "load_ocr", "load_speech", "load_text"]
 
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett")
 
@@ -350,3 +351,55 @@ class FakeTrainer:
         if step == total:
             run["state"] = "succeeded"
             run["events"].append(TrainingEvent("succeeded", step=step))
+
+
+class FakeClassifierTrainer:
+    """A classifier run in no time: each ``progress`` call advances one step (``training_steps`` or 4 in all);
+    checkpoints every 2 steps carry per-target metrics (``valid_accuracy`` ``1 - 1 / (step + 1)``) when the spec has
+    validation files; success names ``<run_dir>/head.bin`` (not written: the jobs API tests need no file). ``fail_at``
+    and ``crash()`` as ``FakeTrainer``."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.fail_at = fail_at
+        self.started: list[ClassifierTrainingSpec] = []
+        self._runs: dict[str, dict[str, Any]] = {}
+
+    def start(self, spec: ClassifierTrainingSpec) -> TrainingHandle:
+        self.started.append(spec)
+        run = self._runs.get(spec.run_dir)
+        resumed = 0 if run is None else run["checkpoint"]
+        self._runs[spec.run_dir] = {"spec": spec, "step": resumed, "checkpoint": resumed, "state": "running",
+                                    "events": [] if run is None else run["events"]}
+        return TrainingHandle(run_dir=spec.run_dir, pid=len(self.started))
+
+    def progress(self, handle: TrainingHandle) -> TrainingProgress:
+        run = self._runs[handle.run_dir]
+        spec: ClassifierTrainingSpec = run["spec"]
+        total = spec.training_steps or 4
+        if run["state"] == "running":
+            step = run["step"] = run["step"] + 1
+            if step == self.fail_at:
+                run["state"] = "failed"
+                run["events"].append(TrainingEvent("failed", step=step, message="fake failure"))
+            else:
+                run["events"].append(TrainingEvent("step", step=step, train_loss=1 / step))
+                if step % 2 == 0 or step == total:
+                    metrics = ({t.name: {"valid_accuracy": 1 - 1 / (step + 1)} for t in spec.targets}
+                               if spec.validation_files else None)
+                    run["events"].append(TrainingEvent("checkpoint", step=step, train_loss=1 / step,
+                                                       metrics=metrics))
+                    run["checkpoint"] = step
+                if step == total:
+                    run["state"] = "succeeded"
+                    run["events"].append(TrainingEvent("succeeded", step=step))
+        head = f"{spec.run_dir}/head.bin" if run["state"] == "succeeded" else None
+        return TrainingProgress(run["state"], total, tuple(run["events"]), head)
+
+    def cancel(self, handle: TrainingHandle) -> None:
+        run = self._runs[handle.run_dir]
+        if run["state"] == "running":
+            run["state"] = "cancelled"
+            run["events"].append(TrainingEvent("cancelled", step=run["step"]))
+
+    def crash(self, handle: TrainingHandle) -> None:
+        self._runs[handle.run_dir]["state"] = "crashed"

@@ -62,6 +62,9 @@ class FineTunedModelRecord:
     capabilities: tuple[str, ...]
     max_context_length: int
     created_at: int
+    job_type: str = "completion"  # completion (a chat model: base GGUF + trained weights) or classifier (a head)
+    # what serves it, relative to data_dir: a GGUF (completion) or a classifier-head file; None: nothing local
+    artifact: str | None = None
 
 
 @dataclass(slots=True)

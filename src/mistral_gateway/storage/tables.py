@@ -97,6 +97,8 @@ class FineTunedModelRow(Base):
     capabilities: Mapped[list[str]] = mapped_column(JSON)
     max_context_length: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    job_type: Mapped[str] = mapped_column(String(16), default="completion", server_default="completion")
+    artifact: Mapped[str | None] = mapped_column(String(1024), nullable=True)
 
 
 class RateWindow(Base):
