@@ -2,7 +2,7 @@
 a long conversation's history reads back.
 
 One ``mistral-gateway serve`` (the default catalog plus a fake chat model, engine ``fake``) answers, one request at a
-time from one client, alternately in each round (chat first, then conversation first):
+time from one client, in back-to-back pairs (which side goes first alternates from pair to pair):
 
 - ``POST /v1/chat/completions`` with one user message (the baseline), and
 - ``POST /v1/conversations`` with the same text as ``inputs``, the same model and ``max_tokens`` (``store`` true:
@@ -38,7 +38,7 @@ MAX_REAL_OVERHEAD = 0.02
 HISTORY_ENTRIES = 200
 PROMPT = "Name three rivers of Europe and one fact about each."
 # (model, requests per side per round, max_tokens)
-CASES = ((FAKE_MODEL, 200, 16), (REAL_MODEL, 6, 24))
+CASES = ((FAKE_MODEL, 200, 16), (REAL_MODEL, 20, 24))
 HISTORY_READS = 300
 
 
@@ -49,17 +49,35 @@ def _models_env() -> str:
     return json.dumps([m.model_dump(mode="json") for m in [*default_models(), fake]])
 
 
-def _timed(post: Callable[[], Any], n: int, server: Server) -> tuple[list[float], float]:
-    """``n`` calls one after another: their latencies (ms) and the server's CPU seconds over them."""
-    cpu, latencies = server.cpu_seconds(), []
-    for _ in range(n):
-        started = time.perf_counter()
-        response = post()
-        latencies.append(1e3 * (time.perf_counter() - started))
-        if response.status_code != 200:
-            raise ServerError(f"{response.request.method} {response.request.url.path} answered "
-                              f"{response.status_code}: {response.text[:300]}")
-    return latencies, server.cpu_seconds() - cpu
+def _call(post: Callable[[], Any]) -> float:
+    """One call's latency (ms); anything but a 200 stops the suite."""
+    started = time.perf_counter()
+    response = post()
+    elapsed = 1e3 * (time.perf_counter() - started)
+    if response.status_code != 200:
+        raise ServerError(f"{response.request.method} {response.request.url.path} answered "
+                          f"{response.status_code}: {response.text[:300]}")
+    return elapsed
+
+
+def _paired(sides: dict[str, Callable[[], Any]], n: int, server: Server, first: int
+            ) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """``n`` pairs, the two sides one right after the other, which one first alternating from pair to pair: a load
+    that drifts during the round hits both sides of a pair alike. Latencies (ms) and server CPU seconds per side."""
+    names = list(sides)
+    latencies: dict[str, list[float]] = {name: [] for name in names}
+    cpu = dict.fromkeys(names, 0.0)
+    for i in range(n):
+        for name in names if (i + first) % 2 == 0 else names[::-1]:
+            before = server.cpu_seconds()
+            latencies[name].append(_call(sides[name]))
+            cpu[name] += server.cpu_seconds() - before
+    return latencies, cpu
+
+
+def added_ms(chat: list[float], conversation: list[float]) -> float:
+    """The turn's overhead: the median of the pairwise differences (each pair ran back to back)."""
+    return statistics.median(c - b for b, c in zip(chat, conversation, strict=True))
 
 
 def _row(scenario: str, url: str, latencies: list[list[float]], cpu: list[float], baseline: str | None = None
@@ -88,24 +106,25 @@ def _turn_rows(client: Any, server: Server, model: str, n: int, max_tokens: int,
         "conversation": lambda: client.post("/v1/conversations", json=conv_body),
     }
     for post in sides.values():  # warm up: the model loaded, the connection open, the tables' pages cached
-        _timed(post, 2, server)
+        _call(post)
+        _call(post)
     latencies: dict[str, list[list[float]]] = {name: [] for name in sides}
     cpu: dict[str, list[float]] = {name: [] for name in sides}
     for round_no in range(rounds):
-        order = list(sides) if round_no % 2 == 0 else list(sides)[::-1]
-        for name in order:
-            lat, c = _timed(sides[name], n, server)
-            latencies[name].append(lat)
-            cpu[name].append(c)
-        _log(f"  {model} round {round_no + 1}/{rounds}: chat p50 {statistics.median(latencies['chat'][-1]):.1f} ms, "
-             f"conversation p50 {statistics.median(latencies['conversation'][-1]):.1f} ms")
+        lat, c = _paired(sides, n, server, first=round_no)
+        for name in sides:
+            latencies[name].append(lat[name])
+            cpu[name].append(c[name])
+        _log(f"  {model} round {round_no + 1}/{rounds}: chat p50 {statistics.median(lat['chat']):.1f} ms, "
+             f"conversation p50 {statistics.median(lat['conversation']):.1f} ms, added "
+             f"{added_ms(lat['chat'], lat['conversation']):.2f} ms")
     engine = "fake engine" if model == FAKE_MODEL else f"real model ({model})"
     base = _row(f"{engine}: POST /v1/chat/completions", "/v1/chat/completions", latencies["chat"], cpu["chat"])
     row = _row(f"{engine}: POST /v1/conversations", "/v1/conversations", latencies["conversation"],
                cpu["conversation"], baseline=base.scenario)
     row.ratio = row.rps / base.rps if row.rps and base.rps else None
     assert row.p50_ms is not None and base.p50_ms is not None
-    added = row.p50_ms - base.p50_ms
+    added = added_ms([x for r in latencies["chat"] for x in r], [x for r in latencies["conversation"] for x in r])
     if model == FAKE_MODEL:
         row.checks.append(Check("turn overhead at p50", f"<= {MAX_FAKE_OVERHEAD_MS:g} ms", f"{added:.2f} ms",
                                 added <= MAX_FAKE_OVERHEAD_MS))
@@ -114,7 +133,8 @@ def _turn_rows(client: Any, server: Server, model: str, n: int, max_tokens: int,
         row.checks.append(Check("turn overhead at p50", f"<= {100 * MAX_REAL_OVERHEAD:g}% of the chat's wall time",
                                 f"{100 * share:.2f}% ({added:.1f} ms of {base.p50_ms:.0f} ms)",
                                 share <= MAX_REAL_OVERHEAD))
-    row.notes.append(f"info: {n} requests per side per round, max_tokens {max_tokens}, one at a time; store=true")
+    row.notes.append(f"info: {n} request pairs per round (chat and conversation back to back, alternating which goes "
+                     f"first); overhead = median pairwise difference; max_tokens {max_tokens}; store=true")
     return [base, row]
 
 
@@ -129,9 +149,9 @@ def _history_row(client: Any, server: Server, rounds: int) -> Row:
     entries = len(client.get(path).json()["entries"])
     latencies, cpu = [], []
     for _ in range(rounds):
-        lat, c = _timed(lambda: client.get(path), HISTORY_READS, server)
-        latencies.append(lat)
-        cpu.append(c)
+        before = server.cpu_seconds()
+        latencies.append([_call(lambda: client.get(path)) for _ in range(HISTORY_READS)])
+        cpu.append(server.cpu_seconds() - before)
     row = _row(f"GET history of a {entries}-entry conversation", "/v1/conversations/{id}/history", latencies, cpu)
     row.notes.append(f"info: {HISTORY_READS} reads per round, one at a time; p50 {row.p50_ms:.2f} ms, "
                      f"p99 {row.p99_ms:.2f} ms")

@@ -28,3 +28,31 @@ def test_the_served_catalog_is_the_default_one_plus_the_fake_chat_model() -> Non
     ids = [m.id for m in settings.models]
     assert ids[-1] == conversations.FAKE_MODEL and settings.models[-1].engine == "fake"
     assert ids[:-1] == [m.id for m in Settings().models]
+
+
+def test_the_overhead_is_the_median_of_pairwise_differences() -> None:
+    # a load spike that hits both sides of the third pair moves neither the differences nor their median
+    chat = [100.0, 102.0, 400.0, 101.0]
+    conversation = [101.0, 103.5, 401.0, 102.0]
+    assert conversations.added_ms(chat, conversation) == 1.0
+
+
+class FakeServer:
+    def __init__(self) -> None:
+        self.cpu = 0.0
+
+    def cpu_seconds(self) -> float:
+        self.cpu += 0.001
+        return self.cpu
+
+
+class Ok:
+    status_code = 200
+
+
+def test_pairs_alternate_which_side_goes_first() -> None:
+    calls: list[str] = []
+    sides = {"chat": lambda: calls.append("chat") or Ok(), "conversation": lambda: calls.append("conv") or Ok()}
+    latencies, cpu = conversations._paired(sides, 3, FakeServer(), first=1)
+    assert calls == ["conv", "chat", "chat", "conv", "conv", "chat"]
+    assert [len(v) for v in latencies.values()] == [3, 3] and cpu["chat"] == pytest.approx(0.003)
