@@ -6,7 +6,8 @@ generated with known text (``tests/ocr_samples.py``):
 (c) one page as a 150 dpi PNG: recognized.
 
 Each document is read by the engine in-process (``bench/ocr_direct.py``, in its own process, the server's loader)
-and, side by side, through ``POST /v1/ocr`` on ``mistral-gateway serve`` (a data URL, one request at a time). Rows
+and, side by side, through ``POST /v1/ocr`` on ``mistral-gateway serve`` (a data URL, one request at a time, sent
+by wrk on one connection: the server's time, not a Python client's). Rows
 give pages per second (``req/s`` column), the median time per page, and the character similarity of the markdown
 with the known text (markup and whitespace ignored). Targets: accuracy 1.0 on the text layer, >= 0.9 on scans; the
 API at >= 0.9x the in-process pages per second. Rounds alternate their order (in-process first, then API first);
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import statistics
 import sys
 import time
@@ -25,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from core import BenchConfig, Check, Row, Sample, min_ratio
-from servers import Server, free_port, launched
+from servers import Server, ServerError, free_port, launched
+from wrk import run_wrk
 
 from .embeddings import _json_process, _log
 from .models import _create_token, _gateway_command, _gateway_env
@@ -87,11 +90,27 @@ def _row(scenario: str, url: str, runs: list[dict[str, float]], pages: int, case
     return row
 
 
+def wrk_window(request_s: float) -> tuple[int, int]:
+    """wrk's duration and timeout (whole seconds) for a request that took ``request_s``: at least MIN_ROUND_S and
+    about four requests a round; the timeout well above one request."""
+    duration = max(2, math.ceil(max(MIN_ROUND_S, 4 * request_s)))
+    return duration, max(5, math.ceil(3 * request_s))
+
+
+def post_script(body: bytes) -> str:
+    """A wrk Lua script POSTing ``body`` (JSON: base64 and quotes only, so a level-2 long string holds it)."""
+    text = body.decode()
+    if "]==]" in text:
+        raise ValueError("the body would end the Lua long string")
+    return f'wrk.method = "POST"\nwrk.body = [==[{text}]==]\nwrk.headers["Content-Type"] = "application/json"\n'
+
+
 def api_rounds(server: Server, token: str, folder: Path, case: dict[str, Any], rounds: int, *, warm_up: bool = True
                ) -> list[dict[str, float]] | None:
-    """The API side: ``rounds`` timed ``POST /v1/ocr`` of the case's document as a data URL, one at a time (the way
-    the SDK's ``client.ocr.process`` sends it), after one untimed request when ``warm_up``; None while the operation
-    answers 501."""
+    """The API side: ``rounds`` timed runs of ``POST /v1/ocr`` with the case's document as a data URL (the way the
+    SDK's ``client.ocr.process`` sends it), one request at a time from wrk on one connection (as the other suites'
+    load: a C client, so Python client costs are not counted as the server's); one untimed request first reads the
+    answer for the accuracy check. None while the operation answers 501."""
     import httpx
 
     sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
@@ -102,24 +121,30 @@ def api_rounds(server: Server, token: str, folder: Path, case: dict[str, Any], r
     url = f"data:{case['mime']};base64," + base64.b64encode((folder / case["file"]).read_bytes()).decode()
     document = ({"type": "image_url", "image_url": url} if case["mime"].startswith("image/")
                 else {"type": "document_url", "document_url": url})
-    body = {"model": MODEL, "document": document}
+    body = json.dumps({"model": MODEL, "document": document}).encode()
     headers = {"Authorization": f"Bearer {token}"}
-    runs = []
     with httpx.Client(base_url=server.base_url, headers=headers, timeout=600) as client:
-        for attempt in range(rounds + warm_up):
-            # as the in-process side: a timed round repeats the request for at least MIN_ROUND_S, per request
-            requests, cpu_before, started = 0, server.cpu_seconds(), time.perf_counter()
-            while not requests or (attempt >= warm_up and time.perf_counter() - started < MIN_ROUND_S):
-                response = client.post("/v1/ocr", json=body)
-                if response.status_code == 501:
-                    return None
-                response.raise_for_status()
-                requests += 1
-            wall = (time.perf_counter() - started) / requests
-            pages = response.json()["pages"]
-            if attempt >= warm_up:
-                runs.append({"wall_s": wall, "cpu_s": (server.cpu_seconds() - cpu_before) / requests,
-                             "similarity": similarity(case["text"], "\n\n".join(p["markdown"] for p in pages))})
+        started = time.perf_counter()
+        response = client.post("/v1/ocr", content=body, headers={"Content-Type": "application/json"})
+        request_s = time.perf_counter() - started
+    if response.status_code == 501:
+        return None
+    response.raise_for_status()
+    accuracy = similarity(case["text"], "\n\n".join(p["markdown"] for p in response.json()["pages"]))
+    script = folder / f"{case['file']}.lua"
+    script.write_text(post_script(body))
+    duration, timeout = wrk_window(request_s)
+    runs = []
+    for attempt in range(rounds + warm_up):
+        cpu_before = server.cpu_seconds()
+        result = run_wrk(f"{server.base_url}/v1/ocr", duration_s=duration, connections=1, headers=headers,
+                         timeout_s=timeout, script=script)
+        if result.errors or (attempt >= warm_up and not result.requests):
+            raise ServerError(f"POST /v1/ocr under wrk: {result.requests} requests, {result.errors} errors")
+        if attempt >= warm_up:
+            # the mean latency: requests run back to back, and a request cut off by the window's end is not counted
+            runs.append({"wall_s": result.latency_avg_ms / 1e3,
+                         "cpu_s": (server.cpu_seconds() - cpu_before) / result.requests, "similarity": accuracy})
     return runs
 
 
