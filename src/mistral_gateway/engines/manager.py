@@ -97,6 +97,16 @@ class EngineManager:
         return await self._get(entry, "classifier", verify="check_encoder",  # type: ignore[no-any-return]
                                encoder=encoder)
 
+    def release(self, model_id: str) -> bool:
+        """Drop and close the engine loaded for ``model_id`` (a deleted or archived fine-tuned model); whether one
+        was loaded. Requests still running on it fail as on any engine failure; the next load starts afresh."""
+        engine = self._engines.pop(model_id, None)
+        self._locks.pop(model_id, None)
+        close = getattr(engine, "close", None)
+        if close is not None:
+            close()
+        return engine is not None
+
     def loaded(self) -> list[str]:
         return list(self._engines)
 
