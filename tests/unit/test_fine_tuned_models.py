@@ -141,6 +141,49 @@ def test_completion_entry_without_its_base_in_the_catalog(svc: ModelService, rep
     assert (entry.engine, entry.max_context_length, entry.capabilities) == ("llama.cpp", 1024, ["completion_chat"])
 
 
+def write_adapter(path: Path) -> None:
+    """A GGUF LoRA adapter as training/lora_export writes one (type adapter, lora alpha), with one small tensor."""
+    import gguf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 16.0)
+    writer.add_tensor("blk.0.attn_q.weight.lora_a", np.zeros((2, 4), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_an_adapter_is_served_over_its_bases_weights(repo: CountingRepo, data_dir: Path, clock: Any,
+                                                     workspaces: tuple[str, str]) -> None:
+    pytest.importorskip("gguf")
+    a, _ = workspaces
+    write_adapter(data_dir / "ft/adapter.gguf")
+    add(repo, data_dir, a, artifact="ft/adapter.gguf", write=False)
+    add(repo, data_dir, a, "ft:plain", artifact="ft/model.gguf")  # whole weights (not a GGUF adapter): its own path
+    local = CHAT.model_copy(update={"engine": "llama.cpp", "asset": "smollm2-135m-instruct-q8_0",
+                                    "capabilities": ["completion_chat"]})
+    svc = service(repo, data_dir, clock, entries=(local, EMBED))
+    entry = svc.resolve(a, "ft:base-chat:x:1")
+    assert entry is not None
+    assert (entry.id, entry.engine, entry.asset, entry.path, entry.lora) == (
+        "ft:base-chat:x:1", "llama.cpp", "smollm2-135m-instruct-q8_0", None, str(data_dir / "ft/adapter.gguf"))
+    plain = svc.resolve(a, "ft:plain")
+    assert plain is not None and (plain.path, plain.asset, plain.lora) == (str(data_dir / "ft/model.gguf"), None, None)
+    # without its base in the catalog an adapter has nothing to apply to
+    with pytest.raises(GatewayError) as info:
+        service(repo, data_dir, clock, entries=(EMBED,)).resolve(a, "ft:base-chat:x:1")
+    assert (info.value.status, info.value.code) == (503, "MODEL_BASE_MISSING")
+
+
+def test_an_adapter_needs_llama_cpp() -> None:
+    with pytest.raises(ValueError, match="LoRA adapter needs engine 'llama.cpp'"):
+        ModelEntry(id="x", engine="sentence-transformers", lora="/a.gguf")
+
+
 def test_other_workspaces_models_do_not_resolve(svc: ModelService, repo: CountingRepo, data_dir: Path,
                                                 workspaces: tuple[str, str]) -> None:
     a, b = workspaces

@@ -115,7 +115,16 @@ class FineTunedModels:
                     f"model {model_id!r} cannot be served: the sentence encoder its head was trained on is not a "
                     f"model of this server's catalog", code="MODEL_ENCODER_MISSING"))
             return Resolution(_classifier_entry(record, path, encoder))
-        return Resolution(_completion_entry(record, path, self._base(record)))
+        base = self._base(record)
+        if not _is_lora_adapter(path):
+            return Resolution(_completion_entry(record, path, base))
+        if base is None or not (base.path or base.asset):
+            return Resolution(error=lambda: ServiceUnavailable(
+                f"model {model_id!r} cannot be served: it is a LoRA adapter and its base {record.root!r} is not a "
+                f"local model of this server's catalog", code="MODEL_BASE_MISSING"))
+        # the base's weights with the adapter applied over them (an engine of its own, under the model's id)
+        return Resolution(_completion_entry(record, path, base).model_copy(
+            update={"path": base.path, "asset": base.asset, "lora": str(path)}))
 
     def _base(self, record: FineTunedModelRecord) -> ModelEntry | None:
         base = self._catalog.resolve(record.root)
@@ -260,6 +269,16 @@ def _classifier_entry(record: FineTunedModelRecord, path: Path, encoder: ModelEn
         engine="fake" if encoder.engine == "fake" else "classifier",  # a fake encoder's catalog: fakes throughout
         path=str(path), encoder=encoder.id, capabilities=["classification"],
         max_context_length=encoder.max_context_length, created=record.created_at, owned_by=record.workspace_id)
+
+
+def _is_lora_adapter(path: Path) -> bool:
+    """Whether a completion model's GGUF is a LoRA adapter (``adapter.lora.alpha`` set) rather than whole weights."""
+    try:
+        import gguf
+
+        return gguf.GGUFReader(path).get_field(gguf.Keys.Adapter.LORA_ALPHA) is not None
+    except Exception:  # not a GGUF, or gguf not installed: whole weights, whose load says what is wrong
+        return False
 
 
 def _head_header(path: Path) -> dict[str, Any]:
