@@ -408,3 +408,42 @@ async def test_archive_releases_the_engine(svc: ModelService, repo: CountingRepo
     assert again is not None
     await engines.text(again)  # loaded afresh
     assert engines.loaded() == ["ft:base-chat:x:1"]
+
+
+@pytest.mark.anyio
+async def test_a_load_that_spans_a_release_is_not_kept(tmp_path: Path) -> None:
+    """Deleting a model while its engine loads: the loaded engine is closed, not kept for a model that is gone."""
+    import threading
+
+    from mistral_gateway.engines.base import EngineUnavailable
+    from mistral_gateway.engines.fake import FakeTextEngine
+
+    started, proceed, closed = threading.Event(), threading.Event(), []
+
+    class Closable(FakeTextEngine):
+        def close(self) -> None:
+            closed.append(self)
+
+    def slow(entry: ModelEntry, _path: Path | None, _settings: Settings) -> FakeTextEngine:
+        started.set()
+        proceed.wait(30)
+        return Closable()
+
+    manager = EngineManager(Settings(data_dir=tmp_path / "d", models=[CHAT]), loaders={("fake", "text"): slow})
+    entry = CHAT.model_copy(update={"id": "ft:x"})
+
+    def release_midway() -> None:  # as the API does it: on a worker thread, while the event loop awaits the load
+        started.wait(30)
+        released.append(manager.release("ft:x"))
+        proceed.set()
+
+    released: list[bool] = []
+    thread = threading.Thread(target=release_midway)
+    thread.start()
+    with pytest.raises(EngineUnavailable, match="released while it loaded"):
+        await manager.text(entry)
+    thread.join()
+    assert released == [False]  # nothing was loaded yet when it was released
+    assert len(closed) == 1 and manager.loaded() == []
+    assert isinstance(await manager.text(entry), Closable)  # a load after the release is kept
+    assert manager.loaded() == ["ft:x"]
