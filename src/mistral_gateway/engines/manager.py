@@ -102,7 +102,8 @@ class EngineManager:
     def release(self, model_id: str) -> bool:
         """Drop and close the engine loaded for ``model_id`` (a deleted or archived fine-tuned model); whether one
         was loaded. Requests still running on it fail as on any engine failure; the next load starts afresh."""
-        self._releases[model_id] = self._releases.get(model_id, 0) + 1
+        if model_id in self._locks:  # loaded or loading (not any name: the counts stay bounded)
+            self._releases[model_id] = self._releases.get(model_id, 0) + 1
         engine = self._engines.pop(model_id, None)
         close = getattr(engine, "close", None)
         if close is not None:
