@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mistral_gateway.config import ModelEntry
 from mistral_gateway.engines.head_format import HEADER_KEY
@@ -38,6 +38,9 @@ from mistral_gateway.protocol.models import FTModelCard, ModelCapabilities
 from mistral_gateway.services.epoch_cache import EpochCache
 from mistral_gateway.storage.models import FineTunedModelRepository
 from mistral_gateway.storage.records import FineTunedModelRecord
+
+if TYPE_CHECKING:  # services.models builds this service: importing it at run time would be circular
+    from mistral_gateway.services.models import ModelCatalog
 
 __all__ = ["FineTunedModels", "Resolution", "WorkspaceModels", "archived_error"]
 
@@ -72,10 +75,10 @@ _NOTHING = Resolution()
 
 
 class FineTunedModels:
-    def __init__(self, catalog: Any, repo: FineTunedModelRepository, data_dir: Path | None = None, *,
+    def __init__(self, catalog: ModelCatalog, repo: FineTunedModelRepository, data_dir: Path | None = None, *,
                  engines: EngineManager | None = None, cache_seconds: float = 5.0, cache_size: int = 4096,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._catalog = catalog  # services.models.ModelCatalog (not imported: that module imports this one)
+        self._catalog = catalog
         self.repo = repo
         self._data_dir = data_dir or Path()
         self._engines = engines
@@ -130,7 +133,7 @@ class FineTunedModels:
         base = self._catalog.resolve(record.root)
         if base is None or kind_of(base) != "text" or base.engine not in ("llama.cpp", "fake"):
             return None
-        return base  # type: ignore[no-any-return]
+        return base
 
     def _encoder(self, record: FineTunedModelRecord, head: Path) -> ModelEntry | None:
         """The catalog's embedding model the head reads: the job's base if it is one, else the encoder the head's
@@ -139,7 +142,7 @@ class FineTunedModels:
         for name in (record.root, named, named.rsplit("/", 1)[-1].lower()):
             entry = self._catalog.resolve(name) if name else None
             if entry is not None and _embedding(entry):
-                return entry  # type: ignore[no-any-return]
+                return entry
         encoders = [e for e in self._catalog.entries if _embedding(e)]
         return encoders[0] if len(encoders) == 1 else None
 
