@@ -13,7 +13,6 @@ or ``cache_seconds`` pass (writes by another node sharing the database).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -22,7 +21,6 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from mistral_gateway.config import ModelEntry
-from mistral_gateway.engines.head_format import HEADER_KEY
 from mistral_gateway.engines.manager import EngineManager, kind_of
 from mistral_gateway.errors import BadRequest, Forbidden, GatewayError, NotFound, ServiceUnavailable
 from mistral_gateway.protocol.fine_tuned_models import (
@@ -36,6 +34,15 @@ from mistral_gateway.protocol.fine_tuned_models import (
 )
 from mistral_gateway.protocol.models import FTModelCard, ModelCapabilities
 from mistral_gateway.services.epoch_cache import EpochCache
+from mistral_gateway.services.fine_tuned_entries import (
+    COMPLETION_CAPABILITIES,
+    classifier_entry,
+    completion_capabilities,
+    completion_entry,
+    embedding,
+    head_header,
+    is_lora_adapter,
+)
 from mistral_gateway.storage.models import FineTunedModelRepository
 from mistral_gateway.storage.records import FineTunedModelRecord
 
@@ -48,8 +55,6 @@ log = logging.getLogger("mistral_gateway")
 
 # Blocking: a name in the catalog, else a fine-tuned model of the workspace (ModelService.resolve); None: neither
 WorkspaceModels = Callable[[str, str], ModelEntry | None]
-# What a fine-tuned completion model can do of its base's capabilities (no projector is carried over: no vision)
-COMPLETION_CAPABILITIES = ("completion_chat", "completion_fim", "function_calling")
 MAX_ID_LENGTH = 255  # the id column's length: longer names are never fine-tuned ids
 
 
@@ -117,16 +122,16 @@ class FineTunedModels:
                 return Resolution(error=lambda: ServiceUnavailable(
                     f"model {model_id!r} cannot be served: the sentence encoder its head was trained on is not a "
                     f"model of this server's catalog", code="MODEL_ENCODER_MISSING"))
-            return Resolution(_classifier_entry(record, path, encoder))
+            return Resolution(classifier_entry(record, path, encoder))
         base = self._base(record)
-        if not _is_lora_adapter(path):
-            return Resolution(_completion_entry(record, path, base))
+        if not is_lora_adapter(path):
+            return Resolution(completion_entry(record, path, base))
         if base is None or not (base.path or base.asset):
             return Resolution(error=lambda: ServiceUnavailable(
                 f"model {model_id!r} cannot be served: it is a LoRA adapter and its base {record.root!r} is not a "
                 f"local model of this server's catalog", code="MODEL_BASE_MISSING"))
         # the base's weights with the adapter applied over them (an engine of its own, under the model's id)
-        return Resolution(_completion_entry(record, path, base).model_copy(
+        return Resolution(completion_entry(record, path, base).model_copy(
             update={"path": base.path, "asset": base.asset, "lora": str(path)}))
 
     def _base(self, record: FineTunedModelRecord) -> ModelEntry | None:
@@ -138,12 +143,12 @@ class FineTunedModels:
     def _encoder(self, record: FineTunedModelRecord, head: Path) -> ModelEntry | None:
         """The catalog's embedding model the head reads: the job's base if it is one, else the encoder the head's
         header names (a catalog name, or a Hugging Face id whose last part is one), else the catalog's only one."""
-        named = str((_head_header(head).get("encoder") or {}).get("model") or "")
+        named = str((head_header(head).get("encoder") or {}).get("model") or "")
         for name in (record.root, named, named.rsplit("/", 1)[-1].lower()):
             entry = self._catalog.resolve(name) if name else None
-            if entry is not None and _embedding(entry):
+            if entry is not None and embedding(entry):
                 return entry
-        encoders = [e for e in self._catalog.entries if _embedding(e)]
+        encoders = [e for e in self._catalog.entries if embedding(e)]
         return encoders[0] if len(encoders) == 1 else None
 
     def artifact_path(self, record: FineTunedModelRecord) -> Path | None:
@@ -169,7 +174,7 @@ class FineTunedModels:
         base = self._base(record)
         if base is None:
             return [c for c in record.capabilities if c in COMPLETION_CAPABILITIES], record.max_context_length
-        return _completion_capabilities(base), base.max_context_length
+        return completion_capabilities(base), base.max_context_length
 
     def get(self, workspace_id: str, model_id: str) -> FineTunedModelRecord:
         record = self.repo.get(workspace_id, model_id)
@@ -234,7 +239,7 @@ class FineTunedModels:
         if record.job_type != "classifier":
             return CompletionFTModelOut(**fields)
         path = self.artifact_path(record)
-        targets = _head_header(path).get("targets") if path is not None else None
+        targets = head_header(path).get("targets") if path is not None else None
         return ClassifierFTModelOut(**fields, classifier_targets=[
             ClassifierTargetOut(name=t["name"], labels=list(t["labels"]), weight=1.0,
                                 loss_function="multi_class" if t.get("multi_label") else "single_class")
@@ -244,54 +249,3 @@ class FineTunedModels:
 def _not_found(model_id: str) -> NotFound:
     shown = model_id if len(model_id) <= 100 else f"{model_id[:100]}…"
     return NotFound(f"model {shown!r} not found", code="MODEL_NOT_FOUND", param="model_id")
-
-
-def _embedding(entry: ModelEntry) -> bool:
-    return entry.engine != "none" and kind_of(entry) == "embedding"
-
-
-def _completion_capabilities(base: ModelEntry) -> list[str]:
-    return [c for c in base.capabilities if c in COMPLETION_CAPABILITIES
-            and (c != "completion_fim" or base.fim_template)] or ["completion_chat"]
-
-
-def _completion_entry(record: FineTunedModelRecord, path: Path, base: ModelEntry | None) -> ModelEntry:
-    """The base's serving settings over the fine-tuned weights; without a base in the catalog, llama.cpp defaults
-    with the record's context length."""
-    base = base or ModelEntry(id=record.root, max_context_length=record.max_context_length,
-                              capabilities=[c for c in record.capabilities if c in COMPLETION_CAPABILITIES])
-    return base.model_copy(update={
-        "id": record.id, "aliases": [], "name": record.name, "description": record.description, "path": str(path),
-        "asset": None, "mmproj": None, "mmproj_asset": None, "routes": [], "created": record.created_at,
-        "owned_by": record.workspace_id, "capabilities": _completion_capabilities(base)})
-
-
-def _classifier_entry(record: FineTunedModelRecord, path: Path, encoder: ModelEntry) -> ModelEntry:
-    return ModelEntry(
-        id=record.id, name=record.name, description=record.description,
-        engine="fake" if encoder.engine == "fake" else "classifier",  # a fake encoder's catalog: fakes throughout
-        path=str(path), encoder=encoder.id, capabilities=["classification"],
-        max_context_length=encoder.max_context_length, created=record.created_at, owned_by=record.workspace_id)
-
-
-def _is_lora_adapter(path: Path) -> bool:
-    """Whether a completion model's GGUF is a LoRA adapter (``adapter.lora.alpha`` set) rather than whole weights."""
-    try:
-        import gguf
-
-        return gguf.GGUFReader(path).get_field(gguf.Keys.Adapter.LORA_ALPHA) is not None
-    except Exception:  # not a GGUF, or gguf not installed: whole weights, whose load says what is wrong
-        return False
-
-
-def _head_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a classifier-head file (engines/head_format.py), read without its tensors; {} if none."""
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="np") as fh:
-            raw = (fh.metadata() or {}).get(HEADER_KEY)
-        header = json.loads(raw) if raw else {}
-    except Exception:  # not a head file: the engine's load says why, with the file's name
-        return {}
-    return header if isinstance(header, dict) else {}
