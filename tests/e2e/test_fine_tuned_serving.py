@@ -2,7 +2,9 @@
 whose artifact is a GGUF in the data dir (a copy of the bundled SmolLM2-135M: the point is the serving path, so it
 must answer exactly as its base at temperature 0) and a classifier whose head is fitted here (``training/heads.py``
 on the real MiniLM's embeddings of a few labelled sentences, written with ``engines/head_format.py``). Each is
-chatted with or classified by, archived (refused), unarchived (served again) and deleted (404, its file gone)."""
+chatted with or classified by, archived (refused), unarchived (served again) and deleted (404, its file gone). A
+completion model whose artifact is a GGUF LoRA adapter (written by ``training/lora_export``) is served as the base's
+weights plus the adapter: a zero adapter answers as the base, a strongly perturbing one does not."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.services.container import Services
 from mistral_gateway.storage.records import FineTunedModelRecord
 from mistral_gateway.training.heads import fit_head
+from mistral_gateway.training.lora_export import adapter_tensors, read_layout, write_adapter
 from support import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -42,12 +45,28 @@ NEGATIVE = ["I hate this product, it broke after one day.", "What a terrible, mi
 LABELS = ("positive", "negative")
 
 
+def write_random_adapter(base_gguf: Path, path: Path, *, scale: float, seed: int = 0) -> None:
+    """A rank-8 LoRA adapter on every layer's q_proj, A and B drawn from N(0, scale) (scale 0: B is zero, so the
+    adapter changes nothing), written as training/lora_export writes a trained one."""
+    layout = read_layout(base_gguf)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    state = {}
+    for block in range(layout.n_blocks):
+        n_in, n_out = layout.shapes[f"blk.{block}.attn_q.weight"][:2]  # ggml order: (in, out)
+        module = f"base_model.model.model.layers.{block}.self_attn.q_proj"
+        state[f"{module}.lora_A.weight"] = rng.normal(0, max(scale, 0.01), size=(8, n_in))
+        state[f"{module}.lora_B.weight"] = rng.normal(0, scale, size=(n_out, 8)) if scale else np.zeros((n_out, 8))
+    write_adapter(path, adapter_tensors(state, layout), layout, alpha=16.0)
+
+
 @dataclass
 class Stack:
     base_url: str
     services: Services
     token: str  # of workspace "tuners", which owns the fine-tuned models
     other: str  # a token of another workspace
+    workspace_id: str  # of "tuners"
 
     def call(self, method: str, path: str, *, token: str | None = None, lowcode: bool = False,
              **kw: Any) -> httpx.Response:
@@ -108,7 +127,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Iterat
                 job_id="5d7c9e0a-1b2c-4d3e-8f4a-5b6c7d8e9f00", name=None, description=None, archived=False,
                 capabilities=("completion_chat",), max_context_length=2048, created_at=1764892800,
                 job_type=job_type, artifact=artifact))
-        yield Stack(server.base_url, services, token, other)
+        yield Stack(server.base_url, services, token, other, record.workspace_id)
 
 
 def test_a_fine_tuned_chat_model_through_its_lifecycle(stack: Stack) -> None:
@@ -145,6 +164,31 @@ def test_a_fine_tuned_chat_model_through_its_lifecycle(stack: Stack) -> None:
     assert not artifact.exists()
     assert CHAT_FT not in stack.services.engines.loaded()
     assert stack.call("DELETE", "/models/ministral-3b-latest").status_code == 403
+
+
+def test_a_fine_tuned_lora_adapter_is_served_over_its_base(stack: Stack, weights_dir: Path) -> None:
+    """An adapter artifact: the base's weights with the adapter applied (llama.cpp's lora_adapters). A zero adapter
+    answers exactly as the base; a strongly perturbing one does not."""
+    data_dir = stack.services.settings.data_dir
+    base_gguf = resolve_asset("smollm2-135m-instruct-q8_0", weights_dir)
+    answers = {}
+    for name, scale in (("zero", 0.0), ("noisy", 0.5)):
+        model_id = f"ft:ministral-3b-latest:{name}:20251205:1c2d3e4f"
+        write_random_adapter(base_gguf, data_dir / f"fine_tuning/job-{name}/adapter.gguf", scale=scale)
+        stack.services.fine_tuned.add(FineTunedModelRecord(
+            id=model_id, workspace_id=stack.workspace_id, root="ministral-3b-latest",
+            job_id="5d7c9e0a-1b2c-4d3e-8f4a-5b6c7d8e9f01", name=name, description=None, archived=False,
+            capabilities=("completion_chat",), max_context_length=2048, created_at=1764892800,
+            artifact=f"fine_tuning/job-{name}/adapter.gguf"))
+        r = stack.chat(model_id)
+        assert r.status_code == 200, r.text
+        answers[name] = r.json()["choices"][0]["message"]["content"]
+        assert stack.call("DELETE", f"/models/{model_id}").json()["deleted"] is True
+        assert not (data_dir / f"fine_tuning/job-{name}/adapter.gguf").exists()
+        assert model_id not in stack.services.engines.loaded()
+    base = stack.chat("ministral-3b-latest").json()["choices"][0]["message"]["content"]
+    assert answers["zero"] == base
+    assert answers["noisy"] != base
 
 
 def test_a_fine_tuned_classifier_through_its_lifecycle(stack: Stack) -> None:
