@@ -113,6 +113,9 @@ class ModelEntry(BaseModel):
     # model reads images and lists the 'vision' capability.
     mmproj: str | None = None
     mmproj_asset: str | None = None
+    # A GGUF LoRA adapter (training/lora_export.py) llama.cpp applies at scale 1 over the weights above: how a
+    # fine-tuned model whose artifact is an adapter is served (README "Fine-tuned models").
+    lora: str | None = None
     # engine "classifier": a classifier-head file (README "Moderation model") read over the sentence encoder of the
     # catalog model ``encoder``; the head is ``path`` (any head file) or ``head`` (one bundled in the package).
     # ``thresholds`` override the head's default decision point per label.
@@ -142,6 +145,12 @@ class ModelEntry(BaseModel):
                 self.capabilities = ["ocr"]
             elif self.capabilities != ["ocr"]:
                 raise ValueError(f"model {self.id!r}: engine 'rapidocr' serves OCR only (capabilities = [\"ocr\"])")
+        return self
+
+    @model_validator(mode="after")
+    def _adapter(self) -> ModelEntry:
+        if self.lora and self.engine not in ("llama.cpp", "fake"):
+            raise ValueError(f"model {self.id!r}: a LoRA adapter needs engine 'llama.cpp'")
         return self
 
     @model_validator(mode="after")

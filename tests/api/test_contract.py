@@ -195,6 +195,26 @@ def _delete_model(api: Api, dialect: str) -> None:
     assert body["id"] == ft and body["deleted"] is True
 
 
+def _update_fine_tuned_model(api: Api, dialect: str) -> None:
+    ft = api.fine_tuned_model()
+    body = check("update_fine_tuned_model", dialect, api.call("update_fine_tuned_model", dialect, {"model_id": ft},
+                                                              json={"name": "renamed", "description": None}))
+    assert (body["id"], body["name"], body["description"], body["model_type"]) == (ft, "renamed", None, "completion")
+
+
+def _archive_fine_tuned_model(api: Api, dialect: str) -> None:
+    ft = api.fine_tuned_model()
+    body = check("archive_fine_tuned_model", dialect, api.call("archive_fine_tuned_model", dialect, {"model_id": ft}))
+    assert body == {"id": ft, "object": "model", "archived": True}
+
+
+def _unarchive_fine_tuned_model(api: Api, dialect: str) -> None:
+    ft = api.fine_tuned_model()
+    body = check("unarchive_fine_tuned_model", dialect, api.call("unarchive_fine_tuned_model", dialect,
+                                                                 {"model_id": ft}))
+    assert body == {"id": ft, "object": "model", "archived": False}
+
+
 def _chat_completions(api: Api, dialect: str) -> None:
     body = {"model": "mistral-small-latest", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
     out = check("create_chat_completions", dialect, api.call("create_chat_completions", dialect, json=body))
@@ -520,6 +540,9 @@ PRODUCERS: dict[str, Callable[[Api, str], None]] = {
     "list_available_models": _list_models,
     "retrieve_model": _retrieve_model,
     "delete_model": _delete_model,
+    "update_fine_tuned_model": _update_fine_tuned_model,
+    "archive_fine_tuned_model": _archive_fine_tuned_model,
+    "unarchive_fine_tuned_model": _unarchive_fine_tuned_model,
 }
 
 

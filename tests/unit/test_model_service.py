@@ -163,7 +163,10 @@ def test_fine_tuned_models_per_workspace(svc: ModelService, ft_repo: FineTunedMo
     assert card.type == "fine-tuned"
     assert (card.root, card.job, card.archived, card.owned_by) == ("local-chat", "11111111-2222-4333-8444-555555555555",
                                                                   False, a)
-    assert card.capabilities.fine_tuning is True
+    # the card says what the model serves: its base's chat capabilities (a fine-tuned model is no base for jobs)
+    assert (card.capabilities.completion_chat, card.capabilities.function_calling) == (True, True)
+    assert card.capabilities.fine_tuning is False
+    assert card.max_context_length == 4096
     assert card.created == 1234
     with pytest.raises(NotFound):
         svc.retrieve(b, "ft:local-chat:abc123")

@@ -81,3 +81,22 @@ def test_writes_bump_the_epoch(repo: FineTunedModelRepository, workspaces: tuple
     assert watcher.current() == after_add  # reads never bump
     assert repo.delete(a, "ft:y") is True
     assert watcher.current() != after_add
+
+
+def test_update_is_workspace_scoped_and_bumps_the_epoch(repo: FineTunedModelRepository, workspaces: tuple[str, str],
+                                                        tmp_path: Path) -> None:
+    a, b = workspaces
+    repo.add(ft(a, "ft:u", job_type="classifier", artifact="fine_tuning/j/head.safetensors"))
+    watcher = FileEpoch(tmp_path / "models.epoch")
+    before = watcher.current()
+    assert repo.update(b, "ft:u", name="theirs") is None
+    assert watcher.current() == before  # nothing changed: no bump
+    got = repo.update(a, "ft:u", name="renamed", description=None, archived=True)
+    assert got is not None
+    assert (got.name, got.description, got.archived) == ("renamed", None, True)
+    assert (got.job_type, got.artifact) == ("classifier", "fine_tuning/j/head.safetensors")  # the rest stays
+    assert watcher.current() != before
+    assert repo.get(a, "ft:u") == got
+    assert repo.update(a, "ft:u") == got  # no values: the record as it is
+    with pytest.raises(ValueError, match="cannot change"):
+        repo.update(a, "ft:u", root="other")

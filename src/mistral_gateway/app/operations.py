@@ -17,10 +17,12 @@ from anyio.to_thread import run_sync
 from mistral_gateway.app.agents import AGENTS, agents_of
 from mistral_gateway.app.context import Context, Guard, Work
 from mistral_gateway.app.conversations import CONVERSATIONS
+from mistral_gateway.app.fine_tuned import FINE_TUNED_MODELS
 from mistral_gateway.app.metering import meter_completion, meter_json_usage
 from mistral_gateway.app.resources import RESOURCES
 from mistral_gateway.app.results import RawEvents, RawJSON, StreamResult
 from mistral_gateway.app.validation import validate_body
+from mistral_gateway.config import ModelEntry
 from mistral_gateway.protocol.agents import AgentsCompletionRequest
 from mistral_gateway.protocol.audio import TranscriptionEvent, TranscriptionRequest, TranscriptionResponse
 from mistral_gateway.protocol.chat import (
@@ -60,18 +62,18 @@ async def agent_completion(ctx: Context, request: AgentsCompletionRequest) -> Co
 
 
 async def _completion(ctx: Context, request: Any, service: Any, capability: str) -> Any:
-    async def local(model: str | None = None) -> Any:
+    async def local(model: str | None = None, resolved: ModelEntry | None = None) -> Any:
         req = request if model is None else request.model_copy(update={"model": model})
         ctx.meter.model = req.model
         if req.stream:
-            return StreamResult(await service.stream(req))  # metered as it streams
-        return meter_completion(ctx.meter, await ctx.guarded(service.complete(req)))
+            return StreamResult(await service.stream(req, resolved))  # metered as it streams
+        return meter_completion(ctx.meter, await ctx.guarded(service.complete(req, resolved)))
 
     return await routed(ctx, request.model, stream=request.stream, capability=capability, local=local)
 
 
 async def embeddings(ctx: Context, request: EmbeddingRequest) -> RawJSON:
-    async def local(model: str | None = None) -> RawJSON:
+    async def local(model: str | None = None, _: ModelEntry | None = None) -> RawJSON:
         req = request if model is None else request.model_copy(update={"model": model})
         ctx.meter.model = req.model
         body = await ctx.services.embeddings.create(ctx.principal.workspace_id, req)
@@ -96,11 +98,11 @@ async def chat_classifications(ctx: Context, request: ChatClassificationRequest)
     return await _classifier(ctx, request, ctx.services.classifiers.classify_chat, "classification")
 
 
-async def _classifier(ctx: Context, request: Any, work: Callable[[Any], Awaitable[Any]], capability: str) -> RawJSON:
-    async def local(model: str | None = None) -> RawJSON:
+async def _classifier(ctx: Context, request: Any, work: Callable[..., Awaitable[Any]], capability: str) -> RawJSON:
+    async def local(model: str | None = None, resolved: ModelEntry | None = None) -> RawJSON:
         req = request if model is None else request.model_copy(update={"model": model})
         ctx.meter.model = req.model
-        scored = await ctx.guarded(work(req))
+        scored = await ctx.guarded(work(req, resolved))
         ctx.meter.prompt_tokens = scored.tokens  # the encoder's tokens, over all chunks
         return RawJSON(scored.body)
 
@@ -108,7 +110,7 @@ async def _classifier(ctx: Context, request: Any, work: Callable[[Any], Awaitabl
 
 
 async def ocr(ctx: Context, request: OCRRequest) -> RawJSON:
-    async def local(model: str | None = None) -> RawJSON:
+    async def local(model: str | None = None, _: ModelEntry | None = None) -> RawJSON:
         req = request if model is None else request.model_copy(update={"model": model})
         ctx.meter.model = req.model or DEFAULT_OCR_MODEL
         done = await ctx.guarded(ctx.services.ocr.process(ctx.workspace_id, req))
@@ -136,9 +138,13 @@ async def streaming_transcription(ctx: Context, request: AudioRequest) -> Stream
 async def routed(ctx: Context, model: str, *, stream: bool, capability: str | None,
                  local: Callable[..., Awaitable[Any]]) -> Any:
     """``local()``'s result for a locally served model; else the first of the model's targets that answers (the
-    row's ``upstream`` kind and paths say how it is forwarded): ``RawJSON``, ``RawEvents`` or ``local(model)``'s."""
+    row's ``upstream`` kind and paths say how it is forwarded): ``RawJSON``, ``RawEvents`` or ``local(model)``'s.
+    A name the catalog does not know may be a fine-tuned model of the caller's workspace: ``local(None, entry)``."""
     services = ctx.services
-    entry = services.models.catalog.resolve(model)
+    entry = services.models.catalog.resolve(model)  # configured models: no I/O
+    if entry is None:
+        tuned = await workspace_model(ctx, model)
+        return await (local() if tuned is None else local(None, tuned))
     if not services.router.routes(entry):
         return await local()
     assert entry is not None
@@ -150,6 +156,16 @@ async def routed(ctx: Context, model: str, *, stream: bool, capability: str | No
     if isinstance(result, RelayedStream):
         return RawEvents(result.chunks)
     return result
+
+
+async def workspace_model(ctx: Context, model: str) -> ModelEntry | None:
+    """``model`` as a fine-tuned model of the caller's workspace (cached; the database on a miss, off the event
+    loop); None: it is not one. An archived model is a 400 saying how to unarchive it."""
+    tuned = ctx.services.models.fine_tuned
+    resolution = tuned.cached(ctx.workspace_id, model)
+    if resolution is None:
+        resolution = await run_sync(tuned.resolve, ctx.workspace_id, model)
+    return resolution.value()
 
 
 # Every operation the application layer runs, by registry id; the return annotations say what each answers
@@ -169,4 +185,5 @@ OPERATIONS: dict[str, Work] = {
     **RESOURCES,
     **AGENTS,
     **CONVERSATIONS,
+    **FINE_TUNED_MODELS,
 }

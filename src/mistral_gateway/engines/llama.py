@@ -365,8 +365,9 @@ def load(entry: ModelEntry, path: Path | None, settings: Settings) -> LlamaEngin
     cpus = frozenset(os.sched_getaffinity(0))
     threads = entry.threads or len(cpus)
     try:
+        lora = Path(entry.lora).expanduser() if entry.lora else None  # a fine-tuned model's adapter
         return LlamaEngine(entry, path, threads=threads, queue_limit=settings.inference_queue_limit,
-                           mmproj=_projector(entry, settings))
+                           mmproj=_projector(entry, settings), lora=lora)
     finally:
         os.sched_setaffinity(0, cpus)  # loading pinned this worker thread to one CPU; later loads need them all
 

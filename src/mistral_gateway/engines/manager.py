@@ -19,6 +19,7 @@ from mistral_gateway.engines.base import (
     ClassifierEngine,
     EmbeddingEngine,
     EngineError,
+    EngineUnavailable,
     OcrEngine,
     SpeechEngine,
     TextEngine,
@@ -70,6 +71,7 @@ class EngineManager:
         self._loaders = loaders
         self._engines: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._releases: dict[str, int] = {}  # model id -> times released: a load that spans a release is dropped
 
     async def text(self, entry: ModelEntry) -> TextEngine:
         return await self._get(entry, "text")  # type: ignore[no-any-return]
@@ -97,6 +99,17 @@ class EngineManager:
         return await self._get(entry, "classifier", verify="check_encoder",  # type: ignore[no-any-return]
                                encoder=encoder)
 
+    def release(self, model_id: str) -> bool:
+        """Drop and close the engine loaded for ``model_id`` (a deleted or archived fine-tuned model); whether one
+        was loaded. Requests still running on it fail as on any engine failure; the next load starts afresh."""
+        if model_id in self._locks:  # loaded or loading (not any name: the counts stay bounded)
+            self._releases[model_id] = self._releases.get(model_id, 0) + 1
+        engine = self._engines.pop(model_id, None)
+        close = getattr(engine, "close", None)
+        if close is not None:
+            close()
+        return engine is not None
+
     def loaded(self) -> list[str]:
         return list(self._engines)
 
@@ -122,10 +135,14 @@ class EngineManager:
         async with lock:
             engine = self._engines.get(entry.id)
             if engine is None:
+                releases = self._releases.get(entry.id, 0)
                 loader = self._loader(entry.engine, kind)
                 engine = await run_sync(lambda: loader(entry, self._weights(entry), self._settings, **extra))
                 if verify is not None:
                     await getattr(engine, verify)()
+                if self._releases.get(entry.id, 0) != releases:  # deleted or archived meanwhile: not kept
+                    await run_sync(getattr(engine, "close", lambda: None))
+                    raise EngineUnavailable(f"model {entry.id!r} was released while it loaded")
                 self._engines[entry.id] = engine
         return engine
 

@@ -29,6 +29,7 @@ from mistral_gateway.protocol.agents import (
 )
 from mistral_gateway.services.agent_snapshot import AgentSnapshot, new_id, now_us, rfc3339
 from mistral_gateway.services.completions import resolve_text_model
+from mistral_gateway.services.fine_tuned import WorkspaceModels
 from mistral_gateway.services.models import ModelCatalog
 from mistral_gateway.storage.agents import AgentFilter, AgentRecord, AgentRepository
 
@@ -43,9 +44,10 @@ _VERSIONED = ("model", "name", "instructions", "tools", "completion_args", "guar
 
 class AgentService:
     def __init__(self, repo: AgentRepository, catalog: ModelCatalog, *, max_agents: int = DEFAULT_MAX_AGENTS,
-                 clock: Callable[[], int] = now_us) -> None:
+                 clock: Callable[[], int] = now_us, models: WorkspaceModels | None = None) -> None:
         self.repo = repo
         self.catalog = catalog
+        self.models = models  # an agent's model may be a fine-tuned model of its workspace
         self.max_agents = max_agents
         self.clock = clock
 
@@ -166,7 +168,8 @@ class AgentService:
         fields stay as they were accepted (renaming an agent whose handoff target was deleted still works)."""
         if "model" in sent:
             try:
-                resolve_text_model(self.catalog, body["model"], "completion_chat")
+                resolved = self.models(workspace_id, body["model"]) if self.models is not None else None
+                resolve_text_model(self.catalog, body["model"], "completion_chat", resolved)
             except NotFound as err:  # a field of the body, not the addressed resource: 400 (chat's message, code)
                 raise BadRequest(err.message, code=err.code, param="model") from None
         if "tools" in sent:

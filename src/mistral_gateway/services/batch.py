@@ -26,6 +26,7 @@ from mistral_gateway.services.agent_snapshot import AgentLookup
 from mistral_gateway.services.batch_lines import AGENT_ENDPOINT, split_lines
 from mistral_gateway.services.batch_run import BatchDeps, JobContextLike, run_batch
 from mistral_gateway.services.completions import resolve_text_model
+from mistral_gateway.services.fine_tuned import WorkspaceModels
 from mistral_gateway.services.models import ModelCatalog
 from mistral_gateway.storage.batch import BatchFilter, BatchJobRecord, BatchRepository
 
@@ -50,8 +51,10 @@ Submit = Callable[[str, dict[str, Any]], None]  # (workspace_id, payload): enque
 
 class BatchService:
     def __init__(self, deps: BatchDeps, catalog: ModelCatalog, *, submit: Submit | None = None,
-                 clock: Callable[[], float] = time.time, agents: AgentLookup | None = None) -> None:
+                 clock: Callable[[], float] = time.time, agents: AgentLookup | None = None,
+                 models: WorkspaceModels | None = None) -> None:
         self.deps = deps
+        self.models = models  # a job's model may be a fine-tuned model of its workspace
         self.agents = agents  # set where the agents service exists: jobs with an agent_id need it
         self._repo: BatchRepository = deps.repo
         self._catalog = catalog
@@ -77,7 +80,7 @@ class BatchService:
         if request.agent_id is not None:
             self._check_agent(workspace_id, request)
         elif request.model is not None:
-            self._check_model(request.endpoint, request.model)
+            self._check_model(workspace_id, request.endpoint, request.model)
         total, blob = 0, None
         if request.requests is not None:
             total, blob = len(request.requests), self._store_requests(request)
@@ -97,14 +100,15 @@ class BatchService:
             raise
         return record
 
-    def _check_model(self, endpoint: str, model: str) -> None:
+    def _check_model(self, workspace_id: str, endpoint: str, model: str) -> None:
         capability = BATCHABLE[endpoint]
         try:
-            if capability is None:
+            if capability is None:  # embeddings: fine-tuned models never embed
                 if self._catalog.resolve(model) is None:
                     raise NotFound(f"model {shorten(model)!r} not found", code="MODEL_NOT_FOUND")
             else:
-                resolve_text_model(self._catalog, model, capability)
+                resolved = self.models(workspace_id, model) if self.models is not None else None
+                resolve_text_model(self._catalog, model, capability, resolved)
         except GatewayError as err:  # a job for a model that cannot serve it is a bad request, not a missing route
             raise BadRequest(err.message, param="model", code=err.code) from None
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from mistral_gateway.config import ReasoningSettings, Settings
+from mistral_gateway.config import ModelEntry, ReasoningSettings, Settings
 from mistral_gateway.engines.base import ChatMessage, Delta, EngineError, Generation, SamplingParams, TextEngine
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.errors import BadRequest
@@ -124,8 +124,10 @@ class ChatService:
         self._images = images or ImageLoader.from_settings(Settings())
         self._audio = audio  # None: audio parts are refused like any unsupported content
 
-    async def complete(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
-        plan = await self._plan(request)
+    async def complete(self, request: ChatCompletionRequest,
+                       resolved: ModelEntry | None = None) -> ChatCompletionResponse:
+        """``resolved``: the model's entry when the application layer resolved it (a workspace's fine-tuned model)."""
+        plan = await self._plan(request, resolved)
         generations, messages = [], []
         try:
             for i in range(request.n or 1):
@@ -136,9 +138,10 @@ class ChatService:
             raise engine_errors(exc) from exc
         return response(completion_id(), request.model, int(self._clock()), generations, messages)
 
-    async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[CompletionChunk]:
+    async def stream(self, request: ChatCompletionRequest,
+                     resolved: ModelEntry | None = None) -> AsyncIterator[CompletionChunk]:
         """Returns once the first piece is ready (errors before it are raised here, not inside the stream)."""
-        plan = await self._plan(request)
+        plan = await self._plan(request, resolved)
         first = await primed(plan.deltas(0))
 
         def factory(i: int) -> Callable[[], AsyncIterator[Delta]]:
@@ -147,11 +150,12 @@ class ChatService:
         return stream_chunks(completion_id(), request.model, int(self._clock()),
                              [factory(i) for i in range(request.n or 1)])
 
-    async def _plan(self, request: ChatCompletionRequest) -> _Plan:
+    async def _plan(self, request: ChatCompletionRequest, resolved: ModelEntry | None) -> _Plan:
         model = request.model  # a speech model's chat is a cascade: transcripts in, a chat model answers
         if self._audio is not None:
             request, model = await self._audio.cascade(request)
-        entry = resolve_text_model(self._catalog, model, "completion_chat")
+        entry = resolve_text_model(self._catalog, model, "completion_chat",
+                                   resolved if model == request.model else None)
         _check_last_role(request)
         vision = "vision" in entry.capabilities
         native = entry.native_thinking

@@ -60,39 +60,40 @@ class ClassifierService:
         self.max_total_chars = max_total_chars
         self.max_total_messages = max_total_messages
 
-    async def moderate(self, request: ClassificationRequest) -> Scored:
-        engine, results = await self._score(request.model, "moderation", self._texts(request.texts))
+    # ``resolved``: the model's entry when the application layer resolved it (a workspace's fine-tuned model)
+    async def moderate(self, request: ClassificationRequest, resolved: ModelEntry | None = None) -> Scored:
+        engine, results = await self._score(request.model, "moderation", self._texts(request.texts), resolved)
         return _moderation(request.model, engine, results)
 
-    async def moderate_chat(self, request: ChatModerationRequest) -> Scored:
-        engine = await self._engine(request.model, "moderation")
+    async def moderate_chat(self, request: ChatModerationRequest, resolved: ModelEntry | None = None) -> Scored:
+        engine = await self._engine(request.model, "moderation", resolved)
         texts = self._conversations(request.conversations, engine.max_tokens)
         return _moderation(request.model, engine, await _classify(engine, texts))
 
-    async def classify(self, request: ClassificationRequest) -> Scored:
-        _, results = await self._score(request.model, "classification", self._texts(request.texts))
+    async def classify(self, request: ClassificationRequest, resolved: ModelEntry | None = None) -> Scored:
+        _, results = await self._score(request.model, "classification", self._texts(request.texts), resolved)
         return _classification(request.model, results)
 
-    async def classify_chat(self, request: ChatClassificationRequest) -> Scored:
-        engine = await self._engine(request.model, "classification")
+    async def classify_chat(self, request: ChatClassificationRequest, resolved: ModelEntry | None = None) -> Scored:
+        engine = await self._engine(request.model, "classification", resolved)
         texts = self._conversations(request.conversations, engine.max_tokens)
         return _classification(request.model, await _classify(engine, texts))
 
-    async def _score(self, model: str, capability: str, texts: list[str]) -> tuple[ClassifierEngine,
-                                                                                   list[Classification]]:
-        engine = await self._engine(model, capability)
+    async def _score(self, model: str, capability: str, texts: list[str],
+                     resolved: ModelEntry | None) -> tuple[ClassifierEngine, list[Classification]]:
+        engine = await self._engine(model, capability, resolved)
         return engine, await _classify(engine, texts)
 
-    async def _engine(self, model: str, capability: str) -> ClassifierEngine:
-        entry = self._resolve(model, capability)
+    async def _engine(self, model: str, capability: str, resolved: ModelEntry | None) -> ClassifierEngine:
+        entry = self._resolve(model, capability, resolved)
         try:
             return await self._engines.classifier(entry)
         except EngineError as exc:  # e.g. a head file missing: a 503 with Retry-After, like every engine failure
             raise ServiceUnavailable(f"model {model!r} could not be loaded: {exc}", retry_after=30.0,
                                      code="MODEL_LOAD_FAILED") from exc
 
-    def _resolve(self, model: str, capability: str) -> ModelEntry:
-        entry = resolve_text_model(self._catalog, model, capability)  # 404 unknown; 400 naming the capability
+    def _resolve(self, model: str, capability: str, resolved: ModelEntry | None) -> ModelEntry:
+        entry = resolve_text_model(self._catalog, model, capability, resolved)  # 404 unknown; 400: the capability
         if kind_of(entry) != "classifier":  # e.g. a chat model configured with a classifier capability
             raise BadRequest(f"model {model!r} is not served by a classifier engine and cannot do {capability!r}",
                              code="UNSUPPORTED_MODEL_CAPABILITY", param="model")

@@ -43,8 +43,11 @@ def completion_id() -> str:
     return uuid.uuid4().hex
 
 
-def resolve_text_model(catalog: ModelCatalog, name: str, capability: str) -> ModelEntry:
-    entry = catalog.resolve(name)
+def resolve_text_model(catalog: ModelCatalog, name: str, capability: str,
+                       resolved: ModelEntry | None = None) -> ModelEntry:
+    """``name``'s entry, checked to serve ``capability``: ``resolved`` when the application layer already resolved
+    the name in the caller's workspace (a fine-tuned model), else the catalog's."""
+    entry = resolved or catalog.resolve(name)
     if entry is None:
         shown = name if len(name) <= 100 else f"{name[:100]}…"  # never echo a huge value
         raise NotFound(f"model {shown!r} not found; GET /v1/models lists the available ones", code="MODEL_NOT_FOUND",

@@ -199,8 +199,9 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     )
     fine_tuned = FineTunedModelRepository(db, FileEpoch(settings.data_dir / "models.epoch"))
     catalog = ModelCatalog(settings.models, None if settings.model_family_defaults else [], settings.model_families)
-    models = ModelService(catalog, fine_tuned, cache_seconds=settings.models_cache_seconds)
     engines = EngineManager(settings)
+    models = ModelService(catalog, fine_tuned, data_dir=settings.data_dir, engines=engines,
+                          cache_seconds=settings.models_cache_seconds)
     upstream_keys = UpstreamKeyStore(UpstreamSecretRepository(db), settings)
     upstreams = build_upstreams(settings, keys=upstream_keys.load() if settings.upstreams else None)
     limits = LimitService(make_limiter(settings, db), workspaces=settings.workspaces,
@@ -222,8 +223,9 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     batch = build_batch_service(db, blobs, models.catalog, chat, fim, embeddings, settings.max_json_body_bytes)
     batch.submit = lambda workspace_id, payload: job_runner.submit(workspace_id, "batch", payload)
     job_runner.handlers.register("batch", batch.handler)
-    agents = AgentService(AgentRepository(db), models.catalog, max_agents=settings.max_agents_per_workspace)
-    batch.agents = agents
+    agents = AgentService(AgentRepository(db), models.catalog, max_agents=settings.max_agents_per_workspace,
+                          models=models.resolve)
+    batch.agents, batch.models = agents, models.resolve
     return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
                     models=models, fine_tuned=fine_tuned, engines=engines, chat=chat, fim=fim, embeddings=embeddings,
                     classifiers=ClassifierService(models.catalog, engines), transcription=transcription,

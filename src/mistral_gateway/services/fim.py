@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 
+from mistral_gateway.config import ModelEntry
 from mistral_gateway.engines.base import EngineError, SamplingParams, TextEngine
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.errors import BadRequest
@@ -30,21 +31,25 @@ class FimService:
         self._engines = engines
         self._clock = clock
 
-    async def complete(self, request: FIMCompletionRequest) -> ChatCompletionResponse:
-        engine, prompt, params = await self._prepare(request)
+    async def complete(self, request: FIMCompletionRequest,
+                       resolved: ModelEntry | None = None) -> ChatCompletionResponse:
+        """``resolved``: the model's entry when the application layer resolved it (a workspace's fine-tuned model)."""
+        engine, prompt, params = await self._prepare(request, resolved)
         try:
             generation = await engine.complete(prompt, params)
         except EngineError as exc:
             raise engine_errors(exc) from exc
         return response(completion_id(), request.model, int(self._clock()), [generation])
 
-    async def stream(self, request: FIMCompletionRequest) -> AsyncIterator[CompletionChunk]:
-        engine, prompt, params = await self._prepare(request)
+    async def stream(self, request: FIMCompletionRequest,
+                     resolved: ModelEntry | None = None) -> AsyncIterator[CompletionChunk]:
+        engine, prompt, params = await self._prepare(request, resolved)
         first = await primed(engine.stream(prompt, params))
         return stream_chunks(completion_id(), request.model, int(self._clock()), [lambda: first])
 
-    async def _prepare(self, request: FIMCompletionRequest) -> tuple[TextEngine, str, SamplingParams]:
-        entry = resolve_text_model(self._catalog, request.model, "completion_fim")
+    async def _prepare(self, request: FIMCompletionRequest,
+                       resolved: ModelEntry | None) -> tuple[TextEngine, str, SamplingParams]:
+        entry = resolve_text_model(self._catalog, request.model, "completion_fim", resolved)
         if not entry.fim_template:
             raise BadRequest(f"model {request.model!r} has no FIM template configured (capability "
                              "'completion_fim')", code="UNSUPPORTED_MODEL_CAPABILITY", param="model")

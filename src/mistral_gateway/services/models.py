@@ -7,9 +7,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from mistral_gateway.config import ModelEntry, ModelFamily, RouteTarget, default_model_families
-from mistral_gateway.engines.manager import kind_of
+from mistral_gateway.engines.manager import EngineManager, kind_of
 from mistral_gateway.errors import BadRequest, Forbidden, NotFound
 from mistral_gateway.protocol.models import (
     CAPABILITY_NAMES,
@@ -20,9 +21,10 @@ from mistral_gateway.protocol.models import (
     ModelCapabilities,
     ModelList,
 )
+from mistral_gateway.services.epoch_cache import EpochCache
+from mistral_gateway.services.fine_tuned import FineTunedModels
 from mistral_gateway.services.model_ids import MAX_ID_LENGTH, FamilyTable
 from mistral_gateway.storage.models import FineTunedModelRepository
-from mistral_gateway.storage.records import FineTunedModelRecord
 
 __all__ = ["ModelCatalog", "ModelService"]
 
@@ -173,46 +175,35 @@ class ModelService:
         catalog: ModelCatalog,
         fine_tuned: FineTunedModelRepository,
         *,
+        data_dir: Path | None = None,
+        engines: EngineManager | None = None,
         cache_seconds: float = 5.0,
         cache_size: int = 1024,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.catalog = catalog
         self._fine_tuned = fine_tuned
-        self._cache_seconds = cache_seconds
-        self._cache_size = cache_size
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._cache: OrderedDict[tuple[str, str | None, str | None], tuple[float, bytes]] = OrderedDict()
-        self._cache_epoch = fine_tuned.epoch.current()
+        # the workspace's fine-tuned models as servable entries (data_dir: where their files are)
+        self.fine_tuned = FineTunedModels(catalog, fine_tuned, data_dir, engines=engines,
+                                          cache_seconds=cache_seconds, clock=clock)
+        self._listings: EpochCache[tuple[str, str | None, str | None], bytes] = EpochCache(
+            fine_tuned.epoch, ttl=cache_seconds, size=cache_size, clock=clock)
 
     def list_json_cached(self, workspace_id: str, query: ListModelsQuery) -> bytes | None:
         """The event-loop-safe fast path: the rendered listing if cached and fresh, else None."""
-        epoch = self._fine_tuned.epoch.current()
-        with self._lock:
-            if epoch != self._cache_epoch:
-                self._cache.clear()
-                self._cache_epoch = epoch
-                return None
-            hit = self._cache.get((workspace_id, query.model, query.provider))
-        if hit is None or self._clock() - hit[0] > self._cache_seconds:
-            return None
-        return hit[1]
+        return self._listings.get((workspace_id, query.model, query.provider))
 
     def list_json(self, workspace_id: str, query: ListModelsQuery) -> bytes:
         """Blocking (reads the database): render the listing and cache it."""
-        epoch = self._fine_tuned.epoch.current()
+        epoch = self._listings.epoch()
         body = self.list(workspace_id, query).model_dump_json().encode()
-        with self._lock:
-            if epoch == self._fine_tuned.epoch.current() == self._cache_epoch:
-                self._cache[(workspace_id, query.model, query.provider)] = (self._clock(), body)
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
+        self._listings.put((workspace_id, query.model, query.provider), body, epoch)
         return body
 
     def list(self, workspace_id: str, query: ListModelsQuery | None = None) -> ModelList:
         cards: list[BaseModelCard | FTModelCard] = list(self.catalog.cards)
-        cards += [_ft_card(r) for r in self._fine_tuned.list(workspace_id)]
+        named = query is not None and bool(query.model)  # archived models are listed only when asked for by id
+        cards += [self.fine_tuned.card(r) for r in self._fine_tuned.list(workspace_id) if named or not r.archived]
         if query is not None and query.model:
             cards = [c for c in cards if c.id == query.model]
         if query is not None and query.provider:
@@ -226,7 +217,15 @@ class ModelService:
         record = self._fine_tuned.get(workspace_id, model_id)
         if record is None:
             raise _not_found(model_id)
-        return _ft_card(record)
+        return self.fine_tuned.card(record)
+
+    def resolve(self, workspace_id: str, name: str) -> ModelEntry | None:
+        """Blocking: ``name`` in the catalog, else as a fine-tuned model of the workspace (an archived one raises
+        ``MODEL_ARCHIVED``); None: neither."""
+        entry = self.catalog.resolve(name)
+        if entry is not None:
+            return entry
+        return self.fine_tuned.resolve(workspace_id, name).value()
 
     def delete(self, workspace_id: str, model_id: str) -> DeleteModelOut:
         if not model_id.strip():
@@ -234,7 +233,7 @@ class ModelService:
         if self.catalog.resolve(model_id) is not None:
             raise Forbidden(f"model {model_id!r} is a base model; only fine-tuned models can be deleted",
                             code="BASE_MODEL_NOT_DELETABLE", param="model_id")
-        if not self._fine_tuned.delete(workspace_id, model_id):
+        if not self.fine_tuned.delete(workspace_id, model_id):  # its files and engine go with it
             raise _not_found(model_id)
         return DeleteModelOut(id=model_id, deleted=True)
 
@@ -264,19 +263,4 @@ def _card(name: str, resolved: _Resolved) -> BaseModelCard:
         max_context_length=base.max_context_length,
         aliases=[other for other in names if other != name],
         default_model_temperature=base.default_model_temperature,
-    )
-
-
-def _ft_card(record: FineTunedModelRecord) -> FTModelCard:
-    return FTModelCard(
-        id=record.id,
-        created=record.created_at,
-        owned_by=record.workspace_id,
-        capabilities=_capabilities(record.capabilities),
-        name=record.name,
-        description=record.description,
-        max_context_length=record.max_context_length,
-        job=record.job_id,
-        root=record.root,
-        archived=record.archived,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.epoch import FileEpoch
@@ -12,6 +12,8 @@ from mistral_gateway.storage.records import FineTunedModelRecord
 from mistral_gateway.storage.tables import FineTunedModelRow
 
 __all__ = ["FineTunedModelRepository"]
+
+_UPDATABLE = frozenset({"name", "description", "archived"})
 
 
 class FineTunedModelRepository:
@@ -39,6 +41,22 @@ class FineTunedModelRepository:
             row = s.scalar(select(FineTunedModelRow).where(FineTunedModelRow.workspace_id == workspace_id,
                                                            FineTunedModelRow.id == model_id))
             return _record(row) if row else None
+
+    def update(self, workspace_id: str, model_id: str, **values: str | bool | None) -> FineTunedModelRecord | None:
+        """Set ``values`` (name, description, archived) on one model of the workspace; None: no such model."""
+        unknown = set(values) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"fine-tuned models cannot change {sorted(unknown)}")
+        with self._db.session() as s:
+            if values:
+                s.execute(update(FineTunedModelRow).where(FineTunedModelRow.workspace_id == workspace_id,
+                                                          FineTunedModelRow.id == model_id).values(**values))
+            row = s.scalar(select(FineTunedModelRow).where(FineTunedModelRow.workspace_id == workspace_id,
+                                                           FineTunedModelRow.id == model_id))
+            record = _record(row) if row else None
+        if record is not None and values:
+            self.epoch.bump()
+        return record
 
     def delete(self, workspace_id: str, model_id: str) -> bool:
         with self._db.session() as s:
