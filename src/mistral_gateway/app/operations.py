@@ -17,6 +17,7 @@ from anyio.to_thread import run_sync
 from mistral_gateway.app.agents import AGENTS, agents_of
 from mistral_gateway.app.context import Context, Guard, Work
 from mistral_gateway.app.conversations import CONVERSATIONS
+from mistral_gateway.app.fine_tuning import FINE_TUNING
 from mistral_gateway.app.metering import meter_completion, meter_json_usage
 from mistral_gateway.app.resources import RESOURCES
 from mistral_gateway.app.results import RawEvents, RawJSON, StreamResult
@@ -169,4 +170,5 @@ OPERATIONS: dict[str, Work] = {
     **RESOURCES,
     **AGENTS,
     **CONVERSATIONS,
+    **FINE_TUNING,
 }
