@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mistral_gateway.echo import shorten
-from mistral_gateway.errors import BadRequest, Conflict, NotFound
+from mistral_gateway.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from mistral_gateway.protocol.fine_tuning import (
     TERMINAL_STATUSES,
     CheckpointOut,
@@ -64,6 +64,8 @@ class FineTuningService:
                                 targets)
             except Unusable as exc:
                 raise BadRequest(str(exc), param="training_files", code="INVALID_TRAINING_FILE") from None
+            except (RuntimeError, OSError) as exc:  # the base model could not be prepared: not the caller's fault
+                raise ServiceUnavailable(f"cannot estimate now: {exc}", code="BASE_NOT_READY") from None
             figures = estimate(job_type, hp, found.train, found.base_bytes, self.deps.now())
             return LegacyJobMetadataOut(details=_details(found.train.lines, found.bad_count, found.total), **figures)
         now = self.deps.now()

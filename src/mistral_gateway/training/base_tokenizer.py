@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ __all__ = ["base_tokenizer"]
 
 _CONVERT = ("import sys; from pathlib import Path; from mistral_gateway.training.base_cache import converted_base; "
             "converted_base(Path(sys.argv[1]), Path(sys.argv[2]))")
+# transformers resolves its names lazily and not thread-safely: two jobs validating at once could see an ImportError
+_LOADING = threading.Lock()
 
 
 def base_tokenizer(gguf: Path, cache_dir: Path, threads: int = 1, timeout: float = 3600.0) -> Any:
@@ -31,6 +34,7 @@ def base_tokenizer(gguf: Path, cache_dir: Path, threads: int = 1, timeout: float
         if done.returncode != 0 or not (directory / "config.json").is_file():
             tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
             raise RuntimeError(f"preparing {gguf.name} for training failed: {tail[0][:500]}")
-    from transformers import AutoTokenizer
+    with _LOADING:
+        from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(directory)
+        return AutoTokenizer.from_pretrained(directory)
