@@ -17,7 +17,7 @@ import pytest
 from batch_support import FakeJob
 from fine_tuning_support import CORPUS, Hooked, chat_line, classifier_line, fake_merge, jsonl
 from mistral_gateway.config import ModelEntry
-from mistral_gateway.engines.base import TrainingHandle
+from mistral_gateway.engines.base import EngineBusy, TrainingHandle
 from mistral_gateway.engines.fake import FakeClassifierTrainer
 from mistral_gateway.errors import BadRequest, Conflict, NotFound
 from mistral_gateway.protocol.fine_tuning import JobIn, LegacyJobMetadataOut, ListJobsQuery
@@ -377,3 +377,35 @@ def test_list_filters_and_pages(env: Env) -> None:
     assert ids(model="ministral-3b-latest") == [third.id, second.id, first.id] and ids(model="other") == []
     start = int(env.clock()) - 100
     assert ids(created_after=start) == [third.id, second.id] and ids(created_before=start) == [second.id, first.id]
+
+
+class BusyOnce(Hooked):
+    """Its first start finds a worker already training there (started by a handler that died before saving the
+    pid): the run exists, ``worker.pid`` names it, and start refuses as LocalTrainer does."""
+
+    def start(self, spec: Any) -> TrainingHandle:
+        if not self.started:
+            super().start(spec)
+            (Path(spec.run_dir) / "worker.pid").write_text("4242\n")
+            raise EngineBusy(f"a training run is already active in {spec.run_dir}")
+        return super().start(spec)
+
+
+def test_a_worker_left_running_without_a_saved_pid_is_watched_not_doubled(env: Env) -> None:
+    env.deps.trainer = env.trainer = BusyOnce()
+    job = env.create(auto_start=True)
+    done = env.run(job.id)
+    assert done["status"] == "SUCCESS" and len(env.trainer.started) == 1
+    record = env.deps.repo.get(job.id)
+    assert record is not None and record.trainer_pid == 4242
+
+
+def test_a_job_ended_elsewhere_stops_its_trainer(env: Env) -> None:
+    job = env.create(auto_start=True, hyperparameters={"training_steps": 50})
+    cancelled: list[TrainingHandle] = []
+    env.trainer.hook = lambda step, handle: env.deps.repo.transition(
+        job.id, "FAILED", 1, data={"message": "the runner gave up"}) if step == 3 else None
+    original = env.trainer.cancel
+    env.trainer.cancel = lambda handle: (cancelled.append(handle), original(handle))  # type: ignore[method-assign]
+    done = env.run(job.id)
+    assert done["status"] == "FAILED" and len(cancelled) == 1 and done["fine_tuned_model"] is None

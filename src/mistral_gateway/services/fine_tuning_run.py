@@ -18,12 +18,14 @@ from anyio.to_thread import run_sync
 
 from mistral_gateway.engines.base import (
     ClassifierTrainingSpec,
+    EngineBusy,
     TrainingEvent,
     TrainingHandle,
     TrainingProgress,
     TrainingSpec,
 )
 from mistral_gateway.errors import GatewayError
+from mistral_gateway.protocol.fine_tuning import TERMINAL_STATUSES
 from mistral_gateway.services.batch_run import JobContextLike
 from mistral_gateway.services.fine_tuning_bases import Base, fine_tuned_id, resolve_base
 from mistral_gateway.services.fine_tuning_data import DEFAULT_SEQ_LEN, estimate
@@ -148,9 +150,11 @@ class _Training:
             progress = await run_sync(self.engine.progress, handle)
             status = await run_sync(self._observe, progress)
             if progress.state == "running":
-                if status == "CANCELLATION_REQUESTED" and not self.cancel_sent:
+                if (status == "CANCELLATION_REQUESTED" or status in TERMINAL_STATUSES) and not self.cancel_sent:
                     await run_sync(self.engine.cancel, handle)
                     self.cancel_sent = True
+                if status in TERMINAL_STATUSES:
+                    return  # ended elsewhere (its runner gave up): nothing may train for it any more
                 await asyncio.sleep(deps.poll_seconds)
             elif progress.state == "crashed" and status != "CANCELLATION_REQUESTED" \
                     and self.resumes < deps.max_resumes:
@@ -164,7 +168,15 @@ class _Training:
                 return
 
     async def _start(self, spec: Any) -> TrainingHandle:
-        handle: TrainingHandle = await run_sync(self.engine.start, spec)
+        try:
+            handle: TrainingHandle = await run_sync(self.engine.start, spec)
+        except EngineBusy:
+            # a worker an earlier handler started still runs there (that handler died before saving its pid): the
+            # LocalTrainer names it in the run directory; watch it rather than start a second one
+            pid = _worker_pid(self.run_dir)
+            if pid is None:
+                raise
+            handle = TrainingHandle(str(self.run_dir), pid)
         await run_sync(lambda: self.deps.repo.update(self.record.id, trainer_pid=handle.pid))
         return handle
 
@@ -247,6 +259,13 @@ class _Training:
                                  trained_tokens=per_step * steps if per_step else None)
 
         await run_sync(register)
+
+
+def _worker_pid(run_dir: Path) -> int | None:
+    try:
+        return int((run_dir / "worker.pid").read_text())  # engines/trainer.py writes it beside the run's state
+    except (OSError, ValueError):
+        return None
 
 
 def _metrics(event: TrainingEvent) -> dict[str, Any]:
