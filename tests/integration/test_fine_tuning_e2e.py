@@ -5,7 +5,6 @@ answers the fact when loaded directly by llama.cpp (chat through the ``ft:`` id 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import time
@@ -16,12 +15,11 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from mistral_gateway.config import ModelEntry, Settings, default_models
-from mistral_gateway.engines.base import ChatMessage, SamplingParams
-from mistral_gateway.engines.llama import LlamaEngine
+from mistral_gateway.config import Settings, default_models
 from mistral_gateway.http.app import create_app
 from mistral_gateway.protocol.fine_tuning import TERMINAL_STATUSES
 from mistral_gateway.services.container import build_services
+from training_support import answer
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # real weights; a training worker and a llama.cpp worker
 
@@ -48,19 +46,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Itera
         yield client, settings.data_dir
     services.close()
     shutil.rmtree(root, ignore_errors=True)  # the converted base and the merged model: ~0.7 GB
-
-
-def answer(gguf: Path, question: str) -> str:
-    async def ask() -> str:
-        entry = ModelEntry(id="ft-check", path=str(gguf), max_context_length=512, parallel=1)
-        engine = LlamaEngine(entry, gguf, threads=1, queue_limit=1)
-        try:
-            prompt = await engine.render([ChatMessage(role="user", content=question)])
-            return (await engine.complete(prompt, SamplingParams(max_tokens=16, temperature=0, seed=0))).text
-        finally:
-            engine.close()
-
-    return asyncio.run(ask())
 
 
 @pytest.mark.timeout(900)
