@@ -409,3 +409,22 @@ def test_a_job_ended_elsewhere_stops_its_trainer(env: Env) -> None:
     env.trainer.cancel = lambda handle: (cancelled.append(handle), original(handle))  # type: ignore[method-assign]
     done = env.run(job.id)
     assert done["status"] == "FAILED" and len(cancelled) == 1 and done["fine_tuned_model"] is None
+
+
+def test_a_validation_killed_midway_is_redone_and_reports_each_bad_line_once(env: Env) -> None:
+    job = env.create(training_files=[env.upload(jsonl(*[chat_line()] * 9, "oops"))], invalid_sample_skip_percentage=0.1)
+    transition = env.deps.repo.transition
+
+    def dies_once(job_id: str, status: str, *args: Any, **kw: Any) -> bool:
+        if status == "VALIDATED":
+            env.deps.repo.transition = transition  # type: ignore[method-assign]
+            raise ServerKilled
+        return transition(job_id, status, *args, **kw)
+
+    env.deps.repo.transition = dies_once  # type: ignore[method-assign]
+    with pytest.raises(ServerKilled):
+        env.run(job.id)
+    assert env.get(job.id)["status"] == "VALIDATING"
+    done = env.run(job.id)
+    assert done["status"] == "VALIDATED"
+    assert [e["data"]["line"] for e in done["events"] if e["name"] == "invalid-sample"] == [10]

@@ -92,7 +92,8 @@ def _record_validation(deps: FineTuningDeps, record: FineTuningJobRecord, found:
     unreported = found.bad_count - len(events)
     if unreported > 0:
         events.append(EventRecord("invalid-samples-not-listed", {"count": unreported}, now))
-    deps.repo.add_events(record.id, events)
+    if not any(e.name == "invalid-sample" for e in deps.repo.events(record.id)):  # a redone validation: once
+        deps.repo.add_events(record.id, events)
     allowed = record.invalid_sample_skip_percentage
     problem = None
     if found.train.lines == 0:
