@@ -428,3 +428,12 @@ def test_a_validation_killed_midway_is_redone_and_reports_each_bad_line_once(env
     done = env.run(job.id)
     assert done["status"] == "VALIDATED"
     assert [e["data"]["line"] for e in done["events"] if e["name"] == "invalid-sample"] == [10]
+
+
+def test_a_classifier_dry_run_counts_words_and_steps_of_32_lines(env: Env) -> None:
+    lines = jsonl(*[classifier_line("great movie")] * 40, classifier_line("bad", "nope"))
+    out = env.create(dry_run=True, job_type="classifier", training_files=[env.upload(lines)],
+                     classifier_targets=[{"name": "sentiment", "labels": ["positive"]}], hyperparameters={"epochs": 2})
+    assert isinstance(out, LegacyJobMetadataOut)
+    assert (out.data_tokens, out.training_steps, out.train_tokens_per_step) == (80, math.ceil(2 * 40 / 32), 64)
+    assert "1 of 41 lines are invalid" in out.details and not env.tokenized
