@@ -81,7 +81,7 @@ def test_a_completion_job_learns_a_made_up_fact(server: tuple[TestClient, Path])
     assert "RUNNING" in seen
     checkpoints = {c["step_number"]: c["metrics"] for c in job["checkpoints"]}
     assert sorted(checkpoints) == [10, 12]
-    assert checkpoints[12]["valid_mean_token_accuracy"] == 1.0 and checkpoints[12]["train_loss"] < 0.1
+    assert checkpoints[12]["valid_mean_token_accuracy"] > 0.8 and checkpoints[12]["train_loss"] < 0.1
     assert job["metadata"]["data_tokens"] > 0 and job["trained_tokens"] > 0
     model_id = job["fine_tuned_model"]
     assert model_id.startswith("ft:ministral-3b-latest:zarnovia:")
