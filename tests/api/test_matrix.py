@@ -39,6 +39,8 @@ IMPLEMENTED_IDS = {
     "update_agent_version", "create_agent_completion",
     "create_conversation", "list_conversations", "get_conversation", "update_conversation", "delete_conversation",
     "get_conversation_history", "get_conversation_messages", "restart_conversation",
+    "create_fine_tuning_job", "list_fine_tuning_jobs", "get_fine_tuning_job", "start_fine_tuning_job",
+    "cancel_fine_tuning_job",
 }
 # How each dialect may carry the token.
 CREDENTIAL_FORMS = {"native": ("bearer", "x-api-key"), "lowcode": ("query", "header")}
