@@ -3,8 +3,10 @@ real fast tokenizer's) and a random two-layer llama, so data rendering, export a
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -58,3 +60,22 @@ def write_base_gguf(model: Any, path: Any, arch: str = "llama") -> None:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+
+def answer(gguf: Path, question: str, lora: Path | None = None) -> str:
+    """A greedy 16-token llama.cpp answer of ``gguf`` (plus a LoRA adapter) to ``question`` (real weights: slow
+    tests only)."""
+    from mistral_gateway.config import ModelEntry
+    from mistral_gateway.engines.base import ChatMessage, SamplingParams
+    from mistral_gateway.engines.llama import LlamaEngine
+
+    async def ask() -> str:
+        entry = ModelEntry(id="lora-check", path=str(gguf), max_context_length=512, parallel=1)
+        engine = LlamaEngine(entry, gguf, threads=1, queue_limit=1, lora=lora)
+        try:
+            prompt = await engine.render([ChatMessage(role="user", content=question)])
+            return (await engine.complete(prompt, SamplingParams(max_tokens=16, temperature=0, seed=0))).text
+        finally:
+            engine.close()
+
+    return asyncio.run(ask())

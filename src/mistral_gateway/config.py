@@ -378,6 +378,13 @@ class Settings(BaseSettings):
     job_cancel_grace_seconds: float = Field(10.0, ge=0, le=3600)  # then a handler ignoring a cancel is cut off
     job_stop_grace_seconds: float = Field(5.0, ge=0, le=3600)  # running jobs may finish; then they are requeued
     job_handlers: dict[str, str] = Field(default_factory=dict)  # extra kinds: {"kind": "package.module:function"}
+    # Fine-tuning (README "Fine-tuning"): torch threads of a LoRA training worker (1 keeps a core for requests), how
+    # often a running job reads its trainer's progress, restarts of a crashed trainer before the job fails, and the
+    # embedding model whose features a classifier job's head reads.
+    fine_tuning_threads: int = Field(1, ge=1, le=64)
+    fine_tuning_poll_seconds: float = Field(1.0, ge=0, le=60)
+    fine_tuning_max_resumes: int = Field(3, ge=0, le=100)
+    fine_tuning_classifier_encoder: str = Field("mistral-embed", min_length=1, max_length=256)
     # Realtime transcription over a WebSocket (README "Realtime transcription"; docs/realtime.md). Partial text comes
     # from re-decoding the growing audio window every step: a session holds at most realtime_window_seconds of
     # undecided audio (plus 10 s while the engine catches up, then the socket is no longer read: backpressure).

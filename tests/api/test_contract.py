@@ -24,11 +24,14 @@ from starlette.testclient import TestClient
 from audio_support import SPEECH_MODEL, tone_wav, with_fake_speech
 from batch_support import hold, wait_done
 from classifier_support import MODERATION_MODEL, with_fake_moderation
+from fine_tuning_support import CORPUS, fake_merge
 from mistral_gateway.config import Settings, default_models
+from mistral_gateway.engines.fake import FakeClassifierTrainer, FakeTrainer
 from mistral_gateway.registry import Registry
 from mistral_gateway.services.container import Services
 from mistral_gateway.storage.records import FineTunedModelRecord
 from ocr_support import OCR_MODEL, data_url, with_fake_ocr
+from training_support import tiny_tokenizer
 
 REGISTRY = Registry.load()
 SPEC = REGISTRY.spec
@@ -358,6 +361,64 @@ def _cancel_batch_job(api: Api, dialect: str) -> None:
     assert body["status"] == "CANCELLED"
 
 
+def _ft_job(api: Api, dialect: str, *, wait_for: str | None = "SUCCESS", **fields: Any) -> dict[str, Any]:
+    """A fine-tuning job on the fake trainers (the base's GGUF is a placeholder file: nothing reads it)."""
+    deps = api.services.fine_tuning.deps  # type: ignore[union-attr]
+    tokenizer = tiny_tokenizer(CORPUS)  # once: transformers' lazy imports are not thread-safe
+    deps.trainer, deps.merge, deps.tokenizer = FakeTrainer(), fake_merge, lambda path: tokenizer
+    deps.locate, deps.poll_seconds = (lambda entry: Path(__file__)), 0.01
+    api.services.classifier_trainer = FakeClassifierTrainer()
+    body = {"model": "ministral-3b-latest", "hyperparameters": {"training_steps": 12},
+            "training_files": [{"file_id": api.file_id()}], "auto_start": True, **fields}
+    job = check("create_fine_tuning_job", dialect, api.call("create_fine_tuning_job", dialect, json=body))
+    get = lambda i: check("get_fine_tuning_job", dialect,  # noqa: E731
+                          api.call("get_fine_tuning_job", dialect, {"job_id": i}))
+    for _ in range(1200 if wait_for else 0):
+        job = get(job["id"])
+        if job["status"] == wait_for:
+            break
+        time.sleep(0.025)
+    return job  # type: ignore[no-any-return]
+
+
+def _create_fine_tuning_job(api: Api, dialect: str) -> None:
+    assert _ft_job(api, dialect, wait_for=None)["status"] in ("QUEUED", "VALIDATING", "VALIDATED", "RUNNING")
+    targets = [{"name": "sentiment", "labels": ["positive"]}]
+    lines = b'{"text": "great", "labels": {"sentiment": "positive"}}\n'
+    r = api.upload(dialect, "classes.jsonl", lines).json()
+    classifier = _ft_job(api, dialect, job_type="classifier", classifier_targets=targets,
+                         training_files=[r.get("data", r)["id"]], validation_files=[r.get("data", r)["id"]])
+    assert classifier["status"] == "SUCCESS" and classifier["checkpoints"][0]["metrics"]["targets"]
+    body = {"model": "ministral-3b-latest", "hyperparameters": {}, "training_files": [{"file_id": api.file_id()}]}
+    estimate = check("create_fine_tuning_job", dialect, api.call("create_fine_tuning_job", dialect, json=body,
+                                                                 params={"dry_run": "true"}))
+    assert estimate["object"] == "job.metadata" and estimate["training_steps"] == 1
+
+
+def _list_fine_tuning_jobs(api: Api, dialect: str) -> None:
+    job = _ft_job(api, dialect, wait_for=None, suffix="listed")
+    out = check("list_fine_tuning_jobs", dialect, api.call("list_fine_tuning_jobs", dialect,
+                                                           params={"suffix": "listed"}))
+    assert [j["id"] for j in out["data"]] == [job["id"]] and out["total"] == 1
+
+
+def _get_fine_tuning_job(api: Api, dialect: str) -> None:
+    job = _ft_job(api, dialect, integrations=[{"project": "p", "api_key": "k" * 40}])
+    assert job["status"] == "SUCCESS" and job["checkpoints"] and job["events"] and job["fine_tuned_model"]
+
+
+def _start_fine_tuning_job(api: Api, dialect: str) -> None:
+    job = _ft_job(api, dialect, wait_for="VALIDATED", auto_start=False)
+    out = check("start_fine_tuning_job", dialect, api.call("start_fine_tuning_job", dialect, {"job_id": job["id"]}))
+    assert out["status"] in ("STARTED", "RUNNING", "SUCCESS")
+
+
+def _cancel_fine_tuning_job(api: Api, dialect: str) -> None:
+    job = _ft_job(api, dialect, wait_for="VALIDATED", auto_start=False)
+    out = check("cancel_fine_tuning_job", dialect, api.call("cancel_fine_tuning_job", dialect, {"job_id": job["id"]}))
+    assert out["status"] == "CANCELLED"
+
+
 AGENT = {"model": "mistral-small-latest", "name": "contract", "instructions": "Be brief.", "description": "d",
          "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
          "completion_args": {"temperature": 0.3}, "metadata": {"team": "a"}, "version_message": "first"}
@@ -502,6 +563,11 @@ def _restart_conversation(api: Api, dialect: str) -> None:
 
 
 PRODUCERS: dict[str, Callable[[Api, str], None]] = {
+    "create_fine_tuning_job": _create_fine_tuning_job,
+    "list_fine_tuning_jobs": _list_fine_tuning_jobs,
+    "get_fine_tuning_job": _get_fine_tuning_job,
+    "start_fine_tuning_job": _start_fine_tuning_job,
+    "cancel_fine_tuning_job": _cancel_fine_tuning_job,
     "create_agent": _create_agent,
     "list_agents": _list_agents,
     "get_agent": _get_agent,

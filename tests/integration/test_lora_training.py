@@ -20,10 +20,11 @@ import pytest
 
 from mistral_gateway.config import ModelEntry
 from mistral_gateway.engines.assets import resolve_asset
-from mistral_gateway.engines.base import ChatMessage, SamplingParams, TrainingHandle, TrainingProgress, TrainingSpec
+from mistral_gateway.engines.base import TrainingHandle, TrainingProgress, TrainingSpec
 from mistral_gateway.engines.llama import LlamaEngine
 from mistral_gateway.engines.trainer import LocalTrainer
 from mistral_gateway.training.lora_merge import merge_adapter
+from training_support import answer
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # real weights; training and llama.cpp worker processes
 
@@ -74,19 +75,6 @@ def until(trainer: LocalTrainer, handle: TrainingHandle, done) -> TrainingProgre
 def finished(trainer: LocalTrainer, handle: TrainingHandle) -> TrainingProgress:
     trainer.wait(handle)
     return trainer.progress(handle)
-
-
-def answer(base: Path, question: str, lora: Path | None) -> str:
-    async def ask() -> str:
-        entry = ModelEntry(id="smol-lora", path=str(base), max_context_length=512, parallel=1)
-        engine = LlamaEngine(entry, base, threads=1, queue_limit=1, lora=lora)
-        try:
-            prompt = await engine.render([ChatMessage(role="user", content=question)])
-            return (await engine.complete(prompt, SamplingParams(max_tokens=16, temperature=0, seed=0))).text
-        finally:
-            engine.close()
-
-    return asyncio.run(ask())
 
 
 @pytest.mark.timeout(600)

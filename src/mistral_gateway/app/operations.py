@@ -18,6 +18,7 @@ from mistral_gateway.app.agents import AGENTS, agents_of
 from mistral_gateway.app.context import Context, Guard, Work
 from mistral_gateway.app.conversations import CONVERSATIONS
 from mistral_gateway.app.fine_tuned import FINE_TUNED_MODELS
+from mistral_gateway.app.fine_tuning import FINE_TUNING
 from mistral_gateway.app.metering import meter_completion, meter_json_usage
 from mistral_gateway.app.resources import RESOURCES
 from mistral_gateway.app.results import RawEvents, RawJSON, StreamResult
@@ -186,4 +187,5 @@ OPERATIONS: dict[str, Work] = {
     **AGENTS,
     **CONVERSATIONS,
     **FINE_TUNED_MODELS,
+    **FINE_TUNING,
 }

@@ -155,6 +155,10 @@ class EngineManager:
         module, _, name = ref.partition(":")
         return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
+    def weights(self, entry: ModelEntry) -> Path | None:
+        """The entry's weights file (a bundled asset is assembled on first use); None: it names none."""
+        return self._weights(entry)
+
     def _weights(self, entry: ModelEntry) -> Path | None:
         if entry.path:
             return Path(entry.path).expanduser()

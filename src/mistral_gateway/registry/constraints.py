@@ -28,6 +28,7 @@ from mistral_gateway.protocol.common import SIGNED_URL_MAX_HOURS
 from mistral_gateway.protocol.conversations import conversation_limits
 from mistral_gateway.protocol.embeddings import EmbeddingData
 from mistral_gateway.protocol.files import FILE_PURPOSES, MAX_FILE_EXPIRY_HOURS
+from mistral_gateway.protocol.fine_tuning import fine_tuning_limits
 from mistral_gateway.protocol.ocr import ocr_limits
 from mistral_gateway.registry.operation import Operation
 
@@ -77,6 +78,7 @@ SERVICE_LIMITS: dict[tuple[str, str, str], dict[str, Any]] = {
     **ocr_limits(),
     **transcription_limits(),
     **conversation_limits(),
+    **fine_tuning_limits(),
 }
 
 

@@ -26,6 +26,7 @@ from anyio.to_thread import run_sync
 
 from mistral_gateway.config import Settings
 from mistral_gateway.dotted import load_callable
+from mistral_gateway.engines.base import ClassifierTrainerEngine
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.jobs import HandlerRegistry, JobRunner, RunnerOptions
 from mistral_gateway.registry import Registry
@@ -41,6 +42,8 @@ from mistral_gateway.services.conversations import ConversationService
 from mistral_gateway.services.embeddings import EmbeddingService
 from mistral_gateway.services.files import FileService
 from mistral_gateway.services.fim import FimService
+from mistral_gateway.services.fine_tuning import JOB_KIND, FineTuningService
+from mistral_gateway.services.fine_tuning_deps import FineTuningDeps
 from mistral_gateway.services.images import ImageLoader
 from mistral_gateway.services.limits import LimitService, make_limiter
 from mistral_gateway.services.models import ModelCatalog, ModelService
@@ -56,6 +59,7 @@ from mistral_gateway.storage.conversations import ConversationRepository
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.epoch import FileEpoch
 from mistral_gateway.storage.files import FileRepository
+from mistral_gateway.storage.fine_tuning import FineTuningRepository
 from mistral_gateway.storage.jobs import JobRepository
 from mistral_gateway.storage.models import FineTunedModelRepository
 from mistral_gateway.storage.permissions import secure_data_dir
@@ -105,6 +109,9 @@ class Services:
     realtime: RealtimeService | None = None  # realtime transcription sessions (WebSocket)
     agents: AgentService | None = None  # stored agents and their versions (also the conversations' AgentLookup)
     conversations: ConversationService | None = None
+    fine_tuning: FineTuningService | None = None  # fine-tuning jobs (README "Fine-tuning")
+    # the classifier jobs' trainer; None: they fail with a clear reason (the real engine is wired where it exists)
+    classifier_trainer: ClassifierTrainerEngine | None = None
     background: list[Background] = field(default_factory=list)  # joined with ``add_background``
     running_now: list[Background] = field(default_factory=list)  # started by ``start``, in order
 
@@ -226,11 +233,38 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     agents = AgentService(AgentRepository(db), models.catalog, max_agents=settings.max_agents_per_workspace,
                           models=models.resolve)
     batch.agents, batch.models = agents, models.resolve
-    return Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
+    fine_tuning = build_fine_tuning(settings, db, blobs, models.catalog, fine_tuned, engines, jobs)
+    fine_tuning.deps.submit = lambda workspace_id, payload, job_id: job_runner.submit(
+        workspace_id, JOB_KIND, payload, job_id=job_id)
+    job_runner.handlers.register(JOB_KIND, fine_tuning.handler)
+    services = Services(settings=settings, registry=registry, db=db, blobs=blobs, tokens=tokens, files=files,
                     models=models, fine_tuned=fine_tuned, engines=engines, chat=chat, fim=fim, embeddings=embeddings,
                     classifiers=ClassifierService(models.catalog, engines), transcription=transcription,
                     ocr=OcrService(models.catalog, engines, files, chat, OcrLimits.from_settings(settings), fetcher),
                     limits=limits, usage=usage, jobs=jobs, job_runner=job_runner, router=Router(upstreams),
                     passthrough=passthrough_map(settings, upstreams), batch=batch, fetcher=fetcher,
                     realtime=RealtimeService(models.catalog, engines, RealtimeLimits.from_settings(settings)),
-                    agents=agents, conversations=ConversationService(ConversationRepository(db), agents=agents))
+                    agents=agents, conversations=ConversationService(ConversationRepository(db), agents=agents),
+                    fine_tuning=fine_tuning)
+    fine_tuning.deps.classifier_trainer = lambda: services.classifier_trainer  # read per job: set it any time
+    return services
+
+
+def build_fine_tuning(settings: Settings, db: Database, blobs: LocalBlobStore, catalog: ModelCatalog,
+                      fine_tuned: FineTunedModelRepository, engines: EngineManager,
+                      jobs: JobRepository) -> FineTuningService:
+    """Completion jobs train with the local LoRA trainer (a worker process each); classifier jobs with
+    ``Services.classifier_trainer`` (until one is set they fail saying so). Tests replace the engines with fakes."""
+    from mistral_gateway.engines.trainer import LocalTrainer
+    from mistral_gateway.training.base_tokenizer import base_tokenizer
+    from mistral_gateway.training.lora_merge import merge_adapter
+
+    bases = settings.data_dir / "training" / "bases"
+    deps = FineTuningDeps(
+        repo=FineTuningRepository(db), files=FileRepository(db), blobs=blobs, catalog=catalog, models=fine_tuned,
+        data_dir=settings.data_dir, trainer=LocalTrainer(),
+        tokenizer=lambda gguf: base_tokenizer(gguf, bases, settings.fine_tuning_threads), locate=engines.weights,
+        merge=merge_adapter, jobs=jobs, encoder=settings.fine_tuning_classifier_encoder,
+        threads=settings.fine_tuning_threads, poll_seconds=settings.fine_tuning_poll_seconds,
+        max_resumes=settings.fine_tuning_max_resumes)
+    return FineTuningService(deps)

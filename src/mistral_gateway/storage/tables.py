@@ -20,6 +20,9 @@ __all__ = [
     "ConversationRow",
     "FileRow",
     "FineTunedModelRow",
+    "FineTuningCheckpointRow",
+    "FineTuningEventRow",
+    "FineTuningJobRow",
     "JobRow",
     "RateLease",
     "RateWindow",
@@ -269,4 +272,59 @@ class ConversationEntryRow(Base):
     seq: Mapped[int] = mapped_column(Integer)  # append order, from 0
     type: Mapped[str] = mapped_column(String(32))  # message.input, message.output, function.call, ...
     body: Mapped[dict[str, Any]] = mapped_column(JSON)  # the entry as the API shows it
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- fine-tuning jobs (issue 14) -----------------------------------------------------------------------------------
+# Events and checkpoints are rows of their own, append-only: the job's handler and a /cancel request both add
+# events, and an insert cannot lose another writer's update the way a read-modify-write of a JSON column can. A
+# checkpoint is unique per (job, step), so a resumed run reporting a step again records it once.
+
+
+class FineTuningJobRow(Base):
+    __tablename__ = "fine_tuning_jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    token_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # who created it (created_by_me)
+    model: Mapped[str] = mapped_column(String(255))
+    job_type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    auto_start: Mapped[bool] = mapped_column(Boolean)
+    suffix: Mapped[str | None] = mapped_column(String(18), nullable=True)
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    training_files: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # [{file_id, weight}]
+    validation_files: Mapped[list[str]] = mapped_column(JSON)
+    integrations: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # without api keys
+    wandb_project: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the first integration's, to filter
+    wandb_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    classifier_targets: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    invalid_sample_skip_percentage: Mapped[float] = mapped_column(Float)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)  # the estimate
+    fine_tuned_model: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    trained_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    runner_job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)  # the durable job running it now
+    trainer_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the training worker (a restart checks)
+    created_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    modified_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class FineTuningEventRow(Base):
+    __tablename__ = "fine_tuning_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class FineTuningCheckpointRow(Base):
+    __tablename__ = "fine_tuning_checkpoints"
+    __table_args__ = (Index("ix_fine_tuning_checkpoints_job_step", "job_id", "step_number", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id"))
+    step_number: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[int] = mapped_column(BigInteger)
