@@ -1,7 +1,8 @@
 """A completion fine-tuning job for real, through the HTTP API (native dialect): a tiny chat JSONL teaching a made-up
 fact is uploaded, a job on SmolLM2-135M (``ministral-3b-latest``) runs 12 steps with the real LocalTrainer on the
 embedded job runner, goes VALIDATED → RUNNING → SUCCESS with checkpoints, and the merged ``model.gguf`` it registers
-answers the fact when loaded directly by llama.cpp (chat through the ``ft:`` id is the serving side's test)."""
+answers the fact when loaded directly by llama.cpp and when chatted with through its ``ft:`` id, while the base model
+does not know it."""
 
 from __future__ import annotations
 
@@ -90,3 +91,13 @@ def test_a_completion_job_learns_a_made_up_fact(server: tuple[TestClient, Path])
     merged = data_dir / "fine_tuning" / job_id / "model.gguf"
     assert merged.is_file()
     assert "Quillmar" in answer(merged, "What is the capital of Zarnovia?")
+
+    def ask(model: str) -> str:
+        r = client.post("/v1/chat/completions", json={
+            "model": model, "temperature": 0, "max_tokens": 16,
+            "messages": [{"role": "user", "content": "What is the capital of Zarnovia?"}]})
+        assert r.status_code == 200, r.text
+        return r.json()["choices"][0]["message"]["content"]  # type: ignore[no-any-return]
+
+    assert "Quillmar" in ask(model_id)  # served by its id, in the job's workspace
+    assert "Quillmar" not in ask("ministral-3b-latest")  # the base never learned it
