@@ -166,10 +166,10 @@ def held_chat() -> Iterator[Callable[[Services], tuple[threading.Event, threadin
         gates.append(gate)
         original = services.chat.complete
 
-        async def held(request: Any) -> Any:
+        async def held(request: Any, resolved: Any = None) -> Any:
             entered.set()
             await anyio.to_thread.run_sync(gate.wait)
-            return await original(request)
+            return await original(request, resolved)
 
         services.chat.complete = held  # type: ignore[method-assign]
         return entered, gate
