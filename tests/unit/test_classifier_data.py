@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from mistral_gateway.engines.base import ClassifierTargetSpec
-from mistral_gateway.training.classifier_data import MAX_TEXT_CHARS, ClassifierExample, parse_line
+from mistral_gateway.training.classifier_data import (
+    MAX_INFERRED_LABELS,
+    MAX_INFERRED_TARGETS,
+    MAX_TEXT_CHARS,
+    ClassifierExample,
+    infer_targets,
+    parse_line,
+)
 
 TARGETS = (ClassifierTargetSpec("sentiment", ("pos", "neg")),
            ClassifierTargetSpec("topics", ("food", "travel", "work"), multi_label=True))
@@ -48,3 +55,22 @@ def test_bad_lines_say_why(line: bytes, reason: str) -> None:
 def test_text_is_bounded() -> None:
     with pytest.raises(ValueError, match="limit"):
         parse_line({"text": "x" * (MAX_TEXT_CHARS + 1), "labels": {"sentiment": "pos"}}, TARGETS)
+
+
+def test_targets_are_inferred_from_the_labels_of_the_lines() -> None:
+    lines = [b'{"text": "a", "labels": {"sentiment": "pos"}}', b"not json", b'{"text": "b"}',
+             b'{"text": "c", "labels": {"sentiment": "neg", "topics": ["x", "y"]}}',
+             b'{"text": "d", "labels": {"topics": ["x"]}}']
+    assert infer_targets(lines) == (ClassifierTargetSpec("sentiment", ("neg", "pos")),
+                                    ClassifierTargetSpec("topics", ("x", "y"), multi_label=True))
+
+
+def test_inferred_targets_are_bounded() -> None:
+    with pytest.raises(ValueError, match="no line has 'labels'"):
+        infer_targets([b'{"text": "a"}'])
+    many_targets = [f'{{"text": "a", "labels": {{"t{i}": "x"}}}}'.encode() for i in range(MAX_INFERRED_TARGETS + 1)]
+    with pytest.raises(ValueError, match="more than 16 targets"):
+        infer_targets(many_targets)
+    many_labels = [f'{{"text": "a", "labels": {{"t": "l{i}"}}}}'.encode() for i in range(MAX_INFERRED_LABELS + 1)]
+    with pytest.raises(ValueError, match="more than 64 labels"):
+        infer_targets(many_labels)

@@ -306,6 +306,30 @@ def test_classifier_lines_are_checked_against_the_targets(env: Env) -> None:
     assert [e["data"]["line"] for e in reversed(done["events"]) if e["name"] == "invalid-sample"] == [2, 3]
 
 
+def test_a_classifier_job_without_targets_reads_them_from_its_lines(env: Env) -> None:
+    # as the SDK's classifier example sends it: job_type classifier, no classifier_targets
+    lines = jsonl(classifier_line(), classifier_line("awful movie", "negative"),
+                  {"text": "rain and trains", "labels": {"topics": ["weather", "travel"]}}, {"text": "x"})
+    job = env.create(auto_start=True, job_type="classifier", training_files=[env.upload(lines)],
+                     invalid_sample_skip_percentage=0.5)
+    done = env.run(job.id)
+    assert done["status"] == "SUCCESS", done["events"][:3]
+    assert done["classifier_targets"] == [
+        {"name": "sentiment", "labels": ["negative", "positive"], "weight": 1.0, "loss_function": "single_class"},
+        {"name": "topics", "labels": ["travel", "weather"], "weight": 1.0, "loss_function": "multi_class"}]
+    assert env.classifier is not None
+    assert [(t.name, t.multi_label) for t in env.classifier.started[0].targets] == [("sentiment", False),
+                                                                                    ("topics", True)]
+    # the line without labels was reported, and skipped within the allowed share
+    assert [e["data"]["line"] for e in done["events"] if e["name"] == "invalid-sample"] == [4]
+
+
+def test_a_classifier_job_whose_lines_name_no_target_fails_validation(env: Env) -> None:
+    job = env.create(job_type="classifier", training_files=[env.upload(jsonl({"text": "no labels here"}))])
+    done = env.run(job.id)
+    assert done["status"] == "FAILED_VALIDATION" and "no line has 'labels'" in done["events"][0]["data"]["message"]
+
+
 def test_a_classifier_job_without_a_classifier_trainer_fails_saying_so(env: Env) -> None:
     env.classifier = None
     done = env.run(env.create(auto_start=True, job_type="classifier", training_files=[env.upload(jsonl(
@@ -318,7 +342,6 @@ def test_a_classifier_job_without_a_classifier_trainer_fails_saying_so(env: Env)
     ({"model": "upstream-only"}, "'upstream-only' cannot be fine-tuned"),
     ({"model": "mistral-embed"}, "'mistral-embed' cannot be fine-tuned"),
     ({"repositories": [{"type": "github", "name": "r", "owner": "o", "token": "t"}]}, "repositories are not"),
-    ({"job_type": "classifier"}, "need classifier_targets"),
     ({"classifier_targets": [{"name": "a", "labels": ["x"]}] * 2}, "name of its own"),
     ({"job_type": "completion", "classifier_targets": [{"name": "a", "labels": ["x"]}]}, "belong to classifier"),
     ({"training_files": []}, "at least one file"),

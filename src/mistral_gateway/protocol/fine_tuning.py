@@ -251,6 +251,8 @@ def fine_tuning_limits() -> dict[tuple[str, str, str], dict[str, Any]]:
             "Stored and shown without `api_key`; external loggers are not reachable from this deployment, so "
             "nothing is sent (the job's events say so).")},
         (op, "body", "classifier_targets"): {"maxItems": MAX_TARGETS, "x-description": (
-            "Required for classifier jobs (`job_type` classifier, implied when targets are given); refused for "
-            "completion jobs (400). Names must differ.")},
+            "For classifier jobs (`job_type` classifier, implied when targets are given); refused for completion "
+            "jobs (400). Names must differ. Left out, the targets are read from the training lines when they are "
+            "validated: each `labels` key a target, its values the labels, `multi_class` where a line gives "
+            "several (at most 16 targets of 64 labels).")},
     }

@@ -91,9 +91,8 @@ class FineTuningService:
             raise BadRequest("repositories are not supported here: this deployment cannot reach GitHub; upload the "
                              "training data as files (purpose fine-tune) instead", param="repositories",
                              code="REPOSITORIES_UNSUPPORTED")
+        # a classifier job without classifier_targets reads them from its training lines when they are validated
         job_type = request.job_type or ("classifier" if request.classifier_targets else "completion")
-        if job_type == "classifier" and not request.classifier_targets:
-            raise BadRequest("classifier jobs need classifier_targets: [{name, labels}]", param="classifier_targets")
         if job_type == "completion" and request.classifier_targets:
             raise BadRequest("classifier_targets belong to classifier jobs (job_type 'classifier')",
                              param="classifier_targets")

@@ -7,7 +7,7 @@ handler with one (the good lines are copied there for the trainer).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,9 @@ from mistral_gateway.storage.files import FileRepository
 from mistral_gateway.storage.fine_tuning import FineTuningRepository
 from mistral_gateway.storage.jobs import JobRepository
 from mistral_gateway.storage.models import FineTunedModelRepository
+from mistral_gateway.training.classifier_data import infer_targets
 
-__all__ = ["FineTuningDeps", "Inspection", "Unusable", "inspect", "targets_of"]
+__all__ = ["FineTuningDeps", "Inspection", "Unusable", "inspect", "target_dicts", "targets_of"]
 
 JOB_KIND = "fine_tuning"
 
@@ -74,6 +75,7 @@ class Inspection:
     train: Checked
     valid: Checked
     base_bytes: int | None  # the base GGUF's size (completion jobs: the duration estimate scales with it)
+    inferred_targets: tuple[ClassifierTargetSpec, ...] = ()  # a classifier job that named none: read from its data
 
     @property
     def bad_count(self) -> int:
@@ -95,9 +97,16 @@ def inspect(deps: FineTuningDeps, workspace_id: str, base: Base, hp: dict[str, A
     """Check every line of the job's files (blocking: call it off the event loop)."""
     train_files = [_source(deps, workspace_id, f) for f in training]
     valid_files = [_source(deps, workspace_id, f) for f in validation]
-    base_bytes = None
+    base_bytes, inferred = None, ()
     if base.job_type == "classifier":
-        check = classifier_checker(targets_of(targets))
+        if targets:
+            check = classifier_checker(targets_of(targets))
+        else:
+            try:
+                inferred = infer_targets(_raw_lines(train_files))
+            except ValueError as exc:
+                raise Unusable(str(exc)) from None
+            check = classifier_checker(inferred)
     else:
         gguf = deps.locate(base.entry)
         if gguf is None or not gguf.is_file():
@@ -106,7 +115,19 @@ def inspect(deps: FineTuningDeps, workspace_id: str, base: Base, hp: dict[str, A
         check = completion_checker(deps.tokenizer(gguf), int(hp.get("seq_len") or DEFAULT_SEQ_LEN))
     out = None if run_dir is None else run_dir / "data"
     return Inspection(check_files(train_files, check, out, "train"), check_files(valid_files, check, out, "valid"),
-                      base_bytes)
+                      base_bytes, inferred)
+
+
+def _raw_lines(files: list[SourceFile]) -> Iterator[bytes]:
+    for source in files:
+        with source.path.open("rb") as f:
+            yield from f
+
+
+def target_dicts(targets: tuple[ClassifierTargetSpec, ...]) -> list[dict[str, Any]]:
+    """As a job stores (and shows) its classifier_targets."""
+    return [{"name": t.name, "labels": list(t.labels), "weight": t.weight,
+             "loss_function": "multi_class" if t.multi_label else "single_class"} for t in targets]
 
 
 def _source(deps: FineTuningDeps, workspace_id: str, file_id: str) -> SourceFile:

@@ -29,7 +29,14 @@ from mistral_gateway.protocol.fine_tuning import TERMINAL_STATUSES
 from mistral_gateway.services.batch_run import JobContextLike
 from mistral_gateway.services.fine_tuning_bases import Base, fine_tuned_id, resolve_base
 from mistral_gateway.services.fine_tuning_data import DEFAULT_SEQ_LEN, estimate
-from mistral_gateway.services.fine_tuning_deps import FineTuningDeps, Inspection, Unusable, inspect, targets_of
+from mistral_gateway.services.fine_tuning_deps import (
+    FineTuningDeps,
+    Inspection,
+    Unusable,
+    inspect,
+    target_dicts,
+    targets_of,
+)
 from mistral_gateway.storage.fine_tuning import CheckpointRecord, EventRecord, FineTuningJobRecord
 from mistral_gateway.storage.records import FineTunedModelRecord
 
@@ -105,9 +112,11 @@ def _record_validation(deps: FineTuningDeps, record: FineTuningJobRecord, found:
         _end(deps, record, "FAILED_VALIDATION", problem)
         return
     metadata = estimate(record.job_type, record.hyperparameters, found.train, found.base_bytes, now)
+    inferred = {"classifier_targets": target_dicts(found.inferred_targets)} if found.inferred_targets else {}
     if not deps.repo.transition(record.id, "VALIDATED", now, only_if=("VALIDATING",),
                                 data={"skipped_lines": found.bad_count},
-                                metadata={k: v for k, v in metadata.items() if k not in ("epochs", "training_steps")}):
+                                metadata={k: v for k, v in metadata.items() if k not in ("epochs", "training_steps")},
+                                **inferred):
         _end(deps, record, "CANCELLED")  # a cancel came while the lines were checked
 
 

@@ -9,7 +9,7 @@ message, joined by newlines.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +17,13 @@ import orjson
 
 from mistral_gateway.engines.base import ClassifierTargetSpec
 
-__all__ = ["MAX_TEXT_CHARS", "ClassifierExample", "example_text", "parse_line"]
+__all__ = ["MAX_INFERRED_LABELS", "MAX_INFERRED_TARGETS", "MAX_TEXT_CHARS", "ClassifierExample", "example_text",
+           "infer_targets", "parse_line"]
 
 MAX_TEXT_CHARS = 100_000  # one example's text; the encoder reads far less, this only bounds memory
+# Targets read from the data when a job names none: the same bounds as classifier_targets in a request
+MAX_INFERRED_TARGETS = 16
+MAX_INFERRED_LABELS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,3 +116,37 @@ def _decode(raw: bytes | str) -> Any:
 
 def _short(value: str) -> str:
     return value if len(value) <= 40 else value[:37] + "..."
+
+
+def infer_targets(lines: Iterable[bytes]) -> tuple[ClassifierTargetSpec, ...]:
+    """The targets a job's training lines use when the job names none (Mistral's examples send none): every key of
+    ``labels`` is a target, its labels the values seen (sorted), multi-label when a line gives it more than one.
+    Lines that are not JSON objects with a ``labels`` object are skipped here; the line check reports them."""
+    seen: dict[str, set[str]] = {}
+    multi: set[str] = set()
+    for raw in lines:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        labels = data.get("labels") if isinstance(data, dict) else None
+        if not isinstance(labels, dict):
+            continue
+        for name, value in labels.items():
+            values = [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
+            if not values:
+                continue
+            if name not in seen and len(seen) == MAX_INFERRED_TARGETS:
+                raise ValueError(f"the training data labels more than {MAX_INFERRED_TARGETS} targets; name the "
+                                 "job's classifier_targets")
+            seen.setdefault(name, set()).update(values)
+            if len(seen[name]) > MAX_INFERRED_LABELS:
+                raise ValueError(f"target {_short(name)!r} has more than {MAX_INFERRED_LABELS} labels in the "
+                                 "training data")
+            if len(set(values)) > 1:
+                multi.add(name)
+    if not seen:
+        raise ValueError("no line has 'labels': classifier lines look like {\"text\": ..., \"labels\": "
+                         "{\"target\": \"label\"}}")
+    return tuple(ClassifierTargetSpec(name, tuple(sorted(labels)), multi_label=name in multi)
+                 for name, labels in seen.items())
