@@ -369,6 +369,9 @@ class Settings(BaseSettings):
     job_cancel_grace_seconds: float = Field(10.0, ge=0, le=3600)  # then a handler ignoring a cancel is cut off
     job_stop_grace_seconds: float = Field(5.0, ge=0, le=3600)  # running jobs may finish; then they are requeued
     job_handlers: dict[str, str] = Field(default_factory=dict)  # extra kinds: {"kind": "package.module:function"}
+    # Classifier fine-tuning (docs/training.md): each run is a worker process with this many encoder (torch/BLAS)
+    # threads, at a lower priority than serving
+    classifier_training_threads: int = Field(1, ge=1, le=64)
     # Realtime transcription over a WebSocket (README "Realtime transcription"; docs/realtime.md). Partial text comes
     # from re-decoding the growing audio window every step: a session holds at most realtime_window_seconds of
     # undecided audio (plus 10 s while the engine catches up, then the socket is no longer read: backpressure).

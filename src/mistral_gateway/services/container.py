@@ -26,6 +26,8 @@ from anyio.to_thread import run_sync
 
 from mistral_gateway.config import Settings
 from mistral_gateway.dotted import load_callable
+from mistral_gateway.engines.base import ClassifierTrainerEngine
+from mistral_gateway.engines.classifier_trainer import LocalClassifierTrainer
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.jobs import HandlerRegistry, JobRunner, RunnerOptions
 from mistral_gateway.registry import Registry
@@ -105,6 +107,8 @@ class Services:
     realtime: RealtimeService | None = None  # realtime transcription sessions (WebSocket)
     agents: AgentService | None = None  # stored agents and their versions (also the conversations' AgentLookup)
     conversations: ConversationService | None = None
+    # classifier fine-tuning runs (worker processes); the jobs API drives it, close() stops runs started here
+    classifier_trainer: ClassifierTrainerEngine | None = None
     background: list[Background] = field(default_factory=list)  # joined with ``add_background``
     running_now: list[Background] = field(default_factory=list)  # started by ``start``, in order
 
@@ -168,6 +172,9 @@ class Services:
             else:
                 component.stop()
         self.running_now.clear()
+        close_trainer = getattr(self.classifier_trainer, "close", None)
+        if close_trainer is not None:
+            close_trainer()  # its runs resume from their checkpoints when started again
         self.engines.close()
         self.limits.close()
         self.usage.close()  # writes the records still queued
@@ -231,4 +238,6 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
                     limits=limits, usage=usage, jobs=jobs, job_runner=job_runner, router=Router(upstreams),
                     passthrough=passthrough_map(settings, upstreams), batch=batch, fetcher=fetcher,
                     realtime=RealtimeService(models.catalog, engines, RealtimeLimits.from_settings(settings)),
-                    agents=agents, conversations=ConversationService(ConversationRepository(db), agents=agents))
+                    agents=agents, conversations=ConversationService(ConversationRepository(db), agents=agents),
+                    classifier_trainer=LocalClassifierTrainer(settings,
+                                                              threads=settings.classifier_training_threads))
