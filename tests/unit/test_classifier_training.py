@@ -87,7 +87,7 @@ def test_the_plan_maps_mistrals_hyperparameters() -> None:
     assert (plan.total_steps, plan.warmup_steps, plan.weight_decay, plan.seed) == (10, 1, 0.01, 4)
     assert plan.learning_rate == pytest.approx(3e-4 * LR_SCALE)
     assert plan_fit(base, 100).total_steps == MIN_STEPS  # no steps, no epochs: enough to converge
-    assert plan_fit(base, 10_000).total_steps == 10 * 313
+    assert plan_fit(base, 10_000).total_steps == 20 * 313
 
 
 def test_the_step_size_warms_up_then_decays_to_a_tenth() -> None:
@@ -182,7 +182,7 @@ def test_a_run_writes_a_head_the_classifier_engine_serves(tmp_path: Path) -> Non
     assert head.training["train_examples"] == 150 and head.training["plan"]["total_steps"] == MIN_STEPS
     assert head.encoder.model == "bag" and len(head.encoder.probe_values) == 8
 
-    heldout = sample_lines(45, seed=9)
+    heldout = sample_lines(45, seed=9)  # new lines of seen sentences: bags of words do not generalise
     settings = Settings(data_dir=tmp_path, models=[
         ModelEntry(id="bag", engine="fake", capabilities=[]),
         ModelEntry(id="mine", engine="classifier", encoder="bag", path=str(head_path),

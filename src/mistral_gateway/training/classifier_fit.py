@@ -30,8 +30,8 @@ __all__ = ["BATCH_SIZE", "DEFAULT_EPOCHS", "LR_SCALE", "MAX_STEPS", "MIN_STEPS",
            "plan_fit", "target_rows"]
 
 BATCH_SIZE = 32
-DEFAULT_EPOCHS = 10.0
-MIN_STEPS = 100  # without training_steps: small data sets still get enough updates to converge
+DEFAULT_EPOCHS = 20.0
+MIN_STEPS = 300  # without training_steps: small data sets still get enough updates to converge
 MAX_STEPS = 20_000  # bounds a run whatever the hyperparameters say (a step is a fraction of a millisecond)
 LR_SCALE = 100.0
 _BETAS = (0.9, 0.999)

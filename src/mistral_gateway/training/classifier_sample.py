@@ -39,22 +39,24 @@ _COLORS = ["Everything was painted bright red.", "The walls were a deep blue.", 
            "The curtains were green and purple.", "The sky turned orange and pink.", "The car was shiny white."]
 
 
-def sample_lines(count: int, seed: int = 0) -> list[dict[str, Any]]:
+def sample_lines(count: int, seed: int = 0, *, heldout: bool = False) -> list[dict[str, Any]]:
     """``count`` lines: topics in turn, each mention with probability 0.4 (independently); a line mentioning
-    neither labels only ``topic``."""
+    neither labels only ``topic``. ``heldout`` lines are built from sentences training lines never use (the last
+    two predicates of each topic and the last two sentences of each mention), so they measure generalisation."""
     rng = random.Random(seed)  # noqa: S311 (sample data, not secrets)
+    part = slice(-2, None) if heldout else slice(None, -2)
     topics = list(_TOPICS)
     lines = []
     for i in range(count):
         topic = topics[i % len(topics)]
         subjects, predicates = _TOPICS[topic]
-        parts = [f"{rng.choice(subjects)} {rng.choice(predicates)}."]
+        parts = [f"{rng.choice(subjects)} {rng.choice(predicates[part])}."]
         mentions = []
         if rng.random() < 0.4:
-            parts.append(rng.choice(_ANIMALS))
+            parts.append(rng.choice(_ANIMALS[part]))
             mentions.append("animal")
         if rng.random() < 0.4:
-            parts.append(rng.choice(_COLORS))
+            parts.append(rng.choice(_COLORS[part]))
             mentions.append("color")
         rng.shuffle(parts)
         labels: dict[str, Any] = {"topic": topic}
@@ -64,7 +66,7 @@ def sample_lines(count: int, seed: int = 0) -> list[dict[str, Any]]:
     return lines
 
 
-def write_sample(path: Path, count: int, seed: int = 0) -> list[dict[str, Any]]:
-    lines = sample_lines(count, seed)
+def write_sample(path: Path, count: int, seed: int = 0, *, heldout: bool = False) -> list[dict[str, Any]]:
+    lines = sample_lines(count, seed, heldout=heldout)
     path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     return lines
