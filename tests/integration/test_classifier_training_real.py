@@ -11,7 +11,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def trainer(tmp_path: Path, weights_dir: Path) -> LocalClassifierTrainer:
+def trainer(tmp_path: Path, weights_dir: Path) -> Iterator[LocalClassifierTrainer]:
     runs = LocalClassifierTrainer(Settings(data_dir=tmp_path / "data", weights_path=weights_dir), threads=1,
                                   grace=10.0)
     yield runs
@@ -93,8 +93,9 @@ def test_a_trained_head_classifies_held_out_lines_through_the_classifier_engine(
 
 
 def lines(run_dir: Path) -> list[dict]:
+    """The complete lines of the run's progress file (the last may still be being written)."""
     path = run_dir / "progress.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [json.loads(line) for line in path.read_text().split("\n")[:-1]] if path.exists() else []
 
 
 def test_cancel_stops_a_run(trainer: LocalClassifierTrainer, data: Path, tmp_path: Path) -> None:

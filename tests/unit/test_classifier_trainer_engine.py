@@ -55,7 +55,7 @@ def test_a_run_in_its_worker_process_succeeds_with_a_head_file(tmp_path: Path) -
 
 
 def test_cancel_ends_the_run_as_cancelled(tmp_path: Path) -> None:
-    trainer = LocalClassifierTrainer(settings(tmp_path))
+    trainer = LocalClassifierTrainer(settings(tmp_path), grace=120.0)  # never killed: it must stop by itself
     handle = trainer.start(spec(tmp_path, training_steps=20_000))
     trainer.cancel(handle)
     assert trainer.wait(handle, timeout=120) == 0  # it stopped by itself, within the grace period

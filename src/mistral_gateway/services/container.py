@@ -107,7 +107,8 @@ class Services:
     realtime: RealtimeService | None = None  # realtime transcription sessions (WebSocket)
     agents: AgentService | None = None  # stored agents and their versions (also the conversations' AgentLookup)
     conversations: ConversationService | None = None
-    # classifier fine-tuning runs (worker processes); the jobs API drives it, close() stops runs started here
+    # classifier fine-tuning runs: worker processes the jobs API drives; they outlive a server that stops (a
+    # restarted one reads them from their run directories)
     classifier_trainer: ClassifierTrainerEngine | None = None
     background: list[Background] = field(default_factory=list)  # joined with ``add_background``
     running_now: list[Background] = field(default_factory=list)  # started by ``start``, in order
@@ -172,9 +173,6 @@ class Services:
             else:
                 component.stop()
         self.running_now.clear()
-        close_trainer = getattr(self.classifier_trainer, "close", None)
-        if close_trainer is not None:
-            close_trainer()  # its runs resume from their checkpoints when started again
         self.engines.close()
         self.limits.close()
         self.usage.close()  # writes the records still queued
