@@ -207,7 +207,7 @@ def test_progress_has_steps_and_checkpoints_with_metrics_per_target(tmp_path: Pa
     train(spec(tmp_path, training_steps=30), BagEncoder())
     raw = [json.loads(line) for line in (tmp_path / "run" / "progress.jsonl").read_text().splitlines()]
     assert raw[0] == {"kind": "started", "total_steps": 30, "step": 0, "examples": 150, "valid_examples": 60,
-                      "skipped_lines": 0}
+                      "skipped_lines": 0, "skipped": []}
     log = read_progress(tmp_path / "run" / "progress.jsonl")
     checkpoints = [e for e in log.events if e.kind == "checkpoint"]
     assert [c.step for c in checkpoints] == [3 * i for i in range(1, 11)]
@@ -232,7 +232,10 @@ def test_bad_lines_are_skipped_and_a_target_no_line_labels_fails_the_run(tmp_pat
     with open(s.training_files[0], "a") as fh:
         fh.write('{"text": "x", "labels": {"topic": "nope"}}\nnot json\n\n')
     train(s, BagEncoder())
-    assert json.loads((tmp_path / "run" / "progress.jsonl").read_text().splitlines()[0])["skipped_lines"] == 2
+    started = json.loads((tmp_path / "run" / "progress.jsonl").read_text().splitlines()[0])
+    assert started["skipped_lines"] == 2
+    assert started["skipped"][0].startswith("train.jsonl:151: label 'nope' is not one of 'topic'")
+    assert started["skipped"][1].startswith("train.jsonl:152: not valid JSON")
     only_topic = tmp_path / "topic.jsonl"
     only_topic.write_text('{"text": "The chef baked bread.", "labels": {"topic": "cooking"}}\n')
     s2 = ClassifierTrainingSpec(encoder="bag", training_files=(str(only_topic),), targets=TARGETS,

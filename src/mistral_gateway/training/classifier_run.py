@@ -36,6 +36,7 @@ HEAD_NAME = "head.safetensors"
 STATE_NAME = "fit-state.npz"
 CHECKPOINTS = 10  # per run: each scores the validation lines (cheap: a matrix product)
 _STEP_LINES = 100  # at most this many step lines per run in progress.jsonl
+_SKIPPED_SHOWN = 5  # reasons of skipped lines in the started line ("file:line: why")
 PROBE_TEXT = "mistral-gateway classifier head probe: the encoder must embed this the same way."
 PROBE_VALUES = 8
 
@@ -57,7 +58,8 @@ async def run(spec: ClassifierTrainingSpec, encoder: EmbeddingEngine, encoder_id
     state = _read_state(run_dir / STATE_NAME, fingerprint)
     progress.write("started", total_steps=plan.total_steps, step=int(state["step"]) if state else 0,
                    examples=len(train.examples), valid_examples=len(valid.examples),
-                   skipped_lines=len(train.skipped) + len(valid.skipped))
+                   skipped_lines=len(train.skipped) + len(valid.skipped),
+                   skipped=(train.skipped + valid.skipped)[:_SKIPPED_SHOWN])
     cache = run_dir / "features"
     x = await encode_cached(encoder, encoder_id, [e.text for e in train.examples], cache, stop)
     x_valid = await encode_cached(encoder, encoder_id, [e.text for e in valid.examples], cache, stop)
