@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from core import Suite
 
-from . import batch, chat, conversations, embeddings, models, moderation, ocr, proxy, realtime, speech, transcription
+from . import (
+    batch,
+    chat,
+    conversations,
+    embeddings,
+    fine_tuning,
+    models,
+    moderation,
+    ocr,
+    proxy,
+    realtime,
+    speech,
+    transcription,
+)
 
 __all__ = ["SUITES"]
 
@@ -20,4 +33,5 @@ SUITES: dict[str, Suite] = {
     "ocr": ocr.run,
     "transcription": transcription.run,
     "conversations": conversations.run,
+    "fine_tuning": fine_tuning.run,
 }

@@ -385,6 +385,9 @@ class Settings(BaseSettings):
     fine_tuning_poll_seconds: float = Field(1.0, ge=0, le=60)
     fine_tuning_max_resumes: int = Field(3, ge=0, le=100)
     fine_tuning_classifier_encoder: str = Field("mistral-embed", min_length=1, max_length=256)
+    # Classifier fine-tuning (docs/training.md): each run is a worker process with this many encoder (torch/BLAS)
+    # threads, at a lower priority than serving
+    classifier_training_threads: int = Field(1, ge=1, le=64)
     # Realtime transcription over a WebSocket (README "Realtime transcription"; docs/realtime.md). Partial text comes
     # from re-decoding the growing audio window every step: a session holds at most realtime_window_seconds of
     # undecided audio (plus 10 s while the engine catches up, then the socket is no longer read: backpressure).

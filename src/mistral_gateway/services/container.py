@@ -27,6 +27,7 @@ from anyio.to_thread import run_sync
 from mistral_gateway.config import Settings
 from mistral_gateway.dotted import load_callable
 from mistral_gateway.engines.base import ClassifierTrainerEngine
+from mistral_gateway.engines.classifier_trainer import LocalClassifierTrainer
 from mistral_gateway.engines.manager import EngineManager
 from mistral_gateway.jobs import HandlerRegistry, JobRunner, RunnerOptions
 from mistral_gateway.registry import Registry
@@ -110,7 +111,8 @@ class Services:
     agents: AgentService | None = None  # stored agents and their versions (also the conversations' AgentLookup)
     conversations: ConversationService | None = None
     fine_tuning: FineTuningService | None = None  # fine-tuning jobs (README "Fine-tuning")
-    # the classifier jobs' trainer; None: they fail with a clear reason (the real engine is wired where it exists)
+    # the classifier jobs' trainer: worker processes the jobs API drives; they outlive a server that stops (a
+    # restarted one reads them from their run directories). None: classifier jobs fail with a clear reason
     classifier_trainer: ClassifierTrainerEngine | None = None
     background: list[Background] = field(default_factory=list)  # joined with ``add_background``
     running_now: list[Background] = field(default_factory=list)  # started by ``start``, in order
@@ -245,7 +247,9 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
                     passthrough=passthrough_map(settings, upstreams), batch=batch, fetcher=fetcher,
                     realtime=RealtimeService(models.catalog, engines, RealtimeLimits.from_settings(settings)),
                     agents=agents, conversations=ConversationService(ConversationRepository(db), agents=agents),
-                    fine_tuning=fine_tuning)
+                    fine_tuning=fine_tuning,
+                    classifier_trainer=LocalClassifierTrainer(settings,
+                                                              threads=settings.classifier_training_threads))
     fine_tuning.deps.classifier_trainer = lambda: services.classifier_trainer  # read per job: set it any time
     return services
 

@@ -20,18 +20,14 @@ from mistral_gateway.training.base_cache import converted_base, load_base
 from mistral_gateway.training.lora_data import IGNORE, Example, Fim, batch_indices, collate, load_examples
 from mistral_gateway.training.lora_export import adapter_tensors, read_layout, write_adapter
 from mistral_gateway.training.progress import ProgressWriter
+from mistral_gateway.training.worker_main import STOP_NAME, Stopped
 
 __all__ = ["ADAPTER_NAME", "STOP_NAME", "Stopped", "run", "total_steps"]
 
 ADAPTER_NAME = "adapter.gguf"
-STOP_NAME = "stop"
 _KEEP_CHECKPOINTS = 2
 _MAX_VALID = 64  # validation lines scored at each checkpoint (bounded: scoring is a forward pass each)
 _CHECKPOINT = re.compile(r"^step-(\d{6,})$")
-
-
-class Stopped(Exception):
-    pass
 
 
 def total_steps(spec: TrainingSpec, examples: int) -> int:

@@ -67,12 +67,23 @@ def _apply(log: ProgressLog, record: dict[str, Any]) -> None:
         return
     event = TrainingEvent(kind=kind, step=_int(record.get("step")) or 0,
                           message=record.get("message") if isinstance(record.get("message"), str) else None,
+                          metrics=_metrics(record.get("metrics")),
                           **{name: _float(record.get(name)) for name in _METRICS})
     log.events.append(event)
     if kind in TERMINAL:
         log.terminal = event
         adapter = record.get("adapter")
         log.adapter = adapter if kind == "succeeded" and isinstance(adapter, str) else None
+
+
+def _metrics(value: Any) -> dict[str, Any] | None:
+    """Per-target metrics (classifier checkpoints): target -> metric name -> a finite number; anything else is
+    dropped, as for the other metrics."""
+    if not isinstance(value, dict):
+        return None
+    out = {target: {name: number for name, raw in values.items() if (number := _float(raw)) is not None}
+           for target, values in value.items() if isinstance(target, str) and isinstance(values, dict)}
+    return out or None
 
 
 def _int(value: Any) -> int | None:
