@@ -383,7 +383,7 @@ def _ft_job(api: Api, dialect: str, *, wait_for: str | None = "SUCCESS", **field
 
 def _create_fine_tuning_job(api: Api, dialect: str) -> None:
     assert _ft_job(api, dialect, wait_for=None)["status"] in ("QUEUED", "VALIDATING", "VALIDATED", "RUNNING")
-    targets = [{"name": "sentiment", "labels": ["positive"]}]
+    targets = [{"name": "sentiment", "labels": ["positive", "negative"]}]
     lines = b'{"text": "great", "labels": {"sentiment": "positive"}}\n'
     r = api.upload(dialect, "classes.jsonl", lines).json()
     classifier = _ft_job(api, dialect, job_type="classifier", classifier_targets=targets,

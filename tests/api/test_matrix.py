@@ -314,7 +314,7 @@ def real_values(env: Env, op: Operation) -> dict[str, str]:
         env.services.fine_tuning.deps.submit = lambda workspace_id, payload, job_id: None
         r = env.client.post("/v1/fine_tuning/jobs", headers={"Authorization": f"Bearer {env.token}"}, json={
             "model": "ministral-3b-latest", "job_type": "classifier", "hyperparameters": {},
-            "classifier_targets": [{"name": "t", "labels": ["a"]}], "training_files": [upload(env)]})
+            "classifier_targets": [{"name": "t", "labels": ["a", "b"]}], "training_files": [upload(env)]})
         assert r.status_code == 200, r.text
         if op.id == "start_fine_tuning_job":  # as if its lines were checked: a job starts once VALIDATED
             env.services.fine_tuning.deps.repo.transition(r.json()["id"], "VALIDATED", int(time.time()))

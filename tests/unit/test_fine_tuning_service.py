@@ -299,8 +299,8 @@ def test_classifier_jobs_train_a_head_on_the_embedding_model(env: Env) -> None:
 
 def test_classifier_lines_are_checked_against_the_targets(env: Env) -> None:
     lines = jsonl(classifier_line(), classifier_line(label="meh"), {"text": "x", "labels": {"topic": "a"}})
-    job = env.create(job_type="classifier", classifier_targets=[{"name": "sentiment", "labels": ["positive"]}],
-                     training_files=[env.upload(lines)])
+    job = env.create(job_type="classifier", training_files=[env.upload(lines)],
+                     classifier_targets=[{"name": "sentiment", "labels": ["positive", "negative"]}])
     done = env.run(job.id)
     assert done["status"] == "FAILED_VALIDATION"
     assert [e["data"]["line"] for e in reversed(done["events"]) if e["name"] == "invalid-sample"] == [2, 3]
@@ -333,7 +333,7 @@ def test_a_classifier_job_whose_lines_name_no_target_fails_validation(env: Env) 
 def test_a_classifier_job_without_a_classifier_trainer_fails_saying_so(env: Env) -> None:
     env.classifier = None
     done = env.run(env.create(auto_start=True, job_type="classifier", training_files=[env.upload(jsonl(
-        classifier_line()))], classifier_targets=[{"name": "sentiment", "labels": ["positive"]}]).id)
+        classifier_line()))], classifier_targets=[{"name": "sentiment", "labels": ["positive", "negative"]}]).id)
     assert done["status"] == "FAILED" and "no classifier trainer" in done["events"][0]["data"]["message"]
 
 
@@ -344,6 +344,7 @@ def test_a_classifier_job_without_a_classifier_trainer_fails_saying_so(env: Env)
     ({"repositories": [{"type": "github", "name": "r", "owner": "o", "token": "t"}]}, "repositories are not"),
     ({"classifier_targets": [{"name": "a", "labels": ["x"]}] * 2}, "name of its own"),
     ({"job_type": "completion", "classifier_targets": [{"name": "a", "labels": ["x"]}]}, "belong to classifier"),
+    ({"classifier_targets": [{"name": "a", "labels": ["x"]}]}, "at least two labels"),
     ({"training_files": []}, "at least one file"),
     ({"training_files": [str(uuid.uuid4())]}, "not found"),
     ({"training_files": ["not-a-uuid"]}, "not found"),
@@ -456,7 +457,8 @@ def test_a_validation_killed_midway_is_redone_and_reports_each_bad_line_once(env
 def test_a_classifier_dry_run_counts_words_and_steps_of_32_lines(env: Env) -> None:
     lines = jsonl(*[classifier_line("great movie")] * 40, classifier_line("bad", "nope"))
     out = env.create(dry_run=True, job_type="classifier", training_files=[env.upload(lines)],
-                     classifier_targets=[{"name": "sentiment", "labels": ["positive"]}], hyperparameters={"epochs": 2})
+                     classifier_targets=[{"name": "sentiment", "labels": ["positive", "negative"]}],
+                     hyperparameters={"epochs": 2})
     assert isinstance(out, LegacyJobMetadataOut)
     assert (out.data_tokens, out.training_steps, out.train_tokens_per_step) == (80, math.ceil(2 * 40 / 32), 64)
     assert "1 of 41 lines are invalid" in out.details and not env.tokenized

@@ -31,10 +31,11 @@ from mistral_gateway.protocol.fine_tuning import (
 from mistral_gateway.services.batch_run import JobContextLike
 from mistral_gateway.services.fine_tuning_bases import resolve_base
 from mistral_gateway.services.fine_tuning_data import estimate
-from mistral_gateway.services.fine_tuning_deps import JOB_KIND, FineTuningDeps, Unusable, inspect
+from mistral_gateway.services.fine_tuning_deps import JOB_KIND, FineTuningDeps, Unusable, inspect, targets_of
 from mistral_gateway.services.fine_tuning_run import run_fine_tuning
 from mistral_gateway.storage.fine_tuning import EventRecord, FineTuningFilter, FineTuningJobRecord
 from mistral_gateway.storage.jobs import JobStatus
+from mistral_gateway.training.classifier_head import check_targets
 
 __all__ = ["JOB_KIND", "UNREACHABLE_LOGGERS", "FineTuningService"]
 
@@ -99,6 +100,12 @@ class FineTuningService:
         names = [t.name for t in request.classifier_targets or ()]
         if len(set(names)) != len(names):
             raise BadRequest("classifier_targets: each target needs a name of its own", param="classifier_targets")
+        if request.classifier_targets:
+            try:  # what the head file can hold (label names, two labels at least for a single_class target...)
+                check_targets(targets_of([t.model_dump() for t in request.classifier_targets]))
+            except ValueError as exc:
+                raise BadRequest(f"classifier_targets: {exc}", param="classifier_targets",
+                                 code="INVALID_CLASSIFIER_TARGETS") from None
         if not request.training_files:
             raise BadRequest("training_files must name at least one file", param="training_files")
         ids = [_file(f).file_id for f in request.training_files] + list(request.validation_files or ())

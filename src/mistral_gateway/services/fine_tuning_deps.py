@@ -30,6 +30,7 @@ from mistral_gateway.storage.fine_tuning import FineTuningRepository
 from mistral_gateway.storage.jobs import JobRepository
 from mistral_gateway.storage.models import FineTunedModelRepository
 from mistral_gateway.training.classifier_data import infer_targets
+from mistral_gateway.training.classifier_head import check_targets
 
 __all__ = ["FineTuningDeps", "Inspection", "Unusable", "inspect", "target_dicts", "targets_of"]
 
@@ -104,6 +105,7 @@ def inspect(deps: FineTuningDeps, workspace_id: str, base: Base, hp: dict[str, A
         else:
             try:
                 inferred = infer_targets(_raw_lines(train_files))
+                check_targets(inferred)
             except ValueError as exc:
                 raise Unusable(str(exc)) from None
             check = classifier_checker(inferred)
