@@ -113,3 +113,23 @@ def test_progress_reads_per_target_metrics(tmp_path: Path) -> None:
                     '"valid_loss": NaN}, "bad": 3}}\n{"kind": "checkpoint", "step": 3, "metrics": {}}\n')
     first, second = read_progress(path).events
     assert first.metrics == {"topic": {"valid_accuracy": 0.5}} and second.metrics is None
+
+
+def zombie(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False  # gone: reaped
+    return "\nState:\tZ" in status
+
+
+def test_a_worker_that_ended_after_its_last_read_is_reaped_by_the_next_run(tmp_path: Path) -> None:
+    trainer = LocalClassifierTrainer(settings(tmp_path), threads=1)
+    first = trainer.start(spec(tmp_path, training_steps=4))
+    while trainer.progress(first).state != "succeeded":  # a job reads no further once the run says it ended
+        asyncio.run(asyncio.sleep(0.05))
+    while not zombie(first.pid):  # the worker exits after its last line, with nobody waiting for it
+        asyncio.run(asyncio.sleep(0.05))
+    second = trainer.start(spec(tmp_path, training_steps=4, run_dir=str(tmp_path / "run2")))
+    assert not Path(f"/proc/{first.pid}").exists()  # reaped when the next run started
+    assert trainer.wait(second, timeout=120) == 0 and trainer.wait(first) == 0

@@ -40,6 +40,7 @@ class WorkerRuns:
     def launch(self, run_dir: Path, prepare: Callable[[], None]) -> TrainingHandle:
         """``prepare`` writes what the worker reads (its spec) once no other run is active in ``run_dir``."""
         key = str(run_dir.resolve())
+        self._reap()
         with self._lock:
             running = self._procs.get(key)
             if (running is not None and running.poll() is None) or self._is_worker(_read_pid(run_dir), run_dir):
@@ -55,6 +56,7 @@ class WorkerRuns:
         return TrainingHandle(run_dir=str(run_dir), pid=proc.pid)
 
     def progress(self, handle: TrainingHandle) -> TrainingProgress:
+        self._reap()
         run_dir = Path(handle.run_dir)
         alive = self._alive(handle)  # before reading: a worker that exits in between has written its last line
         log = read_progress(run_dir / PROGRESS_NAME)
@@ -93,6 +95,15 @@ class WorkerRuns:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+    def _reap(self) -> None:
+        """Collects the exit status of every worker of ours that ended, so none stays a zombie: a job stops reading
+        a run's progress once its last line is written, possibly just before the worker exits."""
+        with self._lock:
+            procs = list(self._procs.values())
+        for proc in procs:
+            if proc.returncode is None:
+                proc.poll()
 
     def _alive(self, handle: TrainingHandle) -> bool:
         proc = self._procs.get(str(Path(handle.run_dir).resolve()))
