@@ -18,19 +18,12 @@ from mistral_gateway.config import ModelEntry, Settings, default_models
 from mistral_gateway.engines.base import ClassifierTarget
 from mistral_gateway.engines.head_format import ClassifierHead, EncoderInfo, FeatureSpec, save_head
 from mistral_gateway.engines.manager import EngineManager
+from sentiment_samples import NEGATIVE, POSITIVE
 from support import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 MODEL = "sentiment-classifier"
-POSITIVE = ["I love this product, it works wonderfully.", "What a fantastic, delightful experience!",
-            "The staff were kind and the food was excellent.", "Absolutely brilliant, I am so happy with it.",
-            "Great value and superb quality, highly recommended.", "This made my day, thank you so much!",
-            "A beautiful film with a heartwarming story.", "Everything went perfectly, I'm thrilled."]
-NEGATIVE = ["I hate this product, it broke after one day.", "What a terrible, miserable experience.",
-            "The staff were rude and the food was disgusting.", "Absolutely awful, I am so disappointed.",
-            "Poor value and shoddy quality, avoid it.", "This ruined my day, never again.",
-            "A boring film with a dreadful story.", "Everything went wrong, I'm furious."]
 
 
 def _train(encoder_entry: ModelEntry, settings: Settings, path: Path) -> None:

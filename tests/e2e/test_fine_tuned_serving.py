@@ -28,20 +28,13 @@ from mistral_gateway.services.container import Services
 from mistral_gateway.storage.records import FineTunedModelRecord
 from mistral_gateway.training.heads import fit_head
 from mistral_gateway.training.lora_export import adapter_tensors, read_layout, write_adapter
+from sentiment_samples import NEGATIVE, POSITIVE
 from support import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 CHAT_FT = "ft:smollm2-135m-instruct:e2e:20251205:0a1b2c3d"
 CLASSIFIER_FT = "ft:classifier:sentiment:20251205:4e5f6a7b"
-POSITIVE = ["I love this product, it works wonderfully.", "What a fantastic, delightful experience!",
-            "The staff were kind and the food was excellent.", "Absolutely brilliant, I am so happy with it.",
-            "Great value and superb quality, highly recommended.", "This made my day, thank you so much!",
-            "A beautiful film with a heartwarming story.", "Everything went perfectly, I'm thrilled."]
-NEGATIVE = ["I hate this product, it broke after one day.", "What a terrible, miserable experience.",
-            "The staff were rude and the food was disgusting.", "Absolutely awful, I am so disappointed.",
-            "Poor value and shoddy quality, avoid it.", "This ruined my day, never again.",
-            "A boring film with a dreadful story.", "Everything went wrong, I'm furious."]
 LABELS = ("positive", "negative")
 
 

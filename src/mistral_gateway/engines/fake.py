@@ -298,108 +298,96 @@ def load_ocr(entry: ModelEntry, _path: Path | None, _settings: Settings) -> Fake
     return FakeOcrEngine()
 
 
-class FakeTrainer:
+class _FakeRuns:
+    """What both fake trainers share: runs keyed by run directory, one step per ``progress`` call (``_advance``), a
+    restart resuming from the last checkpoint, ``cancel`` and ``crash()``. Success names ``<run_dir>/<RESULT>``."""
+
+    RESULT = ""
+    DEFAULT_STEPS = 10
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.fail_at = fail_at
+        self.started: list[Any] = []
+        self._runs: dict[str, dict[str, Any]] = {}
+
+    def start(self, spec: Any) -> TrainingHandle:
+        self.started.append(spec)
+        run = self._runs.get(spec.run_dir)
+        resumed = 0 if run is None else run["checkpoint"]
+        self._runs[spec.run_dir] = {"spec": spec, "step": resumed, "checkpoint": resumed, "state": "running",
+                                    "events": [] if run is None else run["events"]}
+        return TrainingHandle(run_dir=spec.run_dir, pid=len(self.started))
+
+    def progress(self, handle: TrainingHandle) -> TrainingProgress:
+        run = self._runs[handle.run_dir]
+        spec = run["spec"]
+        total = spec.training_steps or self.DEFAULT_STEPS
+        if run["state"] == "running":
+            self._advance(run, spec, total)
+        result = f"{spec.run_dir}/{self.RESULT}" if run["state"] == "succeeded" else None
+        return TrainingProgress(run["state"], total, tuple(run["events"]), result)
+
+    def cancel(self, handle: TrainingHandle) -> None:
+        run = self._runs[handle.run_dir]
+        if run["state"] == "running":
+            run["state"] = "cancelled"
+            run["events"].append(TrainingEvent("cancelled", step=run["step"]))
+
+    def crash(self, handle: TrainingHandle) -> None:
+        self._runs[handle.run_dir]["state"] = "crashed"
+
+    def _advance(self, run: dict[str, Any], spec: Any, total: int) -> None:
+        raise NotImplementedError
+
+    def _step(self, run: dict[str, Any], train_loss: float) -> int | None:
+        """The next step: its number, or None when ``fail_at`` failed it."""
+        step = run["step"] = run["step"] + 1
+        if step == self.fail_at:
+            run["state"] = "failed"
+            run["events"].append(TrainingEvent("failed", step=step, message="fake failure"))
+            return None
+        run["events"].append(TrainingEvent("step", step=step, train_loss=train_loss / step))
+        return step
+
+    @staticmethod
+    def _checkpoint(run: dict[str, Any], step: int, total: int, event: TrainingEvent) -> None:
+        run["events"].append(event)
+        run["checkpoint"] = step
+        if step == total:
+            run["state"] = "succeeded"
+            run["events"].append(TrainingEvent("succeeded", step=step))
+
+
+class FakeTrainer(_FakeRuns):
     """Trains in no time: each ``progress`` call advances a run by one step (train loss ``2 / step``, a checkpoint
     every ``checkpoint_every`` steps with valid loss ``2.5 / step`` and accuracy ``1 - 1 / (step + 1)`` when the spec
     has validation files) until it succeeds with ``<run_dir>/adapter.gguf``; ``cancel`` ends it as cancelled.
     ``fail_at`` makes every run fail at that step; ``crash()`` makes a run "crashed" (start the spec again to resume
     from its last checkpoint), so job handling is testable without torch."""
 
-    def __init__(self, fail_at: int | None = None) -> None:
-        self.fail_at = fail_at
-        self.started: list[TrainingSpec] = []
-        self._runs: dict[str, dict[str, Any]] = {}
-
-    def start(self, spec: TrainingSpec) -> TrainingHandle:
-        self.started.append(spec)
-        run = self._runs.get(spec.run_dir)
-        resumed = 0 if run is None else run["checkpoint"]
-        self._runs[spec.run_dir] = {"spec": spec, "step": resumed, "checkpoint": resumed, "state": "running",
-                                    "events": [] if run is None else run["events"]}
-        return TrainingHandle(run_dir=spec.run_dir, pid=len(self.started))
-
-    def progress(self, handle: TrainingHandle) -> TrainingProgress:
-        run = self._runs[handle.run_dir]
-        spec: TrainingSpec = run["spec"]
-        total = spec.training_steps or 10
-        if run["state"] == "running":
-            self._advance(run, spec, total)
-        adapter = f"{spec.run_dir}/adapter.gguf" if run["state"] == "succeeded" else None
-        return TrainingProgress(run["state"], total, tuple(run["events"]), adapter)
-
-    def cancel(self, handle: TrainingHandle) -> None:
-        run = self._runs[handle.run_dir]
-        if run["state"] == "running":
-            run["state"] = "cancelled"
-            run["events"].append(TrainingEvent("cancelled", step=run["step"]))
-
-    def crash(self, handle: TrainingHandle) -> None:
-        self._runs[handle.run_dir]["state"] = "crashed"
+    RESULT = "adapter.gguf"
 
     def _advance(self, run: dict[str, Any], spec: TrainingSpec, total: int) -> None:
-        step = run["step"] = run["step"] + 1
-        if step == self.fail_at:
-            run["state"] = "failed"
-            run["events"].append(TrainingEvent("failed", step=step, message="fake failure"))
-            return
-        run["events"].append(TrainingEvent("step", step=step, train_loss=2 / step))
-        if step % spec.checkpoint_every == 0 or step == total:
+        step = self._step(run, 2.0)
+        if step is not None and (step % spec.checkpoint_every == 0 or step == total):
             valid = {"valid_loss": 2.5 / step, "valid_mean_token_accuracy": 1 - 1 / (step + 1)}
-            run["events"].append(TrainingEvent("checkpoint", step=step, train_loss=2 / step,
-                                               **(valid if spec.validation_files else {})))
-            run["checkpoint"] = step
-        if step == total:
-            run["state"] = "succeeded"
-            run["events"].append(TrainingEvent("succeeded", step=step))
+            self._checkpoint(run, step, total, TrainingEvent("checkpoint", step=step, train_loss=2 / step,
+                                                             **(valid if spec.validation_files else {})))
 
 
-class FakeClassifierTrainer:
+class FakeClassifierTrainer(_FakeRuns):
     """A classifier run in no time: each ``progress`` call advances one step (``training_steps`` or 4 in all);
     checkpoints every 2 steps carry per-target metrics (``valid_accuracy`` ``1 - 1 / (step + 1)``) when the spec has
     validation files; success names ``<run_dir>/head.bin`` (not written: the jobs API tests need no file). ``fail_at``
     and ``crash()`` as ``FakeTrainer``."""
 
-    def __init__(self, fail_at: int | None = None) -> None:
-        self.fail_at = fail_at
-        self.started: list[ClassifierTrainingSpec] = []
-        self._runs: dict[str, dict[str, Any]] = {}
+    RESULT = "head.bin"
+    DEFAULT_STEPS = 4
 
-    def start(self, spec: ClassifierTrainingSpec) -> TrainingHandle:
-        self.started.append(spec)
-        run = self._runs.get(spec.run_dir)
-        resumed = 0 if run is None else run["checkpoint"]
-        self._runs[spec.run_dir] = {"spec": spec, "step": resumed, "checkpoint": resumed, "state": "running",
-                                    "events": [] if run is None else run["events"]}
-        return TrainingHandle(run_dir=spec.run_dir, pid=len(self.started))
-
-    def progress(self, handle: TrainingHandle) -> TrainingProgress:
-        run = self._runs[handle.run_dir]
-        spec: ClassifierTrainingSpec = run["spec"]
-        total = spec.training_steps or 4
-        if run["state"] == "running":
-            step = run["step"] = run["step"] + 1
-            if step == self.fail_at:
-                run["state"] = "failed"
-                run["events"].append(TrainingEvent("failed", step=step, message="fake failure"))
-            else:
-                run["events"].append(TrainingEvent("step", step=step, train_loss=1 / step))
-                if step % 2 == 0 or step == total:
-                    metrics = ({t.name: {"valid_accuracy": 1 - 1 / (step + 1)} for t in spec.targets}
-                               if spec.validation_files else None)
-                    run["events"].append(TrainingEvent("checkpoint", step=step, train_loss=1 / step,
-                                                       metrics=metrics))
-                    run["checkpoint"] = step
-                if step == total:
-                    run["state"] = "succeeded"
-                    run["events"].append(TrainingEvent("succeeded", step=step))
-        head = f"{spec.run_dir}/head.bin" if run["state"] == "succeeded" else None
-        return TrainingProgress(run["state"], total, tuple(run["events"]), head)
-
-    def cancel(self, handle: TrainingHandle) -> None:
-        run = self._runs[handle.run_dir]
-        if run["state"] == "running":
-            run["state"] = "cancelled"
-            run["events"].append(TrainingEvent("cancelled", step=run["step"]))
-
-    def crash(self, handle: TrainingHandle) -> None:
-        self._runs[handle.run_dir]["state"] = "crashed"
+    def _advance(self, run: dict[str, Any], spec: ClassifierTrainingSpec, total: int) -> None:
+        step = self._step(run, 1.0)
+        if step is not None and (step % 2 == 0 or step == total):
+            metrics = ({t.name: {"valid_accuracy": 1 - 1 / (step + 1)} for t in spec.targets}
+                       if spec.validation_files else None)
+            self._checkpoint(run, step, total, TrainingEvent("checkpoint", step=step, train_loss=1 / step,
+                                                             metrics=metrics))
