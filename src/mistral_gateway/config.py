@@ -388,6 +388,19 @@ class Settings(BaseSettings):
     # Classifier fine-tuning (docs/training.md): each run is a worker process with this many encoder (torch/BLAS)
     # threads, at a lower priority than serving
     classifier_training_threads: int = Field(1, ge=1, le=64)
+    # Libraries (README "Libraries"): uploads are processed in the job runner (text extracted, chunked, embedded with
+    # library_embedding_model, indexed). The index lives in the data dir ("local") or in PostgreSQL with pgvector
+    # ("pgvector": library_index_url, default database_url); a conversation's document_library tool reads the
+    # library_top_k best chunks, scored by meaning and, with library_hybrid, by keywords too.
+    library_index: Literal["local", "pgvector"] = "local"
+    library_index_url: str | None = None
+    library_hybrid: bool = True
+    library_embedding_model: str = Field("mistral-embed", min_length=1, max_length=256)
+    library_top_k: int = Field(5, ge=1, le=50)
+    library_max_document_bytes: int = Field(50 * MB, ge=1024, le=1024 * MB)
+    library_max_pages: int = Field(1000, ge=1, le=1000)
+    max_libraries_per_workspace: int = Field(1000, ge=1, le=1_000_000)
+    max_documents_per_library: int = Field(10_000, ge=1, le=10_000_000)
     # Realtime transcription over a WebSocket (README "Realtime transcription"; docs/realtime.md). Partial text comes
     # from re-decoding the growing audio window every step: a session holds at most realtime_window_seconds of
     # undecided audio (plus 10 s while the engine catches up, then the socket is no longer read: backpressure).

@@ -19,6 +19,7 @@ from mistral_gateway.app.context import Context, Guard, Work
 from mistral_gateway.app.conversations import CONVERSATIONS
 from mistral_gateway.app.fine_tuned import FINE_TUNED_MODELS
 from mistral_gateway.app.fine_tuning import FINE_TUNING
+from mistral_gateway.app.libraries import LIBRARIES
 from mistral_gateway.app.metering import meter_completion, meter_json_usage
 from mistral_gateway.app.resources import RESOURCES
 from mistral_gateway.app.results import RawEvents, RawJSON, StreamResult
@@ -188,4 +189,5 @@ OPERATIONS: dict[str, Work] = {
     **CONVERSATIONS,
     **FINE_TUNED_MODELS,
     **FINE_TUNING,
+    **LIBRARIES,
 }

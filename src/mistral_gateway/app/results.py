@@ -42,9 +42,11 @@ class NoContent:
 
 @dataclass(frozen=True, slots=True)
 class RawJSON:
-    """A native body already rendered (cached hot paths); the dialect still wraps it."""
+    """A native body already rendered (cached hot paths); the dialect still wraps it. ``status``: when it is not
+    the row's (an upload that found the document already there: 200, not 201)."""
 
     body: bytes
+    status: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

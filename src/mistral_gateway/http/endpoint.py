@@ -122,7 +122,7 @@ class OperationEndpoint:
 
         def json(result: object) -> Response:
             if isinstance(result, RawJSON):
-                return dialect.json_response(result.body, status)
+                return dialect.json_response(result.body, result.status or status)
             if isinstance(result, BaseModel):
                 return dialect.json_response(result.model_dump_json().encode(), status)
             raise TypeError(f"{op.id} returned {type(result).__name__} for a JSON response")

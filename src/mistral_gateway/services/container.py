@@ -46,6 +46,9 @@ from mistral_gateway.services.fim import FimService
 from mistral_gateway.services.fine_tuning import JOB_KIND, FineTuningService
 from mistral_gateway.services.fine_tuning_deps import FineTuningDeps
 from mistral_gateway.services.images import ImageLoader
+from mistral_gateway.services.libraries import INGEST_KIND, LibraryLimits, LibraryService
+from mistral_gateway.services.library_ingest import LibraryIngest
+from mistral_gateway.services.library_search import LibrarySearch
 from mistral_gateway.services.limits import LimitService, make_limiter
 from mistral_gateway.services.models import ModelCatalog, ModelService
 from mistral_gateway.services.ocr import OcrLimits, OcrService
@@ -62,6 +65,8 @@ from mistral_gateway.storage.epoch import FileEpoch
 from mistral_gateway.storage.files import FileRepository
 from mistral_gateway.storage.fine_tuning import FineTuningRepository
 from mistral_gateway.storage.jobs import JobRepository
+from mistral_gateway.storage.libraries import LibraryRepository
+from mistral_gateway.storage.library_index import ChunkIndex, open_library_index
 from mistral_gateway.storage.models import FineTunedModelRepository
 from mistral_gateway.storage.permissions import secure_data_dir
 from mistral_gateway.storage.secrets import UpstreamSecretRepository
@@ -114,6 +119,8 @@ class Services:
     # the classifier jobs' trainer: worker processes the jobs API drives; they outlive a server that stops (a
     # restarted one reads them from their run directories). None: classifier jobs fail with a clear reason
     classifier_trainer: ClassifierTrainerEngine | None = None
+    libraries: LibraryService | None = None  # libraries and documents (README "Libraries")
+    library_search: LibrarySearch | None = None  # what the document_library tool retrieves with
     background: list[Background] = field(default_factory=list)  # joined with ``add_background``
     running_now: list[Background] = field(default_factory=list)  # started by ``start``, in order
 
@@ -178,6 +185,8 @@ class Services:
                 component.stop()
         self.running_now.clear()
         self.engines.close()
+        if self.libraries is not None:
+            self.libraries.index.close()
         self.limits.close()
         self.usage.close()  # writes the records still queued
         self.db.dispose()
@@ -251,7 +260,29 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
                     classifier_trainer=LocalClassifierTrainer(settings,
                                                               threads=settings.classifier_training_threads))
     fine_tuning.deps.classifier_trainer = lambda: services.classifier_trainer  # read per job: set it any time
+    wire_libraries(services, open_library_index(settings))
     return services
+
+
+def wire_libraries(services: Services, index: ChunkIndex) -> None:
+    """The libraries service, its ingestion jobs and its retrieval, over ``index``. Chunks are embedded with the
+    ``library_embedding_model`` (a local embedding model); PDFs and images are read by the OCR model."""
+    settings, embeddings = services.settings, services.embeddings
+    repo = LibraryRepository(services.db)
+    libraries = LibraryService(repo, services.blobs, index, services.jobs, LibraryLimits.from_settings(settings),
+                               notify=services.job_runner.notify)
+
+    async def embed(texts: list[str]) -> Any:
+        return await embeddings.vectors(settings.library_embedding_model, texts)
+
+    async def ocr() -> Any:
+        from mistral_gateway.protocol.ocr import DEFAULT_OCR_MODEL
+        return await services.ocr.engine(DEFAULT_OCR_MODEL)
+
+    ingest = LibraryIngest(repo, services.blobs, index, embed, ocr, settings.library_max_pages)
+    services.job_runner.handlers.register(INGEST_KIND, ingest.handler)
+    services.libraries = libraries
+    services.library_search = LibrarySearch(repo, index, embed, settings.library_top_k)
 
 
 def build_fine_tuning(settings: Settings, db: Database, blobs: LocalBlobStore, catalog: ModelCatalog,

@@ -14,7 +14,7 @@ import orjson
 from anyio.to_thread import run_sync
 
 from mistral_gateway.config import ModelEntry
-from mistral_gateway.engines.base import EngineError
+from mistral_gateway.engines.base import Embeddings, EngineError
 from mistral_gateway.engines.manager import EngineManager, kind_of
 from mistral_gateway.errors import (
     BadRequest,
@@ -83,6 +83,26 @@ class EmbeddingService:
         if len(texts) > RENDER_INLINE_MAX:  # ~10 ms of numpy and orjson per 100k values: not on the event loop
             return await run_sync(render, *args)
         return render(*args)
+
+    async def vectors(self, model: str, texts: list[str]) -> Embeddings:
+        """The local embedding model's vectors for ``texts`` (libraries: ingestion and retrieval). Engine
+        failures are the same 503/502 errors as a request's."""
+        entry = self._catalog.resolve(model)
+        if entry is None or not serves_embeddings(entry):
+            raise _unsupported(model)
+        try:
+            engine = await self._engines.embedding(entry)
+        except EngineError as exc:
+            raise ServiceUnavailable(f"model {model!r} could not be loaded: {exc}", retry_after=30.0,
+                                     code="MODEL_LOAD_FAILED") from exc
+        try:
+            result = await engine.embed(texts)
+        except EngineError as exc:
+            raise engine_errors(exc) from exc
+        if len(result.vectors) != len(texts):
+            raise engine_errors(EngineError(f"the engine returned {len(result.vectors)} vectors for {len(texts)} "
+                                            "inputs"))
+        return result
 
     async def _resolve(self, workspace_id: str, name: str) -> ModelEntry:
         entry = self._catalog.resolve(name)

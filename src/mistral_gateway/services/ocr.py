@@ -73,7 +73,7 @@ class OcrService:
     async def process(self, workspace_id: str, request: OCRRequest) -> OcrResult:
         model = request.model or DEFAULT_OCR_MODEL
         _refuse_unserved(request)
-        engine = await self._engine(model)
+        engine = await self.engine(model)
         document = await self._document(workspace_id, request.document)
         pages = await _read(engine, document, _options(request, self.limits.max_pages))
         annotation, usage = None, None
@@ -82,7 +82,7 @@ class OcrService:
                                                      request.document_annotation_prompt, pages)
         return OcrResult(_body(pages, request, model, len(document), annotation), len(pages), usage)
 
-    async def _engine(self, model: str) -> OcrEngine:
+    async def engine(self, model: str) -> OcrEngine:
         entry = resolve_text_model(self._catalog, model, "ocr")  # 404 unknown; 400 naming the capability
         if kind_of(entry) != "ocr":  # e.g. a chat model configured with the ocr capability
             raise BadRequest(f"model {model!r} is not served by an OCR engine and cannot do 'ocr'",

@@ -75,17 +75,23 @@ class JobRepository:
 
     def enqueue(self, workspace_id: str, kind: str, payload: dict[str, Any], *, now: float,
                 max_attempts: int | None = None, job_id: str | None = None) -> JobRecord:
-        max_attempts = self.max_attempts if max_attempts is None else max_attempts
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        row = JobRow(id=job_id or str(uuid.uuid4()), workspace_id=workspace_id, kind=kind, status=JobStatus.QUEUED,
-                     payload=payload, checkpoint=None, error=None, attempts=0, max_attempts=max_attempts,
-                     cancel_requested=False, worker_id=None, lease_id=None, lease_expires_at=None, created_at=now,
-                     started_at=None, finished_at=None, updated_at=now)
+        row = self.new_row(workspace_id, kind, payload, now=now, max_attempts=max_attempts, job_id=job_id)
         with self._db.session() as s:
             s.add(row)
             s.flush()
             return _record(row)
+
+    def new_row(self, workspace_id: str, kind: str, payload: dict[str, Any], *, now: float,
+                max_attempts: int | None = None, job_id: str | None = None) -> JobRow:
+        """A queued job's row, not yet saved: a caller adds it in its own transaction, so the job exists exactly
+        when the record it works on does (then ``JobRunner.notify``)."""
+        max_attempts = self.max_attempts if max_attempts is None else max_attempts
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        return JobRow(id=job_id or str(uuid.uuid4()), workspace_id=workspace_id, kind=kind, status=JobStatus.QUEUED,
+                      payload=payload, checkpoint=None, error=None, attempts=0, max_attempts=max_attempts,
+                      cancel_requested=False, worker_id=None, lease_id=None, lease_expires_at=None, created_at=now,
+                      started_at=None, finished_at=None, updated_at=now)
 
     def has_work(self, kinds: Collection[str], now: float) -> bool:
         """A cheap read before ``claim``: idle workers poll with this, so an empty queue takes no write lock."""

@@ -24,6 +24,8 @@ __all__ = [
     "FineTuningEventRow",
     "FineTuningJobRow",
     "JobRow",
+    "LibraryDocumentRow",
+    "LibraryRow",
     "RateLease",
     "RateWindow",
     "UpstreamSecretRow",
@@ -328,3 +330,40 @@ class FineTuningCheckpointRow(Base):
     step_number: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class LibraryRow(Base):
+    __tablename__ = "libraries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    owner_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the creating token's id
+    created_at: Mapped[int] = mapped_column(BigInteger, index=True)  # microseconds
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class LibraryDocumentRow(Base):
+    __tablename__ = "library_documents"
+    __table_args__ = (Index("ix_library_documents_library_hash", "library_id", "sha256", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    library_id: Mapped[str] = mapped_column(ForeignKey("libraries.id"), index=True)
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    mime_type: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    extension: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    blob_key: Mapped[str] = mapped_column(String(64))  # the uploaded bytes
+    text_key: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the extracted text, once processed
+    process_status: Mapped[str] = mapped_column(String(32))
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # why processing failed
+    number_of_pages: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)  # embedding tokens of its chunks
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    uploaded_by_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    last_processed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from mistral_gateway.http.handlers import Handler, agents, audio, batch, files, standard
+from mistral_gateway.http.handlers import Handler, agents, audio, batch, files, libraries, standard
 from mistral_gateway.registry import Registry
 
 __all__ = ["HANDLERS", "bind"]
@@ -20,6 +20,7 @@ HANDLERS: dict[str, Handler] = {
     "update_agent_version": agents.update_agent_version,
     "create_transcription": audio.create_transcription,
     "create_streaming_transcription": audio.create_transcription,  # one route: the form's stream decides
+    "create_library_document": libraries.upload_document,
 }
 
 
