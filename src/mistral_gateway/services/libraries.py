@@ -253,4 +253,5 @@ def document_out(record: DocumentRecord) -> DocumentOut:
                        number_of_pages=record.number_of_pages, process_status=record.process_status,  # type: ignore[arg-type]
                        uploaded_by_id=_as_uuid(record.workspace_id), uploaded_by_type="Workspace",
                        tokens_processing_main_content=record.tokens, tokens_processing_summary=0,
-                       processing_status=processing_status(record), tokens_processing_total=record.tokens)
+                       attributes=record.attributes, processing_status=processing_status(record),
+                       tokens_processing_total=record.tokens)

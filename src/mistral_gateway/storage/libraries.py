@@ -54,6 +54,7 @@ class DocumentRecord:
     chunks: int = 0
     uploaded_by_id: str | None = None
     last_processed_at: int | None = None
+    attributes: dict[str, Any] | None = None
 
 
 _LIB_FIELDS = tuple(f.name for f in dataclasses.fields(LibraryRecord) if f.name not in ("nb_documents", "total_size"))

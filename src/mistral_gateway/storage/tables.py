@@ -365,5 +365,6 @@ class LibraryDocumentRow(Base):
     tokens: Mapped[int] = mapped_column(BigInteger, default=0)  # embedding tokens of its chunks
     chunks: Mapped[int] = mapped_column(Integer, default=0)
     uploaded_by_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the user's, set by an update
     created_at: Mapped[int] = mapped_column(BigInteger, index=True)
     last_processed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

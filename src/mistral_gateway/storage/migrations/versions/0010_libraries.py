@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("tokens", sa.BigInteger, nullable=False),
         sa.Column("chunks", sa.Integer, nullable=False),
         sa.Column("uploaded_by_id", sa.String(64), nullable=True),
+        sa.Column("attributes", sa.JSON, nullable=True),
         sa.Column("created_at", sa.BigInteger, nullable=False, index=True),
         sa.Column("last_processed_at", sa.BigInteger, nullable=True),
     )
