@@ -178,17 +178,25 @@ def test_query_parameters_and_typed_responses(tmp_path: Path) -> None:
     assert rec.requests[-1].url.raw_path.startswith(b"/mistralai/v1/models/ft%3Am%3A1")
 
 
-def test_unbuilt_operations_return_plain_data_and_204_returns_none(tmp_path: Path) -> None:
+def test_results_are_typed_and_204_returns_none(tmp_path: Path) -> None:
+    page = {"total_items": 0, "total_pages": 0, "current_page": 1, "page_size": 100, "has_more": False}
+
     def respond(request: httpx.Request) -> httpx.Response:
         if request.method == "DELETE":
             return httpx.Response(204)
-        return httpx.Response(200, json={"data": {"object": "list", "data": [{"id": "agent"}]}})
+        if request.method == "PUT":
+            return httpx.Response(200, json={"data": {
+                "id": "lib1", "name": "renamed", "created_at": "2025-01-01T00:00:00Z",
+                "updated_at": "2025-01-01T00:00:00Z", "owner_id": None, "owner_type": "Workspace", "total_size": 0,
+                "nb_documents": 0, "chunk_size": 1000}})
+        return httpx.Response(200, json={"data": {"pagination": page, "data": []}})
 
     client, rec = make(tmp_path, respond)
-    assert client.libraries.list_documents("lib1", page=1) == {"object": "list", "data": [{"id": "agent"}]}
+    listed = client.libraries.list_documents("lib1", page=1)
+    assert (type(listed).__name__, listed.pagination.current_page, listed.data) == ("ListDocumentOut", 1, [])
     assert rec.requests[0].url.params["page"] == "1"
     assert client.libraries.delete_document("lib1", "doc1") is None
-    client.libraries.update("lib1", name="renamed")
+    assert client.libraries.update("lib1", name="renamed").name == "renamed"
     assert (rec.requests[-1].method, rec.requests[-1].url.path, rec.json()) == (
         "PUT", "/mistralai/v1/libraries/lib1", {"name": "renamed"})
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mistral_gateway.storage.library_index import ChunkHit, IndexedChunk
-from mistral_gateway.storage.permissions import FILE_MODE
+from mistral_gateway.storage.permissions import FILE_MODE, private_dir
 
 __all__ = ["LocalChunkIndex"]
 
@@ -36,7 +36,7 @@ class _Loaded:
 
 class LocalChunkIndex:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         path.touch(mode=FILE_MODE, exist_ok=True)
         self._path = path
         self._local = threading.local()
