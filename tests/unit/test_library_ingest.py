@@ -239,3 +239,34 @@ def test_the_upload_sink_stops_an_oversize_body_early(env: Env) -> None:
         sink.write(b"a")
     assert large.value.status == 413
     sink.abort()
+
+
+def test_processing_is_recorded_as_the_uploaders_usage(tmp_path: Path) -> None:
+    from mistral_gateway.config import ModelEntry, Settings
+    from mistral_gateway.services.container import build_services
+
+    services = build_services(Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False, models=[
+        ModelEntry(id="fake-embed", aliases=["mistral-embed"], engine="fake", capabilities=[])]))
+    try:
+        _, token = services.tokens.create("uploader", workspace="team")
+        assert services.libraries is not None
+        library = services.libraries.create(token.workspace_id, token.id, LibraryIn(name="docs"))
+        sink = services.libraries.open_upload()
+        sink.write(b"apple river " * 40)
+        doc, _ = services.libraries.upload(token.workspace_id, token.id, library.id, sink, "a.txt")
+        handler = services.job_runner.handlers.get(INGEST_KIND)  # run as the job runner would run it
+        assert handler is not None
+
+        async def blocking(fn: Any, *args: Any) -> Any:
+            return fn(*args)
+
+        asyncio.run(handler(SimpleNamespace(payload={"document_id": doc.id}, attempt=1,  # type: ignore[arg-type]
+                                            record=SimpleNamespace(max_attempts=3), run_blocking=blocking)))
+        services.usage.flush()
+        rows, _ = services.usage.list()
+        done = services.libraries.get_document(token.workspace_id, library.id, doc.id)
+        assert [(r.operation, r.token_id, r.workspace, r.model, r.prompt_tokens) for r in rows] == [
+            (INGEST_KIND, token.id, "team", "mistral-embed", done.tokens_processing_total)]
+        assert done.tokens_processing_total > 0
+    finally:
+        services.close()

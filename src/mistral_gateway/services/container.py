@@ -65,7 +65,7 @@ from mistral_gateway.storage.epoch import FileEpoch
 from mistral_gateway.storage.files import FileRepository
 from mistral_gateway.storage.fine_tuning import FineTuningRepository
 from mistral_gateway.storage.jobs import JobRepository
-from mistral_gateway.storage.libraries import LibraryRepository
+from mistral_gateway.storage.libraries import DocumentRecord, LibraryRepository
 from mistral_gateway.storage.library_index import ChunkIndex, open_library_index
 from mistral_gateway.storage.models import FineTunedModelRepository
 from mistral_gateway.storage.permissions import secure_data_dir
@@ -268,7 +268,7 @@ def wire_libraries(services: Services, index: ChunkIndex) -> None:
     """The libraries service, its ingestion jobs and its retrieval, over ``index``. Chunks are embedded with the
     ``library_embedding_model`` (a local embedding model); PDFs and images are read by the OCR model."""
     settings, embeddings = services.settings, services.embeddings
-    repo = LibraryRepository(services.db)
+    repo, token_repo = LibraryRepository(services.db), TokenRepository(services.db)
     libraries = LibraryService(repo, services.blobs, index, services.jobs, LibraryLimits.from_settings(settings),
                                notify=services.job_runner.notify)
 
@@ -279,7 +279,15 @@ def wire_libraries(services: Services, index: ChunkIndex) -> None:
         from mistral_gateway.protocol.ocr import DEFAULT_OCR_MODEL
         return await services.ocr.engine(DEFAULT_OCR_MODEL)
 
-    ingest = LibraryIngest(repo, services.blobs, index, embed, ocr, settings.library_max_pages)
+    def record_usage(document: DocumentRecord, used: int, started: float) -> None:
+        """Processing is billed like an embeddings request of the uploader's token (operation ``library_ingest``)."""
+        token = token_repo.by_id(document.uploaded_by_id) if document.uploaded_by_id else None
+        services.usage.record_row((
+            int(started), document.uploaded_by_id or "", document.workspace_id,
+            token.workspace_name if token else document.workspace_id, INGEST_KIND, settings.library_embedding_model,
+            "local", "job", 200, round((time.time() - started) * 1000, 3), used, 0))
+
+    ingest = LibraryIngest(repo, services.blobs, index, embed, ocr, settings.library_max_pages, record_usage)
     services.job_runner.handlers.register(INGEST_KIND, ingest.handler)
     services.libraries = libraries
     services.library_search = LibrarySearch(repo, index, embed, settings.library_top_k)

@@ -9,6 +9,7 @@ A crash mid-way is retried from the start by the job runner (each step replaces 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -25,7 +26,7 @@ from mistral_gateway.services.library_text import (
     split_chunks,
 )
 from mistral_gateway.storage.blobs import BlobNotFound, BlobStore
-from mistral_gateway.storage.libraries import LibraryRepository
+from mistral_gateway.storage.libraries import DocumentRecord, LibraryRepository
 from mistral_gateway.storage.library_index import ChunkIndex, IndexedChunk
 
 __all__ = ["EMBED_BATCH", "Embedder", "LibraryIngest"]
@@ -35,6 +36,8 @@ EMBED_BATCH = 32  # chunks per embedding call: the engine's batch, and how often
 
 Embedder = Callable[[list[str]], Awaitable[Embeddings]]
 OcrLoader = Callable[[], Awaitable[OcrEngine]]
+# (the document, its embedding tokens, when its processing started): the usage log's row for the uploader's token
+UsageHook = Callable[[DocumentRecord, int, float], None]
 
 
 @dataclass(slots=True)
@@ -45,6 +48,7 @@ class LibraryIngest:
     embed: Embedder
     ocr: OcrLoader
     max_pages: int
+    record_usage: UsageHook | None = None
 
     async def handler(self, job: JobContext) -> None:
         document_id = str(job.payload["document_id"])
@@ -66,6 +70,7 @@ class LibraryIngest:
         record = await job.run_blocking(self.repo.document, document_id)
         if record is None:
             return  # deleted before its turn came
+        started = time.time()
         library = await job.run_blocking(self.repo.get_library, record.workspace_id, record.library_id)
         if library is None or not await job.run_blocking(lambda: self.repo.set_status(document_id, "in_progress")):
             return
@@ -97,8 +102,11 @@ class LibraryIngest:
         if not done:  # deleted while it was indexed: take it back out
             await job.run_blocking(self.index.delete_document, record.library_id, document_id)
             await job.run_blocking(self.blobs.delete, text_key)
-        elif record.text_key and record.text_key != text_key:  # a reprocessed document's earlier text
+            return
+        if record.text_key and record.text_key != text_key:  # a reprocessed document's earlier text
             await job.run_blocking(self.blobs.delete, record.text_key)
+        if self.record_usage is not None:
+            await job.run_blocking(self.record_usage, record, tokens, started)
 
     def _write_text(self, text: str) -> str:
         writer = self.blobs.writer()
