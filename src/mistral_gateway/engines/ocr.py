@@ -118,7 +118,16 @@ class RapidOcrEngine:
         Returns only when none of them runs any more (the source may then be closed)."""
         results: list[OcrPage | None] = [None] * len(tasks)
         running: dict[cf.Future[OcrPage], int] = {}
-        queued = iter(enumerate(tasks))
+        pooled = []
+        for i, task in enumerate(tasks):  # text-layer PDF pages here (ocr_pages._PdfPage); the rest on the pool
+            inline = getattr(task, "text_layer", None)
+            if cancel.is_set():
+                raise EngineError("the OCR request was cancelled")
+            page = _inline(inline) if inline is not None else None
+            if page is None:
+                pooled.append((i, task))
+            results[i] = page
+        queued = iter(pooled)
         try:
             while True:
                 while len(running) < self.workers and not cancel.is_set():
@@ -141,6 +150,17 @@ class RapidOcrEngine:
             for future in running:
                 future.cancel()
             cf.wait(running)
+
+
+def _inline(read: Callable[[], OcrPage | None]) -> OcrPage | None:
+    """A page read in this thread, its errors raised as a pooled page's would be."""
+    try:
+        return read()
+    except EngineError:
+        raise
+    except Exception as exc:
+        log.exception("OCR page failed")
+        raise EngineError(f"the OCR engine failed on a page: {type(exc).__name__}") from exc
 
 
 def _result(future: cf.Future[OcrPage]) -> OcrPage:

@@ -63,22 +63,17 @@ class PdfSource:
                     continue
                 refs.append((ref, f"img-{numbered}.jpeg"))
                 numbered += 1
-            tasks.append(lambda i=index, s=scale, r=refs: self._page(i, s, r, options))
+            tasks.append(_PdfPage(self, index, scale, refs, options))
         return tasks
 
-    def _page(self, index: int, scale: float, refs: list[tuple[PdfImageRef, str]], options: OcrOptions) -> OcrPage:
-        import pypdfium2
-
-        try:
-            return self._read_page(index, scale, refs, options)
-        except pypdfium2.PdfiumError:
-            raise InvalidInput(f"page {index} of the PDF cannot be read") from None
-
-    def _read_page(self, index: int, scale: float, refs: list[tuple[PdfImageRef, str]],
-                   options: OcrOptions) -> OcrPage:
+    def _read_page(self, index: int, scale: float, refs: list[tuple[PdfImageRef, str]], options: OcrOptions,
+                   *, text_only: bool = False) -> OcrPage | None:
+        """The page; with ``text_only``, None when it needs OCR (it is a scan) instead of recognizing it."""
         spans, readable = self.pdf.text_spans(index, scale)
         heading_ratio = 1.15
         if readable < MIN_TEXT_CHARS and (readable == 0 or self._has_scan(index, scale)):
+            if text_only:
+                return None
             spans, heading_ratio = self.engine.recognize(self.pdf.render(index, scale)), OCR_HEADING_RATIO
         images = []
         for ref, image_id in refs:
@@ -96,6 +91,32 @@ class PdfSource:
         width, height = self.pdf.size(index)
         area = width * height * scale * scale
         return any((r.box[2] - r.box[0]) * (r.box[3] - r.box[1]) >= area / 2 for r in self.pdf.images(index, scale))
+
+
+class _PdfPage:
+    """One PDF page's task. ``text_layer()`` runs in the request's own thread: a page with a text layer is all PDFium
+    work, which one process-wide lock serialises anyway, so a pool would only add thread hand-offs; a scanned page
+    (None there) is then run on the pool, where recognition runs in parallel."""
+
+    def __init__(self, source: PdfSource, index: int, scale: float, refs: list[tuple[PdfImageRef, str]],
+                 options: OcrOptions) -> None:
+        self.source, self.index, self.scale, self.refs, self.options = source, index, scale, refs, options
+
+    def text_layer(self) -> OcrPage | None:
+        return self._read(text_only=True)
+
+    def __call__(self) -> OcrPage:
+        page = self._read(text_only=False)
+        assert page is not None
+        return page
+
+    def _read(self, *, text_only: bool) -> OcrPage | None:
+        import pypdfium2
+
+        try:
+            return self.source._read_page(self.index, self.scale, self.refs, self.options, text_only=text_only)
+        except pypdfium2.PdfiumError:
+            raise InvalidInput(f"page {self.index} of the PDF cannot be read") from None
 
 
 class ImageSource:
