@@ -7,7 +7,7 @@ import io
 import zipfile
 from xml.sax.saxutils import escape
 
-__all__ = ["CONTENT_TYPES", "blank_png", "docx", "html_page", "paragraph", "table", "zip_of"]
+__all__ = ["CONTENT_TYPES", "blank_png", "docx", "encrypted_pdf", "html_page", "paragraph", "table", "zip_of"]
 
 _W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 CONTENT_TYPES = (
@@ -72,3 +72,12 @@ def blank_png(size: int = 200) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (size, size), "white").save(out, "PNG")
     return out.getvalue()
+
+
+def encrypted_pdf(pdf: bytes) -> bytes:
+    """``pdf`` declared encrypted by the standard security handler with a user password nobody knows: readers
+    ask for the password (the text stays as it was, which does not matter: it is never decrypted)."""
+    tail = pdf.rfind(b"trailer")
+    lock = (b"/Encrypt << /Filter /Standard /V 1 /R 2 /O <" + b"11" * 32 + b"> /U <" + b"22" * 32 + b"> /P -4 >> "
+            b"/ID [<" + b"33" * 16 + b"> <" + b"33" * 16 + b">] ")
+    return pdf[:tail] + pdf[tail:].replace(b"<<", b"<< " + lock, 1)
