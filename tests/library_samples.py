@@ -1,13 +1,18 @@
 """Test material for library documents, made in memory: DOCX files written with zipfile (the parts Word writes that
-the extractor reads), an HTML page, a PNG without text. PDFs and scans come from ``ocr_samples``."""
+the extractor reads), an HTML page, a PNG without text, an encrypted PDF, pages of prose. Other PDFs and scans come
+from ``ocr_samples``."""
 
 from __future__ import annotations
 
 import io
+import random
 import zipfile
 from xml.sax.saxutils import escape
 
-__all__ = ["CONTENT_TYPES", "blank_png", "docx", "encrypted_pdf", "html_page", "paragraph", "table", "zip_of"]
+from ocr_samples import PdfWriter, Sample
+
+__all__ = ["CONTENT_TYPES", "blank_png", "docx", "encrypted_pdf", "html_page", "paragraph", "prose_pdf", "table",
+           "zip_of"]
 
 _W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 CONTENT_TYPES = (
@@ -81,3 +86,28 @@ def encrypted_pdf(pdf: bytes) -> bytes:
     lock = (b"/Encrypt << /Filter /Standard /V 1 /R 2 /O <" + b"11" * 32 + b"> /U <" + b"22" * 32 + b"> /P -4 >> "
             b"/ID [<" + b"33" * 16 + b"> <" + b"33" * 16 + b">] ")
     return pdf[:tail] + pdf[tail:].replace(b"<<", b"<< " + lock, 1)
+
+
+_VOCABULARY = ("harbour", "tide", "vessel", "anchor", "pilot", "cargo", "berth", "quay", "ferry", "beacon", "channel",
+               "dredging", "tonnage", "crane", "container", "schedule", "weather", "storm", "inspection", "customs",
+               "manifest", "freight", "terminal", "warehouse", "lock", "navigation", "buoy", "current", "depth",
+               "draught", "captain", "crew", "engine", "repair", "dock", "fuel")
+
+
+def prose_pdf(pages: int, seed: int = 0) -> Sample:
+    """``pages`` full pages of prose (11 pt, about 3,000 characters a page in paragraphs of six lines): the text
+    density of a real report, for the ingestion benchmark. Deterministic for a seed."""
+    rng = random.Random(seed)
+    pdf, words = PdfWriter(), []
+    for _ in range(pages):
+        pdf.page()
+        top = 72.0
+        for row in range(42):
+            line: list[str] = []
+            while len(" ".join(line)) < 70:
+                line.append(rng.choice(_VOCABULARY))
+            text = " ".join(line).capitalize() + "."
+            pdf.text(72, top, text, 11)
+            words.append(text)
+            top += 14.8 + (7.0 if row % 6 == 5 else 0.0)  # a paragraph's gap
+    return Sample(pdf.bytes(), " ".join(words))

@@ -117,3 +117,10 @@ def test_chunking_is_deterministic_and_empty_text_has_no_chunks() -> None:
     text = prose(7, 30)
     assert chunks(text, 500) == chunks(text, 500)
     assert chunks("", 500) == [] and chunks(" \n\n ", 500) == []
+
+
+def test_hash_lines_in_fenced_code_are_not_headings() -> None:
+    text = ("# Setup\n\n" + "Install it first. " * 6 + "\n\n```sh\n# list the models\ncurl /v1/models\n```\n\n" +
+            "Then run the server and wait. " * 6)
+    out = [c.text for c in chunks(text, 150)]
+    assert all(c.startswith(("# Setup", "Setup\n\n")) for c in out), out  # never "list the models" as a path

@@ -29,6 +29,7 @@ _WORD = re.compile(r"\S+")
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(\S.*?)[ \t#]*$", re.M)
 _SENTENCE_END = re.compile(r"[.!?\u2026:;][\"'\u201d\u2019\u00bb)\]*_]*$")  # closing quotes, brackets, emphasis
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
+_FENCE = re.compile(r"^[ \t]{0,3}(```|~~~)", re.M)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +41,9 @@ class _Word:
 
 def split_chunks(extracted: ExtractedText, chunk_size: int) -> list[TextChunk]:
     text = extracted.text
-    words = _words(text, extracted.page_starts or (), chunk_size)
-    paths = _HeadingPaths(text, chunk_size)
+    headings = _headings(text)
+    words = _words(text, {h[0] for h in headings}, extracted.page_starts or (), chunk_size)
+    paths = _HeadingPaths(headings, chunk_size)
     pages = extracted.page_starts
     chunks: list[TextChunk] = []
     i = 0
@@ -58,8 +60,17 @@ def split_chunks(extracted: ExtractedText, chunk_size: int) -> list[TextChunk]:
     return chunks
 
 
-def _words(text: str, page_starts: tuple[int, ...], chunk_size: int) -> list[_Word]:
-    headings = {m.start() for m in _HEADING.finditer(text)}
+def _headings(text: str) -> list[tuple[int, int, str]]:
+    """The Markdown headings (offset, level, title), but for ``#`` lines inside fenced code blocks."""
+    fences = [m.start() for m in _FENCE.finditer(text)]
+    out = []
+    for match in _HEADING.finditer(text):
+        if bisect.bisect_left(fences, match.start()) % 2 == 0:  # an even number of fences before: outside code
+            out.append((match.start(), len(match.group(1)), " ".join(match.group(2).split())[:200]))
+    return out
+
+
+def _words(text: str, headings: set[int], page_starts: tuple[int, ...], chunk_size: int) -> list[_Word]:
     pages = iter(sorted(page_starts))
     next_page = next(pages, None)
     words: list[_Word] = []
@@ -122,18 +133,17 @@ def _next_start(words: list[_Word], first: int, cut: int, overlap: float) -> int
 class _HeadingPaths:
     """The Markdown headings above each place of the text, as a chunk's prefix."""
 
-    def __init__(self, text: str, chunk_size: int) -> None:
+    def __init__(self, headings: list[tuple[int, int, str]], chunk_size: int) -> None:
         self.offsets: list[int] = []
         self.paths: list[tuple[str, ...]] = []
         self.limit = int(MAX_PATH * chunk_size)
         stack: list[tuple[int, str]] = []
-        for match in _HEADING.finditer(text):
-            level = len(match.group(1))
+        for offset, level, title in headings:
             while stack and stack[-1][0] >= level:
                 stack.pop()
-            stack.append((level, " ".join(match.group(2).split())[:200]))
-            self.offsets.append(match.start())
-            self.paths.append(tuple(title for _, title in stack))
+            stack.append((level, title))
+            self.offsets.append(offset)
+            self.paths.append(tuple(t for _, t in stack))
 
     def prefix(self, offset: int) -> str:
         at = bisect.bisect_right(self.offsets, offset) - 1
