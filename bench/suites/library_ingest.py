@@ -120,11 +120,9 @@ def rows(name: str, direct: dict[str, Any], jobs: list[dict[str, float]]) -> lis
 def run(config: BenchConfig) -> list[Row]:
     import httpx
 
-    folder = config.workdir / "library-documents"
-    folder.mkdir(parents=True, exist_ok=True)
+    (folder := config.workdir / "library-documents").mkdir(parents=True, exist_ok=True)
     cases = _documents(folder)
-    gateway, env = _gateway_command(), _gateway_env()
-    data_dir = config.workdir / "gateway-data"
+    gateway, env, data_dir = _gateway_command(), _gateway_env(), config.workdir / "gateway-data"
     token = _create_token(gateway, data_dir, env)
     direct: dict[str, dict[str, Any]] = {}
     jobs: dict[str, list[dict[str, float]]] = {c["name"]: [] for c in cases}
