@@ -25,14 +25,15 @@ MIN_FILL = 0.5  # a chunk is cut at its strongest break after this share of its 
 MAX_PATH = 0.25  # of chunk_size: a longer heading path is shortened from its top, or left out
 CUT, WORD, LINE, SENTENCE, PARAGRAPH, HEADING = range(6)  # how strongly the text breaks before a word
 
-_WORD = re.compile(r"\S+")
+_GAP_AND_WORD = re.compile(r"(\s*)(\S+)")
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(\S.*?)[ \t#]*$", re.M)
 _SENTENCE_END = re.compile(r"[.!?\u2026:;][\"'\u201d\u2019\u00bb)\]*_]*$")  # closing quotes, brackets, emphasis
+_SENTENCE_LAST = frozenset(".!?\u2026:;\"'\u201d\u2019\u00bb)]*_")  # what such a word can end with
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _FENCE = re.compile(r"^[ \t]{0,3}(```|~~~)", re.M)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every word, and a frozen one costs twice as much to make
 class _Word:
     start: int
     end: int
@@ -74,19 +75,27 @@ def _words(text: str, headings: set[int], page_starts: tuple[int, ...], chunk_si
     pages = iter(sorted(page_starts))
     next_page = next(pages, None)
     words: list[_Word] = []
-    for match in _WORD.finditer(text):
-        start, end = match.span()
-        if words:
-            previous = words[-1]
-            gap = text[previous.end:start]
-            new_page = next_page is not None and next_page <= start
-            while next_page is not None and next_page <= start:
-                next_page = next(pages, None)
-            strength = (HEADING if start in headings else PARAGRAPH if new_page or _BLANK_LINE.search(gap)
-                        else SENTENCE if _SENTENCE_END.search(text[previous.start:previous.end])
-                        else LINE if "\n" in gap else WORD)
-        else:
+    ends_sentence = False  # the previous word's
+    for match in _GAP_AND_WORD.finditer(text):
+        gap, word = match.group(1, 2)
+        start, end = match.start(2), match.end()
+        if not words:
             strength = PARAGRAPH
+        elif start in headings:
+            strength = HEADING
+        elif next_page is not None and next_page <= start:
+            strength = PARAGRAPH
+        elif "\n" in gap:  # the cheap test first: most gaps are one space
+            strength = (PARAGRAPH if gap.count("\n") > 1 and _BLANK_LINE.search(gap)
+                        else SENTENCE if ends_sentence else LINE)
+        else:
+            strength = SENTENCE if ends_sentence else WORD
+        while next_page is not None and next_page <= start:
+            next_page = next(pages, None)
+        ends_sentence = word[-1] in _SENTENCE_LAST and _SENTENCE_END.search(word) is not None
+        if end - start <= chunk_size:
+            words.append(_Word(start, end, strength))
+            continue
         for piece in range(start, end, chunk_size):  # a word longer than a chunk: cut into chunk-sized pieces
             words.append(_Word(piece, min(piece + chunk_size, end), strength if piece == start else CUT))
     return words

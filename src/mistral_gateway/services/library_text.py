@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 
+from anyio.to_thread import run_sync
+
 from mistral_gateway.engines.base import InvalidInput, OcrEngine, OcrOptions
 from mistral_gateway.services.library_chunks import split_chunks
 from mistral_gateway.services.library_docx import docx_markdown, zip_kind
@@ -119,20 +121,24 @@ async def extract_text(data: bytes, kind: DocumentType, *, ocr: OcrLoader, max_p
     mime = kind.mime_type
     if mime == "application/pdf" or mime.startswith("image/"):
         extracted = await _ocr_text(data, ocr, max_pages)
-    elif mime == DOCX.mime_type:
-        extracted = ExtractedText(docx_markdown(data))
-    elif mime == "text/html":
-        extracted = ExtractedText(html_markdown(data.decode(html_charset(data), errors="replace")))
-    else:
-        try:
-            extracted = ExtractedText(decode_text(data).replace("\r\n", "\n").replace("\r", "\n"))
-        except UnicodeDecodeError:
-            raise UnsupportedDocument("the file is not UTF-8 text") from None
+    else:  # parsing a large file takes seconds: off the event loop, which serves the API meanwhile
+        extracted = ExtractedText(await run_sync(_markup_text, data, mime))
     if not extracted.text.strip():
         raise UnsupportedDocument("no text could be extracted from the document"
                                   + (" (an image or a scan without readable text)" if extracted.number_of_pages
                                      else ""))
     return extracted
+
+
+def _markup_text(data: bytes, mime: str) -> str:
+    if mime == DOCX.mime_type:
+        return docx_markdown(data)
+    if mime == "text/html":
+        return html_markdown(data.decode(html_charset(data), errors="replace"))
+    try:
+        return decode_text(data).replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError:
+        raise UnsupportedDocument("the file is not UTF-8 text") from None
 
 
 async def _ocr_text(data: bytes, ocr: OcrLoader, max_pages: int) -> ExtractedText:
