@@ -215,6 +215,11 @@ async def test_html_keeps_structure_and_drops_furniture() -> None:
         assert dropped not in out.text
 
 
+async def test_a_head_without_its_end_tag_ends_where_the_body_starts() -> None:
+    page = b"<html><head><title>T</title><meta charset=utf-8><body><p>Body text.</p><nav>menu"
+    assert (await extract(page, DocumentType("text/html", "html"))).text == "Body text."
+
+
 async def test_html_is_decoded_with_its_declared_charset() -> None:
     page = html_page("<p>Café crème</p>", charset="windows-1252").encode("cp1252")
     assert (await extract(page, DocumentType("text/html", "html"))).text == "Café crème"

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 __all__ = ["html_charset", "html_markdown"]
 
-_DROPPED = {"script", "style", "nav", "noscript", "template", "svg", "head", "iframe", "object", "button",
+_DROPPED = {"script", "style", "nav", "noscript", "template", "svg", "head", "title", "iframe", "object", "button",
             "select", "textarea", "canvas", "math", "dialog"}
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 _BLOCKS = {"p", "div", "section", "article", "main", "header", "footer", "aside", "blockquote", "figure",
@@ -56,9 +56,11 @@ class _Converter(HTMLParser):
     # -- parser callbacks
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if self.skipping:
-            if tag == self.skipping[-1] and tag not in _VOID:
-                self.skipping.append(tag)
-            return
+            if tag != "body":
+                if tag == self.skipping[-1] and tag not in _VOID:
+                    self.skipping.append(tag)
+                return
+            self.skipping.clear()  # the head ends where the body starts, its end tag or not (HTML makes it optional)
         if tag in _DROPPED or any(k == "hidden" or (k == "aria-hidden" and v == "true") for k, v in attrs):
             if tag not in _VOID:
                 self.skipping.append(tag)

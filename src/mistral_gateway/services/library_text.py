@@ -138,7 +138,7 @@ def _markup_text(data: bytes, mime: str) -> str:
     try:
         return decode_text(data).replace("\r\n", "\n").replace("\r", "\n")
     except UnicodeDecodeError:
-        raise UnsupportedDocument("the file is not UTF-8 text") from None
+        raise UnsupportedDocument("the file is not UTF-8 text (nor UTF-16 with a byte order mark)") from None
 
 
 async def _ocr_text(data: bytes, ocr: OcrLoader, max_pages: int) -> ExtractedText:
