@@ -81,7 +81,7 @@ class LibraryIngest:
         extracted = await extract_text(data, DocumentType(record.mime_type or "", record.extension),
                                        ocr=self.ocr, max_pages=self.max_pages)
         del data
-        pieces = split_chunks(extracted, library.chunk_size)
+        pieces = await job.run_blocking(split_chunks, extracted, library.chunk_size)  # seconds for a long text
         if not pieces:
             raise UnsupportedDocument("no text could be extracted from the document")
         chunks: list[IndexedChunk] = []
