@@ -106,7 +106,8 @@ def test_the_helpers() -> None:
                         {"document_id": "d1", "document_name": "a.md", "chunk_index": 4, "text": "beta"},
                         {"document_id": "d2", "document_name": "b.md", "chunk_index": 1, "text": "gamma"}]}
     text = context_text(info)
-    assert "[1] a.md (part 1):\nalpha" in text and "[2] a.md (part 5):\nbeta" in text and "[3] b.md" in text
+    assert "[1] from 'a.md' (part 1):\nalpha" in text and "[2] from 'a.md' (part 5):\nbeta" in text
+    assert text.index("[3] from 'b.md'") < text.index("citing them by number")  # the request to answer last
     assert "nothing relevant" in context_text({"results": []})
     refs = references(info)
     assert [(r["type"], r["tool"], r["title"]) for r in refs] == [("tool_reference", "document_library", "a.md"),
@@ -133,7 +134,8 @@ def test_a_turn_retrieves_before_the_model_and_cites(svc: ConversationService, w
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool"]
     call = sent[2]["tool_calls"][0]
     assert call["function"]["name"] == "document_library" and sent[3]["tool_call_id"] == call["id"]
-    assert f"[1] bridges.md (part 1):\n{FACT}" in sent[3]["content"] and "[3] other.txt" in sent[3]["content"]
+    assert f"[1] from 'bridges.md' (part 1):\n{FACT}" in sent[3]["content"]
+    assert "[3] from 'other.txt'" in sent[3]["content"]
     assert answer.content == [
         {"type": "text", "text": "It opened in 1843 [1]."},
         {"type": "tool_reference", "tool": "document_library", "title": "bridges.md", "description": FACT},

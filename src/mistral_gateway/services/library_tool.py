@@ -85,14 +85,15 @@ class LibraryTool:
 
 
 def context_text(info: dict[str, Any] | None) -> str:
-    """The tool result the model reads: the chunks numbered from 1, so it can cite them as [1], [2]..."""
+    """The tool result the model reads: the chunks numbered from 1, so it can cite them as [1], [2]... The request
+    to answer comes last: small models follow what they read last, and otherwise echo the passages."""
     results = (info or {}).get("results") or []
     if not results:
-        return "The document library has nothing relevant to this question."
-    blocks = [f"[{n}] {r.get('document_name', '')} (part {int(r.get('chunk_index', 0)) + 1}):\n{r.get('text', '')}"
-              for n, r in enumerate(results, 1)]
-    return ("Passages from the document library, best first. Answer from them and cite them by number, "
-            "e.g. [1].\n\n" + "\n\n".join(blocks))
+        return "The document library has nothing relevant to this question. Answer without it."
+    blocks = [f"[{n}] from {r.get('document_name', '')!r} (part {int(r.get('chunk_index', 0)) + 1}):\n"
+              f"{r.get('text', '')}" for n, r in enumerate(results, 1)]
+    return ("Passages found in the document library, best first:\n\n" + "\n\n".join(blocks)
+            + "\n\nAnswer the question from these passages, citing them by number, e.g. [1].")
 
 
 def references(info: dict[str, Any] | None) -> list[dict[str, Any]]:
