@@ -1,13 +1,15 @@
 """The document_library tool over HTTP in both dialects, on the real services (agents, conversations, libraries,
 the local index, the ingestion job) with fake chat and embedding engines: a library with a processed text document,
 an agent with the tool, a conversation's entries and history, what the model was given, a later turn, a restart, a
-streamed turn's event order, an empty library, and isolation (another workspace's library id is refused)."""
+streamed turn's event order, an empty library, isolation (another workspace's library id is refused), and a server
+restart (the stored executions are what later turns show the model)."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -182,3 +184,28 @@ def test_library_ids_are_checked_per_workspace(env: Env, dialect: str) -> None:
     env.ok(dialect, "DELETE", f"/v1/libraries/{library_id}")
     out = env.ok(dialect, "POST", "/v1/conversations", json={"agent_id": agent["id"], "inputs": "When?"})
     assert out["outputs"][0]["info"] == {"results": []}
+
+
+def test_the_executions_outlive_a_restart(tmp_path: Path) -> None:
+    def served() -> Any:
+        services = build_services(fake_settings(tmp_path / "data"))
+        token = services.tokens.create("a", workspace="a")[0]
+        return services, TestClient(create_app(services=services)), {"a": token}
+
+    services, client, tokens = served()
+    with client:
+        env = Env(client, services, tokens)
+        agent = env.agent("native", env.library("native", text=FACT))
+        cid = env.ok("native", "POST", "/v1/conversations", json={"agent_id": agent["id"],
+                                                                   "inputs": "When?"})["conversation_id"]
+    services.close()
+    services, client, tokens = served()  # the same data dir: entries, libraries and the index read again
+    with client:
+        env = Env(client, services, tokens)
+        out = env.ok("native", "POST", f"/v1/conversations/{cid}", json={"inputs": "And its colour?"})
+        assert [o["type"] for o in out["outputs"]] == ["tool.execution", "message.output"]
+        assert out["outputs"][0]["info"]["results"][0]["text"] == FACT  # the index survived
+        assert env.prompts()[-1].count(FACT) == 2  # the first execution, rendered from the stored entry
+        entries = env.ok("native", "GET", f"/v1/conversations/{cid}/history")["entries"]
+        assert [e["type"] for e in entries] == ["message.input", "tool.execution", "message.output"] * 2
+    services.close()
