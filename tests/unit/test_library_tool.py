@@ -203,6 +203,10 @@ def test_no_retrieval_without_user_text_or_with_tool_choice_none(svc: Conversati
     assert [o.type for o in none.outputs] == ["message.output"] and len(retriever.calls) == calls
     plain = turn(svc, svc.start(ws, start(inputs="Hi", agent_id="ag_plain")), ScriptedChat(["Hello."]))
     assert [o.type for o in plain.outputs] == ["message.output"] and len(retriever.calls) == calls
+    prefixed = turn(svc, svc.start(ws, start(agent_id="ag_lib", inputs=[  # the model continues the prefix
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hel", "prefix": True}])),
+        ScriptedChat(["lo."]))
+    assert [o.type for o in prefixed.outputs] == ["message.output"] and len(retriever.calls) == calls
 
 
 def test_an_empty_retrieval_is_still_recorded(svc: ConversationService, ws: str, retriever: FakeRetriever) -> None:
@@ -247,3 +251,15 @@ def test_agents_check_library_ids_and_completions_refuse_the_tool(db: Database, 
         agents.completion_body(ws, AgentsCompletionRequest(agent_id=made.id,
                                                            messages=[{"role": "user", "content": "hi"}]))
     assert err.value.code == "TOOL_NOT_AVAILABLE"
+
+
+def test_an_agent_handed_the_turn_searches_before_it_answers(svc: ConversationService, ws: str, agents: FakeAgents,
+                                                             retriever: FakeRetriever) -> None:
+    agents.add(ws, agent("ag_triage", "Triage", handoffs=["ag_lib"]))
+    chat = ScriptedChat([[("transfer_to_librarian", "{}")], "In 1843 [1]."])
+    out = turn(svc, svc.start(ws, start(inputs="When did it open?", agent_id="ag_triage")), chat)
+    assert [o.type for o in out.outputs] == ["agent.handoff", "tool.execution", "message.output"]
+    assert out.outputs[1].agent_id == "ag_lib" and retriever.calls == [(ws, [LIB], "When did it open?")]
+    assert [m["role"] for m in messages(chat, 0)] == ["user"]  # triage has no library: it saw no passages
+    assert [m["role"] for m in messages(chat, 1)][-2:] == ["assistant", "tool"]
+    assert out.outputs[2].content[-1]["title"] == "other.txt"

@@ -160,7 +160,8 @@ class TurnRunner:
         source = _agent_config(agent) if agent is not None else turn.config
         ids = library_ids(source.get("tools") or ())
         choice = {**(source.get("completion_args") or {}), **turn.completion_args}.get("tool_choice")
-        if not ids or not turn.query.strip() or choice == "none" or self.libraries is None:
+        prefixed = bool(turn.entries) and bool(turn.entries[-1].get("prefix"))  # the model continues that text
+        if not ids or not turn.query.strip() or choice == "none" or prefixed or self.libraries is None:
             return None
         started = rfc3339(now_us())
         arguments, info = await self.libraries.run(turn.workspace_id, ids, turn.query)
