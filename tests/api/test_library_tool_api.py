@@ -94,6 +94,7 @@ def test_a_conversation_with_a_library_agent(env: Env, dialect: str) -> None:
                                                              "inputs": "When did the Zorblat bridge open?"})
     assert [o["type"] for o in out["outputs"]] == ["tool.execution", "message.output"]
     execution, answer = out["outputs"]
+    assert out["usage"]["connectors"] == {"document_library": 1} and out["usage"]["prompt_tokens"] > 0
     assert execution["name"] == "document_library" and execution["agent_id"] == agent["id"]
     assert json.loads(execution["arguments"]) == {"query": "When did the Zorblat bridge open?",
                                                   "library_ids": [library_id]}
@@ -132,6 +133,7 @@ def test_a_conversation_with_a_library_agent(env: Env, dialect: str) -> None:
     kinds = [k for k, _ in events]
     assert kinds[:3] == ["conversation.response.started", "tool.execution.started", "tool.execution.done"]
     assert kinds[-1] == "conversation.response.done" and set(kinds[3:-1]) == {"message.output.delta"}
+    assert events[-1][1]["usage"]["connectors"] == {"document_library": 1}
     started, done = events[1][1], events[2][1]
     assert started["id"] == done["id"] and started["output_index"] == done["output_index"] == 0
     assert json.loads(started["arguments"])["library_ids"] == [library_id]

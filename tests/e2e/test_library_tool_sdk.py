@@ -63,6 +63,7 @@ def test_an_agent_answers_from_its_library(sdk: Mistral) -> None:
     res = sdk.beta.conversations.start(agent_id=agent.id, inputs=QUESTION)
     assert [o.type for o in res.outputs] == ["tool.execution", "message.output"]
     execution, answer = res.outputs
+    assert res.usage.connectors == {"document_library": 1}
     assert execution.name == "document_library" and library.id in execution.arguments
     assert execution.info["results"][0]["document_name"] == "vennmoor.md"
     text = "".join(c.text for c in answer.content if c.type == "text")

@@ -203,6 +203,7 @@ def test_no_retrieval_without_user_text_or_with_tool_choice_none(svc: Conversati
     assert [o.type for o in none.outputs] == ["message.output"] and len(retriever.calls) == calls
     plain = turn(svc, svc.start(ws, start(inputs="Hi", agent_id="ag_plain")), ScriptedChat(["Hello."]))
     assert [o.type for o in plain.outputs] == ["message.output"] and len(retriever.calls) == calls
+    assert plain.usage.connectors is None
     prefixed = turn(svc, svc.start(ws, start(agent_id="ag_lib", inputs=[  # the model continues the prefix
         {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hel", "prefix": True}])),
         ScriptedChat(["lo."]))
@@ -259,6 +260,7 @@ def test_an_agent_handed_the_turn_searches_before_it_answers(svc: ConversationSe
     chat = ScriptedChat([[("transfer_to_librarian", "{}")], "In 1843 [1]."])
     out = turn(svc, svc.start(ws, start(inputs="When did it open?", agent_id="ag_triage")), chat)
     assert [o.type for o in out.outputs] == ["agent.handoff", "tool.execution", "message.output"]
+    assert out.usage.connectors == {"document_library": 1}
     assert out.outputs[1].agent_id == "ag_lib" and retriever.calls == [(ws, [LIB], "When did it open?")]
     assert [m["role"] for m in messages(chat, 0)] == ["user"]  # triage has no library: it saw no passages
     assert [m["role"] for m in messages(chat, 1)][-2:] == ["assistant", "tool"]

@@ -169,6 +169,8 @@ class TurnRunner:
                     agent_id=agent.id if agent else None, model=agent.model if agent else turn.model)
         out["created_at"] = started
         turn.outputs.append(out)
+        runs = turn.usage.connectors or {}  # executions per tool, as Mistral counts its connectors' runs
+        turn.usage.connectors = {**runs, TOOL_NAME: runs.get(TOOL_NAME, 0) + 1}
         return out
 
     async def _handoff_targets(self, workspace_id: str, agent: AgentSnapshot | None) -> dict[str, AgentSnapshot]:
