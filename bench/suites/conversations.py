@@ -11,7 +11,10 @@ time from one client, in back-to-back pairs (which side goes first alternates fr
 Both on the fake engine (the gateway's own cost; target: the conversation's p50 at most 5 ms above the chat's) and
 on the real smallest model (temperature 0, fixed seed, so both sides generate the same tokens; target: at most 2%
 of the chat's p50 wall time). Then a conversation of 200 entries is built (its inputs in one start) and
-``GET /v1/conversations/{id}/history`` is timed: p50 and p99, reported (no target).
+``GET /v1/conversations/{id}/history`` is timed: p50 and p99, reported (no target). Last, what a
+``document_library`` tool adds to an agent's turn (fake chat engine, the query embedded with the real MiniLM, the
+local index searched over a library of ``LIBRARY_DOCUMENTS`` text documents): the same agent with and without the
+tool, in back-to-back pairs, reported (no target).
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ PROMPT = "Name three rivers of Europe and one fact about each."
 # (model, requests per side per round, max_tokens)
 CASES = ((FAKE_MODEL, 200, 16), (REAL_MODEL, 20, 24))
 HISTORY_READS = 300
+LIBRARY_DOCUMENTS = 40  # ~3,500 characters each: 4 chunks of the default 1,000 characters
+LIBRARY_PAIRS = 100
+_WORDS = ("river", "bridge", "tower", "garden", "market", "harbour", "engine", "signal", "winter", "copper",
+          "lantern", "meadow", "archive")
 
 
 def _models_env() -> str:
@@ -158,6 +165,62 @@ def _history_row(client: Any, server: Server, rounds: int) -> Row:
     return row
 
 
+def _created(response: Any) -> dict[str, Any]:
+    if response.status_code not in (200, 201):
+        raise ServerError(f"{response.request.method} {response.request.url.path} answered "
+                          f"{response.status_code}: {response.text[:300]}")
+    return response.json()  # type: ignore[no-any-return]
+
+
+def library_document(i: int) -> bytes:
+    """A text document of ~3,500 characters: words in a fixed order of its own, and one fact."""
+    words = [_WORDS[(i * 7 + j * j) % len(_WORDS)] for j in range(480)]
+    return (" ".join(words) + f". Document {i} says the code is {i * 7919}.").encode()
+
+
+def _library_rows(client: Any, server: Server, rounds: int) -> list[Row]:
+    library = _created(client.post("/v1/libraries", json={"name": "bench"}))["id"]
+    docs = [_created(client.post(f"/v1/libraries/{library}/documents",
+                                 files={"file": (f"d{i}.txt", library_document(i))}))["id"]
+            for i in range(LIBRARY_DOCUMENTS)]
+    deadline = time.monotonic() + 600
+    while any(_created(client.get(f"/v1/libraries/{library}/documents/{d}"))["process_status"] in
+              ("todo", "in_progress") for d in docs):
+        if time.monotonic() > deadline:
+            raise ServerError("the library's documents were not processed in 10 minutes")
+        time.sleep(0.5)
+    agent = {"model": FAKE_MODEL, "name": "bench", "completion_args": {"max_tokens": 16}}
+    plain = _created(client.post("/v1/agents", json=agent))["id"]
+    searching = _created(client.post("/v1/agents", json={
+        **agent, "tools": [{"type": "document_library", "library_ids": [library]}]}))["id"]
+    question = "What code does document 7 give?"
+    sides: dict[str, Callable[[], Any]] = {
+        "plain": lambda: client.post("/v1/conversations", json={"agent_id": plain, "inputs": question}),
+        "library": lambda: client.post("/v1/conversations", json={"agent_id": searching, "inputs": question}),
+    }
+    for post in sides.values():  # warm up: MiniLM loaded, the index opened
+        _call(post)
+        _call(post)
+    latencies: dict[str, list[list[float]]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    for round_no in range(rounds):
+        lat, c = _paired(sides, LIBRARY_PAIRS, server, first=round_no)
+        for name in sides:
+            latencies[name].append(lat[name])
+            cpu[name].append(c[name])
+        _log(f"  document_library round {round_no + 1}/{rounds}: added "
+             f"{added_ms(lat['plain'], lat['library']):.2f} ms")
+    base = _row("fake engine: agent turn", "/v1/conversations", latencies["plain"], cpu["plain"])
+    row = _row(f"fake engine: agent turn with document_library ({LIBRARY_DOCUMENTS} documents, MiniLM)",
+               "/v1/conversations", latencies["library"], cpu["library"], baseline=base.scenario)
+    row.ratio = row.rps / base.rps if row.rps and base.rps else None
+    added = added_ms([x for r in latencies["plain"] for x in r], [x for r in latencies["library"] for x in r])
+    row.notes.append(f"info: {LIBRARY_PAIRS} request pairs per round, the same agent with and without the tool; "
+                     f"added {added:.1f} ms at p50 (median pairwise difference): the query embedded, the index "
+                     "searched, the tool.execution entry stored, the passages in the prompt")
+    return [base, row]
+
+
 def run(config: BenchConfig) -> list[Row]:
     import httpx
 
@@ -177,4 +240,5 @@ def run(config: BenchConfig) -> list[Row]:
         for model, n, max_tokens in CASES:
             rows += _turn_rows(client, gw, model, n, max_tokens, config.rounds)
         rows.append(_history_row(client, gw, config.rounds))
+        rows += _library_rows(client, gw, config.rounds)
     return rows

@@ -21,6 +21,7 @@ from mistral_gateway.protocol.conversations import (
     ConversationRestartRequest,
 )
 from mistral_gateway.services.agents import AgentService
+from mistral_gateway.services.container import Services
 from mistral_gateway.services.conversations import ConversationService
 from mistral_gateway.services.library_search import Retrieved
 from mistral_gateway.services.library_tool import (
@@ -265,3 +266,12 @@ def test_an_agent_handed_the_turn_searches_before_it_answers(svc: ConversationSe
     assert [m["role"] for m in messages(chat, 0)] == ["user"]  # triage has no library: it saw no passages
     assert [m["role"] for m in messages(chat, 1)][-2:] == ["assistant", "tool"]
     assert out.outputs[2].content[-1]["title"] == "other.txt"
+
+
+def test_the_services_are_wired_with_the_tool(services: Services) -> None:
+    assert services.conversations is not None and services.agents is not None
+    tool = services.conversations.runner.libraries
+    assert tool is not None and tool.search is services.library_search
+    assert services.agents.libraries is tool.known
+    ws = TokenRepository(services.db).ensure_workspace("w", 1_700_000_000).id
+    assert tool.known(ws, ["nope"]) == set()  # the real lookup, over the libraries table
