@@ -82,6 +82,25 @@ def _paired(sides: dict[str, Callable[[], Any]], n: int, server: Server, first: 
     return latencies, cpu
 
 
+def _rounds(sides: dict[str, Callable[[], Any]], n: int, server: Server, rounds: int,
+            logged: Callable[[int, dict[str, list[float]]], str]) -> tuple[dict[str, list[list[float]]],
+                                                                          dict[str, list[float]]]:
+    """Two warm-up calls a side (the model loaded, the connection open, the tables' pages cached), then ``rounds``
+    of ``n`` pairs: latencies and server CPU per side, one list a round; each round logged."""
+    for post in sides.values():
+        _call(post)
+        _call(post)
+    latencies: dict[str, list[list[float]]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    for round_no in range(rounds):
+        lat, c = _paired(sides, n, server, first=round_no)
+        for name in sides:
+            latencies[name].append(lat[name])
+            cpu[name].append(c[name])
+        _log(logged(round_no, lat))
+    return latencies, cpu
+
+
 def added_ms(chat: list[float], conversation: list[float]) -> float:
     """The turn's overhead: the median of the pairwise differences (each pair ran back to back)."""
     return statistics.median(c - b for b, c in zip(chat, conversation, strict=True))
@@ -112,19 +131,12 @@ def _turn_rows(client: Any, server: Server, model: str, n: int, max_tokens: int,
         "chat": lambda: client.post("/v1/chat/completions", json=chat_body),
         "conversation": lambda: client.post("/v1/conversations", json=conv_body),
     }
-    for post in sides.values():  # warm up: the model loaded, the connection open, the tables' pages cached
-        _call(post)
-        _call(post)
-    latencies: dict[str, list[list[float]]] = {name: [] for name in sides}
-    cpu: dict[str, list[float]] = {name: [] for name in sides}
-    for round_no in range(rounds):
-        lat, c = _paired(sides, n, server, first=round_no)
-        for name in sides:
-            latencies[name].append(lat[name])
-            cpu[name].append(c[name])
-        _log(f"  {model} round {round_no + 1}/{rounds}: chat p50 {statistics.median(lat['chat']):.1f} ms, "
-             f"conversation p50 {statistics.median(lat['conversation']):.1f} ms, added "
-             f"{added_ms(lat['chat'], lat['conversation']):.2f} ms")
+    def logged(round_no: int, lat: dict[str, list[float]]) -> str:
+        return (f"  {model} round {round_no + 1}/{rounds}: chat p50 {statistics.median(lat['chat']):.1f} ms, "
+                f"conversation p50 {statistics.median(lat['conversation']):.1f} ms, added "
+                f"{added_ms(lat['chat'], lat['conversation']):.2f} ms")
+
+    latencies, cpu = _rounds(sides, n, server, rounds, logged)
     engine = "fake engine" if model == FAKE_MODEL else f"real model ({model})"
     base = _row(f"{engine}: POST /v1/chat/completions", "/v1/chat/completions", latencies["chat"], cpu["chat"])
     row = _row(f"{engine}: POST /v1/conversations", "/v1/conversations", latencies["conversation"],
@@ -198,18 +210,8 @@ def _library_rows(client: Any, server: Server, rounds: int) -> list[Row]:
         "plain": lambda: client.post("/v1/conversations", json={"agent_id": plain, "inputs": question}),
         "library": lambda: client.post("/v1/conversations", json={"agent_id": searching, "inputs": question}),
     }
-    for post in sides.values():  # warm up: MiniLM loaded, the index opened
-        _call(post)
-        _call(post)
-    latencies: dict[str, list[list[float]]] = {name: [] for name in sides}
-    cpu: dict[str, list[float]] = {name: [] for name in sides}
-    for round_no in range(rounds):
-        lat, c = _paired(sides, LIBRARY_PAIRS, server, first=round_no)
-        for name in sides:
-            latencies[name].append(lat[name])
-            cpu[name].append(c[name])
-        _log(f"  document_library round {round_no + 1}/{rounds}: added "
-             f"{added_ms(lat['plain'], lat['library']):.2f} ms")
+    latencies, cpu = _rounds(sides, LIBRARY_PAIRS, server, rounds, lambda round_no, lat: (
+        f"  document_library round {round_no + 1}/{rounds}: added {added_ms(lat['plain'], lat['library']):.2f} ms"))
     base = _row("fake engine: agent turn", "/v1/conversations", latencies["plain"], cpu["plain"])
     row = _row(f"fake engine: agent turn with document_library ({LIBRARY_DOCUMENTS} documents, MiniLM)",
                "/v1/conversations", latencies["library"], cpu["library"], baseline=base.scenario)
