@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -10,7 +11,9 @@ from typing import Any
 
 from mistral_gateway.errors import BadRequest, NotFound
 from mistral_gateway.protocol.chat import ChatCompletionRequest, ChatCompletionResponse, CompletionChunk
+from mistral_gateway.protocol.conversations import ConversationAppendRequest, ConversationRequest
 from mistral_gateway.services.agent_snapshot import AgentSnapshot
+from mistral_gateway.services.conversations import ConversationService
 
 
 @dataclass
@@ -43,6 +46,32 @@ def agent(agent_id: str, name: str, *, version: int = 0, handoffs: list[str] | N
           model: str = "fake-model") -> AgentSnapshot:
     return AgentSnapshot(id=agent_id, version=version, name=name, model=model, instructions=instructions,
                          description=f"{name} helps", tools=tools or [], handoffs=handoffs or [])
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def turn(svc: ConversationService, prepare: Any, chat: ScriptedChat) -> Any:
+    """A prepared turn (the service's coroutine) run whole."""
+    async def go() -> Any:
+        return await svc.respond(await prepare, chat)
+    return run(go())
+
+
+def events(svc: ConversationService, prepare: Any, chat: ScriptedChat) -> list[Any]:
+    """A prepared turn streamed: all its events."""
+    async def go() -> list[Any]:
+        return [e async for e in await svc.stream(await prepare, chat)]
+    return run(go())
+
+
+def start(**body: Any) -> ConversationRequest:
+    return ConversationRequest.model_validate(body)
+
+
+def append(**body: Any) -> ConversationAppendRequest:
+    return ConversationAppendRequest.model_validate(body)
 
 
 Reply = str | list[tuple[str, str]] | Exception  # text, tool calls (name, JSON arguments), or a failure

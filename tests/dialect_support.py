@@ -10,8 +10,8 @@ import httpx
 __all__ = ["data", "error"]
 
 
-def data(r: httpx.Response, dialect: str) -> Any:
-    assert r.status_code == 200, r.text
+def data(r: httpx.Response, dialect: str, status: int = 200) -> Any:
+    assert r.status_code == status, r.text
     body = r.json()
     if dialect == "lowcode":
         assert set(body) == {"data"}

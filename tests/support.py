@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from mistral_gateway.config import Settings
+from mistral_gateway.config import Settings, default_models
 from mistral_gateway.http.app import create_app
 from mistral_gateway.http.connection import uvicorn_options
 from mistral_gateway.services.container import Services, build_services
@@ -52,6 +52,12 @@ class LiveServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
+
+
+def fake_settings(data_dir: Path, **fields: Any) -> Settings:
+    """Settings that serve every default model on the fake engines (no weights), no dev token."""
+    models = [m.model_copy(update={"engine": "fake", "asset": None}) for m in default_models()]
+    return Settings(data_dir=data_dir, bootstrap_dev_token=False, models=models, **fields)
 
 
 @contextmanager

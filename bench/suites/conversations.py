@@ -11,7 +11,10 @@ time from one client, in back-to-back pairs (which side goes first alternates fr
 Both on the fake engine (the gateway's own cost; target: the conversation's p50 at most 5 ms above the chat's) and
 on the real smallest model (temperature 0, fixed seed, so both sides generate the same tokens; target: at most 2%
 of the chat's p50 wall time). Then a conversation of 200 entries is built (its inputs in one start) and
-``GET /v1/conversations/{id}/history`` is timed: p50 and p99, reported (no target).
+``GET /v1/conversations/{id}/history`` is timed: p50 and p99, reported (no target). Last, what a
+``document_library`` tool adds to an agent's turn (fake chat engine, the query embedded with the real MiniLM, the
+local index searched over a library of ``LIBRARY_DOCUMENTS`` text documents): the same agent with and without the
+tool, in back-to-back pairs, reported (no target).
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ PROMPT = "Name three rivers of Europe and one fact about each."
 # (model, requests per side per round, max_tokens)
 CASES = ((FAKE_MODEL, 200, 16), (REAL_MODEL, 20, 24))
 HISTORY_READS = 300
+LIBRARY_DOCUMENTS = 40  # ~3,500 characters each: 4 chunks of the default 1,000 characters
+LIBRARY_PAIRS = 100
+_WORDS = ("river", "bridge", "tower", "garden", "market", "harbour", "engine", "signal", "winter", "copper",
+          "lantern", "meadow", "archive")
 
 
 def _models_env() -> str:
@@ -75,6 +82,25 @@ def _paired(sides: dict[str, Callable[[], Any]], n: int, server: Server, first: 
     return latencies, cpu
 
 
+def _rounds(sides: dict[str, Callable[[], Any]], n: int, server: Server, rounds: int,
+            logged: Callable[[int, dict[str, list[float]]], str]) -> tuple[dict[str, list[list[float]]],
+                                                                          dict[str, list[float]]]:
+    """Two warm-up calls a side (the model loaded, the connection open, the tables' pages cached), then ``rounds``
+    of ``n`` pairs: latencies and server CPU per side, one list a round; each round logged."""
+    for post in sides.values():
+        _call(post)
+        _call(post)
+    latencies: dict[str, list[list[float]]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    for round_no in range(rounds):
+        lat, c = _paired(sides, n, server, first=round_no)
+        for name in sides:
+            latencies[name].append(lat[name])
+            cpu[name].append(c[name])
+        _log(logged(round_no, lat))
+    return latencies, cpu
+
+
 def added_ms(chat: list[float], conversation: list[float]) -> float:
     """The turn's overhead: the median of the pairwise differences (each pair ran back to back)."""
     return statistics.median(c - b for b, c in zip(chat, conversation, strict=True))
@@ -105,19 +131,12 @@ def _turn_rows(client: Any, server: Server, model: str, n: int, max_tokens: int,
         "chat": lambda: client.post("/v1/chat/completions", json=chat_body),
         "conversation": lambda: client.post("/v1/conversations", json=conv_body),
     }
-    for post in sides.values():  # warm up: the model loaded, the connection open, the tables' pages cached
-        _call(post)
-        _call(post)
-    latencies: dict[str, list[list[float]]] = {name: [] for name in sides}
-    cpu: dict[str, list[float]] = {name: [] for name in sides}
-    for round_no in range(rounds):
-        lat, c = _paired(sides, n, server, first=round_no)
-        for name in sides:
-            latencies[name].append(lat[name])
-            cpu[name].append(c[name])
-        _log(f"  {model} round {round_no + 1}/{rounds}: chat p50 {statistics.median(lat['chat']):.1f} ms, "
-             f"conversation p50 {statistics.median(lat['conversation']):.1f} ms, added "
-             f"{added_ms(lat['chat'], lat['conversation']):.2f} ms")
+    def logged(round_no: int, lat: dict[str, list[float]]) -> str:
+        return (f"  {model} round {round_no + 1}/{rounds}: chat p50 {statistics.median(lat['chat']):.1f} ms, "
+                f"conversation p50 {statistics.median(lat['conversation']):.1f} ms, added "
+                f"{added_ms(lat['chat'], lat['conversation']):.2f} ms")
+
+    latencies, cpu = _rounds(sides, n, server, rounds, logged)
     engine = "fake engine" if model == FAKE_MODEL else f"real model ({model})"
     base = _row(f"{engine}: POST /v1/chat/completions", "/v1/chat/completions", latencies["chat"], cpu["chat"])
     row = _row(f"{engine}: POST /v1/conversations", "/v1/conversations", latencies["conversation"],
@@ -158,6 +177,52 @@ def _history_row(client: Any, server: Server, rounds: int) -> Row:
     return row
 
 
+def _created(response: Any) -> dict[str, Any]:
+    if response.status_code not in (200, 201):
+        raise ServerError(f"{response.request.method} {response.request.url.path} answered "
+                          f"{response.status_code}: {response.text[:300]}")
+    return response.json()  # type: ignore[no-any-return]
+
+
+def library_document(i: int) -> bytes:
+    """A text document of ~3,500 characters: words in a fixed order of its own, and one fact."""
+    words = [_WORDS[(i * 7 + j * j) % len(_WORDS)] for j in range(480)]
+    return (" ".join(words) + f". Document {i} says the code is {i * 7919}.").encode()
+
+
+def _library_rows(client: Any, server: Server, rounds: int) -> list[Row]:
+    library = _created(client.post("/v1/libraries", json={"name": "bench"}))["id"]
+    docs = [_created(client.post(f"/v1/libraries/{library}/documents",
+                                 files={"file": (f"d{i}.txt", library_document(i))}))["id"]
+            for i in range(LIBRARY_DOCUMENTS)]
+    deadline = time.monotonic() + 600
+    while any(_created(client.get(f"/v1/libraries/{library}/documents/{d}"))["process_status"] in
+              ("todo", "in_progress") for d in docs):
+        if time.monotonic() > deadline:
+            raise ServerError("the library's documents were not processed in 10 minutes")
+        time.sleep(0.5)
+    agent = {"model": FAKE_MODEL, "name": "bench", "completion_args": {"max_tokens": 16}}
+    plain = _created(client.post("/v1/agents", json=agent))["id"]
+    searching = _created(client.post("/v1/agents", json={
+        **agent, "tools": [{"type": "document_library", "library_ids": [library]}]}))["id"]
+    question = "What code does document 7 give?"
+    sides: dict[str, Callable[[], Any]] = {
+        "plain": lambda: client.post("/v1/conversations", json={"agent_id": plain, "inputs": question}),
+        "library": lambda: client.post("/v1/conversations", json={"agent_id": searching, "inputs": question}),
+    }
+    latencies, cpu = _rounds(sides, LIBRARY_PAIRS, server, rounds, lambda round_no, lat: (
+        f"  document_library round {round_no + 1}/{rounds}: added {added_ms(lat['plain'], lat['library']):.2f} ms"))
+    base = _row("fake engine: agent turn", "/v1/conversations", latencies["plain"], cpu["plain"])
+    row = _row(f"fake engine: agent turn with document_library ({LIBRARY_DOCUMENTS} documents, MiniLM)",
+               "/v1/conversations", latencies["library"], cpu["library"], baseline=base.scenario)
+    row.ratio = row.rps / base.rps if row.rps and base.rps else None
+    added = added_ms([x for r in latencies["plain"] for x in r], [x for r in latencies["library"] for x in r])
+    row.notes.append(f"info: {LIBRARY_PAIRS} request pairs per round, the same agent with and without the tool; "
+                     f"added {added:.1f} ms at p50 (median pairwise difference): the query embedded, the index "
+                     "searched, the tool.execution entry stored, the passages in the prompt")
+    return [base, row]
+
+
 def run(config: BenchConfig) -> list[Row]:
     import httpx
 
@@ -177,4 +242,5 @@ def run(config: BenchConfig) -> list[Row]:
         for model, n, max_tokens in CASES:
             rows += _turn_rows(client, gw, model, n, max_tokens, config.rounds)
         rows.append(_history_row(client, gw, config.rounds))
+        rows += _library_rows(client, gw, config.rounds)
     return rows

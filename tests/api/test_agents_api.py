@@ -208,9 +208,12 @@ def test_agent_completions(env: Env, dialect: str) -> None:
     # refused: an unknown agent, a tool that does not run here, an invalid merged request
     assert api.fails(404, "POST", "/agents/completions", json={"agent_id": "ag_nope", "messages": HI})["code"] == \
         "AGENT_NOT_FOUND"
-    library = api.create(tools=[{"type": "document_library", "library_ids": ["lib-1"]}])
+    # a document_library agent runs in conversations only (the completion has no place for its references)
+    library_id = data(api("POST", "/libraries", json={"name": "docs"}), dialect, 201)["id"]
+    library = api.create(tools=[{"type": "document_library", "library_ids": [library_id]}])
     err = api.fails(400, "POST", "/agents/completions", json={"agent_id": library["id"], "messages": HI})
     assert err["code"] == "TOOL_NOT_AVAILABLE" and "document_library" in err["message"]
+    assert "/v1/conversations" in err["message"]
     api.fails(422, "POST", "/agents/completions", json={"agent_id": agent["id"], "messages": [
         {"role": "assistant", "content": "a", "prefix": True}, {"role": "user", "content": "b"}]})
     for bad in ({"messages": []}, {"agent_id": ""}, {"max_tokens": -1}, {"n": 17}, {"tools": [TOOL] * 129}):

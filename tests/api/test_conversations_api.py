@@ -15,12 +15,12 @@ from starlette.testclient import TestClient
 
 from conversation_support import FakeAgents, agent
 from dialect_support import data, error
-from mistral_gateway.config import Settings, default_models
 from mistral_gateway.http.app import create_app
 from mistral_gateway.protocol.conversations import MAX_INPUT_ENTRIES
 from mistral_gateway.services.container import Services, build_services
 from mistral_gateway.services.conversations import ConversationService
 from mistral_gateway.storage.conversations import ConversationRepository
+from support import fake_settings
 
 DIALECTS = ("native", "lowcode")
 MODEL = "ministral-3b-latest"
@@ -48,10 +48,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    models = [m.model_copy(update={"engine": "fake", "asset": None}) for m in default_models()]
-    settings = Settings(data_dir=tmp_path_factory.mktemp("conversations") / "data", bootstrap_dev_token=False,
-                        models=models)
-    services = build_services(settings)
+    services = build_services(fake_settings(tmp_path_factory.mktemp("conversations") / "data"))
     agents = FakeAgents()
     services.conversations = ConversationService(ConversationRepository(services.db), agents)
     tokens = {ws: services.tokens.create(ws, workspace=ws)[0] for ws in ("default", "other")}
@@ -230,8 +227,7 @@ def test_workspaces_are_apart(env: Env, dialect: str) -> None:
 
 
 def test_usage_rows_sum_the_turns_model_calls(tmp_path: Path) -> None:
-    models = [m.model_copy(update={"engine": "fake", "asset": None}) for m in default_models()]
-    services = build_services(Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False, models=models))
+    services = build_services(fake_settings(tmp_path / "data"))
     agents = FakeAgents()
     services.conversations = ConversationService(ConversationRepository(services.db), agents)
     token, record = services.tokens.create("t")

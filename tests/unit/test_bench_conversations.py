@@ -56,3 +56,9 @@ def test_pairs_alternate_which_side_goes_first() -> None:
     latencies, cpu = conversations._paired(sides, 3, FakeServer(), first=1)
     assert calls == ["conv", "chat", "chat", "conv", "conv", "chat"]
     assert [len(v) for v in latencies.values()] == [3, 3] and cpu["chat"] == pytest.approx(0.003)
+
+
+def test_the_library_documents_differ_and_each_states_its_fact() -> None:
+    docs = [conversations.library_document(i) for i in range(conversations.LIBRARY_DOCUMENTS)]
+    assert len(set(docs)) == len(docs) and all(3000 < len(d) < 4000 for d in docs)
+    assert docs[7].endswith(b"Document 7 says the code is 55433.")

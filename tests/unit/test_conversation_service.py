@@ -4,18 +4,14 @@ bound, store=false, restart, stream event order and what a failing model leaves 
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Any
 
 import pytest
 
-from conversation_support import FakeAgents, ScriptedChat, agent
+from conversation_support import FakeAgents, ScriptedChat, agent, append, events, run, start, turn
 from mistral_gateway.errors import BadGateway, BadRequest, Conflict, NotFound
 from mistral_gateway.protocol.conversations import (
-    ConversationAppendRequest,
     ConversationListQuery,
-    ConversationRequest,
     ConversationRestartRequest,
 )
 from mistral_gateway.services.conversation_turns import MAX_HANDOFFS
@@ -47,30 +43,6 @@ def agents() -> FakeAgents:
 @pytest.fixture
 def svc(db: Database, agents: FakeAgents) -> ConversationService:
     return ConversationService(ConversationRepository(db), agents)
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
-def turn(svc: ConversationService, prepare: Any, chat: ScriptedChat) -> Any:
-    async def go() -> Any:
-        return await svc.respond(await prepare, chat)
-    return run(go())
-
-
-def events(svc: ConversationService, prepare: Any, chat: ScriptedChat) -> list[Any]:
-    async def go() -> list[Any]:
-        return [e async for e in await svc.stream(await prepare, chat)]
-    return run(go())
-
-
-def start(**body: Any) -> ConversationRequest:
-    return ConversationRequest.model_validate(body)
-
-
-def append(**body: Any) -> ConversationAppendRequest:
-    return ConversationAppendRequest.model_validate(body)
 
 
 def test_a_text_turn_is_stored_with_its_input(svc: ConversationService, ws: str) -> None:

@@ -203,9 +203,10 @@ def agent_limits() -> dict[tuple[str, str, str], dict[str, Any]]:
         "A chat model this server serves (GET /v1/models): unknown, a 400 MODEL_NOT_FOUND; one that cannot chat, a "
         "400 UNSUPPORTED_MODEL_CAPABILITY.")}
     tools = {"x-description": (
-        "`function` and `document_library` tools are stored; `web_search`, `web_search_premium`, "
-        "`code_interpreter`, `image_generation` and `connector` are refused with a 400 TOOL_NOT_AVAILABLE naming "
-        "the tool (this deployment does not run them).")}
+        "`function` and `document_library` tools are stored; each library id of a `document_library` tool must be "
+        "a library of this workspace (400 LIBRARY_NOT_FOUND naming it). The tool runs in conversations, on the "
+        "server. `web_search`, `web_search_premium`, `code_interpreter`, `image_generation` and `connector` are "
+        "refused with a 400 TOOL_NOT_AVAILABLE naming the tool (this deployment does not run them).")}
     handoffs = {"x-description": (
         "Ids of agents of this workspace, each once, not the agent itself (400 HANDOFF_AGENT_NOT_FOUND or "
         "INVALID_HANDOFF).")}
@@ -230,7 +231,8 @@ def agent_limits() -> dict[tuple[str, str, str], dict[str, Any]]:
         ("agents_completion_v1_agents_completions_post", "body", "agent_id"): {"x-description": (
             "An agent of this workspace (404 AGENT_NOT_FOUND). Its instructions lead the messages as a system "
             "message, its function tools come before the request's (a request tool of the same name replaces "
-            "the agent's), its completion_args apply under the request's non-null fields; an agent with a tool "
-            "that does not run here (e.g. document_library) is a 400 TOOL_NOT_AVAILABLE.")},
+            "the agent's), its completion_args apply under the request's non-null fields. An agent with a "
+            "document_library tool is a 400 TOOL_NOT_AVAILABLE: the tool runs in conversations (POST "
+            "/v1/conversations with the agent_id), whose entries hold its execution and references.")},
     }
     return limits

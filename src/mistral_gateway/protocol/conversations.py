@@ -317,16 +317,32 @@ class MessageOutputDelta(ConversationEvent):
     content: str | dict[str, Any]
 
 
-class FunctionCallDelta(ConversationEvent):
-    type: Literal["function.call.delta"] = "function.call.delta"
+class _ToolEvent(ConversationEvent):
     output_index: int = 0
     id: str
     model: str | None = None
     agent_id: str | None = None
     name: str
+
+
+class FunctionCallDelta(_ToolEvent):
+    type: Literal["function.call.delta"] = "function.call.delta"
     tool_call_id: str
     arguments: str
     confirmation_status: Literal["pending", "allowed", "denied"] | None = None
+
+
+class ToolExecutionStarted(_ToolEvent):
+    type: Literal["tool.execution.started"] = "tool.execution.started"
+    arguments: str
+
+
+class ToolExecutionDone(ConversationEvent):
+    type: Literal["tool.execution.done"] = "tool.execution.done"
+    output_index: int = 0
+    id: str
+    name: str
+    info: dict[str, Any] | None = None
 
 
 class HandoffStarted(ConversationEvent):
@@ -375,17 +391,23 @@ def conversation_limits() -> dict[tuple[str, str, str], dict[str, Any]]:
     stream = {"replace": {"type": "boolean", "default": False}, "x-description": (
         "true: the answer is a stream of server-sent events, each an `event: <type>` line and a `data:` line "
         "holding the event's JSON (the spec's ConversationEvents): conversation.response.started, "
-        "message.output.delta, function.call.delta, agent.handoff.started/.done, then conversation.response.done "
+        "tool.execution.started/.done (a document_library search, before the answer's deltas), "
+        "message.output.delta (an answer's text, then its tool_reference chunks, each its own content_index), "
+        "function.call.delta, agent.handoff.started/.done, then conversation.response.done "
         "with the usage, or conversation.response.error; no [DONE]. A request that fails before the first event "
         "answers its status as JSON, as without stream.")}
     for op in ("agents_api_v1_conversations_start", "agents_api_v1_conversations_append",
                "agents_api_v1_conversations_restart"):
         limits[(op, "body", "stream")] = stream
     limits[("agents_api_v1_conversations_start", "body", "tools")] = {"x-description": (
-        "Function tools only: the hosted tools (web_search, code_interpreter, image_generation, connectors) and "
-        "document_library are refused with 400 TOOL_NOT_AVAILABLE. With `agent_id`, neither `tools` nor "
-        "`instructions` may be given (the agent's apply); exactly one of `agent_id` and `model` is required "
-        "(400 AGENT_OR_MODEL).")}
+        "Function and document_library tools: the hosted tools (web_search, code_interpreter, image_generation, "
+        "connectors) are refused with 400 TOOL_NOT_AVAILABLE, a library id that is not a library of this "
+        "workspace with 400 LIBRARY_NOT_FOUND. A document_library tool runs on the server before each model call "
+        "of a turn with user text (not with tool_choice `none`): the turn's outputs start with its "
+        "`tool.execution` entry (`info.results`: the chunks retrieved, best first), the passages go to the model "
+        "numbered, and the answer's content ends with one `tool_reference` chunk per document drawn on. With "
+        "`agent_id`, neither `tools` nor `instructions` may be given (the agent's apply); exactly one of "
+        "`agent_id` and `model` is required (400 AGENT_OR_MODEL).")}
     limits[("agents_api_v1_conversations_restart", "body", "from_entry_id")] = {"x-description": (
         "An entry of this conversation (400 ENTRY_NOT_FOUND otherwise).")}
     return limits

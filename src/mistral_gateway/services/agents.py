@@ -30,6 +30,7 @@ from mistral_gateway.protocol.agents import (
 from mistral_gateway.services.agent_snapshot import AgentSnapshot, new_id, now_us, rfc3339
 from mistral_gateway.services.completions import resolve_text_model
 from mistral_gateway.services.fine_tuned import WorkspaceModels
+from mistral_gateway.services.library_tool import KnownLibraries, check_library_tools, library_ids
 from mistral_gateway.services.models import ModelCatalog
 from mistral_gateway.storage.agents import AgentFilter, AgentRecord, AgentRepository
 
@@ -50,6 +51,7 @@ class AgentService:
         self.models = models  # an agent's model may be a fine-tuned model of its workspace
         self.max_agents = max_agents
         self.clock = clock
+        self.libraries: KnownLibraries | None = None  # set with the libraries: document_library ids are checked
 
     # -- the API --------------------------------------------------------------------------------------------
     def create(self, workspace_id: str, request: AgentCreationRequest) -> Agent:
@@ -131,7 +133,11 @@ class AgentService:
         message, its function tools before the request's (a request tool of the same name replaces the agent's),
         its completion args under the request's explicit, non-null fields, and its model."""
         agent = self.snapshot(workspace_id, request.agent_id)
-        refuse_unavailable_tools(_TOOLS.validate_python(agent.tools))  # document_library too: nothing runs it here
+        if library_ids(agent.tools):  # a chat completion has no place for the tool's execution and references
+            raise BadRequest(f"agent {agent.id!r} has a document_library tool, which runs in conversations only: "
+                             "start one with POST /v1/conversations and this agent_id", code="TOOL_NOT_AVAILABLE",
+                             param="agent_id")
+        refuse_unavailable_tools(_TOOLS.validate_python(agent.tools))
         sent = {k: v for k, v in request.model_dump(mode="json", by_alias=True, exclude_unset=True).items()
                 if v is not None and k not in ("agent_id", "prompt_cache_key")}
         messages = sent.pop("messages")
@@ -174,6 +180,8 @@ class AgentService:
                 raise BadRequest(err.message, code=err.code, param="model") from None
         if "tools" in sent:
             refuse_unavailable_tools(_TOOLS.validate_python(body["tools"]), libraries=True)
+            if self.libraries is not None:
+                check_library_tools(workspace_id, body["tools"], self.libraries)
         handoffs = body["handoffs"] if "handoffs" in sent and body["handoffs"] else ()
         if len(set(handoffs)) != len(handoffs):
             raise BadRequest("handoffs names an agent twice", code="INVALID_HANDOFF", param="handoffs")

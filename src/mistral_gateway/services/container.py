@@ -49,6 +49,7 @@ from mistral_gateway.services.images import ImageLoader
 from mistral_gateway.services.libraries import INGEST_KIND, LibraryLimits, LibraryService
 from mistral_gateway.services.library_ingest import LibraryIngest
 from mistral_gateway.services.library_search import LibrarySearch
+from mistral_gateway.services.library_tool import KnownLibraries, LibraryTool
 from mistral_gateway.services.limits import LimitService, make_limiter
 from mistral_gateway.services.models import ModelCatalog, ModelService
 from mistral_gateway.services.ocr import OcrLimits, OcrService
@@ -291,6 +292,16 @@ def wire_libraries(services: Services, index: ChunkIndex) -> None:
     services.job_runner.handlers.register(INGEST_KIND, ingest.handler)
     services.libraries = libraries
     services.library_search = LibrarySearch(repo, index, embed, settings.library_top_k)
+    wire_library_tool(services, lambda workspace_id, ids: {lib.id for lib in repo.libraries(workspace_id, ids)})
+
+
+def wire_library_tool(services: Services, known: KnownLibraries) -> None:
+    """Agents check the library ids of their document_library tools; conversations run the tool with
+    ``library_search`` (tests that swap either service call this again)."""
+    if services.agents is not None:
+        services.agents.libraries = known
+    if services.conversations is not None and services.library_search is not None:
+        services.conversations.runner.libraries = LibraryTool(services.library_search, known)
 
 
 def build_fine_tuning(settings: Settings, db: Database, blobs: LocalBlobStore, catalog: ModelCatalog,

@@ -1,13 +1,16 @@
 """A conversation's entries as the chat messages of its next model call, and the names handoffs go by.
 
 Consecutive function calls (and the text before them) form one assistant message; a handoff is shown to the next
-agent as a transfer call and its result, so the last message is one a model answers (a tool result).
+agent as a transfer call and its result, and a ``document_library`` execution as a call of that tool and the
+numbered passages it retrieved, so the last message is one a model answers (a tool result).
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from mistral_gateway.services.library_tool import TOOL_NAME, context_text
 
 __all__ = ["active_agent_id", "chat_messages", "handoff_function"]
 
@@ -32,6 +35,10 @@ def chat_messages(entries: list[dict[str, Any]], instructions: str | None) -> li
             _tool_call(messages, e["tool_call_id"], e["name"], e["arguments"])
         elif kind == "function.result":
             messages.append({"role": "tool", "content": e["result"], "tool_call_id": e["tool_call_id"]})
+        elif kind == "tool.execution" and e["name"] == TOOL_NAME:  # the retrieval, re-rendered from its info
+            call_id = e["id"][-9:]
+            _tool_call(messages, call_id, TOOL_NAME, e["arguments"])
+            messages.append({"role": "tool", "content": context_text(e.get("info")), "tool_call_id": call_id})
         elif kind == "agent.handoff":
             call_id = e["id"][-9:]
             _tool_call(messages, call_id, handoff_function(e["next_agent_name"]), "{}")

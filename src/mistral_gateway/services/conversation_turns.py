@@ -2,7 +2,9 @@
 
 A turn may take several model calls: a handoff run on the server (``handoff_execution="server"``) hands the
 conversation to the next agent, whose answer is part of the same turn (at most ``MAX_HANDOFFS`` per turn). A
-function call ends the turn: the client runs the function and appends its ``function.result``.
+function call ends the turn: the client runs the function and appends its ``function.result``. A
+``document_library`` tool runs here before the model call of the agent that has it (``services/library_tool.py``):
+a ``tool.execution`` entry, then the answer citing the documents it drew on.
 
 The model is reached through ``ChatCalls`` (the application layer routes, limits and meters each call), so this
 module knows nothing of HTTP or of where a model runs.
@@ -29,9 +31,12 @@ from mistral_gateway.protocol.conversations import (
     HandoffDone,
     HandoffStarted,
     MessageOutputDelta,
+    ToolExecutionDone,
+    ToolExecutionStarted,
 )
 from mistral_gateway.services.agent_snapshot import AgentLookup, AgentSnapshot, new_id, now_us, rfc3339
 from mistral_gateway.services.conversation_prompt import chat_messages, handoff_function
+from mistral_gateway.services.library_tool import TOOL_NAME, LibraryTool, library_ids, references
 
 __all__ = ["MAX_HANDOFFS", "ChatCalls", "Turn", "TurnRunner", "entry"]
 
@@ -60,6 +65,7 @@ class Turn:
     config: dict[str, Any] = field(default_factory=dict)
     completion_args: dict[str, Any] = field(default_factory=dict)  # this request's, over the stored ones
     handoff_execution: str = "server"
+    query: str = ""  # the user's text among this turn's inputs: what a document_library tool searches for
     outputs: list[dict[str, Any]] = field(default_factory=list)
     usage: ConversationUsage = field(default_factory=ConversationUsage)
 
@@ -72,21 +78,29 @@ def entry(kind: str, id_prefix: str, /, *, output: bool = False, **fields: Any) 
 
 
 class TurnRunner:
-    def __init__(self, agents: AgentLookup) -> None:
+    def __init__(self, agents: AgentLookup, libraries: LibraryTool | None = None) -> None:
         self.agents = agents
+        self.libraries = libraries  # None: document_library tools are refused before a turn starts
 
     async def run(self, turn: Turn, calls: ChatCalls, *, stream: bool) -> AsyncIterator[ConversationEvent]:
         """The turn's events (``stream``: deltas as the model writes; else none); its entries go to
         ``turn.outputs``. Errors (the model's, a handoff chain too long) propagate."""
-        agent, handoffs = turn.agent, 0
+        agent, handoffs, searched = turn.agent, 0, set()
         while True:
             targets = await self._handoff_targets(turn.workspace_id, agent)
+            retrieval = None
+            if (agent.id if agent else None) not in searched:  # once per agent and turn
+                searched.add(agent.id if agent else None)
+                retrieval = await self._retrieve(turn, agent)
             request = _request(turn, agent, targets)
             model = request.model
             step = _Step(msg_id=new_id("msg"), index=len(turn.outputs))
             if stream:
-                chunks = await calls.stream(request)
+                chunks = await calls.stream(request)  # opened first: a model that refuses fails the request whole
                 try:
+                    if retrieval is not None:
+                        for event in _execution_events(retrieval, len(turn.outputs) - 1):
+                            yield event
                     async for chunk in chunks:
                         for event in step.take_chunk(chunk, model, agent):
                             yield event
@@ -98,6 +112,11 @@ class TurnRunner:
                 step.take_response(await calls.complete(request))
             _add_usage(turn.usage, step.usage)
             meta = {"agent_id": agent.id if agent else None, "model": model}
+            cited = references(retrieval["info"]) if retrieval is not None else []
+            if cited and (step.parts or not step.tool_calls):  # the answer cites what it was given
+                for event in step.cite(cited, model, agent):
+                    if stream:
+                        yield event
             handoff = next((c for c in step.tool_calls if c["name"] in targets), None)
             functions = [c for c in step.tool_calls if c["name"] not in targets]
             if step.parts or not step.tool_calls:
@@ -134,6 +153,25 @@ class TurnRunner:
                 raise BadRequest(f"the agents handed this turn on more than {MAX_HANDOFFS} times; check their "
                                  "handoffs", code="HANDOFF_LIMIT")
             agent = target
+
+    async def _retrieve(self, turn: Turn, agent: AgentSnapshot | None) -> dict[str, Any] | None:
+        """The ``tool.execution`` entry of a document_library search for the turn's user text (added to the
+        outputs), when this agent (or the model conversation) has such tools and may use tools at all."""
+        source = _agent_config(agent) if agent is not None else turn.config
+        ids = library_ids(source.get("tools") or ())
+        choice = {**(source.get("completion_args") or {}), **turn.completion_args}.get("tool_choice")
+        prefixed = bool(turn.entries) and bool(turn.entries[-1].get("prefix"))  # the model continues that text
+        if not ids or not turn.query.strip() or choice == "none" or prefixed or self.libraries is None:
+            return None
+        started = rfc3339(now_us())
+        arguments, info = await self.libraries.run(turn.workspace_id, ids, turn.query)
+        out = entry("tool.execution", "tool_exec", output=True, name=TOOL_NAME, arguments=arguments, info=info,
+                    agent_id=agent.id if agent else None, model=agent.model if agent else turn.model)
+        out["created_at"] = started
+        turn.outputs.append(out)
+        runs = turn.usage.connectors or {}  # executions per tool, as Mistral counts its connectors' runs
+        turn.usage.connectors = {**runs, TOOL_NAME: runs.get(TOOL_NAME, 0) + 1}
+        return out
 
     async def _handoff_targets(self, workspace_id: str, agent: AgentSnapshot | None) -> dict[str, AgentSnapshot]:
         """The synthetic function per agent this one may hand over to, by name (deleted targets left out)."""
@@ -177,6 +215,16 @@ class _Step:
                 chunks.append({"type": "text", "text": part} if isinstance(part, str) else part)
         return chunks
 
+    def cite(self, cited: list[dict[str, Any]], model: str, agent: AgentSnapshot | None) -> list[MessageOutputDelta]:
+        """The references join the answer's content after its text; as stream deltas, each its own content
+        index (the SDK reads a delta's content as a string or one chunk)."""
+        content = self.content()
+        first = (1 if content else 0) if isinstance(content, str) else len(content)
+        self.parts.extend(cited)
+        return [MessageOutputDelta(output_index=self.index, id=self.msg_id, content_index=first + i, content=c,
+                                   model=model, agent_id=agent.id if agent else None, created_at=rfc3339(now_us()))
+                for i, c in enumerate(cited)]
+
     def take_response(self, response: ChatCompletionResponse) -> None:
         self.usage = response.usage
         message = response.choices[0].message if response.choices else None
@@ -217,6 +265,13 @@ class _Step:
         args = function.get("arguments")
         if args is not None:
             slot["arguments"] = slot.get("arguments", "") + (args if isinstance(args, str) else json.dumps(args))
+
+
+def _execution_events(out: dict[str, Any], index: int) -> list[ConversationEvent]:
+    common = {"output_index": index, "id": out["id"], "name": out["name"]}
+    return [ToolExecutionStarted(**common, arguments=out["arguments"], model=out["model"], agent_id=out["agent_id"],
+                                 created_at=out["created_at"]),
+            ToolExecutionDone(**common, info=out["info"], created_at=out["completed_at"])]
 
 
 def _tool_call_id() -> str:

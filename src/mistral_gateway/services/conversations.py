@@ -36,6 +36,7 @@ from mistral_gateway.protocol.conversations import (
 from mistral_gateway.services.agent_snapshot import AgentLookup, AgentSnapshot, new_id, now_us, rfc3339
 from mistral_gateway.services.conversation_prompt import active_agent_id
 from mistral_gateway.services.conversation_turns import ChatCalls, Turn, TurnRunner, entry
+from mistral_gateway.services.library_tool import library_ids, user_text
 from mistral_gateway.storage.conversations import ConversationRecord, ConversationRepository, StoredEntry
 
 __all__ = ["MAX_ENTRIES", "ConversationService", "Prepared"]
@@ -66,7 +67,8 @@ class ConversationService:
     async def start(self, workspace_id: str, req: ConversationRequest) -> Prepared:
         if (req.agent_id is None) == (req.model is None):
             raise BadRequest("give either agent_id or model (not both)", code="AGENT_OR_MODEL", param="agent_id")
-        refuse_unavailable_tools(req.tools)
+        libraries = self.runner.libraries
+        refuse_unavailable_tools(req.tools, libraries=libraries is not None)
         agent = None
         if req.agent_id is not None:
             if req.instructions is not None or req.tools:
@@ -79,6 +81,8 @@ class ConversationService:
                   "tools": [t.model_dump(mode="json", exclude_none=True) for t in req.tools or ()],
                   "completion_args": _args(req.completion_args),  # guardrails: accepted, not applied nor kept
                   "handoff_execution": req.handoff_execution or "server"}
+        if libraries is not None and library_ids(config["tools"]):
+            await libraries.check(workspace_id, config["tools"])
         now = now_us()
         record = ConversationRecord(new_id("conv"), workspace_id, agent.id if agent else None,
                                     agent.version if agent else None, agent.model if agent else req.model, config,
@@ -122,7 +126,8 @@ class ConversationService:
         return Turn(record.id, record.workspace_id, history + inputs, agent, model=record.model, config=config,
                     completion_args={**((config.get("completion_args") or {}) if agent else {}),
                                      **_args(req.completion_args)},
-                    handoff_execution=req.handoff_execution or config.get("handoff_execution") or "server")
+                    handoff_execution=req.handoff_execution or config.get("handoff_execution") or "server",
+                    query=user_text(inputs))
 
     async def _active_agent(self, record: ConversationRecord, history: list[dict[str, Any]]) -> AgentSnapshot | None:
         if record.agent_id is None:
