@@ -10,11 +10,14 @@ from mistral_gateway.app.context import Context, Work
 from mistral_gateway.app.results import NoContent, RawJSON
 from mistral_gateway.protocol.libraries import (
     DocumentOut,
+    DocumentTextContent,
+    DocumentUpdateIn,
     LibraryIn,
     LibraryInUpdate,
     LibraryOut,
     ListDocumentOut,
     ListLibraryOut,
+    ProcessingStatusOut,
 )
 from mistral_gateway.services.files import UploadSink
 from mistral_gateway.services.libraries import LibraryService
@@ -77,6 +80,26 @@ async def delete_document(ctx: Context, _: None) -> NoContent:
     return NoContent()
 
 
+async def update_document(ctx: Context, request: DocumentUpdateIn) -> DocumentOut:
+    return await run_sync(libraries_of(ctx).update_document, ctx.workspace_id, ctx.path["library_id"],
+                          ctx.path["document_id"], request)
+
+
+async def document_text(ctx: Context, _: None) -> DocumentTextContent:
+    return await run_sync(libraries_of(ctx).text_content, ctx.workspace_id, ctx.path["library_id"],
+                          ctx.path["document_id"])
+
+
+async def document_status(ctx: Context, _: None) -> ProcessingStatusOut:
+    return await run_sync(libraries_of(ctx).status, ctx.workspace_id, ctx.path["library_id"],
+                          ctx.path["document_id"])
+
+
+async def reprocess_document(ctx: Context, _: None) -> NoContent:
+    await run_sync(libraries_of(ctx).reprocess, ctx.workspace_id, ctx.path["library_id"], ctx.path["document_id"])
+    return NoContent()
+
+
 LIBRARIES: dict[str, Work] = {
     "list_libraries": list_libraries,
     "create_library": create_library,
@@ -87,4 +110,8 @@ LIBRARIES: dict[str, Work] = {
     "create_library_document": upload_document,
     "get_library_document": get_document,
     "delete_library_document": delete_document,
+    "update_library_document": update_document,
+    "get_library_document_text_content": document_text,
+    "get_library_document_status": document_status,
+    "reprocess_library_document": reprocess_document,
 }

@@ -3,9 +3,9 @@ ListDocumentOut, PaginationInfo, ProcessStatus, DocumentTextContent, ProcessingS
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StringConstraints
 
 from mistral_gateway.protocol.common import RequestModel, ResponseModel
 
@@ -16,6 +16,7 @@ __all__ = [
     "DocumentListQuery",
     "DocumentOut",
     "DocumentTextContent",
+    "DocumentUpdateIn",
     "LibraryIn",
     "LibraryInUpdate",
     "LibraryOut",
@@ -128,3 +129,27 @@ class ProcessingStatusOut(ResponseModel):
     document_id: str
     process_status: ProcessStatus
     processing_status: str
+
+
+# A document's attributes (set by the document update): bounded so a row stays small. Values take the spec's types:
+# a boolean, string (a date-time is a string), integer or number, or a list of one of those.
+MAX_ATTRIBUTES = 32
+MAX_ATTRIBUTE_KEY = 64
+MAX_ATTRIBUTE_STRING = 1000
+MAX_ATTRIBUTE_ITEMS = 50
+
+_AttrKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ATTRIBUTE_KEY)]
+_AttrStr = Annotated[str, StringConstraints(max_length=MAX_ATTRIBUTE_STRING)]
+_AttrInt = Annotated[StrictInt, Field(ge=-(2**53), le=2**53)]  # what a JSON number holds exactly
+AttributeValue = (StrictBool | _AttrInt | StrictFloat | _AttrStr
+                  | Annotated[list[_AttrStr], Field(max_length=MAX_ATTRIBUTE_ITEMS)]
+                  | Annotated[list[_AttrInt], Field(max_length=MAX_ATTRIBUTE_ITEMS)]
+                  | Annotated[list[StrictFloat | _AttrInt], Field(max_length=MAX_ATTRIBUTE_ITEMS)]
+                  | Annotated[list[StrictBool], Field(max_length=MAX_ATTRIBUTE_ITEMS)])
+
+
+class DocumentUpdateIn(RequestModel):
+    """The fields sent replace the stored ones (``attributes`` as a whole); fields not sent (or null) stay."""
+
+    name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
+    attributes: dict[_AttrKey, AttributeValue] | None = Field(None, max_length=MAX_ATTRIBUTES)

@@ -20,6 +20,7 @@ from mistral_gateway.protocol.libraries import (
     DocumentListQuery,
     DocumentOut,
     DocumentTextContent,
+    DocumentUpdateIn,
     LibraryIn,
     LibraryInUpdate,
     LibraryOut,
@@ -191,6 +192,16 @@ class LibraryService:
         self.index.delete_document(library_id, document_id)
         self._drop_blobs(record)
         self.repo.touch_library(library_id, now_us())
+
+    def update_document(self, workspace_id: str, library_id: str, document_id: str,
+                        request: DocumentUpdateIn) -> DocumentOut:
+        """Renames the document and/or replaces its attributes; its content and processing are untouched."""
+        self.document(workspace_id, library_id, document_id)
+        changes = {k: v for k, v in request.model_dump(exclude_unset=True).items() if v is not None}
+        if changes and not self.repo.update_document(workspace_id, library_id, document_id, changes):
+            raise NotFound(f"document {document_id!r} not found in library {library_id!r}",
+                           code="DOCUMENT_NOT_FOUND", param="document_id")
+        return self.get_document(workspace_id, library_id, document_id)
 
     def status(self, workspace_id: str, library_id: str, document_id: str) -> ProcessingStatusOut:
         record = self.document(workspace_id, library_id, document_id)
