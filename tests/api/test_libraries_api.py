@@ -34,6 +34,7 @@ DIALECTS = ("native", "lowcode")
 MAX_BYTES = 4096
 MAX_LIBRARIES = 4
 MAX_DOCUMENTS = 5
+TEXT_WAIT = 3.0  # library_text_wait_seconds: ample for the fake engines, short for the test that runs it out
 NOTES = b"# Notes\n\nThe sky over the harbour is green on Tuesdays.\n"
 REGISTRY = Registry.load()
 LIBRARY_OPS = [op for op in REGISTRY if op.category == "Libraries"]
@@ -99,7 +100,8 @@ class Env:
 def _settings(data_dir: Path, database_url: str | None) -> Settings:
     return Settings(data_dir=data_dir, database_url=database_url, bootstrap_dev_token=False,
                     max_libraries_per_workspace=MAX_LIBRARIES, max_documents_per_library=MAX_DOCUMENTS,
-                    library_max_document_bytes=MAX_BYTES, job_poll_seconds=0.05, models=[
+                    library_max_document_bytes=MAX_BYTES, job_poll_seconds=0.05, library_text_wait_seconds=TEXT_WAIT,
+                    models=[
                         ModelEntry(id="fake-chat", aliases=["mistral-small-latest"], engine="fake",
                                    capabilities=["completion_chat"]),
                         ModelEntry(id="fake-embed", aliases=["mistral-embed"], engine="fake", capabilities=[])])
@@ -433,6 +435,20 @@ def _job_of(env: Env, workspace_id: str, document_id: str) -> Any:
             return found[-1]
         time.sleep(0.025)
     raise AssertionError(f"the job of {document_id} never ended")
+
+
+def test_text_content_waits_for_a_document_still_processed(env: Env, api: Api) -> None:
+    library_id = api.library()["id"]
+    doc = api.upload(library_id)  # asked at once, as the SDK's example does: answered once processed
+    text_path = f"/libraries/{library_id}/documents/{doc['id']}/text_content"
+    assert api.ok("GET", text_path)["text"] == NOTES.decode()
+    with Gate(env) as gate:  # held longer than the wait: a clear 400, and the document is still processed after
+        other = api.upload(library_id, "held.md", b"held back\n")
+        assert gate.entered.wait(60), "the ingestion job never started"
+        api.fails(400, "GET", f"/libraries/{library_id}/documents/{other['id']}/text_content",
+                  "DOCUMENT_NOT_PROCESSED")
+    assert api.settled(library_id, other["id"])["process_status"] == "done"
+    assert api.ok("GET", f"/libraries/{library_id}/documents/{other['id']}/text_content")["text"] == "held back\n"
 
 
 def test_processing_failure_shows_error_and_its_reason(api: Api) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import anyio
 from anyio.to_thread import run_sync
 
 from mistral_gateway.app.context import Context, Work
@@ -86,8 +87,17 @@ async def update_document(ctx: Context, request: DocumentUpdateIn) -> DocumentOu
 
 
 async def document_text(ctx: Context, _: None) -> DocumentTextContent:
-    return await run_sync(libraries_of(ctx).text_content, ctx.workspace_id, ctx.path["library_id"],
-                          ctx.path["document_id"])
+    """The extracted text; a document still processed is waited for (``library_text_wait_seconds``), polled with
+    a growing pause and without holding a thread."""
+    service, args = libraries_of(ctx), (ctx.workspace_id, ctx.path["library_id"], ctx.path["document_id"])
+    deadline = anyio.current_time() + ctx.services.settings.library_text_wait_seconds
+    pause = 0.05
+    while (await run_sync(service.status, *args)).processing_status == "Running":
+        if anyio.current_time() + pause > deadline:
+            break
+        await anyio.sleep(pause)
+        pause = min(pause * 2, 1.0)
+    return await run_sync(service.text_content, *args)
 
 
 async def document_status(ctx: Context, _: None) -> ProcessingStatusOut:
