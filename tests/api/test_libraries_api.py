@@ -158,6 +158,9 @@ def test_library_crud_with_document_counts_and_sizes(env: Env, api: Api) -> None
     assert (updated["name"], updated["description"], updated["chunk_size"]) == ("manual", "How we work", 500)
     updated = api.ok("PUT", f"/libraries/{library_id}", json={"description": "Still how we work"})
     assert (updated["name"], updated["description"]) == ("manual", "Still how we work")
+    updated = api.ok("PATCH", f"/libraries/{library_id}", json={"name": "patched"})  # as the SDK 3.x sends it
+    assert (updated["name"], updated["description"]) == ("patched", "Still how we work")
+    updated = api.ok("PUT", f"/libraries/{library_id}", json={"name": "manual"})
 
     api.settled(library_id, first["id"])
     r = api("DELETE", f"/libraries/{library_id}/documents/{first['id']}")
@@ -511,6 +514,14 @@ def test_document_update_renames_and_sets_bounded_attributes(api: Api) -> None:
     assert (out["name"], out["attributes"]) == ("renamed.md", {"year": 2025})
     out = api.ok("PUT", path, json={"name": None, "attributes": None})  # null: unchanged
     assert (out["name"], out["attributes"]) == ("renamed.md", {"year": 2025})
+    out = api.ok("PATCH", path, json={"attributes": {"year": 2026}})  # as the SDK 3.x sends it
+    assert (out["name"], out["attributes"]) == ("renamed.md", {"year": 2026})
+    if api.dialect == "lowcode":  # the old URL form reaches it too
+        out = api.ok("PATCH", "/libraries/library_id/documents/document_id",
+                     params={"library_id": library_id, "document_id": doc["id"]}, json={"attributes": {"year": 2025}})
+    else:
+        out = api.ok("PATCH", path, json={"attributes": {"year": 2025}})
+    assert out["attributes"] == {"year": 2025}
     assert api.document(library_id, doc["id"])["attributes"] == {"year": 2025}
     for body in ({"name": ""}, {"name": "n" * 256}, {"attributes": {str(i): i for i in range(33)}},
                  {"attributes": {"k" * 65: 1}}, {"attributes": {"": 1}}, {"attributes": {"v": "s" * 1001}},
