@@ -307,3 +307,15 @@ def test_definition_status_and_scope(registry: Registry, definition: dict[str, A
         assert entry["scope"] == op.scope
         assert entry["status"] == ("implemented" if op.implemented else "not implemented")
         assert entry["deprecated"] is op.deprecated
+
+
+@pytest.mark.parametrize("dialect", ["native", "lowcode"])
+def test_extras_and_method_aliases_are_marked(registry: Registry, dialect: str) -> None:
+    doc = build_openapi(registry, dialect)
+    marked = {op["x-operation"]: op for _, _, op in operations(doc) if op.get("x-seed") is False}
+    assert set(marked) == {op.id for op in registry.extras}
+    aliased = {op["x-operation"]: op["x-method-aliases"] for _, _, op in operations(doc) if "x-method-aliases" in op}
+    assert aliased == {"update_library": ["PATCH"], "update_library_document": ["PATCH"]}
+    entries = {e["id"]: e for e in build_definition(registry)["operations"]}
+    assert {i for i, e in entries.items() if e.get("seed") is False} == set(marked)
+    assert entries["update_library"]["method_aliases"] == ["PATCH"]
