@@ -85,7 +85,7 @@ class DocumentListQuery(RequestModel):
     search: str | None = Field(None, max_length=MAX_NAME, pattern=_NO_NUL)  # a substring of the document's name
     page_size: int = Field(100, ge=1, le=100)
     page: int = Field(0, ge=0, le=1_000_000)
-    filters_attributes: str | None = Field(None, max_length=10_000)  # accepted; documents carry no attributes here
+    filters_attributes: str | None = Field(None, max_length=10_000)  # accepted, not applied yet
     sort_by: Literal["created_at", "name", "size"] = "created_at"
     sort_order: Literal["asc", "desc"] = "desc"
 
