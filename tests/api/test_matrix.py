@@ -73,7 +73,7 @@ CREDENTIAL_CASES = [
 ]
 ROUTES: dict[str, set[str]] = {}
 for _op in OPS:
-    ROUTES.setdefault(_op.path, set()).add(_op.method)
+    ROUTES.setdefault(_op.path, set()).update((_op.method, *_op.method_aliases))
 
 
 # -- the shared app ---------------------------------------------------------------------------------------------
