@@ -31,12 +31,17 @@ def documents() -> dict[str, str]:
 
 def capability_table(registry: Registry) -> str:
     lines = ["| Operation | Category | Native method and path | Status |", "|---|---|---|---|"]
-    for op in registry:
+    for op in registry.seed:
         status = "✅ implemented" if op.implemented else "⏳ not yet (501)"
         lines.append(f"| {op.name} | {op.category} | `{op.method} {op.path}` | {status} |")
-    done = sum(op.implemented for op in registry)
+    done = sum(op.implemented for op in registry.seed)
     lines.append("")
-    lines.append(f"{done} of {len(registry)} operations implemented.")
+    lines.append(f"{done} of {len(registry.seed)} operations implemented.")
+    if registry.extras:
+        lines += ["", "Beyond the seed's operations, further operations of Mistral's spec are served the same way "
+                  "(both dialects, the documents, the client):", ""]
+        lines += [f"- {op.name} (`{op.method} {op.path}`, `{op.operation_id}`)"
+                  + ("" if op.implemented else ": not yet (501)") for op in registry.extras]
     return "\n".join(lines)
 
 

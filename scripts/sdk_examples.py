@@ -49,7 +49,6 @@ SKIPPED: dict[str, str] = {
     "mcp_servers/*": "MCP servers on the public internet",
     "workflows/*": "workflows are not part of the 55 operations",
     "skills/*": "skills are not part of the 55 operations",
-    "libraries/*": "libraries answer 501 until issue 15",
     "prompts/*": "prompts are not part of the 55 operations",
     "jobs/*fine_tuning*": "fine-tuning answers 501 until issue 14",
     "jobs/*jobs.py": "fine-tuning answers 501 until issue 14",

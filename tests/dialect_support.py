@@ -3,11 +3,13 @@ error's fields, each checked to be in the dialect's shape."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from starlette.testclient import TestClient
 
-__all__ = ["data", "error"]
+__all__ = ["DialectApi", "data", "error"]
 
 
 def data(r: httpx.Response, dialect: str, status: int = 200) -> Any:
@@ -31,3 +33,27 @@ def error(r: httpx.Response, dialect: str, status: int) -> dict[str, Any]:
         return body  # type: ignore[no-any-return]
     assert body["object"] == "error"
     return body  # type: ignore[no-any-return]
+
+
+@dataclass
+class DialectApi:
+    """Calls in one dialect with one token: native ``/v1`` paths with Bearer auth, or LowCodeAPI's ``/mistralai/v1``
+    with ``?api_token=``. ``path`` is written without the ``/v1`` prefix."""
+
+    client: TestClient
+    dialect: str
+    token: str
+
+    def __call__(self, method: str, path: str, *, params: dict[str, Any] | None = None, **kw: Any) -> httpx.Response:
+        if self.dialect == "native":
+            return self.client.request(method, "/v1" + path, params=params,
+                                       headers={"Authorization": f"Bearer {self.token}"}, **kw)
+        return self.client.request(method, "/mistralai/v1" + path, params={**(params or {}), "api_token": self.token},
+                                   **kw)
+
+    def fails(self, status: int, method: str, path: str, code: str | None = None, **kw: Any) -> dict[str, Any]:
+        """The error answer's fields, checked to be in the dialect's shape (and to carry ``code``, if given)."""
+        err = error(self(method, path, **kw), self.dialect, status)
+        if code is not None:
+            assert err["code"] == code, err
+        return err

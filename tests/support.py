@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -20,7 +21,8 @@ from mistral_gateway.http.app import create_app
 from mistral_gateway.http.connection import uvicorn_options
 from mistral_gateway.services.container import Services, build_services
 
-__all__ = ["CLI", "LiveServer", "clean_env", "free_port", "peer_upstreams", "serving"]
+__all__ = ["CLI", "LiveServer", "clean_env", "free_port", "peer_upstreams", "serving", "short_lease_config",
+           "stop_process"]
 
 
 def free_port() -> int:
@@ -89,6 +91,34 @@ CLI = _command()  # the project's own console script, not whatever is on PATH
 def clean_env() -> dict[str, str]:
     """The caller's environment without gateway settings, so only the command line configures the CLI."""
     return {k: v for k, v in os.environ.items() if not k.startswith("MISTRAL_GATEWAY_")}
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+    """SIGTERM (a server hands its jobs back and exits), SIGKILL if it has not exited within ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def short_lease_config(tmp_path: Path, weights_dir: Path) -> Path:
+    """A config file for tests that kill a process running a job: one job at a time, a lease that lapses two
+    seconds after the last heartbeat, and a quick poll (so the next process takes the job up soon)."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(f"""
+data_dir = "{tmp_path / 'data'}"
+weights_path = "{weights_dir}"
+bootstrap_dev_token = false
+job_workers = 1
+job_lease_seconds = 2.0
+job_heartbeat_seconds = 0.2
+job_poll_seconds = 0.1
+""")
+    return config
 
 
 def peer_upstreams(base_url: str, model: str) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, str]]:

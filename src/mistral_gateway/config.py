@@ -401,6 +401,9 @@ class Settings(BaseSettings):
     library_max_pages: int = Field(1000, ge=1, le=1000)
     max_libraries_per_workspace: int = Field(1000, ge=1, le=1_000_000)
     max_documents_per_library: int = Field(10_000, ge=1, le=10_000_000)
+    # a document's text_content asked for while it is still processed waits this long for it (the SDK's example asks
+    # right after the upload), then answers 400 DOCUMENT_NOT_PROCESSED
+    library_text_wait_seconds: float = Field(60.0, ge=0, le=600)
     # Realtime transcription over a WebSocket (README "Realtime transcription"; docs/realtime.md). Partial text comes
     # from re-decoding the growing audio window every step: a session holds at most realtime_window_seconds of
     # undecided audio (plus 10 s while the engine catches up, then the socket is no longer read: backpressure).

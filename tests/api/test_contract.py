@@ -640,6 +640,47 @@ def _delete_document(api: Api, dialect: str) -> None:
     assert api.call("get_library_document", dialect, values).status_code == 404
 
 
+def _processed(api: Api, dialect: str) -> dict[str, str]:
+    """A library holding one document that processing has finished (a bounded wait on the job runner)."""
+    library_id = _library(api, dialect)["id"]
+    values = {"library_id": library_id, "document_id": _document(api, dialect, library_id)["id"]}
+    for _ in range(600):
+        status = api.call("get_library_document_status", "native", values).json()["process_status"]
+        if status not in ("todo", "in_progress"):
+            break
+        time.sleep(0.05)
+    assert status == "done", status
+    return values
+
+
+def _update_document(api: Api, dialect: str) -> None:
+    values = _processed(api, dialect)
+    attributes = {"year": 2024, "tags": ["a", "b"], "draft": False, "score": 0.5, "when": "2024-01-02T00:00:00Z"}
+    body = check("update_library_document", dialect, api.call("update_library_document", dialect, values,
+                                                              json={"name": "renamed.md", "attributes": attributes}))
+    assert (body["name"], body["attributes"], body["process_status"]) == ("renamed.md", attributes, "done")
+
+
+def _document_text(api: Api, dialect: str) -> None:
+    body = check("get_library_document_text_content", dialect,
+                 api.call("get_library_document_text_content", dialect, _processed(api, dialect)))
+    assert "The sky is green here." in body["text"]
+
+
+def _document_status(api: Api, dialect: str) -> None:
+    values = _processed(api, dialect)
+    body = check("get_library_document_status", dialect, api.call("get_library_document_status", dialect, values))
+    assert body == {"document_id": values["document_id"], "process_status": "done", "processing_status": "Completed"}
+
+
+def _reprocess_document(api: Api, dialect: str) -> None:
+    values = _processed(api, dialect)
+    r = api.call("reprocess_library_document", dialect, values)
+    assert r.status_code == 204 and r.content == b""
+    assert api.call("get_library_document_status", "native", values).json()["process_status"] in (
+        "todo", "in_progress", "done")
+
+
 PRODUCERS: dict[str, Callable[[Api, str], None]] = {
     "create_fine_tuning_job": _create_fine_tuning_job,
     "list_fine_tuning_jobs": _list_fine_tuning_jobs,
@@ -696,6 +737,10 @@ PRODUCERS: dict[str, Callable[[Api, str], None]] = {
     "create_library_document": _upload_document,
     "get_library_document": _get_document,
     "delete_library_document": _delete_document,
+    "update_library_document": _update_document,
+    "get_library_document_text_content": _document_text,
+    "get_library_document_status": _document_status,
+    "reprocess_library_document": _reprocess_document,
 }
 
 

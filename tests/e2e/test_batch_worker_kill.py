@@ -16,7 +16,7 @@ import pytest
 from mistral_gateway.config import load_settings
 from mistral_gateway.protocol.batch import TERMINAL_STATUSES, BatchJobIn
 from mistral_gateway.services.container import build_services
-from support import CLI, clean_env
+from support import CLI, clean_env, short_lease_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -30,16 +30,7 @@ def start_worker(config: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 def test_a_batch_resumes_from_its_checkpoint_after_the_worker_is_killed(tmp_path: Path, weights_dir: Path) -> None:
-    config = tmp_path / "gateway.toml"
-    config.write_text(f"""
-data_dir = "{tmp_path / 'data'}"
-weights_path = "{weights_dir}"
-bootstrap_dev_token = false
-job_workers = 1
-job_lease_seconds = 2.0
-job_heartbeat_seconds = 0.2
-job_poll_seconds = 0.1
-""")
+    config = short_lease_config(tmp_path, weights_dir)
     services = build_services(load_settings(config))
     assert services.batch is not None
     _, record = services.tokens.create("batch")

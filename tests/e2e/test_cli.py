@@ -15,7 +15,7 @@ import pytest
 
 from mistral_gateway.config import Settings
 from mistral_gateway.registry import Registry
-from support import CLI, clean_env, free_port
+from support import CLI, clean_env, free_port, stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -82,13 +82,15 @@ def test_operations_listing() -> None:
     registry = Registry.load()
     proc = cli("operations")
     lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 55  # stdout: exactly one line per operation
+    assert len(lines) == len(registry) == 55 + len(registry.extras)  # stdout: exactly one line per operation
     for op, line in zip(registry, lines, strict=True):
         assert line.startswith(op.name) and op.path in line and f" {op.method} " in line
         assert line.rstrip().endswith("implemented" if op.implemented else "not yet")
-    assert proc.stderr.strip() == f"{sum(op.implemented for op in registry)}/55 operations implemented"
+    assert proc.stderr.strip() == (f"{sum(op.implemented for op in registry.seed)}/55 operations implemented, "
+                                   f"and {len(registry.extras)} beyond them")
     as_json = json.loads(cli("operations", "--json").stdout)
     assert [entry["id"] for entry in as_json] == [op.id for op in registry]
+    assert [entry["id"] for entry in as_json if entry["seed"]] == [op.id for op in registry.seed]
 
 
 def test_cli_revoke_takes_effect_immediately_on_a_running_server(live_server: Any, settings: Settings) -> None:
@@ -158,9 +160,4 @@ def test_serve(tmp_path: Path) -> None:
         assert "/mistralai/v1/models/***" in access_log
         assert token not in access_log and token[3:20] not in access_log  # the access log never writes it
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
+        stop_process(server, 15)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -272,9 +273,11 @@ def test_passthrough_workspace_forwards_every_operation(pair: Pair, tmp_path: Pa
     assert r.status_code == 200 and r.json()["deleted"] is True
     r = httpx.get(f"{pair.url}/mistralai/v1/files/{file_id}", params={"api_token": pair.cloud_token})
     assert r.status_code == 404 and r.json()["data"]["error"]["message"]
-    # an operation this build does not implement: the upstream's own answer (here its 501), status kept
+    # the libraries are the upstream's too (every operation is built now: no 501 to relay)
     r = httpx.get(pair.url + "/v1/libraries", headers=auth)
-    assert r.status_code == 501 and "not implemented" in r.json()["message"]
+    assert r.status_code == 200 and r.json() == {"data": []}
+    r = httpx.get(f"{pair.url}/v1/libraries/{uuid.uuid4()}", headers=auth)
+    assert r.status_code == 404 and r.json()["code"] == "LIBRARY_NOT_FOUND"
     # the other workspace is not passed through: its routed model still works, its files stay local
     r = httpx.get(pair.url + "/v1/files", headers={"Authorization": f"Bearer {pair.token}"})
     assert r.status_code == 200 and r.json()["data"] == []

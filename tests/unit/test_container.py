@@ -26,7 +26,7 @@ def test_build_services_creates_data_dir_db_and_secret(tmp_path: Path) -> None:
         assert (tmp_path / "new" / "data" / "signing.key").is_file()
         assert (tmp_path / "new" / "data" / "tokens.epoch").is_file()
         assert svc.blobs.root == settings.blob_dir
-        assert len(svc.registry) == 55
+        assert len(svc.registry.seed) == 55
         token, _ = svc.tokens.create("t")
         assert svc.tokens.verify(token).workspace == "default"
         assert svc.files.max_upload_bytes == settings.max_upload_bytes

@@ -67,7 +67,7 @@ def test_multi_param_path(routes: RouteTable) -> None:
     assert match is not None
     assert match.template == "/v1/libraries/{library_id}/documents/{document_id}"
     assert match.params == {"library_id": "lib-1", "document_id": "doc-2"}
-    assert set(match.methods) == {"GET", "DELETE"}
+    assert set(match.methods) == {"GET", "PUT", "PATCH", "DELETE"}  # PUT (PATCH from the SDK 3.x): the update
 
 
 def test_same_path_different_methods(routes: RouteTable) -> None:

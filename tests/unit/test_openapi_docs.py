@@ -106,12 +106,12 @@ def test_every_ref_resolves(registry: Registry, dialect: str) -> None:
 def test_55_operations_counting_the_twin(registry: Registry, dialect: str) -> None:
     doc = build_openapi(registry, dialect)
     ops = list(operations(doc))
-    assert len(ops) == 54
+    assert len(ops) == 54 + len(registry.extras)
     documented = [op["x-operation"] for _, _, op in ops]
     twins = [op["x-twin"]["operation"] for _, _, op in ops if "x-twin" in op]
     assert twins == ["create_streaming_transcription"]
     assert sorted(documented + twins) == sorted(o.id for o in registry)
-    assert len({op["operationId"] for _, _, op in ops}) == 54
+    assert len({op["operationId"] for _, _, op in ops}) == 54 + len(registry.extras)
 
 
 @pytest.mark.parametrize("dialect", ["native", "lowcode"])
@@ -247,7 +247,7 @@ def test_definition_header(definition: dict[str, Any]) -> None:
 
 def test_definition_has_55_entries_in_registry_order(registry: Registry, definition: dict[str, Any]) -> None:
     entries = definition["operations"]
-    assert len(entries) == 55
+    assert len(entries) == len(registry) == 55 + len(registry.extras)
     assert [e["id"] for e in entries] == [op.id for op in registry]
     assert [(e["name"], e["method"], e["category"]) for e in entries] == [
         (op.name, op.method, op.category) for op in registry]
@@ -307,3 +307,15 @@ def test_definition_status_and_scope(registry: Registry, definition: dict[str, A
         assert entry["scope"] == op.scope
         assert entry["status"] == ("implemented" if op.implemented else "not implemented")
         assert entry["deprecated"] is op.deprecated
+
+
+@pytest.mark.parametrize("dialect", ["native", "lowcode"])
+def test_extras_and_method_aliases_are_marked(registry: Registry, dialect: str) -> None:
+    doc = build_openapi(registry, dialect)
+    marked = {op["x-operation"]: op for _, _, op in operations(doc) if op.get("x-seed") is False}
+    assert set(marked) == {op.id for op in registry.extras}
+    aliased = {op["x-operation"]: op["x-method-aliases"] for _, _, op in operations(doc) if "x-method-aliases" in op}
+    assert aliased == {"update_library": ["PATCH"], "update_library_document": ["PATCH"]}
+    entries = {e["id"]: e for e in build_definition(registry)["operations"]}
+    assert {i for i, e in entries.items() if e.get("seed") is False} == set(marked)
+    assert entries["update_library"]["method_aliases"] == ["PATCH"]

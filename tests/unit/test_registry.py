@@ -1,4 +1,5 @@
-"""registry: the 55 operations of the seed, enriched with parameters from Mistral's spec."""
+"""registry: the 55 operations of the seed (and the extras after them), enriched with parameters from Mistral's
+spec."""
 
 from __future__ import annotations
 
@@ -95,14 +96,37 @@ def registry() -> Registry:
     return Registry.load()
 
 
-def test_exactly_55_operations(registry: Registry) -> None:
+# Spec operations served beyond the seed (the official SDK's libraries example calls them): after the seed's rows.
+EXTRAS = {
+    "update_library_document": ("PUT", "/v1/libraries/{library_id}/documents/{document_id}",
+                                "libraries_documents_update_v1"),
+    "get_library_document_text_content": ("GET", "/v1/libraries/{library_id}/documents/{document_id}/text_content",
+                                          "libraries_documents_get_text_content_v1"),
+    "get_library_document_status": ("GET", "/v1/libraries/{library_id}/documents/{document_id}/status",
+                                    "libraries_documents_get_status_v1"),
+    "reprocess_library_document": ("POST", "/v1/libraries/{library_id}/documents/{document_id}/reprocess",
+                                   "libraries_documents_reprocess_v1"),
+}
+
+
+def test_exactly_55_seed_operations(registry: Registry) -> None:
     assert len(SEED) == 55
-    assert len(registry) == 55
-    assert len(list(registry)) == 55
+    assert len(registry.seed) == 55
+    assert len(registry) == len(list(registry)) == 55 + len(EXTRAS)
 
 
 def test_names_methods_categories_match_the_seed_in_order(registry: Registry) -> None:
-    assert [(op.name, op.method, op.category) for op in registry] == SEED
+    assert [(op.name, op.method, op.category) for op in registry.seed] == SEED
+    assert list(registry)[:55] == list(registry.seed)  # the extras come after the seed's rows
+
+
+def test_extras_are_spec_operations_outside_the_seed(registry: Registry) -> None:
+    assert {op.id: (op.method, op.path, op.operation_id) for op in registry.extras} == EXTRAS
+    assert not {op.name for op in registry.extras} & {name for name, _, _ in SEED}
+    assert all(op.implemented and op.category == "Libraries" for op in registry.extras)
+    assert registry.get("reprocess_library_document").status == 204
+    update = {p.name: p for p in registry.get("update_library_document").body_params}
+    assert set(update) == {"name", "attributes"}
 
 
 def test_seed_paths(registry: Registry) -> None:
@@ -113,13 +137,13 @@ def test_seed_paths(registry: Registry) -> None:
 
 def test_ids_unique_snake_case(registry: Registry) -> None:
     ids = [op.id for op in registry]
-    assert len(set(ids)) == 55
+    assert len(set(ids)) == len(registry)
     for op_id in ids:
         assert re.fullmatch(r"[a-z][a-z0-9_]*", op_id), op_id
 
 
 def test_operation_ids_unique(registry: Registry) -> None:
-    assert len({op.operation_id for op in registry}) == 55
+    assert len({op.operation_id for op in registry}) == len(registry)
 
 
 def test_get_by_id(registry: Registry) -> None:

@@ -82,6 +82,8 @@ def test_the_shipped_operations_fit_the_registry_exactly(registry: Registry) -> 
                              for op in registry), load_spec())
     with pytest.raises(ValueError, match=r"operations without an implemented registry row: \['create_library'\]"):
         check_operations(unbuilt, OPERATIONS)
+    with pytest.raises(ValueError, match=r"operations without an implemented registry row: \['no_such_op'\]"):
+        check_operations(registry, {**OPERATIONS, "no_such_op": raw_json})
 
 
 def test_a_mismatch_stops_the_application_and_the_server_at_startup(registry: Registry, tmp_path: Path) -> None:

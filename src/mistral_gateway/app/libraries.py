@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import anyio
 from anyio.to_thread import run_sync
 
 from mistral_gateway.app.context import Context, Work
 from mistral_gateway.app.results import NoContent, RawJSON
 from mistral_gateway.protocol.libraries import (
     DocumentOut,
+    DocumentTextContent,
+    DocumentUpdateIn,
     LibraryIn,
     LibraryInUpdate,
     LibraryOut,
     ListDocumentOut,
     ListLibraryOut,
+    ProcessingStatusOut,
 )
 from mistral_gateway.services.files import UploadSink
 from mistral_gateway.services.libraries import LibraryService
@@ -77,6 +81,35 @@ async def delete_document(ctx: Context, _: None) -> NoContent:
     return NoContent()
 
 
+async def update_document(ctx: Context, request: DocumentUpdateIn) -> DocumentOut:
+    return await run_sync(libraries_of(ctx).update_document, ctx.workspace_id, ctx.path["library_id"],
+                          ctx.path["document_id"], request)
+
+
+async def document_text(ctx: Context, _: None) -> DocumentTextContent:
+    """The extracted text; a document still processed is waited for (``library_text_wait_seconds``), polled with
+    a growing pause and without holding a thread."""
+    service, args = libraries_of(ctx), (ctx.workspace_id, ctx.path["library_id"], ctx.path["document_id"])
+    deadline = anyio.current_time() + ctx.services.settings.library_text_wait_seconds
+    pause = 0.05
+    while (await run_sync(service.status, *args)).processing_status == "Running":
+        if anyio.current_time() + pause > deadline:
+            break
+        await anyio.sleep(pause)
+        pause = min(pause * 2, 1.0)
+    return await run_sync(service.text_content, *args)
+
+
+async def document_status(ctx: Context, _: None) -> ProcessingStatusOut:
+    return await run_sync(libraries_of(ctx).status, ctx.workspace_id, ctx.path["library_id"],
+                          ctx.path["document_id"])
+
+
+async def reprocess_document(ctx: Context, _: None) -> NoContent:
+    await run_sync(libraries_of(ctx).reprocess, ctx.workspace_id, ctx.path["library_id"], ctx.path["document_id"])
+    return NoContent()
+
+
 LIBRARIES: dict[str, Work] = {
     "list_libraries": list_libraries,
     "create_library": create_library,
@@ -87,4 +120,8 @@ LIBRARIES: dict[str, Work] = {
     "create_library_document": upload_document,
     "get_library_document": get_document,
     "delete_library_document": delete_document,
+    "update_library_document": update_document,
+    "get_library_document_text_content": document_text,
+    "get_library_document_status": document_status,
+    "reprocess_library_document": reprocess_document,
 }

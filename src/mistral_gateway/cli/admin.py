@@ -105,11 +105,13 @@ def _operations(args: argparse.Namespace) -> int:
     registry = Registry.load()
     if args.json:
         print(json.dumps([{"id": op.id, "name": op.name, "category": op.category, "method": op.method,
-                           "path": op.path, "implemented": op.implemented} for op in registry], indent=2))
+                           "path": op.path, "implemented": op.implemented, "seed": op.seed} for op in registry],
+                         indent=2))
         return 0
     for op in registry:
         status = "implemented" if op.implemented else "not yet"
         print(f"{op.name:<32} {op.category:<15} {op.method:<6} {op.path:<55} {status}")
-    done = sum(op.implemented for op in registry)
-    print(f"{done}/{len(registry)} operations implemented", file=sys.stderr)  # stdout: one line per operation
+    done = sum(op.implemented for op in registry.seed)
+    extras = f", and {len(registry.extras)} beyond them" if registry.extras else ""
+    print(f"{done}/{len(registry.seed)} operations implemented{extras}", file=sys.stderr)  # stdout: one line an op
     return 0

@@ -31,7 +31,8 @@ class RouteTable:
     """Matches a path (without the dialect prefix) to the operations served there, keyed by method.
 
     Static routes are tried before parameterised ones, so ``/v1/agents/completions`` never reads as an agent id.
-    Twin operations (same method and path, chosen by the body's ``stream``) register the non-stream one here.
+    Twin operations (same method and path, chosen by the body's ``stream``) register the non-stream one here; an
+    operation's ``method_aliases`` reach it too.
     """
 
     def __init__(self, registry: Registry) -> None:
@@ -46,6 +47,8 @@ class RouteTable:
             if op.method in route.methods and op.stream == "always":
                 continue
             route.methods[op.method] = op
+            for alias in op.method_aliases:
+                route.methods.setdefault(alias, op)
         self._routes = sorted(routes.values(), key=lambda r: (len(r.param_names), -len(r.template)))
         self._static = {r.template: r for r in self._routes if not r.param_names}
 

@@ -109,6 +109,10 @@ def _operation_doc(registry: Registry, op: Operation, lowcode: bool) -> dict[str
     }
     if op.deprecated or spec_op.get("deprecated"):
         doc["deprecated"] = True
+    if not op.seed:
+        doc["x-seed"] = False  # served beyond the seed's 55 operations
+    if op.method_aliases:
+        doc["x-method-aliases"] = list(op.method_aliases)  # the same operation (the SDK 3.x sends PATCH)
     if spec_op.get("parameters"):
         doc["parameters"] = spec_op["parameters"]
     if "requestBody" in spec_op:
@@ -215,6 +219,8 @@ def _definition_entry(op: Operation) -> dict[str, Any]:
         "scope": op.scope,
         "status": "implemented" if op.implemented else "not implemented",
         "deprecated": op.deprecated,
+        **({"method_aliases": list(op.method_aliases)} if op.method_aliases else {}),
+        **({} if op.seed else {"seed": False}),
     }
 
 

@@ -3,9 +3,9 @@ ListDocumentOut, PaginationInfo, ProcessStatus, DocumentTextContent, ProcessingS
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StringConstraints
 
 from mistral_gateway.protocol.common import RequestModel, ResponseModel
 
@@ -16,6 +16,7 @@ __all__ = [
     "DocumentListQuery",
     "DocumentOut",
     "DocumentTextContent",
+    "DocumentUpdateIn",
     "LibraryIn",
     "LibraryInUpdate",
     "LibraryOut",
@@ -35,21 +36,26 @@ MAX_CHUNK_SIZE = 8000
 MAX_NAME = 255
 MAX_DESCRIPTION = 10_000
 
+# Text the server stores: PostgreSQL cannot hold a NUL character in text, so none is accepted (a 4xx, not a 500).
+_NO_NUL = r"^[^\x00]*$"
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=_NO_NUL)]
+Description = Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION, pattern=_NO_NUL)]
+
 ProcessStatus = Literal["self_managed", "missing_content", "noop", "done", "todo", "in_progress", "error",
                         "waiting_for_capacity"]
 
 
 class LibraryIn(RequestModel):
-    name: str = Field(min_length=1, max_length=MAX_NAME)
-    description: str | None = Field(None, max_length=MAX_DESCRIPTION)
+    name: Name
+    description: Description | None = None
     chunk_size: int | None = Field(None, ge=MIN_CHUNK_SIZE, le=MAX_CHUNK_SIZE)
 
 
 class LibraryInUpdate(RequestModel):
     """The fields sent replace the stored ones; fields not sent (or null) stay."""
 
-    name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
-    description: str | None = Field(None, max_length=MAX_DESCRIPTION)
+    name: Name | None = None
+    description: Description | None = None
 
 
 class LibraryOut(ResponseModel):
@@ -76,10 +82,10 @@ class ListLibraryOut(ResponseModel):
 
 
 class DocumentListQuery(RequestModel):
-    search: str | None = Field(None, max_length=MAX_NAME)  # a substring of the document's name
+    search: str | None = Field(None, max_length=MAX_NAME, pattern=_NO_NUL)  # a substring of the document's name
     page_size: int = Field(100, ge=1, le=100)
     page: int = Field(0, ge=0, le=1_000_000)
-    filters_attributes: str | None = Field(None, max_length=10_000)  # accepted; documents carry no attributes here
+    filters_attributes: str | None = Field(None, max_length=10_000)  # accepted, not applied yet
     sort_by: Literal["created_at", "name", "size"] = "created_at"
     sort_order: Literal["asc", "desc"] = "desc"
 
@@ -128,3 +134,27 @@ class ProcessingStatusOut(ResponseModel):
     document_id: str
     process_status: ProcessStatus
     processing_status: str
+
+
+# A document's attributes (set by the document update): bounded so a row stays small. Values take the spec's types:
+# a boolean, string (a date-time is a string), integer or number, or a list of one of those.
+MAX_ATTRIBUTES = 32
+MAX_ATTRIBUTE_KEY = 64
+MAX_ATTRIBUTE_STRING = 1000
+MAX_ATTRIBUTE_ITEMS = 50
+
+_AttrKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ATTRIBUTE_KEY, pattern=_NO_NUL)]
+_AttrStr = Annotated[str, StringConstraints(max_length=MAX_ATTRIBUTE_STRING, pattern=_NO_NUL)]
+_AttrInt = Annotated[StrictInt, Field(ge=-(2**53), le=2**53)]  # what a JSON number holds exactly
+AttributeValue = (StrictBool | _AttrInt | StrictFloat | _AttrStr
+                  | Annotated[list[_AttrStr], Field(max_length=MAX_ATTRIBUTE_ITEMS)]
+                  | Annotated[list[_AttrInt], Field(max_length=MAX_ATTRIBUTE_ITEMS)]
+                  | Annotated[list[StrictFloat | _AttrInt], Field(max_length=MAX_ATTRIBUTE_ITEMS)]
+                  | Annotated[list[StrictBool], Field(max_length=MAX_ATTRIBUTE_ITEMS)])
+
+
+class DocumentUpdateIn(RequestModel):
+    """The fields sent replace the stored ones (``attributes`` as a whole); fields not sent (or null) stay."""
+
+    name: Name | None = None
+    attributes: dict[_AttrKey, AttributeValue] | None = Field(None, max_length=MAX_ATTRIBUTES)

@@ -1,4 +1,5 @@
-"""The operation registry: one declarative table of the 55 operations, enriched from Mistral's spec.
+"""The operation registry: one declarative table of the 55 seed operations (and a few extras from Mistral's spec),
+enriched from Mistral's spec.
 
 It drives routing for both dialects, old-format resolution, the OpenAPI and definition documents, the API test
 matrix and the client.
@@ -76,6 +77,15 @@ class Registry:
     def by_path(self, method: str, path: str) -> Operation | None:
         """The operation at a native method and path template (``"POST", "/v1/chat/completions"``)."""
         return self._by_path.get((method.upper(), path))
+
+    @property
+    def seed(self) -> tuple[Operation, ...]:
+        """The seed's 55 operations, in the seed's order (the extras follow them in ``operations``)."""
+        return tuple(op for op in self.operations if op.seed)
+
+    @property
+    def extras(self) -> tuple[Operation, ...]:
+        return tuple(op for op in self.operations if not op.seed)
 
     @property
     def batchable(self) -> tuple[Operation, ...]:

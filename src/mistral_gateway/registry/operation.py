@@ -62,6 +62,10 @@ class Operation:
     openai_path: str | None = None  # the path on an OpenAI-compatible upstream (native upstreams get ``path``)
     # batch lines may run this operation: a job names its path as ``endpoint`` (agent completions: a job's agent_id)
     batchable: bool = False
+    # further methods routed to this operation: the SDK 3.x sends PATCH where Mistral's spec (and the seed) say PUT
+    method_aliases: tuple[str, ...] = ()
+    # one of the seed's 55 operations; extras (``seed=False``) are further spec operations served the same way
+    seed: bool = True
     # Derived from the spec at registry load; not written in the table.
     path_params: tuple[Param, ...] = field(default=(), compare=False)
     query_params: tuple[Param, ...] = field(default=(), compare=False)

@@ -1,4 +1,5 @@
-"""The 55 operations of the seed, one row each. Adding an operation: one row here plus a handler.
+"""The 55 operations of the seed, one row each, then a few extras from Mistral's spec (``seed=False``). Adding an
+operation: one row here plus a handler.
 
 Names are the seed's, method and path Mistral's (see shared/spec/mistral-api-digest.md, operation index).
 Parameters and spec schemas are not repeated here: they are derived from ``mistral_spec.json`` at load time.
@@ -215,7 +216,8 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("get_library", "Get Library", "Libraries", "GET", "/v1/libraries/{library_id}", "libraries_get_v1",
         implemented=True, response=libraries.LibraryOut),
     _op("update_library", "Update Library", "Libraries", "PUT", "/v1/libraries/{library_id}", "libraries_update_v1",
-        body="json", implemented=True, request=libraries.LibraryInUpdate, response=libraries.LibraryOut),
+        body="json", implemented=True, request=libraries.LibraryInUpdate, response=libraries.LibraryOut,
+        method_aliases=("PATCH",)),
     _op("delete_library", "Delete Library", "Libraries", "DELETE", "/v1/libraries/{library_id}",
         "libraries_delete_v1", implemented=True, response=libraries.LibraryOut),
     _op("list_library_documents", "List Library Documents", "Libraries", "GET",
@@ -229,5 +231,20 @@ OPERATIONS: tuple[Operation, ...] = (
         response=libraries.DocumentOut),
     _op("delete_library_document", "Delete Library Document", "Libraries", "DELETE",
         "/v1/libraries/{library_id}/documents/{document_id}", "libraries_documents_delete_v1", status=204,
-        implemented=True)
+        implemented=True),
+    # Extras: further spec operations beyond the seed's 55 (the official SDK's libraries example calls them).
+    _op("update_library_document", "Update Library Document", "Libraries", "PUT",
+        "/v1/libraries/{library_id}/documents/{document_id}", "libraries_documents_update_v1", body="json",
+        implemented=True, request=libraries.DocumentUpdateIn, response=libraries.DocumentOut, seed=False,
+        method_aliases=("PATCH",)),
+    _op("get_library_document_text_content", "Get Library Document Text Content", "Libraries", "GET",
+        "/v1/libraries/{library_id}/documents/{document_id}/text_content",
+        "libraries_documents_get_text_content_v1", implemented=True, response=libraries.DocumentTextContent,
+        seed=False),
+    _op("get_library_document_status", "Get Library Document Status", "Libraries", "GET",
+        "/v1/libraries/{library_id}/documents/{document_id}/status", "libraries_documents_get_status_v1",
+        implemented=True, response=libraries.ProcessingStatusOut, seed=False),
+    _op("reprocess_library_document", "Reprocess Library Document", "Libraries", "POST",
+        "/v1/libraries/{library_id}/documents/{document_id}/reprocess", "libraries_documents_reprocess_v1",
+        status=204, implemented=True, seed=False),
 )

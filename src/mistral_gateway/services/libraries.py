@@ -20,6 +20,7 @@ from mistral_gateway.protocol.libraries import (
     DocumentListQuery,
     DocumentOut,
     DocumentTextContent,
+    DocumentUpdateIn,
     LibraryIn,
     LibraryInUpdate,
     LibraryOut,
@@ -94,12 +95,13 @@ class LibraryService:
         return library_out(self.library(workspace_id, library_id))
 
     def library(self, workspace_id: str, library_id: str) -> LibraryRecord:
-        record = self.repo.get_library(workspace_id, library_id)
+        record = self.repo.get_library(workspace_id, library_id) if _issued(library_id) else None
         if record is None:
             raise NotFound(f"library {library_id!r} not found", code="LIBRARY_NOT_FOUND", param="library_id")
         return record
 
     def update(self, workspace_id: str, library_id: str, request: LibraryInUpdate) -> LibraryOut:
+        self.library(workspace_id, library_id)
         changes = {k: v for k, v in request.model_dump(exclude_unset=True).items() if v is not None}
         if not self.repo.update_library(workspace_id, library_id, changes, now_us()):
             raise NotFound(f"library {library_id!r} not found", code="LIBRARY_NOT_FOUND", param="library_id")
@@ -172,7 +174,7 @@ class LibraryService:
 
     def document(self, workspace_id: str, library_id: str, document_id: str) -> DocumentRecord:
         self.library(workspace_id, library_id)
-        record = self.repo.get_document(workspace_id, library_id, document_id)
+        record = self.repo.get_document(workspace_id, library_id, document_id) if _issued(document_id) else None
         if record is None:
             raise NotFound(f"document {document_id!r} not found in library {library_id!r}",
                            code="DOCUMENT_NOT_FOUND", param="document_id")
@@ -191,6 +193,16 @@ class LibraryService:
         self.index.delete_document(library_id, document_id)
         self._drop_blobs(record)
         self.repo.touch_library(library_id, now_us())
+
+    def update_document(self, workspace_id: str, library_id: str, document_id: str,
+                        request: DocumentUpdateIn) -> DocumentOut:
+        """Renames the document and/or replaces its attributes; its content and processing are untouched."""
+        self.document(workspace_id, library_id, document_id)
+        changes = {k: v for k, v in request.model_dump(exclude_unset=True).items() if v is not None}
+        if changes and not self.repo.update_document(workspace_id, library_id, document_id, changes):
+            raise NotFound(f"document {document_id!r} not found in library {library_id!r}",
+                           code="DOCUMENT_NOT_FOUND", param="document_id")
+        return self.get_document(workspace_id, library_id, document_id)
 
     def status(self, workspace_id: str, library_id: str, document_id: str) -> ProcessingStatusOut:
         record = self.document(workspace_id, library_id, document_id)
@@ -224,8 +236,17 @@ class LibraryService:
                 self.blobs.delete(key)
 
 
+def _issued(object_id: str) -> bool:
+    """Whether the id has the form this service issues (a lowercase UUID); any other names nothing, and is not
+    sent to the database (PostgreSQL refuses a NUL character in a query rather than finding no row)."""
+    try:
+        return str(uuid.UUID(object_id)) == object_id
+    except ValueError:
+        return False
+
+
 def _name(filename: str | None, extension: str | None) -> str:
-    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()[:255]
+    name = (filename or "").replace("\x00", "").replace("\\", "/").rsplit("/", 1)[-1].strip()[:255]
     return name or (f"document.{extension}" if extension else "document")
 
 

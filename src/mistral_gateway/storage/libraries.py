@@ -200,6 +200,16 @@ class LibraryRepository:
             s.delete(row)
             return record
 
+    def update_document(self, workspace_id: str, library_id: str, document_id: str,
+                        changes: dict[str, Any]) -> bool:
+        """The user's fields of a document (name, attributes); False if there is no such document."""
+        with self._db.session() as s:
+            result = s.execute(update(LibraryDocumentRow).where(LibraryDocumentRow.workspace_id == workspace_id,
+                                                                LibraryDocumentRow.library_id == library_id,
+                                                                LibraryDocumentRow.id == document_id)
+                               .values(**changes))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
     def requeue(self, document_id: str, job: JobRow, status: str) -> bool:
         """The document back to ``status`` with a new job processing it (one transaction); False if it is gone."""
         with self._db.session() as s:
