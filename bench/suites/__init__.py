@@ -10,6 +10,7 @@ from . import (
     conversations,
     embeddings,
     fine_tuning,
+    library_search,
     models,
     moderation,
     ocr,
@@ -34,4 +35,5 @@ SUITES: dict[str, Suite] = {
     "transcription": transcription.run,
     "conversations": conversations.run,
     "fine_tuning": fine_tuning.run,
+    "library_search": library_search.run,
 }

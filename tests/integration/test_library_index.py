@@ -11,9 +11,10 @@ import numpy as np
 import psycopg
 import pytest
 
+from db_backends import PostgresServer
 from mistral_gateway.storage.library_index import MAX_K, ChunkIndex, IndexedChunk
 from mistral_gateway.storage.library_index_local import LocalChunkIndex
-from mistral_gateway.storage.library_index_pg import PgVectorChunkIndex, conninfo
+from mistral_gateway.storage.library_index_pg import LibraryIndexUnavailable, PgVectorChunkIndex, conninfo
 from pgvector_cluster import PGSERVER_MISSING, pgserver_bindir, pgvector_cluster
 
 DIMS = 8
@@ -163,3 +164,19 @@ def test_two_index_objects_share_one_store(make_index: Factory) -> None:
     assert [h.text for h in second.search(["lib"], "", unit(1), 5)] == ["version two"]
     first.delete_library("lib")
     assert second.search(["lib"], "", unit(1), 5) == []
+
+
+@pytest.mark.postgresql
+def test_a_server_without_pgvector_fails_at_startup_saying_so(postgres_server: PostgresServer) -> None:
+    """The suite's PostgreSQL (scripts/pg_test_cluster.sh: Debian's, which has no pgvector package)."""
+    with postgres_server.database() as url, psycopg.connect(conninfo(url)) as db:
+        available = db.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
+        if available is not None:
+            pytest.skip("this PostgreSQL has pgvector: nothing to refuse")
+        with pytest.raises(LibraryIndexUnavailable, match="cannot create the pgvector extension"):
+            PgVectorChunkIndex(url)
+
+
+def test_pgvector_needs_a_postgresql_url() -> None:
+    with pytest.raises(LibraryIndexUnavailable, match="needs a PostgreSQL URL"):
+        PgVectorChunkIndex("sqlite:///gateway.db")
