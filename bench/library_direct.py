@@ -31,10 +31,20 @@ from index_engines import K, exact_top, queries, vectors  # noqa: E402 - a sibli
 
 QUESTIONS_DIR = BENCH_DIR / "library_questions"
 DOC_CHUNKS = 50
-WORDS = ("river", "harbor", "invoice", "quarterly", "ferry", "telescope", "castle", "garden", "honey", "bakery",
-         "station", "ticket", "warranty", "lens", "orbit", "tunnel", "course", "record", "museum", "clock", "island",
-         "puffin", "tea", "leaf", "solar", "battery", "sheep", "chess", "tournament", "water", "filter", "siege",
-         "keep", "bell", "marathon", "runner", "medal", "release", "planner", "migration", "language", "term")
+SYLLABLES = ("ka", "lo", "mi", "ren", "ta", "vo", "sel", "dor", "pa", "ni", "gru", "fe", "sho", "bal", "tu", "wex")
+TEXT_WORDS, QUERY_WORDS = 40, 6
+
+
+def _vocabulary(rng: np.random.Generator, size: int = 5000) -> tuple[np.ndarray, np.ndarray]:
+    """Made-up words with Zipf-like frequencies (the k-th most common 1/k as often as the first), like text."""
+    words = np.array(sorted({"".join(rng.choice(SYLLABLES, 3)) for _ in range(3 * size)})[:size])
+    weights = 1.0 / np.arange(1, len(words) + 1)
+    return words, weights / weights.sum()
+
+
+def _texts(rng: np.random.Generator, count: int, length: int) -> list[str]:
+    words, p = _vocabulary(np.random.default_rng(0))
+    return [" ".join(rng.choice(words, length, p=p)) for _ in range(count)]
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -69,9 +79,9 @@ def latency(n: int, n_queries: int) -> dict[str, Any]:
     from mistral_gateway.storage.library_index_local import LocalChunkIndex
 
     data, rng = vectors(n), np.random.default_rng(3)
-    texts = [" ".join(rng.choice(WORDS, 12)) for _ in range(n)]
+    texts = _texts(rng, n, TEXT_WORDS)
     qs = queries(data)[:n_queries]
-    q_texts = [" ".join(rng.choice(WORDS, 6)) for _ in range(len(qs))]
+    q_texts = _texts(rng, len(qs), QUERY_WORDS)
     with tempfile.TemporaryDirectory(prefix="library-latency-") as tmp:
         path = Path(tmp) / "index.sqlite"
         started = time.perf_counter()
@@ -107,7 +117,7 @@ def pgvector(n: int, n_queries: int) -> dict[str, Any]:
         return {"skipped": "pgserver is not installed"}
     data, rng = vectors(n), np.random.default_rng(3)
     qs = queries(data)[:n_queries]
-    q_texts = [" ".join(rng.choice(WORDS, 6)) for _ in range(len(qs))]
+    q_texts, texts = _texts(rng, len(qs), QUERY_WORDS), _texts(rng, n, TEXT_WORDS)
     with pgvector_cluster(bindir) as url:
         vector_only = PgVectorChunkIndex(url, hybrid=False)
         started = time.perf_counter()
@@ -115,7 +125,7 @@ def pgvector(n: int, n_queries: int) -> dict[str, Any]:
                 "COPY library_chunks (library_id, document_id, idx, text, embedding) FROM STDIN") as copy:
             for i in range(n):
                 copy.write_row(("lib", f"d{i - i % DOC_CHUNKS:08d}", i % DOC_CHUNKS,
-                                " ".join(rng.choice(WORDS, 12)), "[" + ",".join(map(repr, data[i].tolist())) + "]"))
+                                texts[i], "[" + ",".join(map(repr, data[i].tolist())) + "]"))
         with psycopg.connect(conninfo(url), autocommit=True) as db:
             db.execute("VACUUM ANALYZE library_chunks")
         insert_s = time.perf_counter() - started

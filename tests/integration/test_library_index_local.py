@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mistral_gateway.storage.library_index import IndexedChunk
 from mistral_gateway.storage.library_index_local import LocalChunkIndex
@@ -102,4 +103,19 @@ def test_a_version_1_file_is_upgraded_keeping_its_chunks(tmp_path: Path) -> None
     index.close()
     index = LocalChunkIndex(path)  # opened again: nothing to upgrade
     assert len(index.search(["lib"], "upgrade", vector(1), 5)) == 1
+    index.close()
+
+
+def test_keyword_scoring_keeps_the_rarest_terms_within_its_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mistral_gateway.storage.library_index_local as local
+
+    monkeypatch.setattr(local, "MAX_KEYWORD_POSTINGS", 3)
+    index = LocalChunkIndex(tmp_path / "index.sqlite")
+    index.replace("lib", "doc", [IndexedChunk(i, f"common words {'rare' if i == 4 else ''} {'mid' * (i < 2)}",
+                                              vector(1, i)) for i in range(6)])
+    db = index._connect()
+    assert index._affordable_terms(db, ["common", "rare", "absent", "mid"]) == ["rare", "mid"]
+    assert index._affordable_terms(db, ["common", "words"]) == []  # each alone is over the budget
+    hits = index.search(["lib"], "common rare", vector(0, 1), 1)  # the vector points elsewhere; "rare" decides
+    assert [h.index for h in hits] == [4]
     index.close()

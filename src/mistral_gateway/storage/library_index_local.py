@@ -33,6 +33,10 @@ from mistral_gateway.storage.permissions import create_private_file, private_dir
 __all__ = ["DEFAULT_CACHE_BYTES", "LocalChunkIndex"]
 
 DEFAULT_CACHE_BYTES = 1 << 30  # ~700k chunks of 384 dims in memory; beyond it libraries take turns
+# Ranking keyword matches costs ~2 us per matching chunk: a query keeps its rarest terms while their chunk counts add
+# up to at most this (common terms weigh little in BM25 anyway; names and codes are rare), ~10 ms at most.
+MAX_KEYWORD_POSTINGS = 5_000
+_TOKENIZER = "tokenize='porter unicode61 remove_diacritics 2'"
 SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
@@ -40,13 +44,12 @@ CREATE TABLE IF NOT EXISTS chunks (
     page INTEGER, text TEXT NOT NULL, vector BLOB NOT NULL, UNIQUE (document_id, idx));
 CREATE INDEX IF NOT EXISTS chunks_library ON chunks (library_id);
 CREATE TABLE IF NOT EXISTS versions (library_id TEXT PRIMARY KEY, version INTEGER NOT NULL);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, content='chunks', content_rowid='id', TOKENIZER);
 CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
     INSERT INTO chunks_fts (rowid, text) VALUES (new.id, new.text); END;
 CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
     INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END;
-"""
+""".replace("TOKENIZER", _TOKENIZER)
 
 
 @dataclass(slots=True)
@@ -133,15 +136,33 @@ class LocalChunkIndex:
         return scored[:depth]
 
     def _keyword_ranking(self, library_ids: list[str], query: str, depth: int) -> list[int]:
-        terms = keyword_terms(query)
+        db = self._connect()
+        terms = self._affordable_terms(db, keyword_terms(query))
         if not terms:
             return []
-        match = " OR ".join(f'"{t}"' for t in terms)
-        rows = self._connect().execute(
+        rows = db.execute(
             "SELECT c.id FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ? "
             "AND c.library_id IN (SELECT value FROM json_each(?)) ORDER BY bm25(chunks_fts) LIMIT ?",
-            (match, json.dumps(library_ids), depth))
+            (" OR ".join(f'"{t}"' for t in terms), json.dumps(library_ids), depth))
         return [r[0] for r in rows]
+
+    def _affordable_terms(self, db: sqlite3.Connection, terms: list[str]) -> list[str]:
+        """The rarest of ``terms`` whose matching chunks (across the index: what ranking reads) add up to at most
+        MAX_KEYWORD_POSTINGS; terms no chunk holds are dropped too. Counting stops past the budget, so a common
+        term costs no more than a rare one."""
+        counts = []
+        for term in terms:
+            count = db.execute("SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+                               (f'"{term}"', MAX_KEYWORD_POSTINGS + 1)).fetchone()[0]
+            if count:
+                counts.append((count, term))
+        kept, total = [], 0
+        for count, term in sorted(counts):
+            if total + count > MAX_KEYWORD_POSTINGS:
+                break
+            kept.append(term)
+            total += count
+        return kept
 
     def _hits(self, ranked: Sequence[tuple[int, float]]) -> list[ChunkHit]:
         if not ranked:
