@@ -106,7 +106,8 @@ def test_a_version_1_file_is_upgraded_keeping_its_chunks(tmp_path: Path) -> None
     index.close()
 
 
-def test_keyword_scoring_keeps_the_rarest_terms_within_its_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keyword_scoring_keeps_the_rarest_terms_within_its_budget(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import mistral_gateway.storage.library_index_local as local
 
     monkeypatch.setattr(local, "MAX_KEYWORD_POSTINGS", 3)
