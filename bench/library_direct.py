@@ -121,13 +121,16 @@ def pgvector(n: int, n_queries: int) -> dict[str, Any]:
     with pgvector_cluster(bindir) as url:
         vector_only = PgVectorChunkIndex(url, hybrid=False)
         started = time.perf_counter()
-        with psycopg.connect(conninfo(url)) as db, db.cursor() as cursor, cursor.copy(
-                "COPY library_chunks (library_id, document_id, idx, text, embedding) FROM STDIN") as copy:
-            for i in range(n):
-                copy.write_row(("lib", f"d{i - i % DOC_CHUNKS:08d}", i % DOC_CHUNKS,
-                                texts[i], "[" + ",".join(map(repr, data[i].tolist())) + "]"))
+        with psycopg.connect(conninfo(url)) as db, db.cursor() as cursor:
+            with cursor.copy("COPY library_chunks (id, library_id, document_id, idx, text) FROM STDIN") as copy:
+                for i in range(n):
+                    copy.write_row((i + 1, "lib", f"d{i - i % DOC_CHUNKS:08d}", i % DOC_CHUNKS, texts[i]))
+            with cursor.copy("COPY library_vectors (id, library_id, embedding) FROM STDIN") as copy:
+                for i in range(n):
+                    copy.write_row((i + 1, "lib", "[" + ",".join(map(repr, data[i].tolist())) + "]"))
+            cursor.execute("SELECT setval('library_chunks_id_seq', %s)", (n,))
         with psycopg.connect(conninfo(url), autocommit=True) as db:
-            db.execute("VACUUM ANALYZE library_chunks")
+            db.execute("VACUUM ANALYZE library_chunks, library_vectors")
         insert_s = time.perf_counter() - started
         hybrid = PgVectorChunkIndex(url)
         measured = _interleaved(data, qs, q_texts, vector_only, hybrid, "pg")

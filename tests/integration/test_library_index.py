@@ -46,7 +46,7 @@ def make_index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Facto
     if request.param == "pgvector":
         url = request.getfixturevalue("pgvector_url")
         with psycopg.connect(conninfo(url), autocommit=True) as db:  # each test starts from an empty table
-            db.execute("DROP TABLE IF EXISTS library_chunks")
+            db.execute("DROP TABLE IF EXISTS library_vectors, library_chunks")
 
         def factory(**options: object) -> ChunkIndex:
             opened.append(PgVectorChunkIndex(url, **options))

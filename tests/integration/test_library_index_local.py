@@ -108,9 +108,9 @@ def test_a_version_1_file_is_upgraded_keeping_its_chunks(tmp_path: Path) -> None
 
 def test_keyword_scoring_keeps_the_rarest_terms_within_its_budget(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import mistral_gateway.storage.library_index_local as local
+    from mistral_gateway.storage import library_index
 
-    monkeypatch.setattr(local, "MAX_KEYWORD_POSTINGS", 3)
+    monkeypatch.setattr(library_index, "MAX_KEYWORD_POSTINGS", 3)
     index = LocalChunkIndex(tmp_path / "index.sqlite")
     index.replace("lib", "doc", [IndexedChunk(i, f"common words {'rare' if i == 4 else ''} {'mid' * (i < 2)}",
                                               vector(1, i)) for i in range(6)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mistral_gateway.storage.library_index import MAX_TERMS, RRF_K, fuse_rankings, keyword_terms
+from mistral_gateway.storage.library_index import MAX_TERMS, RRF_K, affordable_terms, fuse_rankings, keyword_terms
 
 
 def test_keyword_terms_drop_common_words_and_punctuation() -> None:
@@ -21,3 +21,10 @@ def test_fusion_rewards_agreement_and_keeps_k() -> None:
     assert fused[0][1] == pytest.approx(1 / (RRF_K + 3) + 1 / (RRF_K + 1))
     assert fuse_rankings([[5, 6]], 1) == [(5, pytest.approx(1 / (RRF_K + 1)))]
     assert fuse_rankings([[], []], 5) == []
+
+
+def test_affordable_terms_keep_the_rarest_within_the_budget() -> None:
+    counts = [("common", 4000), ("rare", 3), ("absent", 0), ("mid", 1500), ("name", 1)]
+    assert affordable_terms(counts, 5000) == ["name", "rare", "mid"]
+    assert affordable_terms(counts, 10_000) == ["name", "rare", "mid", "common"]
+    assert affordable_terms([("everywhere", 5001)], 5000) == []

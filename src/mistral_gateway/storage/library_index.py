@@ -22,11 +22,15 @@ import numpy as np
 
 from mistral_gateway.config import Settings
 
-__all__ = ["MAX_K", "ChunkHit", "ChunkIndex", "IndexedChunk", "fuse_rankings", "keyword_terms",
-           "open_library_index"]
+__all__ = ["MAX_K", "MAX_KEYWORD_POSTINGS", "ChunkHit", "ChunkIndex", "IndexedChunk", "affordable_terms",
+           "fuse_rankings", "keyword_terms", "open_library_index"]
 
 MAX_K = 100  # a search returns at most this many chunks (k above it is capped, k below 1 finds nothing)
 MAX_TERMS = 32  # keywords of a query used for keyword scoring
+# Ranking keyword matches costs microseconds per matching chunk: a query keeps its rarest terms while their chunk
+# counts add up to at most this (common terms weigh little in BM25 anyway; names and codes are rare), so a query of
+# common words is ranked by meaning alone instead of scanning most of the index.
+MAX_KEYWORD_POSTINGS = 5_000
 RRF_K = 60  # reciprocal rank fusion's constant: a chunk scores 1 / (RRF_K + rank) in each ranking it is in
 _WORD = re.compile(r"\w+", re.UNICODE)
 # words too common to say anything about a chunk; BM25 would weigh them low anyway, but each costs a posting scan
@@ -77,6 +81,18 @@ def keyword_terms(query: str) -> list[str]:
     """The query's words for keyword scoring: lower-cased, common words dropped, each once, at most MAX_TERMS."""
     words = (w.lower() for w in _WORD.findall(query))
     return list(dict.fromkeys(w for w in words if w not in _STOP))[:MAX_TERMS]
+
+
+def affordable_terms(counts: Iterable[tuple[str, int]], budget: int = MAX_KEYWORD_POSTINGS) -> list[str]:
+    """The rarest terms (by how many chunks hold each, counted up to ``budget + 1``) whose counts add up to at most
+    ``budget``; terms no chunk holds are dropped."""
+    kept, total = [], 0
+    for term, count in sorted((c for c in counts if c[1] > 0), key=lambda c: c[1]):
+        if total + count > budget:
+            break
+        kept.append(term)
+        total += count
+    return kept
 
 
 def fuse_rankings(rankings: Iterable[Sequence[int]], k: int) -> list[tuple[int, float]]:

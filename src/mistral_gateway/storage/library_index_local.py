@@ -21,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mistral_gateway.storage import library_index
 from mistral_gateway.storage.library_index import (
     MAX_K,
     ChunkHit,
     IndexedChunk,
+    affordable_terms,
     fuse_rankings,
     keyword_terms,
 )
@@ -33,9 +35,6 @@ from mistral_gateway.storage.permissions import create_private_file, private_dir
 __all__ = ["DEFAULT_CACHE_BYTES", "LocalChunkIndex"]
 
 DEFAULT_CACHE_BYTES = 1 << 30  # ~700k chunks of 384 dims in memory; beyond it libraries take turns
-# Ranking keyword matches costs ~2 us per matching chunk: a query keeps its rarest terms while their chunk counts add
-# up to at most this (common terms weigh little in BM25 anyway; names and codes are rare), ~10 ms at most.
-MAX_KEYWORD_POSTINGS = 5_000
 _TOKENIZER = "tokenize='porter unicode61 remove_diacritics 2'"
 SCHEMA_VERSION = 2
 _SCHEMA = """
@@ -147,22 +146,12 @@ class LocalChunkIndex:
         return [r[0] for r in rows]
 
     def _affordable_terms(self, db: sqlite3.Connection, terms: list[str]) -> list[str]:
-        """The rarest of ``terms`` whose matching chunks (across the index: what ranking reads) add up to at most
-        MAX_KEYWORD_POSTINGS; terms no chunk holds are dropped too. Counting stops past the budget, so a common
-        term costs no more than a rare one."""
-        counts = []
-        for term in terms:
-            count = db.execute("SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
-                               (f'"{term}"', MAX_KEYWORD_POSTINGS + 1)).fetchone()[0]
-            if count:
-                counts.append((count, term))
-        kept, total = [], 0
-        for count, term in sorted(counts):
-            if total + count > MAX_KEYWORD_POSTINGS:
-                break
-            kept.append(term)
-            total += count
-        return kept
+        """``affordable_terms`` of the query, each counted over the whole index (what ranking reads), up to the
+        budget only: a common term costs no more to count than a rare one."""
+        budget = library_index.MAX_KEYWORD_POSTINGS
+        return affordable_terms(((t, db.execute(
+            "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+            (f'"{t}"', budget + 1)).fetchone()[0]) for t in terms), budget)
 
     def _hits(self, ranked: Sequence[tuple[int, float]]) -> list[ChunkHit]:
         if not ranked:
