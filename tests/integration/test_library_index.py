@@ -180,3 +180,11 @@ def test_a_server_without_pgvector_fails_at_startup_saying_so(postgres_server: P
 def test_pgvector_needs_a_postgresql_url() -> None:
     with pytest.raises(LibraryIndexUnavailable, match="needs a PostgreSQL URL"):
         PgVectorChunkIndex("sqlite:///gateway.db")
+
+
+@pytest.mark.parametrize("query", ["_ foo", "___", '"', "NEAR(a b)", "a* OR b", "😀 foo", "foo_bar", "it's & | !", ""])
+def test_any_query_text_is_safe(make_index: Factory, query: str) -> None:
+    """Query text is user input: never keyword-search syntax, never an error."""
+    index = make_index()
+    index.replace("lib", "doc", [chunk(0, "foo bar", 1)])
+    assert [h.text for h in index.search(["lib"], query, unit(1), 3)] == ["foo bar"]
