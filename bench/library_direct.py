@@ -56,18 +56,19 @@ def _interleaved(data: np.ndarray, qs: np.ndarray, q_texts: list[str], vector_on
                  prefix: str) -> dict[str, Any]:
     """Exact numpy search, then ``vector_only``, then ``hybrid``, query by query; p50/p99 of each and recall@10 of
     ``vector_only`` against exact."""
-    times: dict[str, list[float]] = {"exact": [], prefix: [], f"{prefix}_hybrid": []}
+    names = ("exact", prefix, f"{prefix}_hybrid")
+    times: dict[str, list[float]] = {name: [] for name in names}
     found = 0
     for q, text in zip(qs, q_texts, strict=True):
-        t0 = time.perf_counter()
+        clocks = [time.perf_counter()]
         truth = exact_top(data, q)
-        t1 = time.perf_counter()
+        clocks.append(time.perf_counter())
         got = vector_only.search(["lib"], "", q, K)
-        t2 = time.perf_counter()
+        clocks.append(time.perf_counter())
         hybrid.search(["lib"], text, q, K)
-        t3 = time.perf_counter()
-        for name, spent in zip(times, (t1 - t0, t2 - t1, t3 - t2), strict=True):
-            times[name].append(1e3 * spent)
+        clocks.append(time.perf_counter())
+        for name, before, after in zip(names, clocks, clocks[1:], strict=False):
+            times[name].append(1e3 * (after - before))
         found += len({int(h.document_id[1:]) + h.index for h in got} & set(truth))
     return {"queries": len(qs), "recall_at_10": found / (K * len(qs)),
             **{f"{name}_{stat}": fn(t) for name, t in times.items()

@@ -30,7 +30,7 @@ MAX_TERMS = 32  # keywords of a query used for keyword scoring
 # Ranking keyword matches costs microseconds per matching chunk: a query keeps its rarest terms while their chunk
 # counts add up to at most this (common terms weigh little in BM25 anyway; names and codes are rare), so a query of
 # common words is ranked by meaning alone instead of scanning most of the index.
-MAX_KEYWORD_POSTINGS = 5_000
+MAX_KEYWORD_POSTINGS = 2_000
 RRF_K = 60  # reciprocal rank fusion's constant: a chunk scores 1 / (RRF_K + rank) in each ranking it is in
 _WORD = re.compile(r"\w+", re.UNICODE)
 # words too common to say anything about a chunk; BM25 would weigh them low anyway, but each costs a posting scan
