@@ -1,11 +1,13 @@
 """The measurements of the ``library_search`` suite, each run as its own process; prints one JSON object.
 
     python bench/library_direct.py latency --chunks 100000 [--queries 200]
+    python bench/library_direct.py pgvector --chunks 100000 [--queries 200]
     python bench/library_direct.py questions --data-dir DIR [--chunk-size 1000]
 
 ``latency``: the local index (``LocalChunkIndex``, vector-only and hybrid) side by side with exact numpy search over
-the same matrix (the baseline), the three interleaved query by query so that drift in the machine's load hits them
-alike; recall@10 of the index's vector ranking against the exact one; insert and cold load (reopen + first query).
+the same matrix (the baseline, on one BLAS thread), the three interleaved query by query so that drift in the
+machine's load hits them alike; recall@10 of the index's vector ranking against the exact one; insert and cold load
+(reopen + first query). ``pgvector``: the same for ``PgVectorChunkIndex`` in a throwaway PostgreSQL 16 + pgvector.
 ``questions``: the project's question set (``bench/library_questions``): its documents chunked by the real chunker,
 embedded by the real embedding model (``mistral-embed``), indexed; hit@5 (the answering document among the top 5
 chunks' documents) with and without keyword scoring.
@@ -16,12 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# Before numpy loads OpenBLAS: the baseline's matrix-vector product on one thread, like the index's einsum. With two,
+# OpenBLAS's threads keep spinning after each product and steal the core the next measured search runs on (index p99
+# 25 ms instead of 10 ms at 100k chunks, measured).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 
