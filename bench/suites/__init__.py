@@ -11,6 +11,7 @@ from . import (
     embeddings,
     fine_tuning,
     library_ingest,
+    library_search,
     models,
     moderation,
     ocr,
@@ -36,4 +37,5 @@ SUITES: dict[str, Suite] = {
     "conversations": conversations.run,
     "fine_tuning": fine_tuning.run,
     "library_ingest": library_ingest.run,
+    "library_search": library_search.run,
 }

@@ -7,7 +7,7 @@ kind of pages rendered at 150 dpi into an image-only PDF:
   (``POST /v1/libraries/{id}/documents``) and waits for ``done``; the job's time is the server's own, from the
   document's ``created_at`` (the upload saved) to its ``last_processed_at`` (indexed), so polling adds nothing.
   Rows in pages/s and in chunks/s.
-- the baselines, side by side in the same rounds (``bench/library_direct.py``, its own process, the server's
+- the baselines, side by side in the same rounds (``bench/library_ingest_direct.py``, its own process, the server's
   loaders): ``OcrEngine.read`` alone on the same pages (pages/s), and the embedding model alone on the same chunks
   in ingestion's batches (chunks/s). The job's ratio to each says what the rest of the pipeline costs: a scan is
   OCR-bound, a text layer embedding-bound.
@@ -132,7 +132,7 @@ def run(config: BenchConfig) -> list[Row]:
             httpx.Client(base_url=gw.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=600) as client:
 
         def in_process() -> None:
-            report = _json_process([sys.executable, str(BENCH_DIR / "library_direct.py"), "--documents", str(folder),
+            report = _json_process([sys.executable, str(BENCH_DIR / "library_ingest_direct.py"), "--documents", str(folder),
                                     "--data-dir", str(data_dir), "--rounds", "1", "--chunk-size", str(CHUNK_SIZE)],
                                    timeout_s=3600)
             for name, measured in report["cases"].items():

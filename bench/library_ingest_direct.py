@@ -7,7 +7,7 @@
 
 Run as its own process; prints one JSON object.
 
-    python bench/library_direct.py --documents DIR --data-dir DIR [--rounds 1] [--chunk-size 1000]
+    python bench/library_ingest_direct.py --documents DIR --data-dir DIR [--rounds 1] [--chunk-size 1000]
 
 ``DIR`` holds the documents ``suites/library_ingest.py`` wrote and ``cases.json`` (name, file, mime).
 """
