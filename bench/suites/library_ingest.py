@@ -132,9 +132,9 @@ def run(config: BenchConfig) -> list[Row]:
             httpx.Client(base_url=gw.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=600) as client:
 
         def in_process() -> None:
-            report = _json_process([sys.executable, str(BENCH_DIR / "library_ingest_direct.py"), "--documents", str(folder),
-                                    "--data-dir", str(data_dir), "--rounds", "1", "--chunk-size", str(CHUNK_SIZE)],
-                                   timeout_s=3600)
+            script = str(BENCH_DIR / "library_ingest_direct.py")
+            report = _json_process([sys.executable, script, "--documents", str(folder), "--data-dir", str(data_dir),
+                                    "--rounds", "1", "--chunk-size", str(CHUNK_SIZE)], timeout_s=3600)
             for name, measured in report["cases"].items():
                 direct.setdefault(name, {**measured, "rounds": []})["rounds"] += measured["rounds"]
 
