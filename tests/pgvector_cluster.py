@@ -49,6 +49,13 @@ def pgvector_cluster(bindir: Path) -> Iterator[str]:
     data.mkdir()
     sock.mkdir()
     if os.geteuid() == 0:
+        # `postgres` may not reach the venv (a checkout under a 0700 /tmp, as on CI machines): a copy of the
+        # install next to the cluster (34 MB; relocatable: lib/ and share/ beside bin/, the wheel's bundled libpq in
+        # pgserver.libs three levels up, where the binaries' RPATH looks)
+        package = bindir.parents[1]
+        shutil.copytree(package / "pginstall", folder / "pgserver" / "pginstall", symlinks=True)
+        shutil.copytree(package.parent / "pgserver.libs", folder / "pgserver.libs", symlinks=True)
+        bindir = folder / "pgserver" / "pginstall" / "bin"
         shutil.chown(folder, "postgres")
         for path in (data, sock):
             shutil.chown(path, "postgres")
@@ -57,15 +64,15 @@ def pgvector_cluster(bindir: Path) -> Iterator[str]:
     try:
         subprocess.run(_owner_command([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
                                        "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"]),
-                       check=True, capture_output=True, timeout=120)
+                       check=True, capture_output=True, timeout=120, cwd=folder)
         options = (f"-p {_free_port()} -c listen_addresses=127.0.0.1 -c unix_socket_directories={sock} "
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
         subprocess.run(_owner_command([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"),
                                        "-w", "-t", "60", "-o", options, "start"]),
-                       check=True, capture_output=True, timeout=120)
+                       check=True, capture_output=True, timeout=120, cwd=folder)
         port = options.split()[1]
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(_owner_command([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
-                       capture_output=True, timeout=120, check=False)
+                       capture_output=True, timeout=120, check=False, cwd=folder)
         shutil.rmtree(folder, ignore_errors=True)
