@@ -307,6 +307,10 @@ class Settings(BaseSettings):
     token_cache_seconds: float = 30.0  # bound for replicas sharing a database; same-node revocation is immediate
     models_cache_seconds: float = 5.0
     log_level: str = "info"
+    # Prometheus metrics at GET /metrics (outside both API dialects); with metrics_token set, a scrape must send
+    # ``Authorization: Bearer <metrics_token>``
+    metrics_enabled: bool = True
+    metrics_token: str | None = Field(None, min_length=16, repr=False)
     models: list[ModelEntry] = Field(default_factory=default_models)
     # Mistral ids resolved by family (README "Model ids"): rows here replace the default row with the same prefix
     # or add families; model_family_defaults = false drops the default table.

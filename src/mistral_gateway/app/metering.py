@@ -84,15 +84,24 @@ class Metering:
             yield chunk
         await self.finish(exchange, 200)
 
+    def count_unmetered(self, exchange: Exchange, status: int) -> None:
+        """A request refused before it had a principal (401, unknown route): counted in the metrics only."""
+        op = exchange.op.id if exchange.op is not None else "unmatched"
+        self.services.metrics.request(op, exchange.dialect, status, time.time() - exchange.started)
+
     async def finish(self, exchange: Exchange, status: int) -> None:
         if exchange.finished or exchange.principal is None or exchange.op is None:
             return
         exchange.finished = True
         meter, principal = exchange.meter, exchange.principal
+        status, seconds = exchange.stream_status or status, time.time() - exchange.started
         self.services.usage.record_row((  # usage_row order: UsageRecord's fields
             int(exchange.started), principal.token_id, principal.workspace_id, principal.workspace, exchange.op.id,
-            meter.model, meter.backend, exchange.dialect, exchange.stream_status or status,
-            round((time.time() - exchange.started) * 1000, 3), meter.prompt_tokens, meter.completion_tokens))
+            meter.model, meter.backend, exchange.dialect, status, round(seconds * 1000, 3), meter.prompt_tokens,
+            meter.completion_tokens))
+        self.services.metrics.request(exchange.op.id, exchange.dialect, status, seconds, model=meter.model,
+                                      backend=meter.backend, prompt_tokens=meter.prompt_tokens,
+                                      completion_tokens=meter.completion_tokens)
         if exchange.ticket is not None:
             with CancelScope(shield=True):  # also when the request is being cancelled: the lease must go back
                 try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from mistral_gateway.http.endpoint import OperationEndpoint, _content_dispositio
 from mistral_gateway.http.openapi import build_definition, build_openapi
 from mistral_gateway.http.realtime import RedactWebSocketTargets, realtime_routes
 from mistral_gateway.services.container import Services, build_services
+from mistral_gateway.services.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 __all__ = ["FrontDoor", "create_app"]
 
@@ -51,6 +53,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     async def health(_: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def metrics(request: Request) -> Response:
+        expected = services.settings.metrics_token
+        if expected is not None:
+            sent = request.headers.get("authorization", "")
+            if not hmac.compare_digest(sent.encode(), f"Bearer {expected}".encode()):
+                return Response(b"metrics need the metrics token\n", status_code=401, media_type="text/plain",
+                                headers={"WWW-Authenticate": "Bearer"})
+        # off the event loop: rendering walks every series, and the queue depth reads the database
+        return Response(await run_sync(services.metrics.render), media_type=METRICS_CONTENT_TYPE)
 
     async def lowcode_openapi(_: Request) -> Response:
         return Response(document("lowcode"), media_type="application/json")
@@ -98,6 +110,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             Route("/mistralai/openapi", lowcode_openapi, methods=["GET"]),
             Route("/mistralai/definition", lowcode_definition, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            *([Route("/metrics", metrics, methods=["GET"])] if services.settings.metrics_enabled else []),
             Route("/openapi.json", native_openapi, methods=["GET"]),
             Route("/files/signed/{file_id}", signed_download, methods=["GET"]),
             *admin_routes(services),

@@ -69,7 +69,8 @@ class OperationEndpoint:
         except Exception:
             log.exception("unhandled error in %s %s", request.method, redact_path(scope.get("path", "")))
             response = self.dialect.error_response(InternalError("internal server error"))
-        if exchange.principal is None:  # not authenticated: nothing to meter
+        if exchange.principal is None:  # not authenticated: nothing to meter, only to count
+            self.metering.count_unmetered(exchange, response.status_code)
             await response(scope, receive, send)
             return
         if not isinstance(response, StreamingResponse):
@@ -95,8 +96,9 @@ class OperationEndpoint:
             settings = self.services.settings
             params, old = resolve_old_format(op, params, request.query_params, allow_new=settings.lowcode_new_format,
                                              allow_old=settings.lowcode_old_format)
+        exchange.op = op  # the metrics count a refused token by its operation too
         principal = await self._authenticate(request)
-        exchange.op, exchange.principal = op, principal  # from here on the request is recorded in usage
+        exchange.principal = principal  # from here on the request is recorded in usage
         if not principal.allows(op.scope):
             raise Forbidden(f"this token lacks the {op.scope!r} scope needed for {op.name}", code="MISSING_SCOPE")
         await self.metering.admit(exchange)  # rate limits (429), before the body is read

@@ -55,8 +55,10 @@ class RunnerOptions:
 
 class JobRunner:
     def __init__(self, repo: JobRepository, handlers: HandlerRegistry, options: RunnerOptions | None = None, *,
-                 clock: Callable[[], float] = time.time, name: str | None = None) -> None:
+                 clock: Callable[[], float] = time.time, name: str | None = None,
+                 observe: Callable[[str, str, float], None] | None = None) -> None:
         self.repo = repo
+        self._observe = observe  # (kind, outcome, seconds) of each job run that ends here: the metrics
         self.handlers = handlers
         self.options = options or RunnerOptions()
         self._clock = clock
@@ -152,6 +154,7 @@ class JobRunner:
         log.info("job %s (%s) started, attempt %d", ctx.id, ctx.kind, ctx.attempt)
         work = asyncio.create_task(handler(ctx), name=f"job-handler-{ctx.id}")
         beat = asyncio.create_task(self._heartbeat(ctx, work))
+        began = time.monotonic()
         try:
             status, error = await self._outcome(ctx, work)
         except asyncio.CancelledError:  # the runner is stopping: hand the job back
@@ -162,6 +165,8 @@ class JobRunner:
         finally:
             beat.cancel()
             await _quietly(beat)
+        if self._observe is not None:
+            self._observe(ctx.kind, status or "lease_lost", time.monotonic() - began)
         await self._settle(ctx, status, error)
 
     async def _outcome(self, ctx: JobContext, work: asyncio.Task[None]) -> tuple[str | None, str | None]:

@@ -51,6 +51,7 @@ from mistral_gateway.services.library_ingest import LibraryIngest
 from mistral_gateway.services.library_search import LibrarySearch
 from mistral_gateway.services.library_tool import KnownLibraries, LibraryTool
 from mistral_gateway.services.limits import LimitService, make_limiter
+from mistral_gateway.services.metrics import Metrics
 from mistral_gateway.services.models import ModelCatalog, ModelService
 from mistral_gateway.services.ocr import OcrLimits, OcrService
 from mistral_gateway.services.realtime import RealtimeLimits, RealtimeService
@@ -109,6 +110,7 @@ class Services:
     usage: UsageLog
     jobs: JobRepository
     job_runner: JobRunner  # run by the lifecycle when run_embedded_worker is on, and by `mistral-gateway worker`
+    metrics: Metrics = field(default_factory=Metrics)  # Prometheus metrics (GET /metrics)
     router: Router = field(default_factory=lambda: Router({}))
     passthrough: dict[str, UpstreamClient] = field(default_factory=dict)  # workspace name -> upstream
     batch: BatchService | None = None
@@ -231,7 +233,9 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     fetcher = SafeFetcher(FetchPolicy.from_settings(settings))  # every URL a request names is read through it
     images = ImageLoader.from_settings(settings, fetcher)
     jobs = JobRepository(db, max_attempts=settings.job_max_attempts)
-    job_runner = JobRunner(jobs, HandlerRegistry(settings.job_handlers), RunnerOptions.from_settings(settings))
+    metrics = Metrics(queue_depth=jobs.queued_by_kind)
+    job_runner = JobRunner(jobs, HandlerRegistry(settings.job_handlers), RunnerOptions.from_settings(settings),
+                           observe=metrics.job)
     transcription = TranscriptionService(models.catalog, engines, files, AudioLimits.from_settings(settings),
                                          fetcher=fetcher)
     chat = ChatService(models.catalog, engines, reasoning=settings.reasoning, images=images,
@@ -253,7 +257,8 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
                     models=models, fine_tuned=fine_tuned, engines=engines, chat=chat, fim=fim, embeddings=embeddings,
                     classifiers=ClassifierService(models.catalog, engines), transcription=transcription,
                     ocr=OcrService(models.catalog, engines, files, chat, OcrLimits.from_settings(settings), fetcher),
-                    limits=limits, usage=usage, jobs=jobs, job_runner=job_runner, router=Router(upstreams),
+                    limits=limits, usage=usage, jobs=jobs, job_runner=job_runner, metrics=metrics,
+                    router=Router(upstreams),
                     passthrough=passthrough_map(settings, upstreams), batch=batch, fetcher=fetcher,
                     realtime=RealtimeService(models.catalog, engines, RealtimeLimits.from_settings(settings)),
                     agents=agents, conversations=ConversationService(ConversationRepository(db), agents=agents),

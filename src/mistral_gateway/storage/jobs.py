@@ -102,6 +102,13 @@ class JobRepository:
                 and_(JobRow.status == JobStatus.QUEUED, JobRow.kind.in_(list(kinds))), _lapsed(now))).limit(1))
         return found is not None
 
+    def queued_by_kind(self) -> dict[str, int]:
+        """Jobs waiting to run, by kind (the metrics' queue depth: one grouped count at scrape time)."""
+        with self._db.session() as s:
+            rows = s.execute(select(JobRow.kind, func.count()).where(JobRow.status == JobStatus.QUEUED)
+                             .group_by(JobRow.kind)).all()
+        return {kind: int(count) for kind, count in rows}
+
     def claim(self, worker_id: str, kinds: Collection[str], lease_seconds: float, now: float) -> JobRecord | None:
         """Take the oldest queued job of ``kinds`` for ``lease_seconds`` (lapsed leases are recovered first)."""
         if not kinds:
