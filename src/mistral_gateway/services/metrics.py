@@ -76,6 +76,7 @@ class Metrics:
         if self._queue_depth is not None:
             r.register(self._queue_depth)
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._token_children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def request(self, operation: str, dialect: str, status: int, seconds: float, *, model: str | None = None,
                 backend: str = "local", prompt_tokens: float = 0, completion_tokens: float = 0) -> None:
@@ -89,10 +90,14 @@ class Metrics:
         children[1].observe(seconds)
         if prompt_tokens or completion_tokens:
             name = model or "-"
+            counters = self._token_children.get((operation, name))
+            if counters is None:
+                counters = self._token_children[(operation, name)] = (
+                    self.tokens.labels(operation, name, "prompt"), self.tokens.labels(operation, name, "completion"))
             if prompt_tokens:
-                self.tokens.labels(operation, name, "prompt").inc(prompt_tokens)
+                counters[0].inc(prompt_tokens)
             if completion_tokens:
-                self.tokens.labels(operation, name, "completion").inc(completion_tokens)
+                counters[1].inc(completion_tokens)
         if backend != "local" and status >= 500:
             self.upstream_errors.labels(backend).inc()
 
