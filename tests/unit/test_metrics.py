@@ -1,5 +1,5 @@
 """services.metrics.Metrics: what one request, job and scrape record; the multi-process mode summed across processes;
-and the job runner reporting its jobs' durations."""
+the job runner reporting its jobs' durations and the upstream client its failures (on loopback)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,19 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from mistral_gateway.config import UpstreamEntry
+from mistral_gateway.errors import BadGateway
 from mistral_gateway.jobs import HandlerRegistry, JobRunner, RunnerOptions
 from mistral_gateway.services.metrics import Metrics
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.jobs import JobRepository, JobStatus
 from mistral_gateway.storage.tokens import TokenRepository
+from mistral_gateway.upstreams.client import Unreachable, UpstreamClient
+from support import free_port
 
 FAST = RunnerOptions(workers=1, lease_seconds=5.0, heartbeat_seconds=0.05, poll_seconds=0.05,
                      cancel_grace_seconds=0.2, stop_grace_seconds=0.1)
@@ -47,17 +53,69 @@ def test_a_request_counts_its_status_latency_and_tokens() -> None:
                  kind="prompt") == 12
     assert value(m, "mistral_gateway_tokens_total", operation="chat_completion", model="fake-chat",
                  kind="completion") == 5
-    assert value(m, "mistral_gateway_upstream_errors_total", upstream="local") is None  # local: never upstream
 
 
-def test_upstream_errors_count_5xx_of_routed_requests_only() -> None:
+def test_upstream_failures_by_upstream_and_reason() -> None:
     m = Metrics()
-    m.request("chat_completion", "native", 502, 0.1, backend="mistral")
-    m.request("chat_completion", "native", 503, 0.1, backend="mistral")
-    m.request("chat_completion", "native", 400, 0.1, backend="mistral")  # the caller's error, not the upstream's
-    m.request("chat_completion", "native", 500, 0.1)  # local
-    assert value(m, "mistral_gateway_upstream_errors_total", upstream="mistral") == 2
-    assert list(samples(m.render())).count(("mistral_gateway_upstream_errors_total", (("upstream", "mistral"),))) == 1
+    m.upstream_failure("mistral", "status")
+    m.upstream_failure("mistral", "status")
+    m.upstream_failure("vllm", "timeout")
+    assert value(m, "mistral_gateway_upstream_errors_total", upstream="mistral", reason="status") == 2
+    assert value(m, "mistral_gateway_upstream_errors_total", upstream="vllm", reason="timeout") == 1
+
+
+def test_the_upstream_client_reports_each_failed_exchange() -> None:
+    """On loopback: a 5xx answer, a refused connection and a body cut off count; a 200 and a 404 do not."""
+    m = Metrics()
+
+    async def down(_: web.Request) -> web.Response:
+        return web.json_response({"message": "down"}, status=503)
+
+    async def missing(_: web.Request) -> web.Response:
+        return web.json_response({"message": "no"}, status=404)
+
+    async def fine(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def cut(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: 1\n\n")
+        assert request.transport is not None
+        request.transport.abort()  # the connection drops mid-stream
+        return response
+
+    async def body() -> None:
+        app = web.Application()
+        app.add_routes([web.get("/v1/down", down), web.get("/v1/missing", missing), web.get("/v1/fine", fine),
+                        web.get("/v1/cut", cut)])
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        client = UpstreamClient(UpstreamEntry(name="u", kind="mistral-gateway", base_url=f"http://127.0.0.1:{port}",
+                                              allow_private_network=True), on_failure=m.upstream_failure)
+        refused = UpstreamClient(UpstreamEntry(name="gone", kind="mistral-gateway", allow_private_network=True,
+                                               base_url=f"http://127.0.0.1:{free_port()}"),
+                                 on_failure=m.upstream_failure)
+        try:
+            for path in ("/v1/down", "/v1/missing", "/v1/fine"):
+                await (await client.open("GET", path)).read()
+            with pytest.raises(BadGateway):
+                async for _ in (await client.open("GET", "/v1/cut")).chunks():
+                    pass
+            with pytest.raises(Unreachable):
+                await refused.open("GET", "/v1/fine")
+        finally:
+            await client.aclose()
+            await refused.aclose()
+            await runner.cleanup()
+
+    asyncio.run(body())
+    got = {key: v for key, v in samples(m.render()).items() if key[0] == "mistral_gateway_upstream_errors_total"}
+    assert got == {("mistral_gateway_upstream_errors_total", (("reason", "status"), ("upstream", "u"))): 1,
+                   ("mistral_gateway_upstream_errors_total", (("reason", "broken"), ("upstream", "u"))): 1,
+                   ("mistral_gateway_upstream_errors_total", (("reason", "unreachable"), ("upstream", "gone"))): 1}
 
 
 def test_two_instances_count_apart() -> None:

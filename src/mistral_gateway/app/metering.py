@@ -100,8 +100,7 @@ class Metering:
             meter.model, meter.backend, exchange.dialect, status, round(seconds * 1000, 3), meter.prompt_tokens,
             meter.completion_tokens))
         self.services.metrics.request(exchange.op.id, exchange.dialect, status, seconds, model=meter.model,
-                                      backend=meter.backend, prompt_tokens=meter.prompt_tokens,
-                                      completion_tokens=meter.completion_tokens)
+                                      prompt_tokens=meter.prompt_tokens, completion_tokens=meter.completion_tokens)
         if exchange.ticket is not None:
             with CancelScope(shield=True):  # also when the request is being cancelled: the lease must go back
                 try:

@@ -223,8 +223,11 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     engines = EngineManager(settings)
     models = ModelService(catalog, fine_tuned, data_dir=settings.data_dir, engines=engines,
                           cache_seconds=settings.models_cache_seconds)
+    jobs = JobRepository(db, max_attempts=settings.job_max_attempts)
+    metrics = Metrics(queue_depth=jobs.queued_by_kind)
     upstream_keys = UpstreamKeyStore(UpstreamSecretRepository(db), settings)
-    upstreams = build_upstreams(settings, keys=upstream_keys.load() if settings.upstreams else None)
+    upstreams = build_upstreams(settings, keys=upstream_keys.load() if settings.upstreams else None,
+                                on_failure=metrics.upstream_failure)
     limits = LimitService(make_limiter(settings, db), workspaces=settings.workspaces,
                           default=settings.default_token_limits,
                           clock=load_callable(settings.limits_clock, "limits_clock") if settings.limits_clock
@@ -232,8 +235,6 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     usage = UsageLog(UsageRepository(db), flush_seconds=settings.usage_flush_seconds)
     fetcher = SafeFetcher(FetchPolicy.from_settings(settings))  # every URL a request names is read through it
     images = ImageLoader.from_settings(settings, fetcher)
-    jobs = JobRepository(db, max_attempts=settings.job_max_attempts)
-    metrics = Metrics(queue_depth=jobs.queued_by_kind)
     job_runner = JobRunner(jobs, HandlerRegistry(settings.job_handlers), RunnerOptions.from_settings(settings),
                            observe=metrics.job)
     transcription = TranscriptionService(models.catalog, engines, files, AudioLimits.from_settings(settings),

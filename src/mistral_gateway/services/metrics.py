@@ -68,8 +68,8 @@ class Metrics:
                                  ["operation"], buckets=_LATENCY_BUCKETS, registry=r)
         self.tokens = Counter("mistral_gateway_tokens", "Tokens billed, by operation, model and kind (prompt or "
                               "completion)", ["operation", "model", "kind"], registry=r)
-        self.upstream_errors = Counter("mistral_gateway_upstream_errors", "Requests routed to an upstream that "
-                                       "ended in a 5xx status, by upstream", ["upstream"], registry=r)
+        self.upstream_errors = Counter("mistral_gateway_upstream_errors", "Failed exchanges with an upstream, by "
+                                       "upstream and reason", ["upstream", "reason"], registry=r)
         self.job_duration = Histogram("mistral_gateway_job_duration_seconds", "Job run time by kind and outcome",
                                       ["kind", "outcome"], buckets=_JOB_BUCKETS, registry=r)
         self._queue_depth = _QueueDepth(queue_depth) if queue_depth is not None else None
@@ -79,7 +79,7 @@ class Metrics:
         self._token_children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def request(self, operation: str, dialect: str, status: int, seconds: float, *, model: str | None = None,
-                backend: str = "local", prompt_tokens: float = 0, completion_tokens: float = 0) -> None:
+                prompt_tokens: float = 0, completion_tokens: float = 0) -> None:
         """One finished API request (the hot path: cached children, no label parsing after the first)."""
         key = (operation, dialect, status)
         children = self._request_children.get(key)
@@ -98,8 +98,10 @@ class Metrics:
                 counters[0].inc(prompt_tokens)
             if completion_tokens:
                 counters[1].inc(completion_tokens)
-        if backend != "local" and status >= 500:
-            self.upstream_errors.labels(backend).inc()
+
+    def upstream_failure(self, upstream: str, reason: str) -> None:
+        """An upstream answered 5xx, did not answer, or broke off (each try counts, fallbacks included)."""
+        self.upstream_errors.labels(upstream, reason).inc()
 
     def job(self, kind: str, outcome: str, seconds: float) -> None:
         self.job_duration.labels(kind, outcome).observe(seconds)

@@ -6,16 +6,18 @@ import os
 from collections.abc import Mapping
 
 from mistral_gateway.config import Settings
-from mistral_gateway.upstreams.client import UpstreamClient
+from mistral_gateway.upstreams.client import FailureHook, UpstreamClient
 from mistral_gateway.upstreams.router import Relayed, RelayedStream, Router
 
 __all__ = ["Relayed", "RelayedStream", "Router", "UpstreamClient", "build_upstreams", "passthrough_map"]
 
 
 def build_upstreams(settings: Settings, *, keys: Mapping[str, str] | None = None,
-                    environ: Mapping[str, str] = os.environ) -> dict[str, UpstreamClient]:
+                    environ: Mapping[str, str] = os.environ,
+                    on_failure: FailureHook | None = None) -> dict[str, UpstreamClient]:
     """One client per configured upstream, after checking every name the models and workspaces refer to.
-    ``keys`` are secrets from the encrypted store, by upstream name (an env var named in the config wins)."""
+    ``keys`` are secrets from the encrypted store, by upstream name (an env var named in the config wins);
+    ``on_failure`` hears of every failed exchange (the metrics)."""
     names = [u.name for u in settings.upstreams]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -35,7 +37,8 @@ def build_upstreams(settings: Settings, *, keys: Mapping[str, str] | None = None
     clients: dict[str, UpstreamClient] = {}
     for upstream in settings.upstreams:
         key = environ.get(upstream.api_key_env) if upstream.api_key_env else None
-        clients[upstream.name] = UpstreamClient(upstream, api_key=key or (keys or {}).get(upstream.name))
+        clients[upstream.name] = UpstreamClient(upstream, api_key=key or (keys or {}).get(upstream.name),
+                                                on_failure=on_failure)
     passthrough_map(settings, clients)  # validates
     return clients
 

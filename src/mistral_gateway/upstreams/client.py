@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -23,7 +23,7 @@ from mistral_gateway.config import UpstreamEntry
 from mistral_gateway.errors import BadGateway, GatewayTimeout
 from mistral_gateway.security.netcheck import PrivateAddressError, check_public_url
 
-__all__ = ["MISTRAL_API", "UNANSWERED", "Exchange", "Unreachable", "UpstreamClient", "UpstreamTimeout"]
+__all__ = ["MISTRAL_API", "UNANSWERED", "Exchange", "FailureHook", "Unreachable", "UpstreamClient", "UpstreamTimeout"]
 
 MISTRAL_API = "https://api.mistral.ai"
 _RECHECK_SECONDS = 60.0
@@ -38,13 +38,22 @@ class UpstreamTimeout(GatewayTimeout):
 
 
 UNANSWERED = (Unreachable, UpstreamTimeout)
+# (upstream, reason) of every failed exchange: the metrics' upstream errors. Reasons: ``status`` (a 5xx answer),
+# ``timeout`` and ``unreachable`` (no answer), ``broken`` (the body cut off or stalled).
+FailureHook = Callable[[str, str], None]
+
+
+def _ignore(_upstream: str, _reason: str) -> None:
+    pass
 
 
 class Exchange:
     """An upstream response whose headers are in; the body is read with ``read`` or ``chunks``, once."""
 
-    def __init__(self, response: aiohttp.ClientResponse, deadline: float, upstream: str) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, deadline: float, upstream: str,
+                 failed: FailureHook = _ignore) -> None:
         self._response = response
+        self._failed = failed
         self.deadline = deadline  # monotonic; the total timeout, stream included
         self.upstream = upstream
         self.status = response.status
@@ -55,8 +64,10 @@ class Exchange:
             async with asyncio.timeout(max(0.0, self.deadline - time.monotonic())):
                 return await self._response.read()
         except TimeoutError as exc:
+            self._failed(self.upstream, "broken")
             raise GatewayTimeout(f"upstream {self.upstream!r} timed out while sending its response") from exc
         except aiohttp.ClientError as exc:
+            self._failed(self.upstream, "broken")
             raise BadGateway(f"upstream {self.upstream!r} broke off its response: {type(exc).__name__}") from exc
         finally:
             self._response.release()
@@ -68,12 +79,15 @@ class Exchange:
         try:
             async for chunk in self._response.content.iter_any():
                 if time.monotonic() > self.deadline:
+                    self._failed(self.upstream, "broken")
                     raise GatewayTimeout(f"upstream {self.upstream!r} exceeded its total timeout mid-stream")
                 yield chunk
             done = True
         except TimeoutError as exc:
+            self._failed(self.upstream, "broken")
             raise GatewayTimeout(f"upstream {self.upstream!r} stalled mid-stream") from exc
         except aiohttp.ClientError as exc:
+            self._failed(self.upstream, "broken")
             raise BadGateway(f"upstream {self.upstream!r} broke off its stream: {type(exc).__name__}") from exc
         finally:
             if done:
@@ -87,8 +101,9 @@ class Exchange:
 
 class UpstreamClient:
     def __init__(self, entry: UpstreamEntry, *, api_key: str | None = None,
-                 environ: Mapping[str, str] = os.environ) -> None:
+                 environ: Mapping[str, str] = os.environ, on_failure: FailureHook | None = None) -> None:
         self.entry = entry
+        self._failed = on_failure or _ignore
         self.name = entry.name
         self.kind = entry.kind
         base = entry.base_url or (MISTRAL_API if entry.kind == "mistral" else None)
@@ -142,10 +157,14 @@ class UpstreamClient:
             response = await self._client().request(method, self.base_url + self.path(native_path), params=params,
                                                     data=content, headers=sent, allow_redirects=False)
         except TimeoutError as exc:
+            self._failed(self.name, "timeout")
             raise UpstreamTimeout(f"upstream {self.name!r} timed out before answering") from exc
         except aiohttp.ClientError as exc:
+            self._failed(self.name, "unreachable")
             raise Unreachable(f"upstream {self.name!r} is unreachable: {type(exc).__name__}: {exc}") from exc
-        return Exchange(response, deadline, self.name)
+        if response.status >= 500:
+            self._failed(self.name, "status")
+        return Exchange(response, deadline, self.name, self._failed)
 
     async def _check_address(self) -> None:
         """Re-resolve the host every minute: a public name that starts pointing into a private network is refused."""
