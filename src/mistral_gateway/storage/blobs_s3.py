@@ -1,0 +1,163 @@
+"""Blobs on an S3-compatible object store (AWS S3, MinIO, Ceph, moto), through boto3.
+
+A write is a multipart upload: bytes are buffered up to ``part_size`` and sent as one part, so an upload never holds
+more than one part in memory. The object appears under its key only when ``commit`` completes the upload; ``abort``
+(or a crash, once the bucket's lifecycle rule or ``abort_stale_uploads`` reaps it) leaves no object behind.
+boto3 rather than obstore: the S3 test server (moto) needs botocore anyway, and boto3 exposes the multipart calls
+(abort, listing pending uploads) this store relies on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from mistral_gateway.storage.blobs import CHUNK, BlobInfo, BlobNotFound
+
+__all__ = ["MIN_PART_SIZE", "S3BlobStore", "S3Config"]
+
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3's floor for every part but the last
+_MISSING = {"404", "NoSuchKey", "NotFound"}
+
+
+@dataclass(frozen=True, slots=True)
+class S3Config:
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None  # never logged: only handed to the boto3 client
+    part_size: int = 8 * 1024 * 1024
+
+
+def _client(config: S3Config) -> Any:
+    import boto3  # optional dependency (the `s3` extra): imported only when an S3 store is built
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=config.endpoint_url,
+        region_name=config.region,
+        aws_access_key_id=config.access_key_id,
+        aws_secret_access_key=config.secret_access_key,
+        config=Config(retries={"mode": "standard", "max_attempts": 5}, s3={"addressing_style": "path"}),
+    )
+
+
+class _S3Writer:
+    def __init__(self, store: S3BlobStore) -> None:
+        self._store = store
+        self.key = uuid.uuid4().hex
+        self._object = store.object_key(self.key)
+        self._upload_id: str = store.client.create_multipart_upload(
+            Bucket=store.bucket, Key=self._object)["UploadId"]
+        self._parts: list[dict[str, Any]] = []
+        self._buffer = bytearray()
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        self._hash.update(data)
+        self.size += len(data)
+        self._buffer += data
+        while len(self._buffer) >= self._store.part_size:
+            part = bytes(self._buffer[: self._store.part_size])
+            del self._buffer[: self._store.part_size]
+            self._send(part)
+
+    def _send(self, part: bytes) -> None:
+        number = len(self._parts) + 1
+        response = self._store.client.upload_part(
+            Bucket=self._store.bucket, Key=self._object, UploadId=self._upload_id, PartNumber=number, Body=part)
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+
+    def commit(self) -> BlobInfo:
+        if self._buffer or not self._parts:  # the last part may be short; an empty blob is one empty part
+            self._send(bytes(self._buffer))
+            self._buffer.clear()
+        self._store.client.complete_multipart_upload(
+            Bucket=self._store.bucket, Key=self._object, UploadId=self._upload_id,
+            MultipartUpload={"Parts": self._parts})
+        self._done = True
+        return BlobInfo(key=self.key, size=self.size, sha256=self._hash.hexdigest())
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._buffer.clear()
+        self._store.client.abort_multipart_upload(
+            Bucket=self._store.bucket, Key=self._object, UploadId=self._upload_id)
+
+
+class S3BlobStore:
+    """Blobs at ``s3://bucket/<prefix><key>``; keys are the same hex ids the local store uses."""
+
+    def __init__(self, config: S3Config, client: Any = None) -> None:
+        if config.part_size < MIN_PART_SIZE:
+            raise ValueError(f"S3 part size must be at least {MIN_PART_SIZE} bytes")
+        self.bucket = config.bucket
+        self.prefix = config.prefix
+        self.part_size = config.part_size
+        self.client = client if client is not None else _client(config)
+
+    def object_key(self, key: str) -> str:
+        if not key.isalnum():  # the same check as the local store: no path tricks through a stored key
+            raise BlobNotFound(key)
+        return f"{self.prefix}{key}"
+
+    def writer(self) -> _S3Writer:
+        return _S3Writer(self)
+
+    def read(self, key: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))["Body"]
+        except self.client.exceptions.ClientError as exc:
+            if _code(exc) in _MISSING:
+                raise BlobNotFound(key) from exc
+            raise
+        return _stream(body, chunk_size)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
+        except BlobNotFound:
+            return False
+        except self.client.exceptions.ClientError as exc:
+            if _code(exc) in _MISSING:
+                return False
+            raise
+        return True
+
+    def abort_stale_uploads(self, older_than: timedelta = timedelta(days=1)) -> int:
+        """Abort multipart uploads under the prefix started before ``older_than`` ago (a crashed writer's)."""
+        cutoff = datetime.now(UTC) - older_than
+        aborted = 0
+        for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self.prefix):
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] < cutoff:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    aborted += 1
+        return aborted
+
+
+def _code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _stream(body: Any, chunk_size: int) -> Iterator[bytes]:
+    try:
+        yield from body.iter_chunks(chunk_size)
+    finally:
+        body.close()
