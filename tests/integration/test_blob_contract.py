@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mistral_gateway.storage.blob_files import local_file
 from mistral_gateway.storage.blobs import BlobNotFound, BlobStore, LocalBlobStore
 from mistral_gateway.storage.blobs_s3 import MIN_PART_SIZE, S3BlobStore
 from s3_server import S3Server, s3_server
@@ -140,3 +141,19 @@ def test_s3_abort_stale_uploads(server: S3Server) -> None:
     assert pending(store) == 0
 
 
+
+
+def test_local_file(store: BlobStore, tmp_path: Path) -> None:
+    w = store.writer()
+    w.write(b"line 1\nline 2\n")
+    key = w.commit().key
+    cache = tmp_path / "cache"
+    path = local_file(store, key, cache)
+    assert path.read_bytes() == b"line 1\nline 2\n"
+    assert local_file(store, key, cache) == path  # reused, not fetched again
+    if isinstance(store, LocalBlobStore):
+        assert path == store.path_for(key)  # the store's own file, no copy
+    else:
+        assert sorted(p.name for p in cache.iterdir()) == [key]  # the copy, no leftover .part
+    with pytest.raises(BlobNotFound):
+        local_file(store, "0" * 32, cache)

@@ -59,7 +59,7 @@ from mistral_gateway.services.transcription import AudioLimits, TranscriptionSer
 from mistral_gateway.services.upstream_keys import UpstreamKeyStore
 from mistral_gateway.services.usage import UsageLog
 from mistral_gateway.storage.agents import AgentRepository
-from mistral_gateway.storage.blobs import LocalBlobStore
+from mistral_gateway.storage.blobs import LocalBlobStore, ServerBlobStore
 from mistral_gateway.storage.conversations import ConversationRepository
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.epoch import FileEpoch
@@ -93,7 +93,7 @@ class Services:
     settings: Settings
     registry: Registry
     db: Database
-    blobs: LocalBlobStore
+    blobs: ServerBlobStore
     tokens: TokenService
     files: FileService
     models: ModelService
@@ -199,7 +199,7 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     db = Database(settings.sqlalchemy_url)
     if migrate:
         db.migrate()
-    blobs = LocalBlobStore(settings.blob_dir)
+    blobs = build_blob_store(settings)
     secret = (settings.signing_secret.encode("utf-8") if settings.signing_secret
               else load_or_create_secret(settings.data_dir / "signing.key"))
     tokens = TokenService(
@@ -304,7 +304,20 @@ def wire_library_tool(services: Services, known: KnownLibraries) -> None:
         services.conversations.runner.libraries = LibraryTool(services.library_search, known)
 
 
-def build_fine_tuning(settings: Settings, db: Database, blobs: LocalBlobStore, catalog: ModelCatalog,
+def build_blob_store(settings: Settings) -> ServerBlobStore:
+    if settings.blob_store == "local":
+        return LocalBlobStore(settings.blob_dir)
+    from mistral_gateway.storage.blobs_s3 import S3BlobStore, S3Config  # boto3: the optional `s3` extra
+
+    assert settings.s3_bucket is not None  # Settings refuses blob_store = "s3" without one
+    secret = settings.s3_secret_access_key
+    return S3BlobStore(S3Config(
+        bucket=settings.s3_bucket, prefix=settings.s3_prefix, endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region, access_key_id=settings.s3_access_key_id,
+        secret_access_key=secret.get_secret_value() if secret else None, part_size=settings.s3_part_size))
+
+
+def build_fine_tuning(settings: Settings, db: Database, blobs: ServerBlobStore, catalog: ModelCatalog,
                       fine_tuned: FineTunedModelRepository, engines: EngineManager,
                       jobs: JobRepository) -> FineTuningService:
     """Completion jobs train with the local LoRA trainer (a worker process each); classifier jobs with

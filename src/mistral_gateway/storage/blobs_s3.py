@@ -33,6 +33,8 @@ class S3Config:
     access_key_id: str | None = None
     secret_access_key: str | None = None  # never logged: only handed to the boto3 client
     part_size: int = 8 * 1024 * 1024
+    # a pending upload older than this is a crashed writer's (a live one on another replica finishes well within it)
+    stale_upload_age: timedelta = timedelta(days=1)
 
 
 def _client(config: S3Config) -> Any:
@@ -105,6 +107,7 @@ class S3BlobStore:
         self.bucket = config.bucket
         self.prefix = config.prefix
         self.part_size = config.part_size
+        self.stale_upload_age = config.stale_upload_age
         self.client = client if client is not None else _client(config)
 
     def object_key(self, key: str) -> str:
@@ -138,7 +141,11 @@ class S3BlobStore:
             raise
         return True
 
-    def abort_stale_uploads(self, older_than: timedelta = timedelta(days=1)) -> int:
+    def sweep_partials(self) -> int:
+        """At start (as the local store does): abort the multipart uploads crashed writers left behind."""
+        return self.abort_stale_uploads(self.stale_upload_age)
+
+    def abort_stale_uploads(self, older_than: timedelta) -> int:
         """Abort multipart uploads under the prefix started before ``older_than`` ago (a crashed writer's)."""
         cutoff = datetime.now(UTC) - older_than
         aborted = 0

@@ -1,0 +1,74 @@
+"""The files API end to end with ``blob_store = "s3"``: a live gateway on loopback storing on a real S3 API server
+(moto, its own process on loopback), both started and stopped by the test."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mistral_gateway.config import Settings
+from mistral_gateway.storage.blobs_s3 import S3BlobStore
+from s3_server import ACCESS_KEY, REGION, SECRET_KEY, S3Server, s3_server
+from support import fake_settings, serving
+
+pytestmark = pytest.mark.e2e
+
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[S3Server]:
+    with s3_server() as srv:
+        yield srv
+
+
+def s3_settings(data_dir: Path, srv: S3Server, bucket: str) -> Settings:
+    return fake_settings(data_dir, blob_store="s3", s3_endpoint_url=srv.endpoint_url, s3_bucket=bucket,
+                         s3_region=REGION, s3_prefix="gw/", s3_access_key_id=ACCESS_KEY,
+                         s3_secret_access_key=SECRET_KEY, s3_part_size=5 * MB)
+
+
+def bucket_keys(srv: S3Server, bucket: str) -> list[str]:
+    return sorted(o["Key"] for o in srv.client().list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+def test_upload_download_delete_through_s3(tmp_path: Path, server: S3Server) -> None:
+    bucket = server.new_bucket()
+    content = os.urandom(12 * MB + 3)  # three parts at the 5 MiB part size
+    with serving(s3_settings(tmp_path, server, bucket)) as (live, services, token):
+        assert isinstance(services.blobs, S3BlobStore)
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=live.base_url, timeout=60) as http:
+            r = http.post("/v1/files", headers=headers, files={"file": ("data.bin", content)},
+                          data={"purpose": "ocr"})
+            assert r.status_code == 200, r.text
+            file_id = r.json()["id"]
+            assert r.json()["bytes"] == len(content)
+            keys = bucket_keys(server, bucket)
+            assert len(keys) == 1 and keys[0].startswith("gw/")
+            assert server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+            got = http.get(f"/v1/files/{file_id}/content", headers=headers)
+            assert got.status_code == 200
+            assert hashlib.sha256(got.content).hexdigest() == hashlib.sha256(content).hexdigest()
+            low = http.get(f"/mistralai/v1/files/{file_id}/content", params={"api_token": token})
+            assert low.status_code == 200 and low.content == content
+            assert http.delete(f"/v1/files/{file_id}", headers=headers).status_code == 200
+            assert bucket_keys(server, bucket) == []
+            assert http.get(f"/v1/files/{file_id}/content", headers=headers).status_code == 404
+    assert not (tmp_path / "blobs").exists()  # nothing went to the local directory
+
+
+def test_refused_upload_leaves_no_object_or_pending_upload(tmp_path: Path, server: S3Server) -> None:
+    bucket = server.new_bucket()
+    settings = s3_settings(tmp_path, server, bucket).model_copy(update={"max_upload_bytes": 6 * MB})
+    with serving(settings) as (live, _, token), httpx.Client(base_url=live.base_url, timeout=60) as http:
+        r = http.post("/v1/files", headers={"Authorization": f"Bearer {token}"},
+                      files={"file": ("big.bin", os.urandom(7 * MB))}, data={"purpose": "ocr"})
+        assert r.status_code == 413, r.text
+    assert bucket_keys(server, bucket) == []
+    assert server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
