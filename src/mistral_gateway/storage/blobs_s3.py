@@ -1,8 +1,9 @@
 """Blobs on an S3-compatible object store (AWS S3, MinIO, Ceph, moto), through boto3.
 
-A write is a multipart upload: bytes are buffered up to ``part_size`` and sent as one part, so an upload never holds
-more than one part in memory. The object appears under its key only when ``commit`` completes the upload; ``abort``
-(or a crash, once the bucket's lifecycle rule or ``abort_stale_uploads`` reaps it) leaves no object behind.
+A write is a multipart upload: bytes are buffered up to ``part_size`` and sent as one part, so an upload never
+holds more than one part in memory (a blob smaller than one part is a single PUT). The object appears under its
+key only when ``commit`` completes the upload; ``abort`` (or, after a crash, ``sweep_partials`` at the next start
+or the bucket's lifecycle rule) leaves no object behind.
 boto3 rather than obstore: the S3 test server (moto) needs botocore anyway, and boto3 exposes the multipart calls
 (abort, listing pending uploads) this store relies on.
 """
@@ -56,8 +57,9 @@ class _S3Writer:
         self._store = store
         self.key = uuid.uuid4().hex
         self._object = store.object_key(self.key)
-        self._upload_id: str = store.client.create_multipart_upload(
-            Bucket=store.bucket, Key=self._object)["UploadId"]
+        # started with the first full part, so making a writer costs no round trip (the HTTP layer opens one on
+        # the event loop) and a blob smaller than a part is a single PUT
+        self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._buffer = bytearray()
         self._hash = hashlib.sha256()
@@ -74,18 +76,24 @@ class _S3Writer:
             self._send(part)
 
     def _send(self, part: bytes) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._store.client.create_multipart_upload(
+                Bucket=self._store.bucket, Key=self._object)["UploadId"]
         number = len(self._parts) + 1
         response = self._store.client.upload_part(
             Bucket=self._store.bucket, Key=self._object, UploadId=self._upload_id, PartNumber=number, Body=part)
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
     def commit(self) -> BlobInfo:
-        if self._buffer or not self._parts:  # the last part may be short; an empty blob is one empty part
-            self._send(bytes(self._buffer))
-            self._buffer.clear()
-        self._store.client.complete_multipart_upload(
-            Bucket=self._store.bucket, Key=self._object, UploadId=self._upload_id,
-            MultipartUpload={"Parts": self._parts})
+        if self._upload_id is None:  # never filled a part: one PUT
+            self._store.client.put_object(Bucket=self._store.bucket, Key=self._object, Body=bytes(self._buffer))
+        else:
+            if self._buffer:  # the last part may be short
+                self._send(bytes(self._buffer))
+            self._store.client.complete_multipart_upload(
+                Bucket=self._store.bucket, Key=self._object, UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts})
+        self._buffer.clear()
         self._done = True
         return BlobInfo(key=self.key, size=self.size, sha256=self._hash.hexdigest())
 
@@ -94,8 +102,9 @@ class _S3Writer:
             return
         self._done = True
         self._buffer.clear()
-        self._store.client.abort_multipart_upload(
-            Bucket=self._store.bucket, Key=self._object, UploadId=self._upload_id)
+        if self._upload_id is not None:
+            self._store.client.abort_multipart_upload(
+                Bucket=self._store.bucket, Key=self._object, UploadId=self._upload_id)
 
 
 class S3BlobStore:
