@@ -26,6 +26,9 @@ class S3Server:
         self.proc = proc
         self.endpoint_url = f"http://127.0.0.1:{port}"
 
+    def stop(self) -> None:
+        stop_process(self.proc, grace=10)
+
     def config(self, bucket: str, *, prefix: str = "blobs/", part_size: int = MIN_PART_SIZE) -> S3Config:
         return S3Config(bucket=bucket, prefix=prefix, endpoint_url=self.endpoint_url, region=REGION,
                         access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY, part_size=part_size)

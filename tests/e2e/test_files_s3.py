@@ -72,3 +72,23 @@ def test_refused_upload_leaves_no_object_or_pending_upload(tmp_path: Path, serve
         assert r.status_code == 413, r.text
     assert bucket_keys(server, bucket) == []
     assert server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_storage_down_is_a_503_not_a_500(tmp_path: Path) -> None:
+    # a server of our own, stopped mid-test: the gateway starts against it, then loses it
+    with s3_server() as srv:
+        bucket = srv.new_bucket()
+        settings = s3_settings(tmp_path, srv, bucket)
+        with serving(settings) as (live, _, token), httpx.Client(base_url=live.base_url, timeout=60) as http:
+            headers = {"Authorization": f"Bearer {token}"}
+            r = http.post("/v1/files", headers=headers, files={"file": ("a.txt", b"hello")}, data={"purpose": "ocr"})
+            assert r.status_code == 200, r.text
+            file_id = r.json()["id"]
+            srv.stop()
+            got = http.get(f"/v1/files/{file_id}/content", headers=headers)
+            assert got.status_code == 503, got.text
+            assert got.json()["code"] == "BLOB_STORE_UNAVAILABLE" and "Retry-After" in got.headers
+            up = http.post("/v1/files", headers=headers, files={"file": ("b.txt", b"x")}, data={"purpose": "ocr"})
+            assert up.status_code == 503, up.text
+            low = http.get(f"/mistralai/v1/files/{file_id}/content", params={"api_token": token})
+            assert low.status_code == 503, low.text

@@ -11,18 +11,23 @@ boto3 rather than obstore: the S3 test server (moto) needs botocore anyway, and 
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mistral_gateway.errors import ServiceUnavailable
 from mistral_gateway.storage.blobs import CHUNK, BlobInfo, BlobNotFound
 
 __all__ = ["MIN_PART_SIZE", "S3BlobStore", "S3Config"]
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's floor for every part but the last
 _MISSING = {"404", "NoSuchKey", "NotFound"}
+_RETRY_AFTER = 5.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +53,9 @@ def _client(config: S3Config) -> Any:
         region_name=config.region,
         aws_access_key_id=config.access_key_id,
         aws_secret_access_key=config.secret_access_key,
-        config=Config(retries={"mode": "standard", "max_attempts": 5}, s3={"addressing_style": "path"}),
+        # a few quick retries, then a 503 to the caller rather than a request hanging on a dead endpoint
+        config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=60,
+                      s3={"addressing_style": "path"}),
     )
 
 
@@ -77,22 +84,20 @@ class _S3Writer:
 
     def _send(self, part: bytes) -> None:
         if self._upload_id is None:
-            self._upload_id = self._store.client.create_multipart_upload(
-                Bucket=self._store.bucket, Key=self._object)["UploadId"]
+            self._upload_id = self._store.call("create_multipart_upload", Key=self._object)["UploadId"]
         number = len(self._parts) + 1
-        response = self._store.client.upload_part(
-            Bucket=self._store.bucket, Key=self._object, UploadId=self._upload_id, PartNumber=number, Body=part)
+        response = self._store.call("upload_part", Key=self._object, UploadId=self._upload_id, PartNumber=number,
+                                    Body=part)
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
     def commit(self) -> BlobInfo:
         if self._upload_id is None:  # never filled a part: one PUT
-            self._store.client.put_object(Bucket=self._store.bucket, Key=self._object, Body=bytes(self._buffer))
+            self._store.call("put_object", Key=self._object, Body=bytes(self._buffer))
         else:
             if self._buffer:  # the last part may be short
                 self._send(bytes(self._buffer))
-            self._store.client.complete_multipart_upload(
-                Bucket=self._store.bucket, Key=self._object, UploadId=self._upload_id,
-                MultipartUpload={"Parts": self._parts})
+            self._store.call("complete_multipart_upload", Key=self._object, UploadId=self._upload_id,
+                             MultipartUpload={"Parts": self._parts})
         self._buffer.clear()
         self._done = True
         return BlobInfo(key=self.key, size=self.size, sha256=self._hash.hexdigest())
@@ -103,8 +108,7 @@ class _S3Writer:
         self._done = True
         self._buffer.clear()
         if self._upload_id is not None:
-            self._store.client.abort_multipart_upload(
-                Bucket=self._store.bucket, Key=self._object, UploadId=self._upload_id)
+            self._store.call("abort_multipart_upload", Key=self._object, UploadId=self._upload_id)
 
 
 class S3BlobStore:
@@ -127,45 +131,59 @@ class S3BlobStore:
     def writer(self) -> _S3Writer:
         return _S3Writer(self)
 
-    def read(self, key: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
+    def call(self, operation: str, **params: Any) -> Any:
+        """One S3 call on the bucket: a missing object is ``BlobNotFound``; any other failure (endpoint down,
+        denied, throttled past the retries) a 503, logged here without credentials (botocore never puts them in
+        its messages)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))["Body"]
-        except self.client.exceptions.ClientError as exc:
+            return getattr(self.client, operation)(Bucket=self.bucket, **params)
+        except ClientError as exc:
             if _code(exc) in _MISSING:
-                raise BlobNotFound(key) from exc
-            raise
-        return _stream(body, chunk_size)
+                raise BlobNotFound(params.get("Key", "")) from exc
+            failure: Exception = exc
+        except BotoCoreError as exc:
+            failure = exc
+        log.warning("S3 %s on bucket %s failed: %s", operation, self.bucket, failure)
+        raise ServiceUnavailable("blob storage is unavailable; try again shortly", code="BLOB_STORE_UNAVAILABLE",
+                                 retry_after=_RETRY_AFTER) from failure
+
+    def read(self, key: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        return _stream(self.call("get_object", Key=self.object_key(key))["Body"], chunk_size)
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+        self.call("delete_object", Key=self.object_key(key))
 
     def exists(self, key: str) -> bool:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
+            self.call("head_object", Key=self.object_key(key))
         except BlobNotFound:
             return False
-        except self.client.exceptions.ClientError as exc:
-            if _code(exc) in _MISSING:
-                return False
-            raise
         return True
 
     def sweep_partials(self) -> int:
-        """At start (as the local store does): abort the multipart uploads crashed writers left behind."""
-        return self.abort_stale_uploads(self.stale_upload_age)
+        """At start (as the local store does): abort the multipart uploads crashed writers left behind. Storage
+        being down then does not stop the server starting (the next start, or a lifecycle rule, reaps them)."""
+        try:
+            return self.abort_stale_uploads(self.stale_upload_age)
+        except ServiceUnavailable:
+            return 0
 
     def abort_stale_uploads(self, older_than: timedelta) -> int:
         """Abort multipart uploads under the prefix started before ``older_than`` ago (a crashed writer's)."""
         cutoff = datetime.now(UTC) - older_than
         aborted = 0
-        for page in self.client.get_paginator("list_multipart_uploads").paginate(
-                Bucket=self.bucket, Prefix=self.prefix):
+        markers: dict[str, str] = {}
+        while True:
+            page = self.call("list_multipart_uploads", Prefix=self.prefix, **markers)
             for upload in page.get("Uploads", []):
                 if upload["Initiated"] < cutoff:
-                    self.client.abort_multipart_upload(
-                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    self.call("abort_multipart_upload", Key=upload["Key"], UploadId=upload["UploadId"])
                     aborted += 1
-        return aborted
+            if not page.get("IsTruncated"):
+                return aborted
+            markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
 
 
 def _code(exc: Any) -> str:
