@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from mistralai.client import Mistral
 
+from batch_support import wait_done
 from mistral_gateway.config import Settings
 from mistral_gateway.storage.blobs_s3 import S3BlobStore
 from s3_server import ACCESS_KEY, REGION, SECRET_KEY, S3Server, s3_server
@@ -92,3 +95,21 @@ def test_storage_down_is_a_503_not_a_500(tmp_path: Path) -> None:
             assert up.status_code == 503, up.text
             low = http.get(f"/mistralai/v1/files/{file_id}/content", params={"api_token": token})
             assert low.status_code == 503, low.text
+
+
+def test_batch_reads_its_input_and_writes_its_output_on_s3(tmp_path: Path, server: S3Server) -> None:
+    bucket = server.new_bucket()
+    lines = [{"custom_id": f"q{i}", "body": {"max_tokens": 3, "messages": [{"role": "user", "content": f"n {i}"}]}}
+             for i in range(4)]
+    content = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    with serving(s3_settings(tmp_path, server, bucket)) as (live, _, token), \
+            Mistral(api_key=token, server_url=live.base_url, timeout_ms=20_000) as sdk:
+        uploaded = sdk.files.upload(file={"file_name": "in.jsonl", "content": content}, purpose="batch")
+        job = sdk.batch.jobs.create(input_files=[uploaded.id], endpoint="/v1/chat/completions",
+                                    model="ministral-3b-latest")
+        done = wait_done(lambda i: sdk.batch.jobs.get(job_id=i).model_dump(), job.id)
+        assert done["status"] == "SUCCESS" and done["succeeded_requests"] == 4
+        output = [json.loads(x) for x in sdk.files.download(file_id=done["output_file"]).read().splitlines()]
+        assert sorted(o["custom_id"] for o in output) == [f"q{i}" for i in range(4)]
+        assert len(bucket_keys(server, bucket)) == 2  # the input and the output, both in the bucket
+    assert not (tmp_path / "blobs").exists()
