@@ -329,6 +329,9 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
     s3_part_size: int = Field(8 * MB, ge=5 * MB)  # bytes held per upload before a part is sent; S3's floor is 5 MiB
+    # signed file URLs answer 307 to a presigned S3 URL (the bytes then bypass this server); the S3 endpoint must be
+    # reachable by whoever holds the signed URL
+    s3_presigned_downloads: bool = False
     usage_flush_seconds: float = 1.0  # usage records are written in batches, off the request path
     # "package.module:function" returning epoch seconds: the rate limiter's clock (tests pin it inside one minute)
     limits_clock: str | None = Field(None, max_length=200, pattern=r"^[\w.]+:\w+$")

@@ -113,3 +113,32 @@ def test_batch_reads_its_input_and_writes_its_output_on_s3(tmp_path: Path, serve
         assert sorted(o["custom_id"] for o in output) == [f"q{i}" for i in range(4)]
         assert len(bucket_keys(server, bucket)) == 2  # the input and the output, both in the bucket
     assert not (tmp_path / "blobs").exists()
+
+
+@pytest.mark.parametrize("presigned", [False, True])
+def test_signed_url_download(tmp_path: Path, server: S3Server, presigned: bool) -> None:
+    bucket = server.new_bucket()
+    settings = s3_settings(tmp_path, server, bucket).model_copy(update={"s3_presigned_downloads": presigned})
+    content = os.urandom(100_000)
+    with serving(settings) as (live, _, token), httpx.Client(base_url=live.base_url, timeout=60) as http:
+        headers = {"Authorization": f"Bearer {token}"}
+        r = http.post("/v1/files", headers=headers, files={"file": ("naïve data.bin", content)},
+                      data={"purpose": "ocr"})
+        file_id = r.json()["id"]
+        url = http.get(f"/v1/files/{file_id}/url", headers=headers, params={"expiry": 2}).json()["url"]
+        first = http.get(url)  # no redirects followed
+        if presigned:
+            assert first.status_code == 307
+            location = first.headers["location"]
+            assert location.startswith(server.endpoint_url + f"/{bucket}/gw/")
+            assert "Expires=" in location or "X-Amz-Expires=7200" in location
+            assert SECRET_KEY not in location  # a signature, never the secret itself
+            got = httpx.get(location, timeout=60)  # served by the S3 endpoint itself
+        else:
+            got = first
+        assert got.status_code == 200, got.text
+        assert got.content == content
+        assert "attachment" in got.headers["content-disposition"]
+        assert "na%C3%AFve" in got.headers["content-disposition"]
+        tampered = http.get(url.replace("signature=", "signature=x"))
+        assert tampered.status_code == 403  # checked here before any redirect

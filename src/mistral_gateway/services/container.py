@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -215,6 +215,7 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
         UrlSigner(secret),
         max_upload_bytes=settings.max_upload_bytes,
         signed_url_max_hours=settings.signed_url_max_hours,
+        presign=_presign(settings, blobs),
     )
     fine_tuned = FineTunedModelRepository(db, FileEpoch(settings.data_dir / "models.epoch"))
     catalog = ModelCatalog(settings.models, None if settings.model_family_defaults else [], settings.model_families)
@@ -315,6 +316,14 @@ def build_blob_store(settings: Settings) -> ServerBlobStore:
         bucket=settings.s3_bucket, prefix=settings.s3_prefix, endpoint_url=settings.s3_endpoint_url,
         region=settings.s3_region, access_key_id=settings.s3_access_key_id,
         secret_access_key=secret.get_secret_value() if secret else None, part_size=settings.s3_part_size))
+
+
+def _presign(settings: Settings, blobs: ServerBlobStore) -> Callable[[str, int, str], str] | None:
+    from mistral_gateway.storage.blobs_s3 import S3BlobStore
+
+    if settings.s3_presigned_downloads and isinstance(blobs, S3BlobStore):
+        return blobs.presigned_url
+    return None
 
 
 def build_fine_tuning(settings: Settings, db: Database, blobs: ServerBlobStore, catalog: ModelCatalog,
