@@ -77,7 +77,7 @@ def test_refused_upload_leaves_no_object_or_pending_upload(tmp_path: Path, serve
     assert server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
-def test_storage_down_is_a_503_not_a_500(tmp_path: Path) -> None:
+def test_storage_down_is_a_503_not_a_500(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # a server of our own, stopped mid-test: the gateway starts against it, then loses it
     with s3_server() as srv:
         bucket = srv.new_bucket()
@@ -95,6 +95,9 @@ def test_storage_down_is_a_503_not_a_500(tmp_path: Path) -> None:
             assert up.status_code == 503, up.text
             low = http.get(f"/mistralai/v1/files/{file_id}/content", params={"api_token": token})
             assert low.status_code == 503, low.text
+    failures = [r.getMessage() for r in caplog.records if r.name == "mistral_gateway.storage.blobs_s3"]
+    assert failures and all("get_object" in m or "put_object" in m for m in failures)
+    assert SECRET_KEY not in caplog.text and token not in caplog.text
 
 
 def test_batch_reads_its_input_and_writes_its_output_on_s3(tmp_path: Path, server: S3Server) -> None:
