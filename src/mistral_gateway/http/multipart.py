@@ -20,7 +20,7 @@ from mistral_gateway.echo import shorten
 from mistral_gateway.errors import BadRequest, PayloadTooLarge
 from mistral_gateway.http.bodies import declared_length
 
-__all__ = ["FilePart", "MultipartForm", "Sink", "read_multipart"]
+__all__ = ["FilePart", "MultipartForm", "Sink", "abort_sink", "read_multipart"]
 
 # Every part counts, repeated names included (3,000 64 KB 'purpose' parts once held 190 MB); text fields are
 # short values (purpose, expiry, visibility), so a few KB each and 16 KB in all are plenty.
@@ -203,9 +203,15 @@ async def read_multipart(
             raise BadRequest("truncated multipart body (no closing boundary)", code="MALFORMED_MULTIPART")
     except BaseException:
         if sink is not None:
-            sink.abort()
+            await abort_sink(sink)
         raise
     return form, sink
+
+
+async def abort_sink(sink: Sink) -> None:
+    """Abort off the event loop (on S3 it is a round trip), and shielded: a cancelled request still aborts."""
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(sink.abort)
 
 
 _EXT_FILENAME = re.compile(rb"filename\*\s*=\s*([A-Za-z0-9_-]+)'[^']*'([^;\s]+)", re.IGNORECASE)

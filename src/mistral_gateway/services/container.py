@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -60,7 +60,7 @@ from mistral_gateway.services.transcription import AudioLimits, TranscriptionSer
 from mistral_gateway.services.upstream_keys import UpstreamKeyStore
 from mistral_gateway.services.usage import UsageLog
 from mistral_gateway.storage.agents import AgentRepository
-from mistral_gateway.storage.blobs import LocalBlobStore
+from mistral_gateway.storage.blobs import LocalBlobStore, ServerBlobStore
 from mistral_gateway.storage.conversations import ConversationRepository
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.epoch import FileEpoch
@@ -94,7 +94,7 @@ class Services:
     settings: Settings
     registry: Registry
     db: Database
-    blobs: LocalBlobStore
+    blobs: ServerBlobStore
     tokens: TokenService
     files: FileService
     models: ModelService
@@ -201,7 +201,7 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     db = Database(settings.sqlalchemy_url)
     if migrate:
         db.migrate()
-    blobs = LocalBlobStore(settings.blob_dir)
+    blobs = build_blob_store(settings)
     secret = (settings.signing_secret.encode("utf-8") if settings.signing_secret
               else load_or_create_secret(settings.data_dir / "signing.key"))
     tokens = TokenService(
@@ -217,6 +217,7 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
         UrlSigner(secret),
         max_upload_bytes=settings.max_upload_bytes,
         signed_url_max_hours=settings.signed_url_max_hours,
+        presign=_presign(settings, blobs),
     )
     fine_tuned = FineTunedModelRepository(db, FileEpoch(settings.data_dir / "models.epoch"))
     catalog = ModelCatalog(settings.models, None if settings.model_family_defaults else [], settings.model_families)
@@ -310,7 +311,28 @@ def wire_library_tool(services: Services, known: KnownLibraries) -> None:
         services.conversations.runner.libraries = LibraryTool(services.library_search, known)
 
 
-def build_fine_tuning(settings: Settings, db: Database, blobs: LocalBlobStore, catalog: ModelCatalog,
+def build_blob_store(settings: Settings) -> ServerBlobStore:
+    if settings.blob_store == "local":
+        return LocalBlobStore(settings.blob_dir)
+    from mistral_gateway.storage.blobs_s3 import S3BlobStore, S3Config  # boto3: the optional `s3` extra
+
+    assert settings.s3_bucket is not None  # Settings refuses blob_store = "s3" without one
+    secret = settings.s3_secret_access_key
+    return S3BlobStore(S3Config(
+        bucket=settings.s3_bucket, prefix=settings.s3_prefix, endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region, access_key_id=settings.s3_access_key_id,
+        secret_access_key=secret.get_secret_value() if secret else None, part_size=settings.s3_part_size))
+
+
+def _presign(settings: Settings, blobs: ServerBlobStore) -> Callable[[str, int, str], str] | None:
+    from mistral_gateway.storage.blobs_s3 import S3BlobStore
+
+    if settings.s3_presigned_downloads and isinstance(blobs, S3BlobStore):
+        return blobs.presigned_url
+    return None
+
+
+def build_fine_tuning(settings: Settings, db: Database, blobs: ServerBlobStore, catalog: ModelCatalog,
                       fine_tuned: FineTunedModelRepository, engines: EngineManager,
                       jobs: JobRepository) -> FineTuningService:
     """Completion jobs train with the local LoRA trainer (a worker process each); classifier jobs with

@@ -85,6 +85,7 @@ class FileService:
         max_upload_bytes: int,
         signed_url_max_hours: int = 168,
         clock: Callable[[], float] = time.time,
+        presign: Callable[[str, int, str], str] | None = None,
     ) -> None:
         self._repo = repo
         self._blobs = blobs
@@ -92,6 +93,9 @@ class FileService:
         self.max_upload_bytes = max_upload_bytes
         self._signed_url_max_hours = signed_url_max_hours
         self._clock = clock
+        # (blob key, seconds, Content-Disposition) -> a URL the blob store serves itself: signed downloads redirect
+        # there instead of streaming through this server
+        self._presign = presign
 
     # -- upload -----------------------------------------------------------------------------------------------
     def open_upload(self) -> UploadSink:
@@ -196,13 +200,29 @@ class FileService:
         return FileSignedURL(url=url)
 
     def download_signed(self, file_id: str, workspace_id: str, expires: str, signature: str) -> Download:
+        self._check_signed(file_id, workspace_id, expires, signature)
+        return self.download(workspace_id, file_id)
+
+    @property
+    def redirects_signed(self) -> bool:
+        return self._presign is not None
+
+    def signed_redirect(self, file_id: str, workspace_id: str, expires: str, signature: str,
+                        disposition: Callable[[str], str]) -> str:
+        """Where a valid signed URL redirects when the blob store presigns: the same file, expiring no later."""
+        assert self._presign is not None, "only called when redirects_signed"
+        self._check_signed(file_id, workspace_id, expires, signature)
+        record = self._get(workspace_id, file_id)
+        seconds = max(1, int(expires) - int(self._clock()))
+        return self._presign(record.blob_key, seconds, disposition(record.filename))
+
+    def _check_signed(self, file_id: str, workspace_id: str, expires: str, signature: str) -> None:
         signed = expires.isascii() and expires.isdigit() and self._signer.verify(signature, file_id, workspace_id,
                                                                                   expires)
         if not signed:
             raise Forbidden("invalid signature", code="INVALID_SIGNATURE")
         if int(expires) <= self._clock():
             raise Forbidden("this signed URL has expired", code="SIGNED_URL_EXPIRED")
-        return self.download(workspace_id, file_id)
 
     def _get(self, workspace_id: str, file_id: str) -> FileRecord:
         record = self._repo.get(workspace_id, _check_id(file_id), int(self._clock()))

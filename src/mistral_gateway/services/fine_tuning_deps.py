@@ -24,7 +24,8 @@ from mistral_gateway.services.fine_tuning_data import (
     completion_checker,
 )
 from mistral_gateway.services.models import ModelCatalog
-from mistral_gateway.storage.blobs import LocalBlobStore
+from mistral_gateway.storage.blob_files import local_file
+from mistral_gateway.storage.blobs import BlobNotFound, BlobStore
 from mistral_gateway.storage.files import FileRepository
 from mistral_gateway.storage.fine_tuning import FineTuningRepository
 from mistral_gateway.storage.jobs import JobRepository
@@ -45,7 +46,7 @@ class Unusable(Exception):
 class FineTuningDeps:
     repo: FineTuningRepository
     files: FileRepository
-    blobs: LocalBlobStore
+    blobs: BlobStore
     catalog: ModelCatalog
     models: FineTunedModelRepository
     data_dir: Path
@@ -136,4 +137,9 @@ def _source(deps: FineTuningDeps, workspace_id: str, file_id: str) -> SourceFile
     record = deps.files.get(workspace_id, file_id, deps.now())
     if record is None:
         raise Unusable(f"file {file_id} not found (deleted or expired?)")
-    return SourceFile(file_id, record.filename, deps.blobs.path_for(record.blob_key))
+    # the checker and trainer read files by path: a blob on S3 is copied under the data dir first
+    try:
+        path = local_file(deps.blobs, record.blob_key, deps.data_dir / "training" / "blob-cache")
+    except BlobNotFound:
+        raise Unusable(f"the content of file {file_id} is missing from storage") from None
+    return SourceFile(file_id, record.filename, path)

@@ -17,7 +17,7 @@ from typing import Protocol
 from mistral_gateway.fileops import fsync_dir
 from mistral_gateway.storage.permissions import DIR_MODE, FILE_MODE, private_dir
 
-__all__ = ["BlobInfo", "BlobNotFound", "BlobStore", "BlobWriter", "LocalBlobStore"]
+__all__ = ["BlobInfo", "BlobNotFound", "BlobStore", "BlobWriter", "LocalBlobStore", "ServerBlobStore"]
 
 CHUNK = 1024 * 1024
 
@@ -46,6 +46,12 @@ class BlobStore(Protocol):
     def read(self, key: str, chunk_size: int = CHUNK) -> Iterator[bytes]: ...
     def delete(self, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
+
+
+class ServerBlobStore(BlobStore, Protocol):
+    """The store the server holds: any blob store, plus the clean-up of a crashed writer's leftovers run at start."""
+
+    def sweep_partials(self) -> int: ...
 
 
 class _LocalWriter:

@@ -6,7 +6,7 @@ from mistral_gateway.app import Result
 from mistral_gateway.app.resources import Upload
 from mistral_gateway.errors import BadRequest
 from mistral_gateway.http.handlers import Call
-from mistral_gateway.http.multipart import read_multipart
+from mistral_gateway.http.multipart import abort_sink, read_multipart
 from mistral_gateway.services.files import UploadSink
 
 __all__ = ["get_signed_url", "upload_file"]
@@ -25,7 +25,7 @@ async def upload_file(call: Call) -> Result:
                         expiry_hours=_optional_int(form.get("expiry"), "expiry"), visibility=form.get("visibility"))
         return await call.invoke(upload)
     except BaseException:
-        sink.abort()  # whatever did not make it durable is discarded (a no-op once committed)
+        await abort_sink(sink)  # whatever did not make it durable is discarded (a no-op once committed)
         raise
 
 

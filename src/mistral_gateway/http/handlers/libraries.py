@@ -8,7 +8,7 @@ from mistral_gateway.app import Result
 from mistral_gateway.app.libraries import DocumentUpload
 from mistral_gateway.errors import BadRequest
 from mistral_gateway.http.handlers import Call
-from mistral_gateway.http.multipart import read_multipart
+from mistral_gateway.http.multipart import abort_sink, read_multipart
 from mistral_gateway.services.files import UploadSink
 
 __all__ = ["upload_document"]
@@ -27,5 +27,5 @@ async def upload_document(call: Call) -> Result:
     try:
         return await call.invoke(DocumentUpload(sink, form.file.filename))
     except BaseException:
-        sink.abort()  # whatever did not make it durable is discarded (a no-op once committed)
+        await abort_sink(sink)  # whatever did not make it durable is discarded (a no-op once committed)
         raise
