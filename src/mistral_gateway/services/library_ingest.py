@@ -13,8 +13,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from mistral_gateway.engines.base import Embeddings, OcrEngine
 from mistral_gateway.errors import GatewayError
 from mistral_gateway.jobs.context import JobContext
@@ -27,7 +25,7 @@ from mistral_gateway.services.library_text import (
 )
 from mistral_gateway.storage.blobs import BlobNotFound, BlobStore
 from mistral_gateway.storage.libraries import DocumentRecord, LibraryRepository
-from mistral_gateway.storage.library_index import ChunkIndex, IndexedChunk
+from mistral_gateway.storage.library_index import ChunkIndex, IndexedChunk, unit_vectors
 
 __all__ = ["EMBED_BATCH", "Embedder", "LibraryIngest"]
 
@@ -90,7 +88,7 @@ class LibraryIngest:
             batch = pieces[start:start + EMBED_BATCH]
             result = await self.embed([p.text for p in batch])
             tokens += sum(result.token_counts)
-            vectors = _normalised(result.vectors)
+            vectors = unit_vectors(result.vectors)
             chunks += [IndexedChunk(p.index, p.text, vectors[i], p.page) for i, p in enumerate(batch)]
             if await job.run_blocking(self.repo.document, document_id) is None:
                 return  # deleted meanwhile: stop before indexing anything
@@ -117,8 +115,3 @@ class LibraryIngest:
             writer.abort()
             raise
 
-
-def _normalised(vectors: list[list[float]]) -> np.ndarray:
-    matrix = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.maximum(norms, 1e-12)

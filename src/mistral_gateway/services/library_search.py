@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from anyio.to_thread import run_sync
 
-from mistral_gateway.services.library_ingest import Embedder, _normalised
+from mistral_gateway.services.library_ingest import Embedder
 from mistral_gateway.storage.libraries import LibraryRepository
-from mistral_gateway.storage.library_index import ChunkHit, ChunkIndex
+from mistral_gateway.storage.library_index import ChunkHit, ChunkIndex, unit_vectors
 
 __all__ = ["LibrarySearch", "Retrieved"]
 
@@ -40,7 +40,7 @@ class LibrarySearch:
         libraries = await run_sync(self.repo.libraries, workspace_id, list(dict.fromkeys(library_ids)))
         if not libraries:
             return []
-        vector = _normalised((await self.embed([query])).vectors)[0]
+        vector = unit_vectors((await self.embed([query])).vectors)[0]
         hits = await run_sync(self.index.search, [lib.id for lib in libraries], query, vector, k or self.top_k)
         documents = await run_sync(self.repo.documents, list({h.document_id for h in hits}))
         return [Retrieved(h, documents[h.document_id].name) for h in hits if h.document_id in documents]

@@ -23,7 +23,7 @@ import numpy as np
 from mistral_gateway.config import Settings
 
 __all__ = ["MAX_K", "MAX_KEYWORD_POSTINGS", "ChunkHit", "ChunkIndex", "IndexedChunk", "affordable_terms",
-           "fuse_rankings", "keyword_terms", "open_library_index"]
+           "fuse_rankings", "keyword_terms", "open_library_index", "unit_vectors"]
 
 MAX_K = 100  # a search returns at most this many chunks (k above it is capped, k below 1 finds nothing)
 MAX_TERMS = 32  # keywords of a query used for keyword scoring
@@ -113,3 +113,10 @@ def open_library_index(settings: Settings) -> ChunkIndex:
                                   hybrid=settings.library_hybrid)
     from mistral_gateway.storage.library_index_local import LocalChunkIndex
     return LocalChunkIndex(settings.data_dir / "libraries" / "index.sqlite", hybrid=settings.library_hybrid)
+
+
+def unit_vectors(vectors: Sequence[Sequence[float]]) -> np.ndarray:
+    """Embeddings as the index keeps and searches them: float32 rows scaled to length 1 (a zero row stays zero)."""
+    matrix = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)
