@@ -1,4 +1,5 @@
-"""Rate limiters (memory and database, same semantics) and the LimitService that applies them to principals."""
+"""Rate limiters (memory, database and Redis: one contract, same semantics) and the LimitService that applies them
+to principals. The Redis runs use a real redis-server on loopback (tests/redis_server.py)."""
 
 from __future__ import annotations
 
@@ -19,15 +20,30 @@ from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.limits import LEASE_SECONDS, Bucket, DatabaseLimiter
 from mistral_gateway.storage.limits_memory import MemoryLimiter
 from mistral_gateway.storage.tables import RateWindow
+from redis_server import RedisServer, redis_server
 
 NOW = 1_700_000_020.0  # 40 s into a minute: the window ends 20 s later
 
 
-@pytest.fixture(params=["memory", *BACKENDS])
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", *BACKENDS, pytest.param("redis", marks=pytest.mark.e2e)])
 def limiter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    """The memory limiter, and the database one on each backend."""
+    """The memory limiter, the database one on each backend, and the Redis one (a key prefix per test)."""
     if request.param == "memory":
         yield MemoryLimiter()
+        return
+    if request.param == "redis":
+        from mistral_gateway.storage.limits_redis import RedisLimiter
+
+        server: RedisServer = request.getfixturevalue("redis")
+        limiter = RedisLimiter(server.client(), prefix=server.prefix())
+        yield limiter
+        limiter.close()
         return
     with migrated_database(request.param, request, tmp_path) as db:
         yield DatabaseLimiter(db)
