@@ -4,7 +4,8 @@ One channel, ``<prefix>notices``; a notice is ``{"topic": ..., "from": <sender i
 re-read what changed from the database). ``publish`` runs in the caller's thread, through the shared breaker, and
 never raises: a lost notice costs only the fallback (cache TTLs, job polling). One subscriber thread (a background
 component: ``start``/``stop``) hands notices from other processes to the handlers of their topic and reconnects
-with backoff; after a reconnect every handler is called once, since notices may have been missed meanwhile.
+with backoff. Each time it has subscribed (the first time too) every handler is called once, since notices may have
+been missed while it was not: caches drop, job runners look for work.
 
 ``SharedEpoch`` wraps a ``FileEpoch``: ``bump`` also publishes, a notice moves ``current``, which stays a local
 read (a ``stat`` and an integer), never a network call.
@@ -78,18 +79,17 @@ class RedisBus:
             self._thread.join(timeout=10)
 
     def _listen(self) -> None:
-        backoff, subscribed_before, failing = 0.1, False, False
+        backoff, failing = 0.1, False
         while not self._stop.is_set():
             pubsub = None
             try:
                 pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.channel)
-                self.connected.set()
                 if failing:
-                    log.info("change notices: subscribed again to Redis")
-                if subscribed_before or failing:
-                    self._everything_changed()
-                subscribed_before, failing, backoff = True, False, 0.1
+                    log.warning("change notices: subscribed to Redis again")
+                self._everything_changed()
+                self.connected.set()
+                failing, backoff = False, 0.1
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
@@ -97,7 +97,7 @@ class RedisBus:
             except Exception as exc:  # any failure: reconnect after a pause (the thread must not die)
                 self.connected.clear()
                 if not failing:
-                    log.warning("change notices: lost Redis (%s); reconnecting", type(exc).__name__)
+                    log.warning("change notices: Redis unreachable (%s); retrying", type(exc).__name__)
                 failing = True
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
