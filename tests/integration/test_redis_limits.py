@@ -5,10 +5,8 @@ then counted again. The limiter's semantics are the contract in tests/unit/test_
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -20,20 +18,13 @@ from mistral_gateway.services.container import build_services
 from mistral_gateway.storage.limits import Bucket
 from mistral_gateway.storage.limits_redis import ADMIT_SCRIPT, RedisLimiter
 from redis_server import RedisServer, redis_server
+from support import wait_until
 
 pytestmark = pytest.mark.e2e  # starts redis-server processes
 
 NOW = 1_700_000_020.0
 PASSWORD = "pw-never-logged-7f3a"
 BOUND = 30.0  # seconds any wait may take before the test calls it a hang (not a timing assertion)
-
-
-def wait_for(check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + BOUND
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition never came true"
-        time.sleep(0.05)
-    return value
 
 
 @pytest.fixture
@@ -105,7 +96,7 @@ def test_an_outage_fails_closed_or_open_and_ends_when_redis_is_back(
 
             redis.start()  # same port: the pool reconnects once the breaker lets a call through
             native = apis[0]
-            wait_for(lambda: native("GET", "/models").status_code == 200 and counted() >= 3)
+            wait_until(lambda: native("GET", "/models").status_code == 200 and counted() >= 3, bound=BOUND)
             assert any("rate limits available again" in r.getMessage() for r in caplog.records)
             # a principal without limits never touches Redis, outage or not
             free = DialectApi(client, "native", unlimited)

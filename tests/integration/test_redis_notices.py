@@ -7,9 +7,8 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -21,21 +20,12 @@ from mistral_gateway.services.container import Services, build_services
 from mistral_gateway.storage.jobs import JobStatus
 from mistral_gateway.storage.redis_bus import SharedEpoch
 from redis_server import RedisServer, redis_server
-from support import CLI, clean_env, stop_process
+from support import CLI, clean_env, stop_process, wait_until
 
 pytestmark = pytest.mark.e2e  # starts redis-server (and a worker process)
 
 TESTS = Path(__file__).resolve().parents[1]
 BOUND = 30.0  # seconds any wait may take before the test calls it a hang (not a timing assertion)
-
-
-def wait_for(check: Callable[[], Any], *, alive: subprocess.Popen[bytes] | None = None) -> Any:
-    deadline = time.monotonic() + BOUND
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition never came true"
-        assert alive is None or alive.poll() is None, f"the process exited with {alive.returncode}"
-        time.sleep(0.05)
-    return value
 
 
 @pytest.fixture
@@ -139,11 +129,11 @@ steps = "jobkinds:steps"
     watcher = redis.client()
     try:
         channel = "mistral-gateway:notices"
-        wait_for(lambda: watcher.pubsub_numsub(channel)[0][1] >= 1, alive=worker)  # the worker listens
+        wait_until(lambda: watcher.pubsub_numsub(channel)[0][1] >= 1, alive=worker, bound=BOUND)  # the worker listens
         time.sleep(0.5)  # past the claim its subscription triggers: only a notice wakes it before a minute
         ws = submitter.tokens.create("t")[1].workspace_id
         job = submitter.job_runner.submit(ws, "steps", {"steps": 1, "log": str(tmp_path / "steps.log")})
-        done = wait_for(ended(submitter.jobs, ws, job.id), alive=worker)
+        done = wait_until(ended(submitter.jobs, ws, job.id), alive=worker, bound=BOUND)
         assert done.status == JobStatus.SUCCEEDED
     finally:
         watcher.close()
