@@ -23,7 +23,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from anyio.to_thread import run_sync
 
@@ -39,6 +38,7 @@ from mistral_gateway.storage.limits import (
     RateLimiter,
     Refusal,
 )
+from mistral_gateway.storage.redis_conn import RedisLink
 
 __all__ = ["LimitService", "Ticket", "make_limiter", "rate_limited"]
 
@@ -56,9 +56,9 @@ class Ticket:
     lease: str | None
 
 
-def make_limiter(settings: Settings, db: Database, redis: Any = None) -> RateLimiter:
-    """The limiter the settings ask for: ``redis`` (a ``RedisLink``, built when ``redis_url`` is set) holds the
-    counters there; otherwise the database does, which replicas sharing one database share too."""
+def make_limiter(settings: Settings, db: Database, redis: RedisLink | None = None) -> RateLimiter:
+    """The limiter the settings ask for: with ``redis`` (built when ``redis_url`` is set) the counters live there;
+    otherwise the database does, which replicas sharing one database share too."""
     if redis is not None:
         from mistral_gateway.storage.limits_redis import RedisLimiter
 
