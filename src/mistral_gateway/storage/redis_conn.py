@@ -63,11 +63,13 @@ class Breaker:
             raise RedisUnavailable("Redis is unreachable (recent failure)", self.retry_after())
         try:
             return fn()
-        except (redis.RedisError, OSError) as exc:  # down, timed out, or refusing (LOADING, OOM, READONLY)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:  # down or too slow: wait a little
             with self._lock:
                 self._open_until = self._clock() + self.seconds
             # the exception's own text is left out: it can repeat the connection parameters
             raise RedisUnavailable(f"Redis is unreachable ({type(exc).__name__})", self.retry_after()) from None
+        except redis.RedisError as exc:  # it answered, refusing (OOM, READONLY): no reason to stop asking
+            raise RedisUnavailable(f"Redis refused the call ({type(exc).__name__})", self.retry_after()) from None
 
     def retry_after(self) -> float:
         return max(1.0, self.seconds)
