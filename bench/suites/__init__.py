@@ -12,6 +12,7 @@ from . import (
     fine_tuning,
     library_ingest,
     library_search,
+    limits,
     models,
     moderation,
     ocr,
@@ -38,4 +39,5 @@ SUITES: dict[str, Suite] = {
     "fine_tuning": fine_tuning.run,
     "library_ingest": library_ingest.run,
     "library_search": library_search.run,
+    "limits": limits.run,
 }

@@ -287,7 +287,9 @@ class ReasoningSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_nested_delimiter="__")
+    # hide_input_in_errors: a refused value (a Redis URL, a key) is never echoed in a validation error
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_nested_delimiter="__",
+                                      hide_input_in_errors=True)
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -322,7 +324,14 @@ class Settings(BaseSettings):
     upstreams: list[UpstreamEntry] = Field(default_factory=list)
     workspaces: list[WorkspacePolicy] = Field(default_factory=list)
     default_token_limits: LimitPolicy = Field(default_factory=LimitPolicy)  # for tokens without their own limits
-    redis_url: str | None = None  # reserved for Redis-held counters (issue 12); refused until then, see below
+    # Redis (README "Scale-out"): rate-limit counters and leases, and change notices between replicas (token
+    # revocations, model and key changes, job wake-ups). A SecretStr: the URL may carry a password.
+    redis_url: SecretStr | None = None
+    redis_key_prefix: str = Field("mistral-gateway:", max_length=100)  # every key and channel starts with it
+    # Redis unreachable: "closed" answers limited requests 503 LIMITS_UNAVAILABLE; "open" admits them uncounted
+    redis_failure_mode: Literal["closed", "open"] = "closed"
+    redis_timeout_seconds: float = Field(0.5, gt=0, le=30)  # connect and socket timeout of one limit check
+    redis_breaker_seconds: float = Field(2.0, ge=0, le=300)  # after a failure, calls fail fast for this long
     # Blobs (uploaded files, batch results): "local" keeps them under data_dir/blobs; "s3" in an S3-compatible bucket
     # that every replica shares (README "Scale-out"). Credentials default to boto3's chain (env, ~/.aws, instance role).
     blob_store: Literal["local", "s3"] = "local"
@@ -467,14 +476,17 @@ class Settings(BaseSettings):
             raise ValueError('blob_store = "s3" needs s3_bucket')
         return self
 
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
     @field_validator("redis_url", mode="after")
     @classmethod
-    def _no_redis_yet(cls, value: str | None) -> str | None:
-        # Refused rather than ignored: replicas configured to share counters through Redis would each enforce
-        # their own limits while the operator believes them shared.
-        if value:
-            raise ValueError("redis_url is not supported by this build (rate-limit counters live in the database, "
-                             "which replicas sharing one database already share); remove the setting")
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        # checked here so a typo fails at startup; the message never repeats the URL (it may hold a password)
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
         return value
 
     @property

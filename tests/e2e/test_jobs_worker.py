@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +20,12 @@ from mistral_gateway.services.container import Services
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.jobs import JobRepository, JobStatus
 from mistral_gateway.storage.tokens import TokenRepository
-from support import CLI, LiveServer, clean_env
+from support import CLI, LiveServer, clean_env, wait_until
 
 pytestmark = pytest.mark.e2e
 
 TESTS = Path(__file__).resolve().parents[1]
-BOUND = 60.0  # seconds any wait may take before the test calls it a hang (not a timing assertion)
-
-
-def wait_for(check: Callable[[], Any], *, alive: subprocess.Popen[bytes] | None = None) -> Any:
-    deadline = time.monotonic() + BOUND
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition never came true"
-        assert alive is None or alive.poll() is None, f"worker exited with {alive.returncode}"
-        time.sleep(0.05)
-    return value
+wait_for = wait_until
 
 
 def start_worker(config: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -226,25 +226,39 @@ def test_unknown_keys_are_ignored(tmp_path: Path) -> None:
     assert not hasattr(s, "something_else")
 
 
-def test_redis_url_is_refused_at_startup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Not implemented yet (issue 12): refused with a message naming it, never silently ignored."""
+REDIS_URL = "redis://:s3cret-pw@127.0.0.1:6379/0"
+
+
+def test_redis_url_is_accepted_and_its_password_hidden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    cfg = write_toml(tmp_path / "gw.toml", f'data_dir = "{tmp_path / "d"}"\nredis_url = "{REDIS_URL}"\n'
+                                           'redis_failure_mode = "open"\n')
+    settings = load_settings(cfg)
+    assert settings.redis_url is not None and settings.redis_url.get_secret_value() == REDIS_URL
+    assert (settings.redis_failure_mode, settings.redis_key_prefix) == ("open", "mistral-gateway:")
+    assert "s3cret-pw" not in repr(settings) and "s3cret-pw" not in str(settings)
+    assert "s3cret-pw" not in settings.model_dump_json()
+    monkeypatch.setenv("MISTRAL_GATEWAY_REDIS_URL", REDIS_URL)
+    assert load_settings(None, data_dir=str(tmp_path / "d")).redis_url is not None
+    monkeypatch.setenv("MISTRAL_GATEWAY_REDIS_URL", "")  # empty: unset
+    assert load_settings(None, data_dir=str(tmp_path / "d")).redis_url is None
+    from mistral_gateway.storage.redis_conn import describe
+
+    assert describe(REDIS_URL) == "redis://127.0.0.1:6379/0"
+
+
+def test_a_bad_redis_setting_is_refused_without_echoing_it(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
     import pydantic
 
-    cfg = write_toml(tmp_path / "gw.toml", f'data_dir = "{tmp_path / "d"}"\nredis_url = "redis://127.0.0.1:6379/0"\n')
-    with pytest.raises(pydantic.ValidationError, match="redis_url is not supported"):
-        load_settings(cfg)
-    monkeypatch.setenv("MISTRAL_GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/0")
-    with pytest.raises(pydantic.ValidationError, match="redis_url"):
-        load_settings(None)
-    monkeypatch.setenv("MISTRAL_GATEWAY_REDIS_URL", "")  # empty: unset
-    assert not load_settings(write_toml(tmp_path / "ok.toml", f'data_dir = "{tmp_path / "d"}"\n')).redis_url
-
-
-def test_serve_with_redis_url_exits_with_a_configuration_error(tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
     from mistral_gateway.cli import main
 
-    cfg = write_toml(tmp_path / "gw.toml", 'redis_url = "redis://127.0.0.1:6379/0"\n')
+    with pytest.raises(pydantic.ValidationError) as refused:
+        Settings(data_dir=tmp_path, redis_url="http://:s3cret-pw@host:6379")
+    assert "s3cret-pw" not in str(refused.value) and "redis://" in str(refused.value)
+    with pytest.raises(pydantic.ValidationError, match="redis_failure_mode"):
+        Settings(data_dir=tmp_path, redis_failure_mode="sometimes")
+    cfg = write_toml(tmp_path / "gw.toml", 'redis_url = "http://:s3cret-pw@127.0.0.1:6379/0"\n')
     assert main(["--config", str(cfg), "--data-dir", str(tmp_path / "d"), "serve", "--port", "1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("configuration error: redis_url") and "Traceback" not in err
+    assert err.startswith("configuration error: redis_url") and "Traceback" not in err and "s3cret" not in err

@@ -1,4 +1,5 @@
-"""Rate limiters (memory and database, same semantics) and the LimitService that applies them to principals."""
+"""Rate limiters (memory, database and Redis: one contract, same semantics) and the LimitService that applies them
+to principals. The Redis runs use a real redis-server on loopback (tests/redis_server.py)."""
 
 from __future__ import annotations
 
@@ -19,15 +20,30 @@ from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.limits import LEASE_SECONDS, Bucket, DatabaseLimiter
 from mistral_gateway.storage.limits_memory import MemoryLimiter
 from mistral_gateway.storage.tables import RateWindow
+from redis_server import RedisServer, redis_server
 
 NOW = 1_700_000_020.0  # 40 s into a minute: the window ends 20 s later
 
 
-@pytest.fixture(params=["memory", *BACKENDS])
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", *BACKENDS, pytest.param("redis", marks=pytest.mark.e2e)])
 def limiter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    """The memory limiter, and the database one on each backend."""
+    """The memory limiter, the database one on each backend, and the Redis one (a key prefix per test)."""
     if request.param == "memory":
         yield MemoryLimiter()
+        return
+    if request.param == "redis":
+        from mistral_gateway.storage.limits_redis import RedisLimiter
+
+        server: RedisServer = request.getfixturevalue("redis")
+        limiter = RedisLimiter(server.client(), prefix=server.prefix())
+        yield limiter
+        limiter.close()
         return
     with migrated_database(request.param, request, tmp_path) as db:
         yield DatabaseLimiter(db)
@@ -76,10 +92,9 @@ def test_tokens_count_only_where_tpm_applies(limiter: Any) -> None:
     assert limiter.counts(rpm_only, NOW)[1] == 0 and limiter.counts(tpm, NOW)[1] == 70
 
 
-def test_absurd_token_counts_neither_overflow_nor_keep_the_lease(db: Database) -> None:
+def test_absurd_token_counts_neither_overflow_nor_keep_the_lease(limiter: Any) -> None:
     """An upstream may report any count: settling 2**70 tokens twice used to overflow SQLite's INTEGER, failing
     the whole settle (the concurrency lease stayed held)."""
-    limiter = DatabaseLimiter(db)
     tpm = Bucket("token", "t1", tokens_per_minute=1000, concurrent_requests=1)
     assert limiter.admit([tpm], "a", NOW) is None
     limiter.settle([tpm], "a", 2**70, NOW)

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, GatewayError):
             print(f"error: {exc.message}", file=sys.stderr)
             return 2
-        if isinstance(exc, ValidationError) and exc.title == "Settings":  # e.g. redis_url, refused at startup
+        if isinstance(exc, ValidationError) and exc.title == "Settings":  # a bad setting, refused at startup
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             print(f"configuration error: {problems}", file=sys.stderr)
             return 2

@@ -56,8 +56,10 @@ class RunnerOptions:
 class JobRunner:
     def __init__(self, repo: JobRepository, handlers: HandlerRegistry, options: RunnerOptions | None = None, *,
                  clock: Callable[[], float] = time.time, name: str | None = None,
-                 observe: Callable[[str, str, float], None] | None = None) -> None:
+                 observe: Callable[[str, str, float], None] | None = None,
+                 announce: Callable[[], None] | None = None) -> None:
         self.repo = repo
+        self.announce = announce  # tells runners in other processes that a job was enqueued (the Redis bus)
         self._observe = observe  # (kind, outcome, seconds) of each job run that ends here: the metrics
         self.handlers = handlers
         self.options = options or RunnerOptions()
@@ -101,12 +103,20 @@ class JobRunner:
 
     def submit(self, workspace_id: str, kind: str, payload: dict[str, Any], *, job_id: str | None = None,
                max_attempts: int | None = None) -> JobRecord:
-        """Enqueue a job (a blocking write: call it from a worker thread) and wake this runner if it runs here;
-        otherwise any worker sharing the database picks it up within ``poll_seconds``."""
+        """Enqueue a job (a blocking write: call it from a worker thread) and wake this runner if it runs here,
+        and those of other processes through ``announce``; without it (or if the notice is lost) any worker sharing
+        the database picks the job up within ``poll_seconds``."""
         job = self.repo.enqueue(workspace_id, kind, payload, now=self._clock(), max_attempts=max_attempts,
                                 job_id=job_id)
-        self.notify()
+        self.enqueued()
         return job
+
+    def enqueued(self) -> None:
+        """A job was saved (by ``submit`` or by a service writing its own job row): wake runners here and
+        elsewhere. Blocking (a publish): call it from a worker thread."""
+        self.notify()
+        if self.announce is not None:
+            self.announce()
 
     def notify(self) -> None:
         """A job was enqueued: claim now instead of at the next poll. Safe from any thread."""

@@ -63,7 +63,7 @@ from mistral_gateway.storage.agents import AgentRepository
 from mistral_gateway.storage.blobs import LocalBlobStore, ServerBlobStore
 from mistral_gateway.storage.conversations import ConversationRepository
 from mistral_gateway.storage.db import Database
-from mistral_gateway.storage.epoch import FileEpoch
+from mistral_gateway.storage.epoch import Epoch, FileEpoch
 from mistral_gateway.storage.files import FileRepository
 from mistral_gateway.storage.fine_tuning import FineTuningRepository
 from mistral_gateway.storage.jobs import JobRepository
@@ -71,6 +71,7 @@ from mistral_gateway.storage.libraries import DocumentRecord, LibraryRepository
 from mistral_gateway.storage.library_index import ChunkIndex, open_library_index
 from mistral_gateway.storage.models import FineTunedModelRepository
 from mistral_gateway.storage.permissions import secure_data_dir
+from mistral_gateway.storage.redis_conn import RedisLink
 from mistral_gateway.storage.secrets import UpstreamSecretRepository
 from mistral_gateway.storage.tokens import TokenRepository
 from mistral_gateway.storage.usage import UsageRepository
@@ -124,6 +125,7 @@ class Services:
     classifier_trainer: ClassifierTrainerEngine | None = None
     libraries: LibraryService | None = None  # libraries and documents (README "Libraries")
     library_search: LibrarySearch | None = None  # what the document_library tool retrieves with
+    redis: RedisLink | None = None  # with redis_url: limits, change notices, job wake-ups; ``redis.ping()``
     background: list[Background] = field(default_factory=list)  # joined with ``add_background``
     running_now: list[Background] = field(default_factory=list)  # started by ``start``, in order
 
@@ -191,6 +193,8 @@ class Services:
         if self.libraries is not None:
             self.libraries.index.close()
         self.limits.close()
+        if self.redis is not None:
+            self.redis.close()
         self.usage.close()  # writes the records still queued
         self.db.dispose()
 
@@ -202,11 +206,12 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     if migrate:
         db.migrate()
     blobs = build_blob_store(settings)
+    redis = open_redis(settings)
     secret = (settings.signing_secret.encode("utf-8") if settings.signing_secret
               else load_or_create_secret(settings.data_dir / "signing.key"))
     tokens = TokenService(
         TokenRepository(db),
-        FileEpoch(settings.data_dir / "tokens.epoch"),
+        change_epoch(settings, "tokens", redis),
         valid_scopes=registry.scopes,
         cache_size=settings.token_cache_size,
         cache_seconds=settings.token_cache_seconds,
@@ -219,7 +224,7 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
         signed_url_max_hours=settings.signed_url_max_hours,
         presign=_presign(settings, blobs),
     )
-    fine_tuned = FineTunedModelRepository(db, FileEpoch(settings.data_dir / "models.epoch"))
+    fine_tuned = FineTunedModelRepository(db, change_epoch(settings, "models", redis))
     catalog = ModelCatalog(settings.models, None if settings.model_family_defaults else [], settings.model_families)
     engines = EngineManager(settings)
     models = ModelService(catalog, fine_tuned, data_dir=settings.data_dir, engines=engines,
@@ -229,15 +234,15 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     upstream_keys = UpstreamKeyStore(UpstreamSecretRepository(db), settings)
     upstreams = build_upstreams(settings, keys=upstream_keys.load() if settings.upstreams else None,
                                 on_failure=metrics.upstream_failure)
-    limits = LimitService(make_limiter(settings, db), workspaces=settings.workspaces,
-                          default=settings.default_token_limits,
+    limits = LimitService(make_limiter(settings, db, redis), workspaces=settings.workspaces,
+                          default=settings.default_token_limits, fail_open=settings.redis_failure_mode == "open",
                           clock=load_callable(settings.limits_clock, "limits_clock") if settings.limits_clock
                           else time.time)
     usage = UsageLog(UsageRepository(db), flush_seconds=settings.usage_flush_seconds)
     fetcher = SafeFetcher(FetchPolicy.from_settings(settings))  # every URL a request names is read through it
     images = ImageLoader.from_settings(settings, fetcher)
     job_runner = JobRunner(jobs, HandlerRegistry(settings.job_handlers), RunnerOptions.from_settings(settings),
-                           observe=metrics.job)
+                           observe=metrics.job, announce=(lambda: redis.bus.publish("jobs")) if redis else None)
     transcription = TranscriptionService(models.catalog, engines, files, AudioLimits.from_settings(settings),
                                          fetcher=fetcher)
     chat = ChatService(models.catalog, engines, reasoning=settings.reasoning, images=images,
@@ -268,6 +273,10 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
                     classifier_trainer=LocalClassifierTrainer(settings,
                                                               threads=settings.classifier_training_threads))
     fine_tuning.deps.classifier_trainer = lambda: services.classifier_trainer  # read per job: set it any time
+    if redis is not None:
+        services.redis = redis
+        redis.bus.on("jobs", job_runner.notify)  # a job enqueued elsewhere: claim now, not at the next poll
+        services.add_background(redis.bus)
     wire_libraries(services, open_library_index(settings))
     return services
 
@@ -278,7 +287,7 @@ def wire_libraries(services: Services, index: ChunkIndex) -> None:
     settings, embeddings = services.settings, services.embeddings
     repo, token_repo = LibraryRepository(services.db), TokenRepository(services.db)
     libraries = LibraryService(repo, services.blobs, index, services.jobs, LibraryLimits.from_settings(settings),
-                               notify=services.job_runner.notify)
+                               notify=services.job_runner.enqueued)
 
     async def embed(texts: list[str]) -> Any:
         return await embeddings.vectors(settings.library_embedding_model, texts)
@@ -309,6 +318,32 @@ def wire_library_tool(services: Services, known: KnownLibraries) -> None:
         services.agents.libraries = known
     if services.conversations is not None and services.library_search is not None:
         services.conversations.runner.libraries = LibraryTool(services.library_search, known)
+
+
+def open_redis(settings: Settings) -> RedisLink | None:
+    """The Redis link when ``redis_url`` is set: one client with short timeouts for limits and publishing, and one
+    for the notice bus's blocking reads (a periodic PING finds a dead connection)."""
+    if settings.redis_url is None:
+        return None
+    from mistral_gateway.storage.redis_bus import RedisBus
+    from mistral_gateway.storage.redis_conn import Breaker, connect
+
+    url, timeout = settings.redis_url.get_secret_value(), settings.redis_timeout_seconds
+    client = connect(url, timeout=timeout)
+    subscriber = connect(url, timeout=timeout, socket_timeout=max(10.0, timeout), health_check_interval=5)
+    breaker = Breaker(settings.redis_breaker_seconds)
+    return RedisLink(client, breaker, RedisBus(client, prefix=settings.redis_key_prefix, breaker=breaker,
+                                               subscriber=subscriber))
+
+
+def change_epoch(settings: Settings, name: str, redis: RedisLink | None) -> Epoch:
+    """``<data_dir>/<name>.epoch``, moved by this node's processes; with Redis, by every replica's as well."""
+    local = FileEpoch(settings.data_dir / f"{name}.epoch")
+    if redis is None:
+        return local
+    from mistral_gateway.storage.redis_bus import SharedEpoch
+
+    return SharedEpoch(local, redis.bus, name)
 
 
 def build_blob_store(settings: Settings) -> ServerBlobStore:

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from mistral_gateway.storage.epoch import FileEpoch
+from mistral_gateway.storage.epoch import Epoch
 
 __all__ = ["EpochCache"]
 
@@ -19,7 +19,7 @@ V = TypeVar("V")
 
 
 class EpochCache(Generic[K, V]):
-    def __init__(self, epoch: FileEpoch, *, ttl: float, size: int,
+    def __init__(self, epoch: Epoch, *, ttl: float, size: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._epoch_file = epoch
         self._ttl = ttl

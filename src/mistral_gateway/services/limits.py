@@ -8,6 +8,10 @@ no limit anywhere gets no bucket, and then nothing is stored or asked at all (th
 TPM: a request is refused once its window's recorded tokens have reached the budget; a request's own tokens are
 known only when it ends, and are counted then (``settle``). Leases of requests still running are renewed by one
 background thread, so the leases of a process that died lapse after ``LEASE_SECONDS``.
+
+When the limiter's store is unreachable (Redis down: ``LimiterUnavailable``), a limited request is refused with 503
+``LIMITS_UNAVAILABLE`` and ``Retry-After`` (``fail_open`` False, the default) or admitted uncounted (True); either
+way the outage is logged once, not per request, and its end once more.
 """
 
 from __future__ import annotations
@@ -23,10 +27,18 @@ from dataclasses import dataclass
 from anyio.to_thread import run_sync
 
 from mistral_gateway.config import LimitPolicy, Settings, WorkspacePolicy
-from mistral_gateway.errors import RateLimited
+from mistral_gateway.errors import RateLimited, ServiceUnavailable
 from mistral_gateway.services.tokens import Principal
 from mistral_gateway.storage.db import Database
-from mistral_gateway.storage.limits import LEASE_SECONDS, Bucket, DatabaseLimiter, RateLimiter, Refusal
+from mistral_gateway.storage.limits import (
+    LEASE_SECONDS,
+    Bucket,
+    DatabaseLimiter,
+    LimiterUnavailable,
+    RateLimiter,
+    Refusal,
+)
+from mistral_gateway.storage.redis_conn import RedisLink
 
 __all__ = ["LimitService", "Ticket", "make_limiter", "rate_limited"]
 
@@ -44,11 +56,13 @@ class Ticket:
     lease: str | None
 
 
-def make_limiter(settings: Settings, db: Database) -> RateLimiter:
-    """The limiter the settings ask for. The seam for Redis (``redis_url``, refused by ``Settings`` until it exists)
-    is here: a ``RedisLimiter`` with the same protocol (windows as INCRBY + EXPIRE keys, leases as a sorted set
-    scored by expiry, both in one Lua script) is planned with the scale-out work; until then the database holds the
-    counters, which replicas sharing one database already share."""
+def make_limiter(settings: Settings, db: Database, redis: RedisLink | None = None) -> RateLimiter:
+    """The limiter the settings ask for: with ``redis`` (built when ``redis_url`` is set) the counters live there;
+    otherwise the database does, which replicas sharing one database share too."""
+    if redis is not None:
+        from mistral_gateway.storage.limits_redis import RedisLimiter
+
+        return RedisLimiter(redis.client, prefix=settings.redis_key_prefix, breaker=redis.breaker)
     return DatabaseLimiter(db)
 
 
@@ -70,8 +84,10 @@ def _bucket(scope: str, name: str, policy: LimitPolicy) -> Bucket | None:
 class LimitService:
     def __init__(self, limiter: RateLimiter, *, workspaces: Sequence[WorkspacePolicy] = (),
                  default: LimitPolicy | None = None, clock: Callable[[], float] = time.time,
-                 lease_seconds: float = LEASE_SECONDS) -> None:
+                 lease_seconds: float = LEASE_SECONDS, fail_open: bool = False) -> None:
         self.limiter = limiter
+        self.fail_open = fail_open
+        self._outage = False  # set while the limiter's store is unreachable: logged once, at its start and end
         self._workspaces = {w.name: b for w in workspaces if (b := _bucket("workspace", w.name, w)) is not None}
         default = default or LimitPolicy()
         self._default = (default.requests_per_minute, default.tokens_per_minute, default.concurrent_requests)
@@ -101,7 +117,15 @@ class LimitService:
         if not buckets:
             return None
         lease = uuid.uuid4().hex if any(b.concurrent_requests is not None for b in buckets) else None
-        refusal = await run_sync(self.limiter.admit, buckets, lease, self._clock())
+        try:
+            refusal = await run_sync(self.limiter.admit, buckets, lease, self._clock())
+        except LimiterUnavailable as exc:
+            self._unavailable(exc)
+            if self.fail_open:
+                return None  # admitted uncounted: no ticket, nothing to settle
+            raise ServiceUnavailable("rate limits cannot be checked right now (their store is unreachable)",
+                                     retry_after=exc.retry_after, code="LIMITS_UNAVAILABLE") from None
+        self._available()
         if refusal is not None:
             raise rate_limited(refusal)
         if lease is not None:
@@ -117,7 +141,10 @@ class LimitService:
             tokens = 0
             if ticket.lease is None:
                 return
-        await run_sync(self.limiter.settle, ticket.buckets, ticket.lease, tokens, self._clock())
+        try:
+            await run_sync(self.limiter.settle, ticket.buckets, ticket.lease, tokens, self._clock())
+        except LimiterUnavailable as exc:  # the answer is sent: its tokens go uncounted, its lease lapses
+            self._unavailable(exc)
 
     def renew_held(self) -> int:
         """Extend the leases of this process's running requests (the renewer thread calls this)."""
@@ -151,5 +178,18 @@ class LimitService:
         while not self._stop.wait(self._lease_seconds / 3):
             try:
                 self.renew_held()
+            except LimiterUnavailable as exc:
+                self._unavailable(exc)
             except Exception:
                 log.exception("renewing concurrency leases failed")
+
+    def _unavailable(self, exc: LimiterUnavailable) -> None:
+        if not self._outage:
+            self._outage = True
+            log.error("rate limits unavailable: %s; limited requests are %s until it is back", exc,
+                      "admitted uncounted" if self.fail_open else "refused with 503 LIMITS_UNAVAILABLE")
+
+    def _available(self) -> None:
+        if self._outage:
+            self._outage = False
+            log.warning("rate limits available again")

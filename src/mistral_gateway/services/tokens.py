@@ -14,7 +14,7 @@ from mistral_gateway.echo import shorten
 from mistral_gateway.errors import BadRequest, NotFound, Unauthorized
 from mistral_gateway.protocol.admin import MAX_EXPIRES_IN, MAX_LIMIT_VALUE
 from mistral_gateway.security.tokens import generate_token, hash_token, hashes_match, looks_like_token
-from mistral_gateway.storage.epoch import FileEpoch
+from mistral_gateway.storage.epoch import Epoch
 from mistral_gateway.storage.records import TokenRecord
 from mistral_gateway.storage.tokens import TokenRepository
 
@@ -50,7 +50,7 @@ class TokenService:
     def __init__(
         self,
         repo: TokenRepository,
-        epoch: FileEpoch,
+        epoch: Epoch,
         *,
         valid_scopes: tuple[str, ...],
         cache_size: int = 10_000,

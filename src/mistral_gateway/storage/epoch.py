@@ -9,10 +9,19 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Protocol
 
 from mistral_gateway.storage.permissions import FILE_MODE, private_dir
 
-__all__ = ["FileEpoch"]
+__all__ = ["Epoch", "FileEpoch"]
+
+
+class Epoch(Protocol):
+    """A change counter: ``current`` is cheap and local (called per request), ``bump`` says something changed."""
+
+    def current(self) -> int: ...
+
+    def bump(self) -> None: ...
 
 
 class FileEpoch:

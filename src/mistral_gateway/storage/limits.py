@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.tables import RateLease, RateWindow
 
-__all__ = ["LEASE_SECONDS", "WINDOW_SECONDS", "Bucket", "DatabaseLimiter", "RateLimiter", "Refusal", "over_rate",
-           "window_of"]
+__all__ = ["LEASE_SECONDS", "WINDOW_SECONDS", "Bucket", "DatabaseLimiter", "LimiterUnavailable", "RateLimiter",
+           "Refusal", "over_rate", "window_of"]
 
 WINDOW_SECONDS = 60
 LEASE_SECONDS = 60.0  # a lease not renewed for this long is gone (its process died)
@@ -51,8 +51,17 @@ class Refusal:
     retry_after: float  # seconds
 
 
+class LimiterUnavailable(Exception):
+    """The limiter's store cannot be reached (Redis down): the caller fails closed or open, by configuration."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class RateLimiter(Protocol):
-    """Blocking calls: run them in a worker thread. ``now`` is unix time, passed in so tests move windows."""
+    """Blocking calls: run them in a worker thread. ``now`` is unix time, passed in so tests move windows.
+    A store that cannot be reached raises ``LimiterUnavailable``."""
 
     def admit(self, buckets: Sequence[Bucket], lease: str | None, now: float) -> Refusal | None:
         """Count one request in every bucket and take ``lease`` in those limiting concurrency, all or nothing."""

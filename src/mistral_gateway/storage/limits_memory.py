@@ -9,6 +9,7 @@ from collections.abc import Collection, Sequence
 from mistral_gateway.storage.limits import (
     CONCURRENCY_RETRY,
     LEASE_SECONDS,
+    MAX_SETTLED_TOKENS,
     Bucket,
     Refusal,
     over_rate,
@@ -48,7 +49,7 @@ class MemoryLimiter:
         return None
 
     def settle(self, buckets: Sequence[Bucket], lease: str | None, tokens: int, now: float) -> None:
-        window = window_of(now)
+        window, tokens = window_of(now), min(tokens, MAX_SETTLED_TOKENS)  # as the stored limiters cap it
         with self._lock:
             if tokens > 0:
                 for bucket in buckets:

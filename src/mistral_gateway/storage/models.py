@@ -7,7 +7,7 @@ import dataclasses
 from sqlalchemy import delete, select, update
 
 from mistral_gateway.storage.db import Database
-from mistral_gateway.storage.epoch import FileEpoch
+from mistral_gateway.storage.epoch import Epoch
 from mistral_gateway.storage.records import FineTunedModelRecord
 from mistral_gateway.storage.tables import FineTunedModelRow
 
@@ -19,7 +19,7 @@ _UPDATABLE = frozenset({"name", "description", "archived"})
 class FineTunedModelRepository:
     """Every write bumps ``epoch`` so model listings cached in any process on this node are dropped at once."""
 
-    def __init__(self, db: Database, epoch: FileEpoch) -> None:
+    def __init__(self, db: Database, epoch: Epoch) -> None:
         self._db = db
         self.epoch = epoch
 
