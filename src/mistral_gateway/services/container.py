@@ -54,6 +54,7 @@ from mistral_gateway.services.limits import LimitService, make_limiter
 from mistral_gateway.services.metrics import Metrics
 from mistral_gateway.services.models import ModelCatalog, ModelService
 from mistral_gateway.services.ocr import OcrLimits, OcrService
+from mistral_gateway.services.readiness import Readiness
 from mistral_gateway.services.realtime import RealtimeLimits, RealtimeService
 from mistral_gateway.services.tokens import TokenService
 from mistral_gateway.services.transcription import AudioLimits, TranscriptionService
@@ -124,6 +125,8 @@ class Services:
     classifier_trainer: ClassifierTrainerEngine | None = None
     libraries: LibraryService | None = None  # libraries and documents (README "Libraries")
     library_search: LibrarySearch | None = None  # what the document_library tool retrieves with
+    # named checks GET /ready runs (database and blob store; a Redis client adds its own)
+    readiness: Readiness = field(default_factory=lambda: Readiness(2.0))
     background: list[Background] = field(default_factory=list)  # joined with ``add_background``
     running_now: list[Background] = field(default_factory=list)  # started by ``start``, in order
 
@@ -268,6 +271,9 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
                     classifier_trainer=LocalClassifierTrainer(settings,
                                                               threads=settings.classifier_training_threads))
     fine_tuning.deps.classifier_trainer = lambda: services.classifier_trainer  # read per job: set it any time
+    services.readiness = Readiness(settings.readiness_timeout_seconds)
+    services.readiness.add("database", db.ping)
+    services.readiness.add("blobs", blobs.probe)
     wire_libraries(services, open_library_index(settings))
     return services
 
