@@ -228,7 +228,7 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     models = ModelService(catalog, fine_tuned, data_dir=settings.data_dir, engines=engines,
                           cache_seconds=settings.models_cache_seconds)
     jobs = JobRepository(db, max_attempts=settings.job_max_attempts)
-    metrics = Metrics(queue_depth=jobs.queued_by_kind)
+    metrics = Metrics(queue_depth=jobs.queued_by_kind, engine_slots=engines.slot_usage)
     upstream_keys = UpstreamKeyStore(UpstreamSecretRepository(db), settings)
     upstreams = build_upstreams(settings, keys=upstream_keys.load() if settings.upstreams else None,
                                 on_failure=metrics.upstream_failure)
