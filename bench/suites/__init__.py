@@ -19,6 +19,7 @@ from . import (
     realtime,
     speech,
     transcription,
+    workers,
 )
 
 __all__ = ["SUITES"]
@@ -38,4 +39,5 @@ SUITES: dict[str, Suite] = {
     "fine_tuning": fine_tuning.run,
     "library_ingest": library_ingest.run,
     "library_search": library_search.run,
+    "workers": workers.run,
 }
