@@ -77,6 +77,7 @@ database_url = "{database_url}"
 bootstrap_dev_token = false
 log_format = "json"
 usage_flush_seconds = 0.2
+max_header_bytes = 16384
 limits_clock = "clocks:pinned_in_a_minute"
 """)
     free, limited = new_token(config), new_token(config, "--rpm", str(RPM))
@@ -121,6 +122,9 @@ limits_clock = "clocks:pinned_in_a_minute"
         counted = sum(float(m.group(1)) for m in re.finditer(
             r'^mistral_gateway_requests_total\{[^}]*operation="list_available_models"[^}]*\} (\S+)$', scrape, re.M))
         assert counted == len(served) + len(limited_calls)
+
+        # The worker processes keep serve's HTTP limits: 20 KB of headers is under the default 32 KiB, over the 16.
+        assert httpx.get(base + "/health", headers={"X-Big": "a" * 20_000}, timeout=30).status_code == 431
 
         # Exactly one process runs the embedded job workers.
         runners = [json.loads(line)["pid"] for line in log.read_text().splitlines()
