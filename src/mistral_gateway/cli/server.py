@@ -1,4 +1,5 @@
-"""``mistral-gateway serve``: migrate, bootstrap a dev token on first start, serve with uvicorn."""
+"""``mistral-gateway serve``: migrate, bootstrap a dev token on first start, serve with uvicorn (in this process, or
+in ``--workers N`` processes: cli/serve_workers.py)."""
 
 from __future__ import annotations
 
