@@ -20,6 +20,7 @@ from . import (
     realtime,
     speech,
     transcription,
+    workers,
 )
 
 __all__ = ["SUITES"]
@@ -40,4 +41,5 @@ SUITES: dict[str, Suite] = {
     "library_ingest": library_ingest.run,
     "library_search": library_search.run,
     "limits": limits.run,
+    "workers": workers.run,
 }

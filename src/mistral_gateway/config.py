@@ -309,6 +309,9 @@ class Settings(BaseSettings):
     token_cache_seconds: float = 30.0  # bound for replicas sharing a database; same-node revocation is immediate
     models_cache_seconds: float = 5.0
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, with the request id (README "Logs")
+    # GET /ready: each check (database, blob store, Redis) must answer within this, else 503 naming it
+    readiness_timeout_seconds: float = Field(2.0, gt=0, le=60)
     # Prometheus metrics at GET /metrics (outside both API dialects); with metrics_token set, a scrape must send
     # ``Authorization: Bearer <metrics_token>``
     metrics_enabled: bool = True

@@ -19,6 +19,7 @@ BAD = ["99999999999999999999", "9223372036854775808", "-1", "١٢", "1" * 5000, 
     ["usage", "--page"],
     ["usage", "--limit"],
     ["serve", "--port"],
+    ["serve", "--workers"],
     ["files", "list", "--page"],
     ["files", "list", "--page-size"],
     ["chat", "hi", "--max-tokens"],
@@ -37,3 +38,9 @@ def test_in_range_flags_parse() -> None:
     assert (args.limit, args.page) == (1000, 1000000)
     args = build_parser().parse_args(["tokens", "create", "--name", "x", "--expires-in", " 3600 "])
     assert args.expires_in == 3600
+    assert build_parser().parse_args(["serve"]).workers == 1
+    assert build_parser().parse_args(["serve", "--workers", "64"]).workers == 64
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--workers", "65"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--workers", "0"])

@@ -1,9 +1,9 @@
-"""``mistral-gateway serve``: migrate, bootstrap a dev token on first start, serve with uvicorn."""
+"""``mistral-gateway serve``: migrate, bootstrap a dev token on first start, serve with uvicorn (in this process, or
+in ``--workers N`` processes: cli/serve_workers.py)."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from typing import Any
 
@@ -16,6 +16,8 @@ def register(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=bounded_int(0, 65535))
+    serve.add_argument("--workers", type=bounded_int(1, 64), default=1,
+                       help="API worker processes on the one port (default 1: this process serves)")
     serve.add_argument("--no-worker", action="store_true", help="run no job workers in the server process")
     add_location_args(serve)
     serve.set_defaults(func=_serve)
@@ -27,20 +29,27 @@ def _serve(args: argparse.Namespace) -> int:
     from mistral_gateway.http.accesslog import AccessLog
     from mistral_gateway.http.app import create_app
     from mistral_gateway.http.connection import uvicorn_options
+    from mistral_gateway.logs import configure_logging
     from mistral_gateway.services.container import build_services
 
     os.umask(0o077)  # whatever the server or its model workers create is owner-only (storage/permissions.py)
     settings = settings_from(args, host=args.host, port=args.port,
                              run_embedded_worker=False if args.no_worker else None)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # engines' loopback calls to llama.cpp are not news
-    services = build_services(settings)
+    configure_logging(settings.log_level, settings.log_format)
+    services = build_services(settings)  # migrates: once, here, before any worker process starts
     if settings.bootstrap_dev_token:
         _announce_dev_token(services, settings.host, settings.port)
+    # json: uvicorn's own lines go through our handler; text keeps uvicorn's usual output
+    log_config = {} if settings.log_format == "text" else {"log_config": None}
+    if args.workers > 1:
+        services.close()  # each worker process builds its own
+        from mistral_gateway.cli.serve_workers import run_workers
+
+        return run_workers(args, settings, log_config)
     app = AccessLog(create_app(services=services))
     # uvicorn's own access log would print ?api_token=... verbatim; ours redacts it.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
-                **uvicorn_options(settings))
+                **log_config, **uvicorn_options(settings))
     return 0
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 from typing import Any
@@ -25,12 +24,12 @@ def register(sub: Any) -> None:
 def _worker(args: argparse.Namespace) -> int:
     from mistral_gateway.app import Application
     from mistral_gateway.app.batch import route_batches
+    from mistral_gateway.logs import configure_logging
     from mistral_gateway.services.container import build_services
 
     os.umask(0o077)  # as `serve`: whatever jobs write is owner-only
     settings = settings_from(args, job_workers=args.workers)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(settings.log_level, settings.log_format)
     services = build_services(settings)
     route_batches(Application(services))  # batch lines billed and routed like requests
     try:

@@ -243,6 +243,11 @@ class LlamaEngine:
             cancelled.set()
             await asyncio.shield(future)
 
+    def slot_usage(self) -> tuple[int, int, int]:
+        """(slots busy, slots, requests waiting for one): read at scrape time for /metrics."""
+        inflight = self._inflight  # one int read: no lock needed for a gauge
+        return min(inflight, self.parallel), self.parallel, max(0, inflight - self.parallel)
+
     def _admit(self) -> None:
         with self._lock:
             if self._inflight >= self._capacity:

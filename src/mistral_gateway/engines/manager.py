@@ -113,6 +113,15 @@ class EngineManager:
     def loaded(self) -> list[str]:
         return list(self._engines)
 
+    def slot_usage(self) -> dict[str, tuple[int, int, int]]:
+        """Model id -> (slots busy, slots, requests waiting) of the loaded engines that have slots (llama.cpp)."""
+        usage = {}
+        for model_id, engine in list(self._engines.items()):  # a copy: a load may finish meanwhile
+            read = getattr(engine, "slot_usage", None)
+            if read is not None:
+                usage[model_id] = read()
+        return usage
+
     async def preload(self, entries: list[ModelEntry]) -> None:
         """Load every model now (``load_models_at_start``), one after another to bound peak memory."""
         for entry in entries:

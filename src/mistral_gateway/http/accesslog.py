@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mistral_gateway.security.tokens import TOKEN_PREFIX
 
-__all__ = ["AccessLog", "redact_path", "redact_query", "redact_target"]
+__all__ = ["AccessLog", "is_secret_value", "redact_path", "redact_query", "redact_target"]
 
 log = logging.getLogger("mistral_gateway.access")
 # A parameter whose decoded name merely contains one of these is a secret, however it is spelled or mangled
@@ -38,10 +38,10 @@ def redact_query(query: str) -> str:
             # The name may carry the secret itself (``api_token%3D<token>`` has no '=' until decoded): keep only
             # the name up to its secret word.
             shown = quote(name[:end], safe="-_.")  # re-encoded: a decoded newline must not forge a log line
-            pairs[i] = _REDACTED if _is_secret_value(shown) else f"{shown}={_REDACTED}"
-        elif _is_secret_value(name):
+            pairs[i] = _REDACTED if is_secret_value(shown) else f"{shown}={_REDACTED}"
+        elif is_secret_value(name):
             pairs[i] = _REDACTED
-        elif _is_secret_value(unquote_plus(raw_value)):
+        elif is_secret_value(unquote_plus(raw_value)):
             pairs[i] = f"{raw_name}={_REDACTED}"
     return "&".join(pairs)
 
@@ -56,7 +56,7 @@ def redact_target(path: str, query: str) -> str:
     return redact_path(path) + ("?" + redact_query(query) if query else "")
 
 
-def _is_secret_value(text: str) -> bool:
+def is_secret_value(text: str) -> bool:
     return bool(_TOKEN.search(text)) or any(_looks_opaque(m.group()) for m in _OPAQUE.finditer(text))
 
 
@@ -93,5 +93,8 @@ class AccessLog:
             query = scope.get("query_string", b"").decode("latin-1")
             target = redact_target(scope["path"], query)
             client = scope.get("client") or ("-", 0)
-            log.info('%s "%s %s" %d %.1fms', client[0], scope["method"], target, status,
-                     (time.perf_counter() - start) * 1000)
+            ms = (time.perf_counter() - start) * 1000
+            # the same values as fields for the JSON format (logs.JsonFormatter); the text line ignores them
+            log.info('%s "%s %s" %d %.1fms', client[0], scope["method"], target, status, ms,
+                     extra={"fields": {"client": client[0], "method": scope["method"], "path": target,
+                                       "status": status, "duration_ms": round(ms, 3)}})

@@ -28,6 +28,8 @@ from mistral_gateway.http.dispatch import RouteTable
 from mistral_gateway.http.endpoint import OperationEndpoint, _content_disposition
 from mistral_gateway.http.openapi import build_definition, build_openapi
 from mistral_gateway.http.realtime import RedactWebSocketTargets, realtime_routes
+from mistral_gateway.http.request_id import request_id, with_request_id
+from mistral_gateway.logs import REQUEST_ID
 from mistral_gateway.services.container import Services, build_services
 from mistral_gateway.services.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
@@ -53,6 +55,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     async def health(_: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def ready(_: Request) -> Response:
+        checks = await services.readiness.run()
+        failed = [name for name, result in checks.items() if result != "ok"]
+        body = {"status": "unavailable" if failed else "ready", "checks": checks, **({"failed": failed} if failed
+                                                                                     else {})}
+        return Response(orjson.dumps(body), status_code=503 if failed else 200, media_type="application/json",
+                        headers={"Retry-After": str(_READY_RETRY_AFTER)} if failed else None)
 
     async def metrics(request: Request) -> Response:
         expected = services.settings.metrics_token
@@ -113,6 +123,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             Route("/mistralai/openapi", lowcode_openapi, methods=["GET"]),
             Route("/mistralai/definition", lowcode_definition, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/ready", ready, methods=["GET"]),
             *([Route("/metrics", metrics, methods=["GET"])] if services.settings.metrics_enabled else []),
             Route("/openapi.json", native_openapi, methods=["GET"]),
             Route("/files/signed/{file_id}", signed_download, methods=["GET"]),
@@ -139,6 +150,9 @@ class FrontDoor:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            rid = request_id(scope.get("headers", ()))
+            REQUEST_ID.set(rid)  # this request's task only: each request runs in its own task
+            send = with_request_id(send, rid)
             path: str = scope["path"]
             if path.startswith("/v1/") or path == "/v1":
                 await self._native(scope, receive, send)
@@ -149,4 +163,5 @@ class FrontDoor:
         await self.app(scope, receive, send)
 
 
+_READY_RETRY_AFTER = 5  # seconds: a load balancer probing again sooner learns nothing new
 _LOWCODE_DOCS = frozenset({"/mistralai/openapi", "/mistralai/definition"})

@@ -27,6 +27,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # `serve --workers N` passes this class itself (a class made by guarded_protocol cannot be pickled into
+        # the worker processes) and the limits on uvicorn's Config instead
+        limits = getattr(kwargs.get("config", args[0] if args else None), "gateway_header_limits", None)
+        if limits is not None:
+            self.max_header_bytes, self.header_timeout = limits
         self._header_bytes = 0
         self._header_timer: asyncio.TimerHandle | None = None
 

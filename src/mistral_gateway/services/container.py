@@ -54,6 +54,7 @@ from mistral_gateway.services.limits import LimitService, make_limiter
 from mistral_gateway.services.metrics import Metrics
 from mistral_gateway.services.models import ModelCatalog, ModelService
 from mistral_gateway.services.ocr import OcrLimits, OcrService
+from mistral_gateway.services.readiness import Readiness
 from mistral_gateway.services.realtime import RealtimeLimits, RealtimeService
 from mistral_gateway.services.tokens import TokenService
 from mistral_gateway.services.transcription import AudioLimits, TranscriptionService
@@ -126,6 +127,8 @@ class Services:
     libraries: LibraryService | None = None  # libraries and documents (README "Libraries")
     library_search: LibrarySearch | None = None  # what the document_library tool retrieves with
     redis: RedisLink | None = None  # with redis_url: limits, change notices, job wake-ups; ``redis.ping()``
+    # named checks GET /ready runs (database, blob store, and Redis when configured)
+    readiness: Readiness = field(default_factory=lambda: Readiness(2.0))
     background: list[Background] = field(default_factory=list)  # joined with ``add_background``
     running_now: list[Background] = field(default_factory=list)  # started by ``start``, in order
 
@@ -230,7 +233,7 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
     models = ModelService(catalog, fine_tuned, data_dir=settings.data_dir, engines=engines,
                           cache_seconds=settings.models_cache_seconds)
     jobs = JobRepository(db, max_attempts=settings.job_max_attempts)
-    metrics = Metrics(queue_depth=jobs.queued_by_kind)
+    metrics = Metrics(queue_depth=jobs.queued_by_kind, engine_slots=engines.slot_usage)
     upstream_keys = UpstreamKeyStore(UpstreamSecretRepository(db), settings)
     upstreams = build_upstreams(settings, keys=upstream_keys.load() if settings.upstreams else None,
                                 on_failure=metrics.upstream_failure)
@@ -273,10 +276,14 @@ def build_services(settings: Settings, registry: Registry | None = None, *, migr
                     classifier_trainer=LocalClassifierTrainer(settings,
                                                               threads=settings.classifier_training_threads))
     fine_tuning.deps.classifier_trainer = lambda: services.classifier_trainer  # read per job: set it any time
+    services.readiness = Readiness(settings.readiness_timeout_seconds)
+    services.readiness.add("database", db.ping)
+    services.readiness.add("blobs", blobs.probe)
     if redis is not None:
         services.redis = redis
         redis.bus.on("jobs", job_runner.notify)  # a job enqueued elsewhere: claim now, not at the next poll
         services.add_background(redis.bus)
+        services.readiness.add("redis", redis.probe)
     wire_libraries(services, open_library_index(settings))
     return services
 

@@ -57,8 +57,37 @@ class _QueueDepth(Collector):
         return GaugeMetricFamily("mistral_gateway_job_queue_depth", "Jobs waiting to run, by kind", labels=["kind"])
 
 
+class _EngineSlots(Collector):
+    """llama.cpp slots busy, slots and waiting requests by model, read from the engine manager at scrape time
+    (nothing on the request path). Per process: each worker process has engines of its own."""
+
+    def __init__(self, read: Callable[[], Mapping[str, tuple[int, int, int]]]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        busy, total, waiting = self._families()
+        for model, (b, t, w) in sorted(self._read().items()):
+            busy.add_metric([model], b)
+            total.add_metric([model], t)
+            waiting.add_metric([model], w)
+        return busy, total, waiting
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        return (GaugeMetricFamily("mistral_gateway_engine_slots_busy", "Engine slots generating now, by model",
+                                  labels=["model"]),
+                GaugeMetricFamily("mistral_gateway_engine_slots", "Engine slots (parallel sequences), by model",
+                                  labels=["model"]),
+                GaugeMetricFamily("mistral_gateway_engine_waiting", "Requests waiting for an engine slot, by model",
+                                  labels=["model"]))
+
+
 class Metrics:
-    def __init__(self, queue_depth: Callable[[], Mapping[str, int]] | None = None) -> None:
+    def __init__(self, queue_depth: Callable[[], Mapping[str, int]] | None = None,
+                 engine_slots: Callable[[], Mapping[str, tuple[int, int, int]]] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         r = self.registry
@@ -75,6 +104,9 @@ class Metrics:
         self._queue_depth = _QueueDepth(queue_depth) if queue_depth is not None else None
         if self._queue_depth is not None:
             r.register(self._queue_depth)
+        self._engine_slots = _EngineSlots(engine_slots) if engine_slots is not None else None
+        if self._engine_slots is not None:
+            r.register(self._engine_slots)
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._token_children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
@@ -112,6 +144,7 @@ class Metrics:
             return generate_latest(self.registry)
         scrape = CollectorRegistry()
         MultiProcessCollector(scrape, path=self._multiproc_dir)
-        if self._queue_depth is not None:
-            scrape.register(self._queue_depth)
+        for collector in (self._queue_depth, self._engine_slots):
+            if collector is not None:
+                scrape.register(collector)
         return generate_latest(scrape)

@@ -53,6 +53,9 @@ class ServerBlobStore(BlobStore, Protocol):
 
     def sweep_partials(self) -> int: ...
 
+    def probe(self, timeout: float) -> None:
+        """Readiness (``GET /ready``): raises if the store cannot take writes right now."""
+
 
 class _LocalWriter:
     def __init__(self, store: LocalBlobStore) -> None:
@@ -102,6 +105,16 @@ class LocalBlobStore:
 
     def writer(self) -> _LocalWriter:
         return _LocalWriter(self)
+
+    def probe(self, timeout: float) -> None:
+        """Readiness: a small file written and removed where uploads are written (``timeout``: local I/O has none)."""
+        path = self.tmp_dir / f"ready-{os.getpid()}-{uuid.uuid4().hex}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        try:
+            os.write(fd, b"ok")
+        finally:
+            os.close(fd)
+            path.unlink(missing_ok=True)
 
     def read(self, key: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
         try:

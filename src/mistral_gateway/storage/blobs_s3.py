@@ -44,7 +44,8 @@ class S3Config:
     stale_upload_age: timedelta = timedelta(days=1)
 
 
-def _client(config: S3Config) -> Any:
+def _client(config: S3Config, *, probe_timeout: float | None = None) -> Any:
+    """The store's client; with ``probe_timeout``, one for readiness probes: one try, short timeouts."""
     import boto3  # optional dependency (the `s3` extra): imported only when an S3 store is built
     from botocore.config import Config
 
@@ -56,7 +57,9 @@ def _client(config: S3Config) -> Any:
         aws_secret_access_key=config.secret_access_key,
         # a few quick retries, then a 503 to the caller rather than a request hanging on a dead endpoint
         config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=60,
-                      s3={"addressing_style": "path"}),
+                      s3={"addressing_style": "path"}) if probe_timeout is None else
+        Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=probe_timeout,
+               read_timeout=probe_timeout, s3={"addressing_style": "path"}),
     )
 
 
@@ -123,6 +126,15 @@ class S3BlobStore:
         self.part_size = config.part_size
         self.stale_upload_age = config.stale_upload_age
         self.client = client if client is not None else _client(config)
+        self._config = config
+        self._probe: Any = None  # built on the first readiness probe
+
+    def probe(self, timeout: float) -> None:
+        """Readiness: a HEAD on the bucket, one try with short timeouts (a probe must not hold a thread for the
+        main client's retries). Raises on any failure."""
+        if self._probe is None:
+            self._probe = _client(self._config, probe_timeout=timeout)
+        self._probe.head_bucket(Bucket=self.bucket)
 
     def object_key(self, key: str) -> str:
         if not key.isalnum():  # the same check as the local store: no path tricks through a stored key

@@ -10,7 +10,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, make_url
+from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +35,7 @@ class Database:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._probe: Engine | None = None  # readiness probes' engine (``ping``), made on first use
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -51,8 +52,22 @@ class Database:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
 
+    def ping(self, timeout: float) -> None:
+        """Readiness: one query on a new connection, not a pooled one (a pooled SQLite connection keeps reading a
+        file that has become unreadable; a probe should see what the next connection would). Raises on failure."""
+        if self._probe is None:
+            from sqlalchemy.pool import NullPool
+
+            connect: dict[str, Any] = ({"timeout": timeout} if self.url.startswith("sqlite")
+                                       else {"connect_timeout": max(1, round(timeout))})
+            self._probe = create_engine(self.url, poolclass=NullPool, connect_args=connect)
+        with self._probe.connect() as connection:
+            connection.execute(text("SELECT count(*) FROM alembic_version")).scalar()
+
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._probe is not None:
+            self._probe.dispose()
 
 
 def _private_sqlite_files(url: str) -> None:

@@ -92,6 +92,11 @@ class RedisLink:
         except RedisUnavailable:
             return False
 
+    def probe(self, timeout: float) -> None:
+        """The readiness check (``services.readiness``): raises ``RedisUnavailable`` when Redis does not answer.
+        The client's socket timeout (``redis_timeout_seconds``) bounds it, not ``timeout``."""
+        self.breaker.call(self.client.ping)
+
     def close(self) -> None:
         self.bus.close()
         self.client.close()
