@@ -1,6 +1,7 @@
-"""``GET /ready`` on a live server: 200 with every check's status while the database and blob store answer; 503
-with ``Retry-After`` naming the failed check when the SQLite file cannot be opened, when PostgreSQL is not there,
-or when the S3 server (moto, on loopback) is stopped; no secret in the answer or the log. ``/health`` stays 200."""
+"""``GET /ready`` on a live server: 200 with every check's status while the database, blob store and Redis answer;
+503 with ``Retry-After`` naming the failed check when the SQLite file cannot be opened, when PostgreSQL is not there,
+when the S3 server (moto, on loopback) is stopped, or when redis-server is killed (200 again once it is back); no
+secret in the answer or the log. ``/health`` stays 200."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import httpx
 import pytest
 
 from mistral_gateway.services.container import build_services
+from redis_server import redis_server
 from s3_server import ACCESS_KEY, REGION, SECRET_KEY, s3_server
-from support import LiveServer, fake_settings, free_port, serving
+from support import LiveServer, fake_settings, free_port, serving, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -76,3 +78,17 @@ def test_s3_server_stopped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> 
     assert_unavailable(r, "blobs")
     assert r.json()["checks"]["database"] == "ok"
     assert SECRET_KEY not in r.text and SECRET_KEY not in caplog.text
+
+
+def test_redis_check_follows_redis_server(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    password = "redis-Pw-7c6b5a4d3e"
+    with redis_server(password=password) as redis:
+        settings = fake_settings(tmp_path / "data", redis_url=redis.url, readiness_timeout_seconds=3)
+        with serving(settings) as (live, _, _token):
+            assert ready(live.base_url).json()["checks"] == {"database": "ok", "blobs": "ok", "redis": "ok"}
+            redis.kill()
+            r = ready(live.base_url)
+            assert_unavailable(r, "redis")
+            redis.start()  # same port: ready again once the breaker lets the next ping through
+            again = wait_until(lambda: ready(live.base_url).status_code == 200)
+    assert again and password not in r.text and password not in caplog.text

@@ -24,7 +24,7 @@ from mistral_gateway.config import Settings, load_settings
 from mistral_gateway.services.container import build_services
 from redis_server import RedisServer, redis_server
 from s3_server import ACCESS_KEY, REGION, SECRET_KEY, S3Server, s3_server
-from support import CLI, clean_env, free_port, stop_process
+from support import CLI, clean_env, free_port, stop_process, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgresql]
 
@@ -86,18 +86,17 @@ def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def wait_for(check: Callable[[], Any], what: str, procs: dict[str, subprocess.Popen[bytes]]) -> Any:
-    deadline = time.monotonic() + BOUND
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"never {what}"
+    def alive_and_checked() -> Any:
         for name, proc in procs.items():
             assert proc.poll() is None, f"{name} exited with {proc.returncode} before {what}"
-        time.sleep(0.05)
-    return value
+        return check()
+
+    return wait_until(alive_and_checked, bound=BOUND)
 
 
 def _ready(base: str) -> bool:
     try:
-        return httpx.get(f"{base}/health", timeout=2).status_code == 200
+        return httpx.get(f"{base}/ready", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 
