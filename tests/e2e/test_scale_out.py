@@ -168,6 +168,8 @@ def test_replicas_and_a_worker_share_files_jobs_budgets_and_revocations(cluster:
     one, two = cluster.replicas
     token, _ = _token(cluster.settings, "shared")
     with httpx.Client(timeout=30) as http:
+        for base in (one, two):  # each replica checks all three shared servers
+            assert http.get(f"{base}/ready").json()["checks"] == {"database": "ok", "blobs": "ok", "redis": "ok"}
         # a file uploaded through replica 1 downloads through replica 2 (and its signed URL from replica 2 too)
         content = os.urandom(300_000)
         up = http.post(f"{one}/v1/files", headers=_auth(token), data={"purpose": "ocr"},
