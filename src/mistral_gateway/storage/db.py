@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -10,6 +10,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,14 +43,26 @@ class Database:
         with self._sessions.begin() as session:
             yield session
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (idempotent)."""
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to the newest Alembic revision (idempotent), or up to ``revision`` ("+1": one step)."""
+        self._alembic(command.upgrade, revision)
+
+    def downgrade(self, revision: str) -> None:
+        """Take the schema down to ``revision`` ("-1": one step, "base": no tables); for tests and operators."""
+        self._alembic(command.downgrade, revision)
+
+    def revision(self) -> str | None:
+        """The Alembic revision the schema is at (None: not migrated)."""
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def _alembic(self, run: Callable[[Config, str], None], revision: str) -> None:
         cfg = Config()
         cfg.set_main_option("script_location", str(resources.files("mistral_gateway.storage") / "migrations"))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         with self.engine.begin() as connection:
             cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
+            run(cfg, revision)
 
     def dispose(self) -> None:
         self.engine.dispose()
