@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, make_url, text
 
 from mistral_gateway.storage.db import Database
 
-__all__ = ["BACKENDS", "POSTGRES_ENV", "POSTGRES_SKIPPED", "PostgresServer", "migrated_database",
-           "migrated_sqlite_file"]
+__all__ = ["BACKENDS", "POSTGRES_ENV", "POSTGRES_SKIPPED", "PostgresServer", "app_database_url",
+           "migrated_database", "migrated_sqlite_file"]
 
 POSTGRES_ENV = "MISTRAL_GATEWAY_TEST_POSTGRES_URL"
 POSTGRES_SKIPPED = (f"PostgreSQL runs skipped: set {POSTGRES_ENV} (.ci/run does; "
@@ -89,6 +89,19 @@ def migrated_database(backend: str, request: pytest.FixtureRequest, tmp_path: Pa
         database = Database(url)
         stack.callback(database.dispose)  # before the database is dropped
         yield database
+
+
+@contextmanager
+def app_database_url(backend: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The ``database_url`` setting of an app built on ``backend``: None (the default, a SQLite file in its data dir)
+    or a database of its own on the PostgreSQL server, copied from the migrated template so the app's own migrate
+    at start finds nothing to do (dropped on exit: close the app's services first)."""
+    if backend == "sqlite":
+        yield None
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    with server.database(template=server.migrated_template()) as url:
+        yield url
 
 
 def migrated_sqlite_file(path: Path) -> Path:

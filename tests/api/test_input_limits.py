@@ -21,10 +21,14 @@ JSONL = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant",
 DIALECTS = ("native", "lowcode")
 
 
+# PostgreSQL's INTEGER is 32-bit where SQLite's holds 64: each range is checked against both
+pytestmark = pytest.mark.usefixtures("database_backend")
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, app_database: str | None) -> Settings:
     models = [m.model_copy(update={"engine": "fake"}) for m in default_models()]
-    return Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False, models=models)
+    return Settings(data_dir=tmp_path / "data", database_url=app_database, bootstrap_dev_token=False, models=models)
 
 
 @pytest.fixture
