@@ -13,11 +13,16 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mistral_gateway.errors import BadRequest
 from mistral_gateway.storage.permissions import create_private_file, tighten
 
-__all__ = ["Database"]
+__all__ = ["UNSTORABLE", "Database"]
+
+UNSTORABLE = ("the database cannot take a value of this request: text with a NUL character, or a value too long or "
+              "too large for its field")
 
 
 class Database:
@@ -39,9 +44,14 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session in a transaction: committed on success, rolled back on error."""
-        with self._sessions.begin() as session:
-            yield session
+        """A session in a transaction: committed on success, rolled back on error. A value the database refuses
+        (PostgreSQL: a NUL character in text, a string past its VARCHAR, a number past its column; SQLite stores
+        them) came from a request: a 400, not a 500. Its text is not repeated: it holds the statement's values."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except DataError as exc:
+            raise BadRequest(UNSTORABLE, code="INVALID_VALUE") from exc
 
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to the newest Alembic revision (idempotent), or up to ``revision`` ("+1": one step)."""
