@@ -19,18 +19,17 @@ def repo(db: Database) -> BatchRepository:
     return BatchRepository(db)
 
 
-def job(workspace_id: str, *, created_at: int = NOW, **kw: Any) -> BatchJobRecord:
-    values: dict[str, Any] = dict(
-        id=str(uuid.uuid4()), workspace_id=workspace_id, token_id="tok_a", endpoint="/v1/chat/completions",
-        model="mistral-small-latest", agent_id=None, metadata=None, input_files=[], requests_blob=None,
-        status="QUEUED", timeout_hours=24, created_at=created_at, total_requests=2)
-    values.update(kw)
-    return BatchJobRecord(**values)
+QUEUED = BatchJobRecord(id="", workspace_id="", token_id="tok_a", endpoint="/v1/chat/completions",
+                        model="mistral-small-latest", agent_id=None, metadata=None, input_files=[], requests_blob=None,
+                        status="QUEUED", timeout_hours=24, created_at=NOW, total_requests=2)
 
 
-def ids(repo: BatchRepository, ws: str, flt: BatchFilter | None = None, *, offset: int = 0,
-        limit: int = 100) -> tuple[list[str], int]:
-    rows, total = repo.list(ws, flt or BatchFilter(), offset=offset, limit=limit)
+def job(workspace_id: str, **kw: Any) -> BatchJobRecord:
+    return dataclasses.replace(QUEUED, **{"id": str(uuid.uuid4()), "workspace_id": workspace_id, **kw})
+
+
+def ids(repo: BatchRepository, ws: str, flt: BatchFilter | None = None, **page: int) -> tuple[list[str], int]:
+    rows, total = repo.list(ws, flt or BatchFilter(), offset=page.get("offset", 0), limit=page.get("limit", 100))
     return [r.id for r in rows], total
 
 

@@ -26,14 +26,13 @@ def repo(db: Database) -> FineTuningRepository:
 
 
 def job(workspace_id: str, *, created_at: int = NOW, **kw: Any) -> FineTuningJobRecord:
-    values: dict[str, Any] = dict(
-        id=str(uuid.uuid4()), workspace_id=workspace_id, token_id="tok_a", model="ministral-3b-latest",
-        job_type="completion", status="QUEUED", auto_start=False, suffix=None,
-        hyperparameters={"training_steps": 10, "learning_rate": 1e-4}, training_files=[{"file_id": "f", "weight": 1}],
-        validation_files=[], integrations=[], classifier_targets=None, invalid_sample_skip_percentage=0.0,
-        created_at=created_at, modified_at=created_at)
-    values.update(kw)
-    return FineTuningJobRecord(**values)
+    return FineTuningJobRecord(**{
+        "id": str(uuid.uuid4()), "workspace_id": workspace_id, "token_id": "tok_a", "model": "ministral-3b-latest",
+        "job_type": "completion", "status": "QUEUED", "auto_start": False, "suffix": None,
+        "hyperparameters": {"training_steps": 10, "learning_rate": 1e-4},
+        "training_files": [{"file_id": "f", "weight": 1}], "validation_files": [], "integrations": [],
+        "classifier_targets": None, "invalid_sample_skip_percentage": 0.0, "created_at": created_at,
+        "modified_at": created_at, **kw})
 
 
 def ids(repo: FineTuningRepository, ws: str, flt: FineTuningFilter | None = None, *, offset: int = 0,
