@@ -4,18 +4,17 @@ may answer 404 first). SQLite stores them, so there a name with a NUL character 
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
+from db_backends import app_database_url
 from dialect_support import error
-from mistral_gateway.config import Settings
-from mistral_gateway.services.container import Services
+from mistral_gateway.http.app import create_app
+from mistral_gateway.services.container import build_services
 from support import fake_settings
-
-pytestmark = pytest.mark.usefixtures("database_backend")
 
 NUL = "nul\x00here"  # "here" is not echoed back
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
@@ -44,14 +43,18 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def settings(tmp_path: Path, app_database: str | None) -> Settings:
-    return fake_settings(tmp_path / "data", database_url=app_database)
-
-
-@pytest.fixture
-def token(services: Services) -> str:
-    return services.tokens.create("t", scopes=["*", "admin"])[0]
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, module_backend: str,
+        request: pytest.FixtureRequest) -> Iterator[tuple[TestClient, str]]:
+    """One app per backend for the module: the requests here change nothing the others read."""
+    with app_database_url(module_backend, request) as url:
+        services = build_services(fake_settings(tmp_path_factory.mktemp("nul") / "data", database_url=url))
+        try:
+            token = services.tokens.create("t", scopes=["*", "admin"])[0]
+            with TestClient(create_app(services=services)) as client:
+                yield client, token
+        finally:
+            services.close()
 
 
 def request(client: TestClient, token: str, dialect: str, method: str, path: str, **kwargs: Any) -> Any:
@@ -63,21 +66,22 @@ def request(client: TestClient, token: str, dialect: str, method: str, path: str
 
 @pytest.mark.parametrize("dialect", ["native", "lowcode"])
 @pytest.mark.parametrize(("method", "path", "kwargs"), CASES, ids=[f"{m} {p} {sorted(k)}" for m, p, k in CASES])
-def test_a_nul_character_is_never_a_500(client: TestClient, token: str, database_backend: str, dialect: str,
+def test_a_nul_character_is_never_a_500(env: tuple[TestClient, str], module_backend: str, dialect: str,
                                         method: str, path: str, kwargs: dict[str, Any]) -> None:
-    r = request(client, token, dialect, method, path, **kwargs)
+    r = request(*env, dialect, method, path, **kwargs)
     assert r.status_code < 500, r.text[:300]
-    if database_backend == "postgresql":
+    if module_backend == "postgresql":
         assert r.status_code in (400, 404), r.text[:300]
         error(r, dialect, r.status_code)
 
 
 @pytest.mark.parametrize("body", [{"name": NUL}, {"name": "ok", "workspace": NUL}])
-def test_admin_tokens_with_a_nul_character(client: TestClient, token: str, database_backend: str,
+def test_admin_tokens_with_a_nul_character(env: tuple[TestClient, str], module_backend: str,
                                            body: dict[str, str]) -> None:
+    client, token = env
     created = client.post("/admin/tokens", headers={"Authorization": f"Bearer {token}"}, json=body)
     revoked = client.delete("/admin/tokens/tok_nul%00here", headers={"Authorization": f"Bearer {token}"})
     assert revoked.status_code in (400, 404), revoked.text
-    assert created.status_code == (400 if database_backend == "postgresql" else 201), created.text
+    assert created.status_code == (400 if module_backend == "postgresql" else 201), created.text
     if created.status_code == 400:
         assert created.json()["code"] == "INVALID_VALUE" and "here" not in created.text
