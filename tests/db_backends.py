@@ -55,6 +55,15 @@ class PostgresServer:
             self._template = name
         return self._template
 
+    def allow_connections(self, name: str, allow: bool) -> None:
+        """Let clients connect to database ``name`` again, or refuse them and end its open sessions: an outage of
+        that database, for tests of what the gateway answers meanwhile."""
+        with self._admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allow).lower()}'))
+            if not allow:
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                             {"name": name})
+
     def close(self) -> None:
         if self._template is not None:
             self._drop(self._template)
