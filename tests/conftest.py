@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from db_backends import BACKENDS, POSTGRES_ENV, POSTGRES_SKIPPED, PostgresServer, migrated_sqlite_file
+from db_backends import BACKENDS, POSTGRES_ENV, POSTGRES_SKIPPED, PostgresServer, app_database_url, migrated_sqlite_file
 from mistral_gateway.config import Settings
 from mistral_gateway.http.app import create_app
 from mistral_gateway.services.container import Services, build_services
@@ -111,9 +111,25 @@ def weights_dir() -> Path:
     return path
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_backend(request: pytest.FixtureRequest) -> str:
+    """``database_backend`` for a module-scoped app: build it on ``app_database_url(module_backend, request)``."""
+    return str(request.param)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False)
+def app_database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The ``database_url`` of the app the ``settings`` fixture builds: SQLite in its data dir, unless the test uses
+    ``database_backend`` (a module opts in with ``pytestmark = pytest.mark.usefixtures("database_backend")``): then
+    SQLite and PostgreSQL in turn."""
+    backend = request.getfixturevalue("database_backend") if "database_backend" in request.fixturenames else "sqlite"
+    with app_database_url(backend, request) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, app_database: str | None) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=app_database, bootstrap_dev_token=False)
 
 
 @pytest.fixture

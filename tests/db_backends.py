@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, make_url, text
 
 from mistral_gateway.storage.db import Database
 
-__all__ = ["BACKENDS", "POSTGRES_ENV", "POSTGRES_SKIPPED", "PostgresServer", "migrated_database",
-           "migrated_sqlite_file"]
+__all__ = ["BACKENDS", "POSTGRES_ENV", "POSTGRES_SKIPPED", "PostgresServer", "app_database_url",
+           "migrated_database", "migrated_sqlite_file"]
 
 POSTGRES_ENV = "MISTRAL_GATEWAY_TEST_POSTGRES_URL"
 POSTGRES_SKIPPED = (f"PostgreSQL runs skipped: set {POSTGRES_ENV} (.ci/run does; "
@@ -55,6 +55,15 @@ class PostgresServer:
             self._template = name
         return self._template
 
+    def allow_connections(self, name: str, allow: bool) -> None:
+        """Let clients connect to database ``name`` again, or refuse them and end its open sessions: an outage of
+        that database, for tests of what the gateway answers meanwhile."""
+        with self._admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allow).lower()}'))
+            if not allow:
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                             {"name": name})
+
     def close(self) -> None:
         if self._template is not None:
             self._drop(self._template)
@@ -89,6 +98,19 @@ def migrated_database(backend: str, request: pytest.FixtureRequest, tmp_path: Pa
         database = Database(url)
         stack.callback(database.dispose)  # before the database is dropped
         yield database
+
+
+@contextmanager
+def app_database_url(backend: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The ``database_url`` setting of an app built on ``backend``: None (the default, a SQLite file in its data dir)
+    or a database of its own on the PostgreSQL server, copied from the migrated template so the app's own migrate
+    at start finds nothing to do (dropped on exit: close the app's services first)."""
+    if backend == "sqlite":
+        yield None
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    with server.database(template=server.migrated_template()) as url:
+        yield url
 
 
 def migrated_sqlite_file(path: Path) -> Path:

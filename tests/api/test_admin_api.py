@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from mistral_gateway.services.container import Services
 
+pytestmark = pytest.mark.usefixtures("database_backend")  # tokens and usage rows: on SQLite and PostgreSQL
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from db_backends import app_database_url
 from dialect_support import data, error
 from mistral_gateway.config import ModelEntry, Settings
 from mistral_gateway.http.app import create_app
@@ -56,8 +58,14 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("agents") / "data", bootstrap_dev_token=False,
+def env(tmp_path_factory: pytest.TempPathFactory, module_backend: str, request: pytest.FixtureRequest,
+        ) -> Iterator[Env]:
+    with app_database_url(module_backend, request) as url:
+        yield from _env(tmp_path_factory.mktemp("agents") / "data", url)
+
+
+def _env(data_dir: Path, database_url: str | None) -> Iterator[Env]:
+    settings = Settings(data_dir=data_dir, database_url=database_url, bootstrap_dev_token=False,
                         max_agents_per_workspace=50, models=[
                             ModelEntry(id="fake-chat", aliases=["mistral-small-latest"], engine="fake",
                                        capabilities=["completion_chat", "function_calling"]),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
+from db_backends import app_database_url
 from mistral_gateway.app import Application, BinaryResult, RawJSON
 from mistral_gateway.config import LimitPolicy, ModelEntry, Settings
 from mistral_gateway.errors import NotFound
@@ -70,13 +72,17 @@ class Gateway:
 
 
 @pytest.fixture
-def make_gateway(tmp_path: Path, clock: Any) -> Iterator[Callable[..., Gateway]]:
+def make_gateway(tmp_path: Path, clock: Any, database_backend: str,
+                 request: pytest.FixtureRequest) -> Iterator[Callable[..., Gateway]]:
+    """Gateways with the database limiter, on SQLite and PostgreSQL (each its own database, dropped after)."""
     opened: list[tuple[TestClient, Services]] = []
+    databases = ExitStack()
     clock.now = NOW
 
     def make(**settings: Any) -> Gateway:
-        services = build_services(Settings(data_dir=tmp_path / f"gw{len(opened)}", bootstrap_dev_token=False,
-                                           **settings))
+        url = databases.enter_context(app_database_url(database_backend, request))
+        services = build_services(Settings(data_dir=tmp_path / f"gw{len(opened)}", database_url=url,
+                                           bootstrap_dev_token=False, **settings))
         services.limits.close()
         services.limits = LimitService(DatabaseLimiter(services.db), workspaces=services.settings.workspaces,
                                        default=services.settings.default_token_limits, clock=clock)
@@ -89,6 +95,7 @@ def make_gateway(tmp_path: Path, clock: Any) -> Iterator[Callable[..., Gateway]]
     for client, services in opened:
         client.__exit__(None, None, None)
         services.close()
+    databases.close()
 
 
 def _billing(record: UsageRecord) -> dict[str, Any]:

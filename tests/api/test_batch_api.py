@@ -17,12 +17,14 @@ from mistral_gateway.http.app import create_app
 from mistral_gateway.services.container import Services, build_services
 
 FIM = "<|fim_prefix|>{prompt}<|fim_suffix|>{suffix}<|fim_middle|>"
+pytestmark = pytest.mark.usefixtures("database_backend")  # batch, file and usage rows: SQLite and PostgreSQL
+
 CHAT = {"messages": [{"role": "user", "content": "hi there"}], "max_tokens": 4}
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[tuple[TestClient, Services, str]]:
-    settings = Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False, models=[
+def env(tmp_path: Path, app_database: str | None) -> Iterator[tuple[TestClient, Services, str]]:
+    settings = Settings(data_dir=tmp_path / "data", database_url=app_database, bootstrap_dev_token=False, models=[
         ModelEntry(id="fake-chat", aliases=["mistral-small-latest"], engine="fake",
                    capabilities=["completion_chat", "completion_fim"], fim_template=FIM),
         ModelEntry(id="fake-plain", engine="fake", capabilities=["completion_chat"]),

@@ -14,7 +14,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from conversation_support import FakeAgents, agent
+from db_backends import app_database_url
 from dialect_support import data, error
+from mistral_gateway.config import Settings
 from mistral_gateway.http.app import create_app
 from mistral_gateway.protocol.conversations import MAX_INPUT_ENTRIES
 from mistral_gateway.services.container import Services, build_services
@@ -47,8 +49,14 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    services = build_services(fake_settings(tmp_path_factory.mktemp("conversations") / "data"))
+def env(tmp_path_factory: pytest.TempPathFactory, module_backend: str, request: pytest.FixtureRequest,
+        ) -> Iterator[Env]:
+    with app_database_url(module_backend, request) as url:
+        yield from _env(fake_settings(tmp_path_factory.mktemp("conversations") / "data", database_url=url))
+
+
+def _env(settings: Settings) -> Iterator[Env]:
+    services = build_services(settings)
     agents = FakeAgents()
     services.conversations = ConversationService(ConversationRepository(services.db), agents)
     tokens = {ws: services.tokens.create(ws, workspace=ws)[0] for ws in ("default", "other")}

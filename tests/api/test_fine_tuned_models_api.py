@@ -14,6 +14,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from db_backends import app_database_url
 from dialect_support import data, error
 from mistral_gateway.config import ModelEntry, Settings
 from mistral_gateway.http.app import create_app
@@ -83,8 +84,14 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("ftserve") / "data", bootstrap_dev_token=False, models=[
+def env(tmp_path_factory: pytest.TempPathFactory, module_backend: str, request: pytest.FixtureRequest,
+        ) -> Iterator[Env]:
+    with app_database_url(module_backend, request) as url:
+        yield from _env(tmp_path_factory.mktemp("ftserve") / "data", url)
+
+
+def _env(data_dir: Path, database_url: str | None) -> Iterator[Env]:
+    settings = Settings(data_dir=data_dir, database_url=database_url, bootstrap_dev_token=False, models=[
         ModelEntry(id="fake-chat", aliases=["mistral-small-latest"], engine="fake", max_context_length=2048,
                    capabilities=["completion_chat", "completion_fim", "function_calling"],
                    fim_template="<pre>{prompt}<suf>{suffix}<mid>"),

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from db_backends import app_database_url
 from dialect_support import data, error
 from fine_tuning_support import CORPUS, chat_line, classifier_line, fake_merge, jsonl
 from mistral_gateway.config import ModelEntry, Settings
@@ -76,11 +77,17 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    root = tmp_path_factory.mktemp("ft")
+def env(tmp_path_factory: pytest.TempPathFactory, module_backend: str, request: pytest.FixtureRequest,
+        ) -> Iterator[Env]:
+    with app_database_url(module_backend, request) as url:
+        yield from _env(tmp_path_factory.mktemp("ft"), url)
+
+
+def _env(root: Path, database_url: str | None) -> Iterator[Env]:
     gguf = root / "base.gguf"
     gguf.write_bytes(b"GGUF" + bytes(4096))
-    settings = Settings(data_dir=root / "data", bootstrap_dev_token=False, job_poll_seconds=0.05,
+    settings = Settings(data_dir=root / "data", database_url=database_url, bootstrap_dev_token=False,
+                        job_poll_seconds=0.05,
                         fine_tuning_poll_seconds=0.02, models=[
                             ModelEntry(id="small-chat", aliases=["ministral-3b-latest"], engine="fake", path=str(gguf),
                                        capabilities=["completion_chat"], max_context_length=2048),

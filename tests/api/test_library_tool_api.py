@@ -16,6 +16,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from db_backends import app_database_url
 from dialect_support import data, error
 from mistral_gateway.engines.fake import FakeTextEngine
 from mistral_gateway.http.app import create_app
@@ -71,12 +72,15 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    services = build_services(fake_settings(tmp_path_factory.mktemp("library-tool") / "data"))
-    tokens = {ws: services.tokens.create(ws, workspace=ws)[0] for ws in ("a", "b")}
-    with TestClient(create_app(services=services)) as client:
-        yield Env(client, services, tokens)
-    services.close()
+def env(tmp_path_factory: pytest.TempPathFactory, module_backend: str, request: pytest.FixtureRequest,
+        ) -> Iterator[Env]:
+    data_dir = tmp_path_factory.mktemp("library-tool") / "data"
+    with app_database_url(module_backend, request) as url:
+        services = build_services(fake_settings(data_dir, database_url=url))
+        tokens = {ws: services.tokens.create(ws, workspace=ws)[0] for ws in ("a", "b")}
+        with TestClient(create_app(services=services)) as client:
+            yield Env(client, services, tokens)
+        services.close()
 
 
 def sse(r: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
@@ -188,9 +192,15 @@ def test_library_ids_are_checked_per_workspace(env: Env, dialect: str) -> None:
     assert out["outputs"][0]["info"] == {"results": []}
 
 
-def test_the_executions_outlive_a_restart(tmp_path: Path) -> None:
+def test_the_executions_outlive_a_restart(tmp_path: Path, database_backend: str,
+                                          request: pytest.FixtureRequest) -> None:
+    with app_database_url(database_backend, request) as url:  # the same database across the restart
+        restart_and_continue(tmp_path, url)
+
+
+def restart_and_continue(tmp_path: Path, url: str | None) -> None:
     def served() -> Any:
-        services = build_services(fake_settings(tmp_path / "data"))
+        services = build_services(fake_settings(tmp_path / "data", database_url=url))
         token = services.tokens.create("a", workspace="a")[0]
         return services, TestClient(create_app(services=services)), {"a": token}
 

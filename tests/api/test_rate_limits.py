@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 from starlette.requests import ClientDisconnect
 from starlette.testclient import TestClient
 
+from db_backends import app_database_url
 from mistral_gateway.config import LimitPolicy, ModelEntry, Settings, WorkspacePolicy
 from mistral_gateway.http.app import create_app
 from mistral_gateway.services.container import Services, build_services
@@ -64,12 +66,16 @@ class Env:
 
 
 @pytest.fixture
-def make_env(tmp_path: Path, clock: Any) -> Iterator[Callable[..., Env]]:
+def make_env(tmp_path: Path, clock: Any, database_backend: str,
+             request: pytest.FixtureRequest) -> Iterator[Callable[..., Env]]:
     opened: list[tuple[TestClient, Services]] = []
+    databases = ExitStack()  # each gateway's own database, dropped after its services close
     clock.now = NOW
 
     def make(workspaces: list[WorkspacePolicy] | None = None, default: LimitPolicy | None = None) -> Env:
-        settings = Settings(data_dir=tmp_path / f"data{len(opened)}", bootstrap_dev_token=False, models=MODELS,
+        url = databases.enter_context(app_database_url(database_backend, request))
+        settings = Settings(data_dir=tmp_path / f"data{len(opened)}", database_url=url, bootstrap_dev_token=False,
+                            models=MODELS,
                             workspaces=workspaces or [], default_token_limits=default or LimitPolicy())
         services = build_services(settings)
         services.limits.close()
@@ -85,6 +91,7 @@ def make_env(tmp_path: Path, clock: Any) -> Iterator[Callable[..., Env]]:
     for client, services in opened:
         client.__exit__(None, None, None)
         services.close()
+    databases.close()
 
 
 def assert_429(r: httpx.Response, lowcode: bool, *words: str, retry_after: str = "40") -> None:

@@ -25,6 +25,8 @@ from mistral_gateway.storage.files import FileRepository
 from mistral_gateway.storage.tokens import TokenRepository
 
 pytestmark = pytest.mark.e2e
+# Tests that store or look up rows run on SQLite and PostgreSQL; those refused while parsing run on SQLite alone.
+BOTH_BACKENDS = pytest.mark.usefixtures("database_backend")
 
 JSONL = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
 BOUNDARY = "gatewayboundary42"
@@ -38,9 +40,10 @@ def clock(clock: Any) -> Any:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+def settings(tmp_path: Path, request: pytest.FixtureRequest, app_database: str | None) -> Settings:
     """As the shared fixture; ``@pytest.mark.parametrize("settings", [{...}], indirect=True)`` overrides fields."""
-    return Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False, **getattr(request, "param", {}))
+    return Settings(data_dir=tmp_path / "data", database_url=app_database, bootstrap_dev_token=False,
+                    **getattr(request, "param", {}))
 
 
 @pytest.fixture
@@ -125,6 +128,7 @@ def test_malformed_multipart_is_400(http: httpx.Client, token: str, settings: Se
     assert_nothing_stored(http, token, settings)
 
 
+@BOTH_BACKENDS
 @pytest.mark.parametrize(("name", "content", "purpose", "code"), [
     ("train.jsonl", b"", "fine-tune", "EMPTY_FILE"),
     ("train.txt", b"hello\n", "fine-tune", "INVALID_FILE_TYPE"),
@@ -150,6 +154,7 @@ def _chunks(total: int, size: int = 4096) -> Iterator[bytes]:
     yield f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
+@BOTH_BACKENDS
 @pytest.mark.parametrize("settings", [{"max_upload_bytes": 1024}], indirect=True)
 @pytest.mark.parametrize("how", ["declared-length", "declared-length-huge", "chunked"])
 def test_oversize_upload_is_413(http: httpx.Client, token: str, settings: Settings, how: str) -> None:
@@ -167,6 +172,7 @@ def test_oversize_upload_is_413(http: httpx.Client, token: str, settings: Settin
     assert upload(http, token, content=b"x" * 1023 + b"\n", purpose="ocr", name="edge.txt")
 
 
+@BOTH_BACKENDS
 @pytest.mark.parametrize("settings", [{"max_upload_bytes": 1024}], indirect=True)
 def test_oversize_lowcode_upload_is_413_in_the_envelope(http: httpx.Client, token: str, settings: Settings) -> None:
     r = http.post("/mistralai/v1/files", params={"api_token": token}, files={"file": ("big.jsonl", b"x" * 4096)})
@@ -178,16 +184,19 @@ def test_oversize_lowcode_upload_is_413_in_the_envelope(http: httpx.Client, toke
 
 # -- ids that do not resolve ------------------------------------------------------------------------------------
 
+@BOTH_BACKENDS
 def test_unknown_file_is_404(http: httpx.Client, token: str) -> None:
     for file_id in (str(uuid.uuid4()), "not-a-uuid", "..%2F..%2Fetc%2Fpasswd", "%00"):
         for suffix in ("", "/content", "/url"):
             native_error(http.get(f"/v1/files/{file_id}{suffix}", headers=bearer(token)), 404)
 
 
+@BOTH_BACKENDS
 def test_unknown_file_delete_is_404(http: httpx.Client, token: str) -> None:
     native_error(http.delete(f"/v1/files/{uuid.uuid4()}", headers=bearer(token)), 404, "FILE_NOT_FOUND")
 
 
+@BOTH_BACKENDS
 def test_another_workspaces_file_is_404_not_403(http: httpx.Client, make_token: Any) -> None:
     alice, bob = make_token("alice", workspace="alice"), make_token("bob", workspace="bob")
     file_id = upload(http, alice)
@@ -200,6 +209,7 @@ def test_another_workspaces_file_is_404_not_403(http: httpx.Client, make_token: 
     assert http.get(f"/v1/files/{file_id}", headers=bearer(alice)).status_code == 200  # bob deleted nothing
 
 
+@BOTH_BACKENDS
 def test_expired_file_is_gone(http: httpx.Client, token: str, clock: Any) -> None:
     r = http.post("/v1/files", headers=bearer(token), files={"file": ("t.jsonl", JSONL)}, data={"expiry": "1"})
     assert r.status_code == 200, r.text
@@ -214,6 +224,7 @@ def test_expired_file_is_gone(http: httpx.Client, token: str, clock: Any) -> Non
 
 # -- tokens that stopped working --------------------------------------------------------------------------------
 
+@BOTH_BACKENDS
 def test_revoked_token_is_401_immediately(http: httpx.Client, services: Services) -> None:
     token, record = services.tokens.create("soon-revoked")
     for _ in range(2):  # the second request is served from the verified-token cache
@@ -224,6 +235,7 @@ def test_revoked_token_is_401_immediately(http: httpx.Client, services: Services
     assert r.status_code == 401 and r.json()["data"]["error"]["code"] == "TOKEN_REVOKED"
 
 
+@BOTH_BACKENDS
 def test_expired_token_is_401(http: httpx.Client, services: Services, clock: Any) -> None:
     used, _ = services.tokens.create("used", expires_in=60)
     unused, _ = services.tokens.create("unused", expires_in=60)
@@ -250,6 +262,7 @@ def with_query(url: str, **changes: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+@BOTH_BACKENDS
 def test_tampered_signed_url_is_403(http: httpx.Client, token: str, make_token: Any) -> None:
     file_id, url = signed_url(http, token)
     assert httpx.get(url).content == JSONL
@@ -271,6 +284,7 @@ def test_tampered_signed_url_is_403(http: httpx.Client, token: str, make_token: 
         assert r.json()["code"] == "INVALID_SIGNATURE"
 
 
+@BOTH_BACKENDS
 def test_expired_signed_url_is_403(http: httpx.Client, token: str, clock: Any) -> None:
     _, url = signed_url(http, token, expiry=1)
     clock.advance(3599)
@@ -279,12 +293,14 @@ def test_expired_signed_url_is_403(http: httpx.Client, token: str, clock: Any) -
     native_error(httpx.get(url), 403, "SIGNED_URL_EXPIRED")
 
 
+@BOTH_BACKENDS
 def test_signed_url_of_a_deleted_file_is_404(http: httpx.Client, token: str) -> None:
     file_id, url = signed_url(http, token)
     assert http.delete(f"/v1/files/{file_id}", headers=bearer(token)).status_code == 200
     native_error(httpx.get(url), 404)
 
 
+@BOTH_BACKENDS
 def test_signed_url_expiry_out_of_range(http: httpx.Client, token: str) -> None:
     file_id = upload(http, token)
     for expiry in ("0", "-1", "169", "100000"):  # 1..168 hours
@@ -319,6 +335,7 @@ def test_bad_query_is_422(http: httpx.Client, token: str, path: str, params: dic
     assert error["detail"] == detail
 
 
+@BOTH_BACKENDS
 def test_bad_query_on_signed_url_is_422(http: httpx.Client, token: str) -> None:
     file_id = upload(http, token)
     r = http.get(f"/v1/files/{file_id}/url", headers=bearer(token), params={"expiry": "abc"})

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from db_backends import app_database_url
 from jobkinds import ended
 from mistral_gateway.config import Settings, load_settings
 from mistral_gateway.services.container import Services
@@ -38,9 +39,16 @@ def start_worker(config: Path, log: Path) -> subprocess.Popen[bytes]:
                                 stderr=out)
 
 
-def test_a_killed_worker_s_job_is_resumed_by_the_next_without_redoing_steps(tmp_path: Path) -> None:
+def test_a_killed_worker_s_job_is_resumed_by_the_next_without_redoing_steps(tmp_path: Path, database_backend: str,
+                                                                           request: pytest.FixtureRequest) -> None:
+    with app_database_url(database_backend, request) as url:  # PostgreSQL: a killed worker leaves its session open
+        run_killed_worker_case(tmp_path, f'database_url = "{url}"' if url else "")
+
+
+def run_killed_worker_case(tmp_path: Path, database_line: str) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text(f"""
+{database_line}
 data_dir = "{tmp_path / 'data'}"
 bootstrap_dev_token = false
 job_workers = 1
@@ -98,9 +106,9 @@ steps = "jobkinds:steps"
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", bootstrap_dev_token=False, job_handlers={"busy": "jobkinds:busy"},
-                    job_poll_seconds=0.1, job_heartbeat_seconds=0.2)
+def settings(tmp_path: Path, app_database: str | None) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=app_database, bootstrap_dev_token=False,
+                    job_handlers={"busy": "jobkinds:busy"}, job_poll_seconds=0.1, job_heartbeat_seconds=0.2)
 
 
 @pytest.fixture
@@ -111,6 +119,7 @@ def server(services: Services) -> Iterator[LiveServer]:
     live.stop()
 
 
+@pytest.mark.usefixtures("database_backend")
 def test_the_api_answers_while_the_embedded_worker_runs_a_cpu_heavy_job(services: Services, server: LiveServer,
                                                                         tmp_path: Path) -> None:
     assert services.job_runner.started

@@ -17,6 +17,9 @@ from mistral_gateway.services.batch import BatchService
 from mistral_gateway.services.batch_lines import split_lines
 from mistral_gateway.services.container import Services
 
+# checkpoints, compare-and-set status updates and result files' rows: on SQLite and PostgreSQL
+pytestmark = pytest.mark.usefixtures("database_backend")
+
 LINE_ID = re.compile(r"^batch-[0-9a-f]{8}-(\d+)-[0-9a-f-]{36}$")
 
 

@@ -11,13 +11,36 @@ from sqlalchemy import inspect
 from mistral_gateway.storage.db import Database
 from mistral_gateway.storage.tables import Base
 
+VERSIONS = Path(__file__).resolve().parents[2] / "src" / "mistral_gateway" / "storage" / "migrations" / "versions"
+
+
+def schema_diff(db: Database) -> list[object]:
+    with db.engine.connect() as conn:
+        return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
+
 
 def test_migrations_match_tables(database_url: str) -> None:
     db = Database(database_url)
     db.migrate()
-    with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    diff = schema_diff(db)
     db.dispose()
+    assert diff == []
+
+
+def test_every_migration_goes_down_and_up_one_step_at_a_time(database_url: str) -> None:
+    db = Database(database_url)
+    db.migrate()
+    walked: list[str] = []
+    while (revision := db.revision()) is not None:
+        walked.append(revision)
+        db.downgrade("-1")
+    assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}  # base: none of ours left
+    for revision in reversed(walked):
+        db.migrate("+1")
+        assert db.revision() == revision
+    diff = schema_diff(db)
+    db.dispose()
+    assert len(walked) == len(list(VERSIONS.glob("0*.py")))  # the walk went through every revision
     assert diff == []
 
 

@@ -192,6 +192,15 @@ def test_absurd_counts_from_upstreams_are_clamped_not_retried_forever(db: Databa
     assert row.requests == 2 and row.prompt_tokens >= 2**63 - 2**12  # summed without SQLite's integer overflow
 
 
+def test_a_nul_character_in_a_model_name_does_not_wedge_the_queue(db: Database) -> None:
+    """PostgreSQL's text holds no NUL character: the batch is written without it, not retried forever (SQLite
+    stores it as it is)."""
+    repo = UsageRepository(db)
+    repo.add_many([record(0, model="ev\x00il"), record(1)])
+    rows, total = repo.list()
+    assert total == 2 and rows[0].model == "small" and rows[1].model in ("evil", "ev\x00il")
+
+
 def test_an_overlong_model_name_from_an_upstream_does_not_wedge_the_queue(db: Database) -> None:
     """PostgreSQL refuses a string longer than its VARCHAR (SQLite stores it whole): the batch is cut to the
     columns and written, not retried forever."""

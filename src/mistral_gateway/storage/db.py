@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -10,13 +11,24 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from mistral_gateway.errors import BadRequest, ServiceUnavailable
 from mistral_gateway.storage.permissions import create_private_file, tighten
 
-__all__ = ["Database"]
+__all__ = ["RETRY_AFTER", "UNSTORABLE", "Database"]
+
+log = logging.getLogger("mistral_gateway.storage")
+
+RETRY_AFTER = 5.0  # seconds a caller is told to wait when the database cannot be reached
+
+UNSTORABLE = ("the database cannot take a value of this request: text with a NUL character, or a value too long or "
+              "too large for its field")
 
 
 class Database:
@@ -39,18 +51,43 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session in a transaction: committed on success, rolled back on error."""
-        with self._sessions.begin() as session:
-            yield session
+        """A session in a transaction: committed on success, rolled back on error. A value the database refuses
+        (PostgreSQL: a NUL character in text, a string past its VARCHAR, a number past its column; SQLite stores
+        them) came from a request: a 400, not a 500. Its text is not repeated: it holds the statement's values.
+        A database that cannot answer is a 503 with ``Retry-After``."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except DataError as exc:
+            raise BadRequest(UNSTORABLE, code="INVALID_VALUE") from exc
+        except (OperationalError, PoolTimeout) as exc:
+            # The server down or unreachable, a connection lost, a deadlock, the pool exhausted: a 503 to retry,
+            # not a 500. The driver's own first line is logged (never the statement's values).
+            reason = str(getattr(exc, "orig", None) or exc).strip().split("\n", 1)[0]
+            log.warning("database call failed (%s): %s", type(exc).__name__, reason)
+            raise ServiceUnavailable("the database is unavailable; try again shortly", code="DATABASE_UNAVAILABLE",
+                                     retry_after=RETRY_AFTER) from exc
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (idempotent)."""
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to the newest Alembic revision (idempotent), or up to ``revision`` ("+1": one step)."""
+        self._alembic(command.upgrade, revision)
+
+    def downgrade(self, revision: str) -> None:
+        """Take the schema down to ``revision`` ("-1": one step, "base": no tables); for tests and operators."""
+        self._alembic(command.downgrade, revision)
+
+    def revision(self) -> str | None:
+        """The Alembic revision the schema is at (None: not migrated)."""
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def _alembic(self, run: Callable[[Config, str], None], revision: str) -> None:
         cfg = Config()
         cfg.set_main_option("script_location", str(resources.files("mistral_gateway.storage") / "migrations"))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         with self.engine.begin() as connection:
             cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
+            run(cfg, revision)
 
     def ping(self, timeout: float) -> None:
         """Readiness: one query on a new connection, not a pooled one (a pooled SQLite connection keeps reading a

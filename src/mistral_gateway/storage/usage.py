@@ -119,7 +119,8 @@ def _clamp_for(kind: TypeEngine[Any]) -> Callable[[Any], Any]:
         return lambda v: v if not isinstance(v, float) or -1e300 < v < 1e300 else 0.0
     if isinstance(kind, String) and kind.length:
         length = kind.length
-        return lambda v: v[:length] if isinstance(v, str) else v
+        # PostgreSQL's text holds no NUL character (an upstream's model name might carry one)
+        return lambda v: v.replace("\x00", "")[:length] if isinstance(v, str) else v
     return lambda v: v
 
 
