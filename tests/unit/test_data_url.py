@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import random
 
 import pytest
 
@@ -13,6 +14,8 @@ from mistral_gateway.security.fetch import FetchRefused, decode_data_url
 
 PAYLOADS = ["", "QQ==", "QUI=", "QUJD", "QQ", "QQ=", "QQ===", "=QQ=", "QQ==QQ==", "QU JD", "QUJD\n", " QUJD",
             "QUJD\x00", "QUJ\u00e9", "QUJ-", "QUJ_", "QUJ+", "QUJ/", "Q===", "QUJD" * 1000, "QUI=QUJD", "QQ=a",
+            "QUJD=", "QUJD==", "/BAQ=", "QUJDRA==", "QUJDRA=", "QUJDRA", "QR==", "QUK=",  # pybase64 and binascii differ
+
             base64.b64encode(bytes(range(256))).decode()]
 
 
@@ -32,6 +35,21 @@ def test_the_payload_decodes_as_strict_base64(payload: str) -> None:
             decode_data_url(url, what="document_url", max_bytes=1 << 20)
     else:
         assert decode_data_url(url, what="document_url", max_bytes=1 << 20).data == expected
+
+
+def test_random_payloads_decode_as_strict_base64() -> None:
+    """Short strings over base64's alphabet, padding, white space and foreign characters (seeded): the fast decoder
+    and its fallback together answer as binascii's strict mode on every one."""
+    rng = random.Random(12)
+    alphabet = "AQw+/=\n -_\u00e9\x00"
+    for _ in range(20_000):
+        payload = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
+        expected = _expected(payload)
+        try:
+            got: bytes | None = decode_data_url("data:;base64," + payload, what="x", max_bytes=100).data
+        except FetchRefused:
+            got = None
+        assert got == expected, payload
 
 
 @pytest.mark.parametrize(("url", "data"), [

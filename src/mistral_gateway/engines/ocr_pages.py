@@ -4,12 +4,13 @@ embedded images numbered across the document) or an image's (one page, or a TIFF
 
 from __future__ import annotations
 
-import base64
 import io
 import math
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import pybase64
 
 from mistral_gateway.engines.base import InvalidInput, OcrImage, OcrOptions, OcrPage, OcrTable
 from mistral_gateway.engines.ocr_layout import Figure, Span, page_markdown
@@ -80,7 +81,7 @@ class PdfSource:
             data = None
             if options.include_image_base64:
                 jpeg = self.pdf.image_jpeg(ref, self.engine.max_pixels)
-                data = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+                data = "data:image/jpeg;base64," + pybase64.b64encode_as_string(jpeg)  # SIMD: 15-50x faster
             images.append(OcrImage(image_id, *ref.box, image_base64=data))
         width, height = self.pdf.size(index)
         figures = [Figure(image_id, *ref.box) for ref, image_id in refs]
