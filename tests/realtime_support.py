@@ -76,7 +76,7 @@ class Client:
     async def open(cls, base_url: str, token: str | None, model: str | None = REALTIME_MODEL, *,
                    lowcode: bool = False, **kwargs: Any) -> AsyncIterator[Client]:
         query = {"model": model} if model else {}
-        headers = {}
+        headers = dict(kwargs.pop("additional_headers", {}))
         if token and lowcode:
             query["api_token"] = token
         elif token:

@@ -8,6 +8,7 @@ import asyncio
 import importlib
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -184,10 +185,13 @@ def test_handshakes_refused_in_each_dialect(tmp_path: Path) -> None:
                 async with Client.open(server.base_url, token, lowcode=lowcode):
                     pass
             response = refused.value.response
+            assert re.fullmatch(r"[0-9a-f]{16}", response.headers["x-request-id"])  # refused handshakes too
             return response.status_code, json.loads(response.body or b"{}")
 
         async def lowcode_works() -> str:
-            async with Client.open(server.base_url, token, lowcode=True) as c:
+            async with Client.open(server.base_url, token, lowcode=True,
+                                   additional_headers={"X-Request-ID": "rt-7"}) as c:
+                assert c.ws.response is not None and c.ws.response.headers["x-request-id"] == "rt-7"  # echoed
                 return (await c.next())["type"]
 
         code, body = asyncio.run(status(None))

@@ -3,6 +3,7 @@ closed; a client that stops halfway through its headers (slowloris) is disconnec
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -49,8 +50,11 @@ def test_oversized_header_gets_431_and_the_connection_closes(live_server: LiveSe
 
 
 def test_oversized_header_through_a_client(live_server: LiveServer) -> None:
-    r = httpx.get(live_server.base_url + "/health", headers={"X-Big": "a" * 20_000}, timeout=10)
+    r = httpx.get(live_server.base_url + "/health", headers={"X-Big": "a" * 20_000, "X-Request-ID": "big-1"},
+                  timeout=10)
     assert r.status_code == 431 and r.headers["connection"] == "close"
+    # a fresh id, as on every response: the client's own sits among the headers being refused
+    assert re.fullmatch(r"[0-9a-f]{16}", r.headers["x-request-id"])
 
 
 def test_many_headers_under_the_limit_are_fine(live_server: LiveServer) -> None:
@@ -62,7 +66,7 @@ def test_half_sent_headers_are_closed_after_the_timeout(live_server: LiveServer)
     with connect(live_server) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         reply = read_all(sock)  # returns only because the server closes (the socket timeout is 10 s)
-    assert reply.startswith(b"HTTP/1.1 408 ")
+    assert reply.startswith(b"HTTP/1.1 408 ") and re.search(rb"\r\nx-request-id: [0-9a-f]{16}\r\n", reply)
 
 
 def test_silent_connection_is_closed_after_the_timeout(live_server: LiveServer) -> None:

@@ -149,10 +149,12 @@ class FrontDoor:
         self._lowcode = lowcode
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        kind = scope["type"]
+        if kind == "http" or kind == "websocket":  # the realtime handshake and its session's lines get one too
             rid = request_id(scope.get("headers", ()))
             REQUEST_ID.set(rid)  # this request's task only: each request runs in its own task
             send = with_request_id(send, rid)
+        if kind == "http":
             path: str = scope["path"]
             if path.startswith("/v1/") or path == "/v1":
                 await self._native(scope, receive, send)

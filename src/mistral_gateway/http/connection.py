@@ -16,6 +16,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from mistral_gateway.http.request_id import new_request_id
+
 __all__ = ["OneWriteResponse", "guarded_protocol", "uvicorn_options"]
 
 _BODY = -1  # _header_bytes while the request line and headers are done: the body does not count
@@ -100,8 +102,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = _BODY
         self._cancel_header_timer()
         body = reason.encode("ascii")
+        # a fresh id like every other response's (the client's own may sit in the headers being refused)
+        rid = new_request_id().encode("ascii")
         self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
-                             b"connection: close\r\n\r\n%s" % (status, body, len(body), body))
+                             b"x-request-id: %s\r\nconnection: close\r\n\r\n%s"
+                             % (status, body, len(body), rid, body))
         self.transport.close()
 
 

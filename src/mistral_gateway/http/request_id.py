@@ -11,7 +11,7 @@ from starlette.types import Message, Send
 
 from mistral_gateway.http.accesslog import is_secret_value
 
-__all__ = ["HEADER", "request_id", "with_request_id"]
+__all__ = ["HEADER", "new_request_id", "request_id", "with_request_id"]
 
 HEADER = b"x-request-id"
 _PLAIN = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -27,15 +27,24 @@ def request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
                 if not is_secret_value(text):
                     return text
             break
+    return new_request_id()
+
+
+def new_request_id() -> str:
     return os.urandom(8).hex()
 
 
+# the ASGI messages that start a response head: an HTTP response, a WebSocket handshake accepted, or refused
+_HEADS = frozenset({"http.response.start", "websocket.accept", "websocket.http.response.start"})
+
+
 def with_request_id(send: Send, value: str) -> Send:
-    """``send`` adding the id to the response head (errors and streams included: every response has one)."""
+    """``send`` adding the id to the response head (errors, streams and WebSocket handshakes included: every
+    response has one)."""
     header = (HEADER, value.encode("ascii"))
 
     async def send_with_id(message: Message) -> None:
-        if message["type"] == "http.response.start":
+        if message["type"] in _HEADS:
             message["headers"] = [*message.get("headers", ()), header]
         await send(message)
 
