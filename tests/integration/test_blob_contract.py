@@ -58,6 +58,7 @@ def test_round_trip(store: BlobStore) -> None:
     w.write(b"world")
     assert w.size == 11
     info = w.commit()
+    assert info.key == w.key
     assert (info.size, info.sha256) == (11, hashlib.sha256(b"hello world").hexdigest())
     assert b"".join(store.read(info.key)) == b"hello world"
     assert store.exists(info.key)

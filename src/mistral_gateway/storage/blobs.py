@@ -17,7 +17,8 @@ from typing import Protocol
 from mistral_gateway.fileops import fsync_dir
 from mistral_gateway.storage.permissions import DIR_MODE, FILE_MODE, private_dir
 
-__all__ = ["BlobInfo", "BlobNotFound", "BlobStore", "BlobWriter", "LocalBlobStore", "ServerBlobStore"]
+__all__ = ["BlobInfo", "BlobNotFound", "BlobStore", "BlobWriter", "CountingWriter", "LocalBlobStore",
+           "ServerBlobStore"]
 
 CHUNK = 1024 * 1024
 
@@ -57,20 +58,42 @@ class ServerBlobStore(BlobStore, Protocol):
         """Readiness (``GET /ready``): raises if the store cannot take writes right now."""
 
 
-class _LocalWriter:
-    def __init__(self, store: LocalBlobStore) -> None:
-        self._store = store
+class CountingWriter:
+    """What every store's writer keeps the same way: a fresh key, the size and sha256 of what was written, and
+    whether it already ended (committed or aborted: a second ``abort`` does nothing)."""
+
+    def __init__(self) -> None:
         self.key = uuid.uuid4().hex
-        self._tmp = store.tmp_dir / f"{os.getpid()}-{self.key}.part"
-        self._fh = os.fdopen(os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb")
         self._hash = hashlib.sha256()
         self.size = 0
         self._done = False
 
-    def write(self, data: bytes) -> None:
-        self._fh.write(data)
+    def _count(self, data: bytes) -> None:
         self._hash.update(data)
         self.size += len(data)
+
+    def _committed(self) -> BlobInfo:
+        self._done = True
+        return BlobInfo(key=self.key, size=self.size, sha256=self._hash.hexdigest())
+
+    def _ending(self) -> bool:
+        """True the first time an abort asks: it then does its clean-up; False once the writer has ended."""
+        if self._done:
+            return False
+        self._done = True
+        return True
+
+
+class _LocalWriter(CountingWriter):
+    def __init__(self, store: LocalBlobStore) -> None:
+        super().__init__()
+        self._store = store
+        self._tmp = store.tmp_dir / f"{os.getpid()}-{self.key}.part"
+        self._fh = os.fdopen(os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb")
+
+    def write(self, data: bytes) -> None:
+        self._fh.write(data)
+        self._count(data)
 
     def commit(self) -> BlobInfo:
         self._fh.flush()
@@ -80,13 +103,11 @@ class _LocalWriter:
         final.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         os.replace(self._tmp, final)
         fsync_dir(final.parent)
-        self._done = True
-        return BlobInfo(key=self.key, size=self.size, sha256=self._hash.hexdigest())
+        return self._committed()
 
     def abort(self) -> None:
-        if self._done:
+        if not self._ending():
             return
-        self._done = True
         self._fh.close()
         self._tmp.unlink(missing_ok=True)
 

@@ -10,16 +10,14 @@ boto3 rather than obstore: the S3 test server (moto) needs botocore anyway, and 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mistral_gateway.errors import ServiceUnavailable
-from mistral_gateway.storage.blobs import CHUNK, BlobInfo, BlobNotFound
+from mistral_gateway.storage.blobs import CHUNK, BlobInfo, BlobNotFound, CountingWriter
 
 __all__ = ["MIN_PART_SIZE", "S3BlobStore", "S3Config"]
 
@@ -63,23 +61,19 @@ def _client(config: S3Config, *, probe_timeout: float | None = None) -> Any:
     )
 
 
-class _S3Writer:
+class _S3Writer(CountingWriter):
     def __init__(self, store: S3BlobStore) -> None:
+        super().__init__()
         self._store = store
-        self.key = uuid.uuid4().hex
         self._object = store.object_key(self.key)
         # started with the first full part, so making a writer costs no round trip (the HTTP layer opens one on
         # the event loop) and a blob smaller than a part is a single PUT
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._buffer = bytearray()
-        self._hash = hashlib.sha256()
-        self.size = 0
-        self._done = False
 
     def write(self, data: bytes) -> None:
-        self._hash.update(data)
-        self.size += len(data)
+        self._count(data)
         self._buffer += data
         while len(self._buffer) >= self._store.part_size:
             part = bytes(self._buffer[: self._store.part_size])
@@ -103,13 +97,11 @@ class _S3Writer:
             self._store.call("complete_multipart_upload", Key=self._object, UploadId=self._upload_id,
                              MultipartUpload={"Parts": self._parts})
         self._buffer.clear()
-        self._done = True
-        return BlobInfo(key=self.key, size=self.size, sha256=self._hash.hexdigest())
+        return self._committed()
 
     def abort(self) -> None:
-        if self._done:
+        if not self._ending():
             return
-        self._done = True
         self._buffer.clear()
         if self._upload_id is not None:
             self._store.call("abort_multipart_upload", Key=self._object, UploadId=self._upload_id)
