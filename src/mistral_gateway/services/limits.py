@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from anyio.to_thread import run_sync
 
+from mistral_gateway.background import BackgroundThread
 from mistral_gateway.config import LimitPolicy, Settings, WorkspacePolicy
 from mistral_gateway.errors import RateLimited, ServiceUnavailable
 from mistral_gateway.services.tokens import Principal
@@ -95,8 +96,7 @@ class LimitService:
         self._lease_seconds = lease_seconds
         self._held: set[str] = set()  # leases of requests running in this process
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._renewer: threading.Thread | None = None
+        self._renewer = BackgroundThread(self._renew_loop, "lease-renewer")
 
     def buckets(self, principal: Principal) -> tuple[Bucket, ...]:
         rpm, tpm, concurrency = principal.requests_per_minute, principal.tokens_per_minute, \
@@ -156,15 +156,10 @@ class LimitService:
 
     def start(self) -> None:
         """Start the lease renewer (the service container's lifecycle calls this once; idempotent)."""
-        with self._lock:
-            if self._renewer is None and not self._stop.is_set():
-                self._renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
-                self._renewer.start()
+        self._renewer.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._renewer is not None:
-            self._renewer.join(timeout=5)
+        self._renewer.stop()
 
     def close(self) -> None:
         self.stop()
@@ -175,7 +170,7 @@ class LimitService:
             self._held.add(lease)
 
     def _renew_loop(self) -> None:
-        while not self._stop.wait(self._lease_seconds / 3):
+        while not self._renewer.stopping.wait(self._lease_seconds / 3):
             try:
                 self.renew_held()
             except LimiterUnavailable as exc:

@@ -13,6 +13,7 @@ import threading
 from collections import deque
 from datetime import UTC, date, datetime
 
+from mistral_gateway.background import BackgroundThread
 from mistral_gateway.echo import shorten
 from mistral_gateway.errors import BadRequest
 from mistral_gateway.protocol.admin import MAX_USAGE_LIMIT, MAX_USAGE_PAGE
@@ -69,9 +70,7 @@ class UsageLog:
         self.max_pending = max_pending
         self._pending: deque[UsageTuple] = deque()
         self._flush_lock = threading.Lock()  # one writer at a time: the thread, close() or a reader's flush
-        self._start_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._writer: threading.Thread | None = None
+        self._writer = BackgroundThread(self._run, "usage-writer", join_timeout=max(5.0, flush_seconds * 2))
         self.dropped = 0
 
     def record(self, record: UsageRecord) -> None:
@@ -109,19 +108,14 @@ class UsageLog:
 
     def start(self) -> None:
         """Start the writer thread (the service container's lifecycle calls this once; idempotent)."""
-        with self._start_lock:
-            if self._writer is None and not self._stop.is_set():
-                self._writer = threading.Thread(target=self._run, name="usage-writer", daemon=True)
-                self._writer.start()
+        self._writer.start()
 
     def stop(self) -> None:
         """Stop the writer thread and write what is still queued."""
         self.close()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._writer is not None:
-            self._writer.join(timeout=max(5.0, self.flush_seconds * 2))
+        self._writer.stop()
         try:
             self.flush()
         except Exception:
@@ -143,7 +137,7 @@ class UsageLog:
         return self._repo.summary(by, since=since, until=until)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.flush_seconds):
+        while not self._writer.stopping.wait(self.flush_seconds):
             try:
                 self.flush()
             except Exception:

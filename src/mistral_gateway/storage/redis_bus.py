@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from mistral_gateway.background import BackgroundThread
 from mistral_gateway.storage.epoch import FileEpoch
 from mistral_gateway.storage.redis_conn import Breaker, RedisUnavailable
 
@@ -39,9 +40,8 @@ class RedisBus:
         self.sender = uuid.uuid4().hex
         self._breaker = breaker
         self._handlers: dict[str, list[Callable[[], None]]] = defaultdict(list)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._listener = BackgroundThread(self._listen, "redis-notices", join_timeout=10)
+        self._stop = self._listener.stopping
         self._publish_failed = False
         self.connected = threading.Event()  # set while subscribed (tests wait on it)
 
@@ -68,15 +68,10 @@ class RedisBus:
             self._subscriber.close()
 
     def start(self) -> None:
-        with self._lock:
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._listen, name="redis-notices", daemon=True)
-                self._thread.start()
+        self._listener.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._listener.stop()
 
     def _listen(self) -> None:
         backoff, failing = 0.1, False
