@@ -25,7 +25,8 @@ _ERROR_STATUSES = {
     "413": "Body larger than the configured limit",
     "429": "Rate limited (see Retry-After)",
     "502": "The upstream this workspace forwards to broke off its answer",
-    "503": "The model is busy or restarting, or the upstream is unavailable (see Retry-After)",
+    "503": ("The model is busy or restarting, or a server the gateway depends on is unavailable (the upstream, the "
+            "database, the blob store, Redis for rate limits); see Retry-After"),
     "504": "The upstream this workspace forwards to timed out",
 }
 _VALIDATION = "Validation error: the body or query string does not match the operation's schema"
