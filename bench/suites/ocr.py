@@ -125,12 +125,11 @@ def post_script(body: bytes) -> str:
     return f'wrk.method = "POST"\nwrk.body = [==[{text}]==]\nwrk.headers["Content-Type"] = "application/json"\n'
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class ApiCase:
-    """What the API side of a case needs: the wrk script posting its body, one request's time, the accuracy."""
+    """What the API side of a case needs: its body, the wrk script posting it, one request's time, the accuracy."""
 
+    body: bytes
     script: Path
     request_s: float
     similarity: float
@@ -161,7 +160,7 @@ def api_probe(server: Server, token: str, folder: Path, case: dict[str, Any]) ->
         request_s = time.perf_counter() - started
     script = folder / f"{case['file']}.lua"
     script.write_text(post_script(body))
-    return ApiCase(script, request_s,
+    return ApiCase(body, script, request_s,
                    similarity(case["text"], "\n\n".join(p["markdown"] for p in response.json()["pages"])))
 
 
@@ -217,8 +216,7 @@ def _post_once(server: Server, token: str, case: ApiCase) -> None:
     """One request outside the rounds (a server loads its model on its first)."""
     import httpx
 
-    body = case.script.read_text().split("[==[", 1)[1].rsplit("]==]", 1)[0].encode()
-    response = httpx.post(f"{server.base_url}/v1/ocr", content=body, timeout=600,
+    response = httpx.post(f"{server.base_url}/v1/ocr", content=case.body, timeout=600,
                           headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     response.raise_for_status()
 
